@@ -1,0 +1,146 @@
+"""One error hierarchy for labkit.
+
+Every error says what failed, on which input, and what the user can do next. The CLI prints
+``Error: <message>`` on one line of stderr and exits with ``exit_code``; where cosign has the
+same failure, the message and exit code are cosign's (``cmd/cosign/errors/exit_codes.go``).
+"""
+
+from __future__ import annotations
+
+
+class LabkitError(Exception):
+    """Base class. ``hint`` is the next step for the user, kept apart so APIs can show it."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+class UsageError(LabkitError):
+    """A command was called with arguments that cannot work together."""
+
+    exit_code = 2
+
+
+# --- keys -----------------------------------------------------------------------------------
+
+
+class KeyError_(LabkitError):
+    """Base for key problems (named with a trailing underscore to leave the builtin alone)."""
+
+
+class KeyFileError(KeyError_):
+    """A key file is missing, unreadable, truncated, or not a PEM type labkit understands."""
+
+
+class PasswordError(KeyError_):
+    """The password does not open the encrypted key (cosign: "decrypt: encrypted: decryption failed")."""
+
+
+class UnsupportedKeyError(KeyError_):
+    """A key type, size or curve cosign refuses."""
+
+
+class KeyExistsError(KeyError_):
+    """Refusing to overwrite an existing key file without --force or confirmation."""
+
+
+# --- OCI ------------------------------------------------------------------------------------
+
+
+class InvalidReferenceError(LabkitError):
+    """An image reference does not parse; the message names the offending part."""
+
+    exit_code = 2
+
+
+class BuildError(LabkitError):
+    """An image could not be built from a directory."""
+
+
+class RegistryError(LabkitError):
+    """The registry answered with an error. ``code`` is the OCI error code when it sent one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        status: int | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.code = code
+
+
+class RegistryUnreachableError(RegistryError):
+    """No connection to the registry at all (down, wrong port, DNS)."""
+
+
+class AuthenticationError(RegistryError):
+    """The registry refused the credentials, or demanded some and none were found."""
+
+
+class NotFoundError(RegistryError):
+    """The manifest, tag or blob does not exist."""
+
+
+class DigestMismatchError(RegistryError):
+    """Content fetched by digest does not hash to that digest: never used, always an error."""
+
+
+class InsecureRegistryError(RegistryError):
+    """Plain HTTP to a non-loopback registry without --allow-insecure-registry."""
+
+
+# --- signing and verification ---------------------------------------------------------------
+
+
+class SigningError(LabkitError):
+    """Signing could not complete."""
+
+
+class VerificationError(LabkitError):
+    """A signature check failed."""
+
+
+class NoSignaturesError(VerificationError):
+    """cosign: ``no signatures found`` (exit 10)."""
+
+    exit_code = 10
+
+
+class ImageTagNotFoundError(VerificationError):
+    """cosign: ``image tag not found`` (exit 11)."""
+
+    exit_code = 11
+
+
+class NoMatchingSignaturesError(VerificationError):
+    """cosign: ``no matching signatures: …`` (exit 12)."""
+
+    exit_code = 12
+
+
+# --- policy, admission, lab -----------------------------------------------------------------
+
+
+class PolicyError(LabkitError):
+    """A policy document is invalid; the message is the real tool's where it has one."""
+
+    exit_code = 2
+
+
+class AdmissionError(LabkitError):
+    """An AdmissionReview could not be processed."""
+
+
+class LabError(LabkitError):
+    """The lab (embedded or kind) could not be started, found or stopped."""

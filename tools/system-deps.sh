@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests use as independent peers, when missing.
+# Needs root and apt; elsewhere it says what is missing and the tests needing it skip.
+set -euo pipefail
+
+need=()
+[ -x /usr/bin/docker-registry ] || need+=(docker-registry)
+[ ${#need[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "system-deps: missing ${need[*]} (install with apt as root); tests that need them will skip." >&2
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq "${need[@]}" >/dev/null
+# The package starts a system registry on :5000; the tests run their own on loopback.
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now docker-registry >/dev/null 2>&1 || true; fi
+echo "system-deps: installed ${need[*]}"
