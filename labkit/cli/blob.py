@@ -1,0 +1,5 @@
+"""Placeholder until this area lands."""
+
+
+def register(subparsers) -> None:
+    return None
