@@ -28,7 +28,7 @@ import nacl.secret
 import nacl.utils
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, x25519
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
@@ -415,6 +415,11 @@ def parse_importable_key(data: bytes, *, source: str) -> PrivateKey:
         )
     if block.type == "PRIVATE KEY":
         family = _family(key)
+        if family is None and not isinstance(key, x25519.X25519PrivateKey):
+            # Go's ParsePKCS8PrivateKey knows RSA, NIST ECDSA, Ed25519 and X25519 only.
+            raise UnsupportedKeyError(
+                f"{source}: {parse_error}", hint="cosign imports RSA, ECDSA and Ed25519 keys"
+            )
         if family is None:
             raise UnsupportedKeyError(
                 f"{source}: unexpected private key ({type(key).__name__})",
@@ -475,8 +480,11 @@ def _fermat_factorable(n: int, rounds: int = 100) -> bool:
 # --- raw signatures --------------------------------------------------------------------------
 
 
-def sign_message(private_key: PrivateKey, message: bytes) -> bytes:
-    """The raw signature cosign makes over ``message`` with this key (see the module docstring)."""
+def sign_message(private_key: PrivateKey, message: bytes, *, ed25519ph: bool = True) -> bytes:
+    """The raw signature cosign makes over ``message`` with this key (see the module docstring).
+
+    ``ed25519ph=False`` signs pure Ed25519, as ``cosign sign-blob`` v3 does for blobs.
+    """
     if isinstance(private_key, ec.EllipticCurvePrivateKey):
         algorithm = _EC_HASHES.get(private_key.curve.name)
         if algorithm is None:
@@ -485,7 +493,7 @@ def sign_message(private_key: PrivateKey, message: bytes) -> bytes:
     if isinstance(private_key, rsa.RSAPrivateKey):
         return private_key.sign(message, padding.PKCS1v15(), hashes.SHA256())
     if isinstance(private_key, ed25519.Ed25519PrivateKey):
-        return _ed25519ph_sign(private_key, message)
+        return _ed25519ph_sign(private_key, message) if ed25519ph else private_key.sign(message)
     raise UnsupportedKeyError(f"cannot sign with a {type(private_key).__name__}")
 
 
