@@ -232,10 +232,12 @@ class Image:
     manifest: Manifest
     config: bytes
     layers: list[bytes] = field(default_factory=list)
+    # The bytes as pulled: re-serialising another tool's manifest may change its digest.
+    raw_manifest: bytes | None = field(default=None, repr=False)
 
     @property
     def manifest_bytes(self) -> bytes:
-        return self.manifest.to_json()
+        return self.raw_manifest if self.raw_manifest is not None else self.manifest.to_json()
 
     @property
     def digest(self) -> str:
@@ -253,10 +255,11 @@ class ImageIndex:
 
     index: Index
     images: list[Image] = field(default_factory=list)
+    raw_manifest: bytes | None = field(default=None, repr=False)  # as pulled, see Image
 
     @property
     def manifest_bytes(self) -> bytes:
-        return self.index.to_json()
+        return self.raw_manifest if self.raw_manifest is not None else self.index.to_json()
 
     @property
     def digest(self) -> str:
