@@ -1,0 +1,73 @@
+"""labkit's builds, read by crane (go-containerregistry v0.22.1) from an OCI layout and pushed
+to Debian's distribution registry: crane must accept them unchanged and agree on every digest."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import tarfile
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from labkit.oci.build import build_image, write_oci_layout
+from labkit.oci.model import Image, ImageIndex, Platform
+from tests.conftest import CRANE, RunningRegistry, reference_tool
+
+pytestmark = pytest.mark.interop
+
+SAMPLE = Path(str(resources.files("labkit") / "samples" / "hello-flask"))
+
+
+def crane(*args: str, binary: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    out = subprocess.run(
+        [str(reference_tool(CRANE)), *args], capture_output=True, timeout=120, input=binary
+    )
+    assert out.returncode == 0, out.stderr.decode()
+    return out
+
+
+def test_crane_pushes_single_platform_layout(
+    tmp_path: Path, distribution_registry: RunningRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    image = build_image(SAMPLE)
+    assert isinstance(image, Image)
+    layout = write_oci_layout(image, tmp_path / "layout")
+    ref = f"{distribution_registry.host}/labkit/hello-flask:v1"
+
+    pushed = crane("push", str(layout), ref).stdout.decode().strip()
+    assert pushed == f"{distribution_registry.host}/labkit/hello-flask@{image.digest}"
+    assert crane("digest", ref).stdout.decode().strip() == image.digest
+    assert crane("manifest", ref).stdout == image.manifest_bytes
+    assert crane("config", ref).stdout == image.config
+    # validate re-downloads every layer and checks its digest and its diff_id
+    crane("validate", "--remote", ref)
+    exported = tarfile.open(fileobj=io.BytesIO(crane("export", ref, "-").stdout))
+    assert {m.name: m.size for m in exported.getmembers() if m.isfile()} == {
+        f"app/{p.name}": p.stat().st_size for p in SAMPLE.iterdir() if p.is_file()
+    }
+
+
+def test_crane_pushes_multi_platform_index(
+    tmp_path: Path, distribution_registry: RunningRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    platforms = [Platform("linux", "amd64"), Platform("linux", "arm64", "v8")]
+    index = build_image(SAMPLE, platforms=platforms)
+    assert isinstance(index, ImageIndex)
+    layout = write_oci_layout(index, tmp_path / "layout")
+    ref = f"{distribution_registry.host}/labkit/hello-flask:multi"
+
+    crane("push", str(layout), ref)
+    assert crane("digest", ref).stdout.decode().strip() == index.digest
+    crane("validate", "--remote", ref)
+    for platform, child in zip(platforms, index.images):
+        got = crane("digest", "--platform", str(platform), ref).stdout.decode().strip()
+        assert got == child.digest
+        config = json.loads(crane("config", "--platform", str(platform), ref).stdout)
+        assert (config["os"], config["architecture"], config.get("variant")) == (
+            platform.os, platform.architecture, platform.variant,
+        )
