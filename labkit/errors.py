@@ -100,6 +100,15 @@ class InsecureRegistryError(RegistryError):
     """Plain HTTP to a non-loopback registry without --allow-insecure-registry."""
 
 
+class RegistryAPIError(RegistryError):
+    """The embedded registry refuses a request: ``code``, ``status`` and ``detail`` go on the wire
+    as an OCI error body (``{"errors":[{"code","message","detail"}]}``)."""
+
+    def __init__(self, code: str, message: str, *, status: int, detail: object = None) -> None:
+        super().__init__(message, status=status, code=code)
+        self.detail = detail
+
+
 # --- signing and verification ---------------------------------------------------------------
 
 
