@@ -1,0 +1,156 @@
+"""Key files and key import, both directions, with real cosign (v2.6.1, v2.6.5, v3.1.3) as the oracle.
+
+cosign-made keys load in labkit; labkit-made keys are read by ``cosign public-key`` and
+``cosign sign-blob``; ``labkit public-key`` is byte-identical to ``cosign public-key``; openssl-made
+keys get the same accept/refuse outcome (and reason) from ``import-key-pair`` in both tools.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from labkit import keys
+from labkit.errors import KeyError_, PasswordError
+from tests.conftest import ALL_COSIGNS, reference_tool
+
+pytestmark = pytest.mark.interop
+
+PASSWORD = "interop pw"
+
+
+@dataclass
+class Cosign:
+    """A real cosign binary run offline in the test's directory, password from COSIGN_PASSWORD."""
+
+    path: Path
+    cwd: Path
+
+    @property
+    def sign_blob_flags(self) -> list[str]:
+        # v3 signs into a bundle with a signing config by default; --tlog-upload=false alone is
+        # refused ("must specify --bundle with --new-bundle-format"), so turn both off.
+        flags = ["--tlog-upload=false"]
+        if self.path.name.startswith("cosign-v3"):
+            flags += ["--use-signing-config=false", "--new-bundle-format=false"]
+        return flags
+
+    def run(self, *args: str, password: str = PASSWORD) -> subprocess.CompletedProcess[str]:
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(self.cwd),
+            "TUF_ROOT": str(self.cwd / ".sigstore"),
+            "COSIGN_PASSWORD": password,
+            # verify-blob looks for a TUF root online; a dead loopback proxy keeps it on loopback.
+            "HTTPS_PROXY": "http://127.0.0.1:9",
+            "HTTP_PROXY": "http://127.0.0.1:9",
+            "NO_PROXY": "",
+        }
+        return subprocess.run([str(self.path), *args], cwd=self.cwd, env=env,
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+
+    def error(self, proc: subprocess.CompletedProcess[str]) -> str:
+        """cosign's message: the text after ``Error: `` on stderr."""
+        lines = [line for line in proc.stderr.splitlines() if line.startswith("Error: ")]
+        return lines[0].removeprefix("Error: ") if lines else proc.stderr
+
+
+@pytest.fixture(params=ALL_COSIGNS)
+def cosign(request, tmp_path) -> Cosign:
+    return Cosign(reference_tool(request.param), tmp_path)
+
+
+def test_cosign_generated_key_loads_in_labkit(cosign: Cosign, tmp_path: Path) -> None:
+    proc = cosign.run("generate-key-pair")
+    assert proc.returncode == 0, proc.stderr
+    private = keys.load_private_key(tmp_path / "cosign.key", PASSWORD.encode())
+    assert keys.public_key_pem(private) == (tmp_path / "cosign.pub").read_text()
+    with pytest.raises(PasswordError, match="decrypt: encrypted: decryption failed"):
+        keys.load_private_key(tmp_path / "cosign.key", b"wrong")
+
+
+def test_labkit_key_is_read_by_cosign(cosign: Cosign, tmp_path: Path) -> None:
+    paths = keys.generate_key_pair(tmp_path / "cosign", PASSWORD.encode())
+    proc = cosign.run("public-key", "--key", "cosign.key")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == paths.public_key.read_text()
+    assert proc.stdout == keys.public_key_pem(keys.load_private_key(paths.private_key,
+                                                                    PASSWORD.encode()))
+    wrong = cosign.run("public-key", "--key", "cosign.key", password="wrong")
+    assert wrong.returncode != 0
+    assert "decrypt: encrypted: decryption failed" in cosign.error(wrong)
+
+
+def test_empty_password_keys_interoperate(cosign: Cosign, tmp_path: Path) -> None:
+    keys.generate_key_pair(tmp_path / "cosign", b"")
+    proc = cosign.run("public-key", "--key", "cosign.key", password="")
+    assert proc.returncode == 0, proc.stderr
+
+
+# --- import-key-pair: same outcome for openssl-made keys -------------------------------------
+
+OPENSSL_KEYS: dict[str, list[list[str]]] = {
+    "rsa2048-pkcs1": [["genrsa", "-traditional", "-out", "{out}", "2048"]],
+    "rsa3072-pkcs8": [["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072",
+                       "-out", "{out}"]],
+    "rsa4096-pkcs1": [["genrsa", "-traditional", "-out", "{out}", "4096"]],
+    "p256-sec1": [["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "{out}"]],
+    "p384-sec1": [["ecparam", "-name", "secp384r1", "-genkey", "-noout", "-out", "{out}"]],
+    "p521-pkcs8": [["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-521",
+                    "-out", "{out}"]],
+    "ed25519-pkcs8": [["genpkey", "-algorithm", "ed25519", "-out", "{out}"]],
+    # refused ones
+    "rsa1024": [["genrsa", "-out", "{out}", "1024"]],
+    "rsa2048-e3": [["genrsa", "-3", "-traditional", "-out", "{out}", "2048"]],
+    "p224-sec1": [["ecparam", "-name", "secp224r1", "-genkey", "-noout", "-out", "{out}"]],
+    "secp256k1-sec1": [["ecparam", "-name", "secp256k1", "-genkey", "-noout", "-out", "{out}"]],
+    "secp256k1-pkcs8": [["genpkey", "-algorithm", "EC", "-pkeyopt",
+                         "ec_paramgen_curve:secp256k1", "-out", "{out}"]],
+    "ed448": [["genpkey", "-algorithm", "ed448", "-out", "{out}"]],
+    "x25519": [["genpkey", "-algorithm", "x25519", "-out", "{out}"]],
+    # `openssl ecparam -genkey` without -noout writes an EC PARAMETERS block first
+    "p256-ecparam-first": [["ecparam", "-name", "prime256v1", "-genkey", "-out", "{out}"]],
+    "encrypted-pkcs8": [["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                         "-aes256", "-pass", "pass:x", "-out", "{out}"]],
+}
+
+
+@pytest.fixture(scope="module")
+def openssl_keys(tmp_path_factory) -> dict[str, Path]:
+    openssl = "/usr/bin/openssl"
+    if not os.access(openssl, os.X_OK):
+        pytest.skip("openssl is not installed")
+    root = tmp_path_factory.mktemp("openssl-keys")
+    made = {}
+    for name, commands in OPENSSL_KEYS.items():
+        out = root / f"{name}.pem"
+        for command in commands:
+            subprocess.run([openssl, *(arg.format(out=out) for arg in command)], check=True,
+                           capture_output=True, timeout=120)
+        made[name] = out
+    return made
+
+
+@pytest.mark.parametrize("name", sorted(OPENSSL_KEYS))
+def test_import_outcome_matches_cosign(cosign: Cosign, openssl_keys, tmp_path: Path, name) -> None:
+    source = openssl_keys[name]
+    proc = cosign.run("import-key-pair", "--key", str(source), "--output-key-prefix", "cosign-imp")
+    try:
+        paths = keys.import_key_pair(source, PASSWORD.encode(), tmp_path / "labkit-imp")
+    except KeyError_ as exc:
+        assert proc.returncode != 0, f"cosign accepted {name}, labkit refused: {exc}"
+        assert cosign.error(proc) in str(exc)  # cosign's reason, word for word
+        assert not (tmp_path / "labkit-imp.key").exists()
+        return
+    assert proc.returncode == 0, f"labkit accepted {name}, cosign refused: {proc.stderr}"
+    assert "Private key written to cosign-imp.key" in proc.stderr
+    # each tool reads the other's output, and both hold the same key
+    cosign_side = keys.load_private_key(tmp_path / "cosign-imp.key", PASSWORD.encode())
+    assert keys.public_key_pem(cosign_side) == paths.public_key.read_text()
+    assert (tmp_path / "cosign-imp.pub").read_text() == paths.public_key.read_text()
+    pub = cosign.run("public-key", "--key", str(paths.private_key))
+    assert pub.returncode == 0 and pub.stdout == paths.public_key.read_text()
