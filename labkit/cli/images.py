@@ -1,5 +1,120 @@
-"""Placeholder until this area lands."""
+"""``labkit build`` and ``labkit digest``: build an image reproducibly; print a manifest digest
+exactly as ``crane digest`` does."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from labkit.errors import BuildError, UsageError
+from labkit.oci.build import DEFAULT_PLATFORM, build_image, load_recipe
+from labkit.oci.client import RegistryClient
+from labkit.oci.model import Image, Platform
+from labkit.oci.reference import Reference
 
 
-def register(subparsers) -> None:
-    return None
+def register(subparsers: argparse._SubParsersAction) -> None:
+    build = subparsers.add_parser(
+        "build",
+        help="build an image from a directory, reproducibly (no Docker needed)",
+        description="Build DIR into an OCI image: one layer with the files its Dockerfile COPYs, "
+        "config from WORKDIR/ENV/EXPOSE/CMD. Same directory, same digest, on any machine. "
+        "Prints the digest, and REF@DIGEST when pushed.",
+    )
+    build.add_argument("dir", metavar="DIR", help="the build directory (with an optional Dockerfile)")
+    build.add_argument("-t", "--tag", required=True, metavar="REF", help="the image reference to build for")
+    build.add_argument("--platform", metavar="LIST",
+                       help="comma-separated os/arch[/variant]; several give a multi-platform index "
+                       f"(default: {DEFAULT_PLATFORM}, or the base image's platform)")
+    build.add_argument("--push", action="store_true", help="push the image to REF's registry")
+    build.add_argument("--base", metavar="IMAGE", help="pull IMAGE and put the app layer on top of it")
+    build.add_argument("--builder", choices=("labkit", "docker"), default="labkit",
+                       help="labkit's own builder (default) or `docker buildx build`")
+    build.add_argument("--allow-insecure-registry", action="store_true",
+                       help="allow plain HTTP and unverified TLS to non-loopback registries")
+    build.set_defaults(func=_build)
+
+    digest = subparsers.add_parser(
+        "digest",
+        help="print the manifest digest of an image in a registry",
+        description="Resolve REF (HEAD, GET as fallback) and print its manifest digest, as crane digest.",
+    )
+    digest.add_argument("ref", metavar="REF")
+    digest.add_argument("--allow-insecure-registry", action="store_true",
+                        help="allow plain HTTP and unverified TLS to non-loopback registries")
+    digest.set_defaults(func=_digest)
+
+
+def _platforms(text: str | None) -> list[Platform] | None:
+    if not text:
+        return None
+    return [Platform.parse(p.strip()) for p in text.split(",") if p.strip()]
+
+
+def _build(args: argparse.Namespace) -> int:
+    ref = Reference.parse(args.tag)
+    platforms = _platforms(args.platform)
+    if args.builder == "docker":
+        return _docker_build(args, ref, platforms)
+
+    context = Path(args.dir)
+    if not context.is_dir():
+        raise BuildError(f"build directory {context} does not exist or is not a directory")
+    recipe = load_recipe(context.resolve())
+    for line in recipe.ignored:
+        print(f"labkit build: skipped, needs a builder that runs containers: {line}", file=sys.stderr)
+    with RegistryClient(allow_insecure=args.allow_insecure_registry) as client:
+        base: dict[Platform, Image] | None = None
+        if args.base:
+            base_ref = Reference.parse(args.base)
+            base = {}
+            for platform in platforms or [DEFAULT_PLATFORM]:
+                pulled = client.pull_image(base_ref, platform=platform)
+                assert isinstance(pulled, Image)  # a platform always selects one image
+                base[platform] = pulled
+        elif recipe.base_name and recipe.base_name != "scratch":
+            print(f"labkit build: FROM {recipe.base_name} is not pulled; the image holds only the app "
+                  "layer (add --base IMAGE to build on it)", file=sys.stderr)
+        image = build_image(context, platforms=platforms, base=base)
+        if args.push:
+            pushed = client.push_image(ref, image)
+            print(ref.with_digest(pushed))
+        else:
+            print(image.digest)
+    return 0
+
+
+def _docker_build(args: argparse.Namespace, ref: Reference, platforms: list[Platform] | None) -> int:
+    if args.base:
+        raise UsageError("--base works with --builder labkit only; with docker, FROM chooses the base")
+    docker = shutil.which("docker")
+    if docker is None or subprocess.run([docker, "buildx", "version"], capture_output=True).returncode:
+        raise BuildError(
+            "--builder docker needs docker with the buildx plugin, and it was not found",
+            hint="install Docker and buildx, or build with labkit's own builder (--builder labkit)",
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        metadata = Path(tmp) / "metadata.json"
+        cmd = [docker, "buildx", "build", "-t", str(ref), "--metadata-file", str(metadata)]
+        if platforms:
+            cmd += ["--platform", ",".join(str(p) for p in platforms)]
+        cmd += ["--push" if args.push else "--load", args.dir]
+        if subprocess.run(cmd).returncode:
+            raise BuildError(f"docker buildx build of {args.dir} failed (its output is above)")
+        digest = json.loads(metadata.read_text()).get("containerimage.digest")
+    if not digest:
+        raise BuildError("docker buildx did not report an image digest in its metadata file")
+    print(ref.with_digest(digest) if args.push else digest)
+    return 0
+
+
+def _digest(args: argparse.Namespace) -> int:
+    ref = Reference.parse(args.ref)
+    with RegistryClient(allow_insecure=args.allow_insecure_registry) as client:
+        print(client.resolve(ref))
+    return 0

@@ -71,3 +71,68 @@ def test_crane_pushes_multi_platform_index(
         assert (config["os"], config["architecture"], config.get("variant")) == (
             platform.os, platform.architecture, platform.variant,
         )
+
+
+def test_cli_build_push_and_digest_match_crane(
+    tmp_path: Path,
+    distribution_registry: RunningRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from labkit.cli import main
+
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    ref = f"{distribution_registry.host}/labkit/cli-build:v1"
+    assert main(["build", str(SAMPLE), "--tag", ref]) == 0
+    out, err = capsys.readouterr()
+    local_digest = out.strip()
+    assert "skipped, needs a builder that runs containers: RUN pip install" in err
+    assert "FROM python:3.12-slim is not pulled" in err
+
+    assert main(["build", str(SAMPLE), "--tag", ref, "--push"]) == 0
+    pushed = capsys.readouterr().out.strip()
+    assert pushed == f"{distribution_registry.host}/labkit/cli-build@{local_digest}"
+    assert crane("digest", ref).stdout.decode().strip() == local_digest
+
+    assert main(["build", str(SAMPLE), "--tag", ref + "-multi", "--platform", "linux/amd64,linux/arm64", "--push"]) == 0
+    capsys.readouterr()
+    for r in (ref, ref + "-multi"):
+        assert main(["digest", r]) == 0
+        assert capsys.readouterr().out == crane("digest", r).stdout.decode()
+
+
+def test_cli_build_on_a_base_pushed_by_crane(
+    tmp_path: Path,
+    distribution_registry: RunningRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """crane makes the base (an appended layer, platform and env set by crane mutate)."""
+    from labkit.cli import main
+
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    base_ref = f"{distribution_registry.host}/labkit/base:1"
+    layer = tmp_path / "base.tar"
+    with tarfile.open(layer, "w") as tar:
+        data = b"ID=crane-made\n"
+        info = tarfile.TarInfo("etc/os-release")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    crane("append", "--oci-empty-base", "-f", str(layer), "-t", base_ref)
+    crane("mutate", base_ref, "--set-platform", "linux/arm64", "--env", "PATH=/usr/bin", "-t", base_ref)
+    base_config = json.loads(crane("config", base_ref).stdout)
+
+    ref = f"{distribution_registry.host}/labkit/on-base:v1"
+    assert main(["build", str(SAMPLE), "--tag", ref, "--base", base_ref, "--platform", "linux/arm64", "--push"]) == 0
+    capsys.readouterr()
+    crane("validate", "--remote", ref)
+    config = json.loads(crane("config", ref).stdout)
+    assert config["rootfs"]["diff_ids"][:-1] == base_config["rootfs"]["diff_ids"]
+    assert config["config"]["Env"] == ["PATH=/usr/bin", "PYTHONUNBUFFERED=1"]
+    assert config["architecture"] == "arm64"
+    files = {m.name for m in tarfile.open(fileobj=io.BytesIO(crane("export", ref, "-").stdout))}
+    assert {"etc/os-release", "app/app.py"} <= files
+
+    # a base of another platform is refused, naming both
+    assert main(["build", str(SAMPLE), "--tag", ref, "--base", base_ref]) == 1
+    assert "the base image for linux/amd64 is a linux/arm64 image" in capsys.readouterr().err

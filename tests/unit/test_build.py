@@ -235,3 +235,13 @@ def test_oci_layout_is_content_addressed(tmp_path: Path) -> None:
         assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
     # index, 2 manifests, 2 configs, 1 shared layer
     assert len(list((root / "blobs" / "sha256").iterdir())) == 6
+
+
+def test_docker_builder_absent_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from labkit.cli import main
+
+    monkeypatch.setenv("PATH", "/nonexistent")  # no docker on PATH, whatever the machine has
+    assert main(["build", str(SAMPLE), "--tag", "127.0.0.1:1/x:v1", "--builder", "docker"]) == 1
+    assert "--builder docker needs docker with the buildx plugin" in capsys.readouterr().err
