@@ -96,3 +96,21 @@ def distribution_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def labkit_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
+    """labkit's embedded registry (``labkit.registry.serve``) on a free loopback port."""
+    from labkit.registry import serve
+
+    handle = serve(root=tmp_path_factory.mktemp("labkit-registry"), port=0)
+    try:
+        yield RunningRegistry("labkit", handle.host)
+    finally:
+        handle.stop()
+
+
+@pytest.fixture(params=["labkit", "distribution"])
+def registry(request: pytest.FixtureRequest) -> RunningRegistry:
+    """Each interop test runs against labkit's registry and against distribution."""
+    return request.getfixturevalue(f"{request.param}_registry")
