@@ -188,12 +188,38 @@ KYVERNO = {
 }
 
 
+F64 = "f" * 64
+# distribution/reference reference_test.go TestReferenceParse inputs, as Kyverno sees them
+# (docker.io prefixed first where Kyverno's addDefaultRegistry does it).
+KYVERNO.update({
+    "test_com": "docker.io/test_com:latest",
+    "test.com:tag": "docker.io/test.com:tag",
+    "test:5000/repo": "test:5000/repo:latest",
+    f"test:5000/repo:tag@sha256:{F64}": f"test:5000/repo@sha256:{F64}",
+    "lowercase:Uppercase": "docker.io/lowercase:Uppercase",
+    "b.gcr.io/test.example.com/my-app:test.example.com": "b.gcr.io/test.example.com/my-app:test.example.com",
+    f"xn--7o8h.com/myimage:xn--7o8h.com@sha512:{'f' * 128}": f"xn--7o8h.com/myimage@sha512:{'f' * 128}",
+    "192.168.1.1:5000/repo:5050": "192.168.1.1:5000/repo:5050",
+    "[2001:db8::1]:5000/repo:tag": "[2001:db8::1]:5000/repo:tag",
+    "[::1]:5000/repo": "[::1]:5000/repo:latest",
+})
+
+
 @pytest.mark.parametrize("text", sorted(KYVERNO))
 def test_kyverno_normalize(text: str) -> None:
     assert kyverno_normalize(text) == KYVERNO[text]
 
 
-@pytest.mark.parametrize("text", ["nginx/App", "ghcr.io/Org/app", "nginx@sha256:abc", "nginx:"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "nginx/App", "ghcr.io/Org/app", "nginx@sha256:abc", "nginx:",
+        # distribution/reference reference_test.go error cases
+        ":justtag", f"@sha256:{F64}", "repo@sha256:" + "f" * 34, f"validname@invaliddigest:{F64}",
+        "Uppercase:tag", "test:5000/Uppercase/lowercase:tag", "aa/asdf$$^/aa",
+        "[fe80::1%eth0]:5000/repo", "a/" * 128 + "a:tag",
+    ],
+)
 def test_kyverno_normalize_rejects(text: str) -> None:
     # ("Nginx/app" is accepted: an uppercase first component counts as a registry there)
     with pytest.raises(InvalidReferenceError, match="bad image"):
