@@ -21,6 +21,7 @@ import io
 import json
 import os
 import posixpath
+import re
 import shlex
 import stat
 import tarfile
@@ -51,7 +52,7 @@ from labkit.oci.model import (
 
 DEFAULT_PLATFORM = Platform("linux", "amd64")
 GZIP_LEVEL = 6  # zlib's default; fixed here so a changed default elsewhere cannot move digests
-# Bytecode caches and VCS metadata are machine output, never source: always left out.
+# Bytecode caches and VCS metadata are machine output, never source: left out at any depth.
 ALWAYS_EXCLUDED = ("__pycache__", "*.pyc", ".git")
 
 
@@ -186,20 +187,33 @@ def load_recipe(context: Path) -> Recipe:
 # --- the layer -------------------------------------------------------------------------------
 
 
-def _excluded(relative: str, patterns: list[str]) -> bool:
+def _dockerignore_regex(pattern: str) -> re.Pattern[str]:
+    """One .dockerignore line as Docker reads it: anchored at the context root, ``*`` and ``?``
+    within one path component, ``**`` across any number of them."""
+    out = ""
+    for token in re.split(r"(\*\*/?|\*|\?)", posixpath.normpath(pattern).lstrip("/")):
+        if token.startswith("**"):
+            out += "(?:.*/)?" if token.endswith("/") else ".*"
+        elif token == "*":
+            out += "[^/]*"
+        elif token == "?":
+            out += "[^/]"
+        else:
+            out += re.escape(token)
+    return re.compile(out)
+
+
+def _excluded(relative: str, patterns: list[re.Pattern[str]]) -> bool:
     parts = relative.split("/")
-    for pattern in patterns:
-        pattern = pattern.strip("/")
-        # A pattern excluding a directory excludes everything under it (.dockerignore semantics).
-        if any(fnmatch.fnmatchcase("/".join(parts[: i + 1]), pattern) for i in range(len(parts))):
-            return True
-        if "/" not in pattern and any(fnmatch.fnmatchcase(p, pattern) for p in parts):
-            return True
-    return False
+    if any(fnmatch.fnmatchcase(part, always) for part in parts for always in ALWAYS_EXCLUDED):
+        return True
+    # Excluding a directory excludes everything under it.
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    return any(p.fullmatch(prefix) for p in patterns for prefix in prefixes)
 
 
-def _ignore_patterns(context: Path) -> list[str]:
-    patterns = list(ALWAYS_EXCLUDED)
+def _ignore_patterns(context: Path) -> list[re.Pattern[str]]:
+    patterns = []
     ignore_file = context / ".dockerignore"
     if ignore_file.is_file():
         for line in ignore_file.read_text().splitlines():
@@ -211,7 +225,7 @@ def _ignore_patterns(context: Path) -> list[str]:
                     f"{ignore_file}: exception patterns ({line!r}) are not supported by labkit's builder",
                     hint="list what to exclude without '!' lines, or use --builder docker",
                 )
-            patterns.append(posixpath.normpath(line))
+            patterns.append(_dockerignore_regex(line))
     return patterns
 
 
@@ -387,6 +401,15 @@ def build_image(
             f"the base image has no variant for {', '.join(missing)}",
             hint=f"it has {', '.join(str(p) for p in bases)}; choose among those with --platform",
         )
+    for wanted, image in bases.items():
+        actual = _platform_of(image)
+        if (actual.os, actual.architecture) != (wanted.os, wanted.architecture) or (
+            actual.variant and wanted.variant and actual.variant != wanted.variant
+        ):
+            raise BuildError(
+                f"the base image for {wanted} is a {actual} image",
+                hint="choose a base image (or index) that has the platforms you build for",
+            )
     epoch = source_date_epoch()
     layer = build_layer(context, recipe, epoch)
     created = _rfc3339(epoch)

@@ -136,11 +136,13 @@ def _new_digest(name: str, *, strict: bool, default_registry: str) -> tuple[str,
         )
     base, digest = parts
     _check_digest(digest)
-    # ggcr parses "repo:tag" first and, when that works, keeps only its repository.
+    # ggcr parses "repo:tag" first and, when that works, re-parses its full repository name.
     try:
         registry, repo, _ = _new_tag(base, strict=strict, default_registry=default_registry)
+        base = f"{registry}/{repo}"
     except _BadName:
-        registry, repo = _new_repository(base, strict=strict, default_registry=default_registry)
+        pass
+    registry, repo = _new_repository(base, strict=strict, default_registry=default_registry)
     return registry, repo, digest
 
 

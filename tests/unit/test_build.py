@@ -190,11 +190,17 @@ def test_dockerignore(tmp_path: Path) -> None:
     (ctx / "notes").mkdir()
     (ctx / "notes" / "todo.md").write_text("x")
     (ctx / "README.md").write_text("x")
-    (ctx / ".dockerignore").write_text("# docs\nnotes\n*.md\n")
+    (ctx / "sub" / "deep").mkdir(parents=True)
+    (ctx / "sub" / "keep.md").write_text("x")  # "*.md" is anchored at the root, as in Docker
+    (ctx / "sub" / "deep" / "x.log").write_text("x")
+    (ctx / ".dockerignore").write_text("# docs\nnotes\n*.md\n**/*.log\n")
     image = build_image(ctx)
     assert isinstance(image, Image)
     names = [m.name for m in _members(image)]
-    assert names == ["app", "app/.dockerignore", "app/Dockerfile", "app/app.py", "app/requirements.txt"]
+    assert names == [
+        "app", "app/.dockerignore", "app/Dockerfile", "app/app.py", "app/requirements.txt",
+        "app/sub", "app/sub/deep", "app/sub/keep.md",
+    ]
     # as in Docker, an ignored file is not in the context at all, so naming it fails
     (ctx / ".dockerignore").write_text("requirements.txt\n")
     with pytest.raises(BuildError, match="excluded by"):
