@@ -42,6 +42,16 @@ def repository_scope(repository: str, actions: str) -> str:
     return f"repository:{repository}:{actions}"
 
 
+def _grants(scopes: tuple[str, ...]) -> set[tuple[str, str, str]]:
+    """``repository:app:push,pull`` → {(repository, app, push), (repository, app, pull)}."""
+    out = set()
+    for scope in scopes:
+        kind, _, rest = scope.partition(":")
+        name, _, actions = rest.rpartition(":")
+        out.update((kind, name, action) for action in actions.split(","))
+    return out
+
+
 @dataclass(frozen=True)
 class Credentials:
     """A username and password (or token used as password). The password is left out of repr."""
@@ -213,10 +223,18 @@ class RegistryAuth:
         if c.scheme == "basic":
             return self.credentials.basic_header() if self.credentials else None
         if c.scheme == "bearer":
-            token = self._tokens.get(scopes)
+            token = self._tokens.get(scopes) or self._covering_token(scopes)
             if token is None:
                 token = self._tokens[scopes] = self._fetch_token(c, scopes)
             return f"Bearer {token}"
+        return None
+
+    def _covering_token(self, scopes: tuple[str, ...]) -> str | None:
+        """A cached token granting at least ``scopes`` (a push,pull token serves a pull)."""
+        wanted = _grants(scopes)
+        for held, token in self._tokens.items():
+            if wanted <= _grants(held):
+                return token
         return None
 
     def answer(self, response: httpx.Response, scopes: tuple[str, ...]) -> tuple[str, ...] | None:

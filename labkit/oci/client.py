@@ -443,7 +443,8 @@ class RegistryClient:
         """All tags of the repository, following ``Link: <…>; rel="next"`` pages."""
         r = _as_ref(ref)
         url: str | None = f"/v2/{r.repository}/tags/list"
-        params = {"n": str(page_size)} if page_size else {}
+        # Only the first request takes n; httpx would let params replace a Link URL's query.
+        params: dict[str, str] | None = {"n": str(page_size)} if page_size else None
         tags: list[str] = []
         seen: set[str] = set()
         while url and url not in seen:
@@ -451,7 +452,7 @@ class RegistryClient:
             resp = self._request(r, "GET", url, (repository_scope(r.repository, PULL),), params=params)
             self._expect(resp, f"listing tags of {r.name}", 200)
             tags.extend(resp.json().get("tags") or [])
-            url, params = _next_link(resp), {}
+            url, params = _next_link(resp), None
         return tags
 
     def referrers(self, ref: RefLike, *, artifact_type: str | None = None) -> Index:
