@@ -11,6 +11,11 @@ labkit signature carries must be ggcr's. The rules that matter (``pkg/name`` at 
 * repositories are lowercase ``[a-z0-9_-./]``, 1–255 characters; tags ``[A-Za-z0-9_.-]``,
   1–128 characters; digests are ``sha256:`` plus 64 lowercase hex characters.
 
+Older ggcr differs, and cosign pins older ggcr: cosign v2.6.1 reads ``localhost/x`` as Docker
+Hub's ``index.docker.io/localhost/x`` (v3.1.3 reads it as registry ``localhost``), and both
+reject one-character repositories such as ``127.0.0.1:5001/a``, which crane v0.22.1 accepts.
+Lab images should therefore use ``host:port/`` and repository names of two or more characters.
+
 Kyverno normalises differently (distribution's grammar, ``docker.io``, no ``library/``);
 ``kyverno_normalize`` gives its string so policy code can match patterns as Kyverno does.
 """
