@@ -1,0 +1,346 @@
+"""The policy documents labkit evaluates, as dataclasses that mirror the upstream Go types.
+
+Field names are the snake_case of the YAML keys; ``json`` metadata spells a key whose camelCase
+does not follow (``ignoreSCT``, ``ca-cert``). ``required`` marks keys the CRD schema requires.
+Parts labkit does not evaluate yet (keyless, attestations, CEL, rule types other than
+verifyImages) are kept as plain data (``Any``) so such policies still load.
+
+Sources: Kyverno ``api/kyverno/v1/*_types.go`` and ``api/policies.kyverno.io``; policy-controller
+``pkg/apis/policy/v1alpha1/clusterimagepolicy_types.go`` (v1beta1 has the same schema).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from labkit.policy.images import Engine
+
+
+def _required() -> Any:
+    return field(metadata={"required": True})
+
+
+def _json(name: str, default: Any = None) -> Any:
+    return field(default=default, metadata={"json": name})
+
+
+@dataclass
+class ObjectMeta:
+    name: str = ""
+    namespace: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    # Server-populated fields a saved object may carry.
+    uid: str = ""
+    resource_version: str = ""
+    generation: int = 0
+    creation_timestamp: Any = None
+    managed_fields: Any = None
+    finalizers: list[str] = field(default_factory=list)
+
+
+# --- Kyverno kyverno.io/v1 ClusterPolicy / Policy ---------------------------------------------
+
+
+@dataclass
+class Rekor:
+    url: str = ""
+    pubkey: str = ""
+    ignore_tlog: bool = False
+
+
+@dataclass
+class CTLog:
+    ignore_sct: bool = _json("ignoreSCT", False)
+    pubkey: str = ""
+    tsa_cert_chain: str = ""
+
+
+@dataclass
+class SecretReference:
+    name: str = _required()
+    namespace: str = _required()
+
+
+@dataclass
+class StaticKeyAttestor:
+    public_keys: str = ""
+    signature_algorithm: str = ""
+    kms: str = ""
+    secret: SecretReference | None = None
+    rekor: Rekor | None = None
+    ctlog: CTLog | None = None
+
+
+@dataclass
+class Attestor:
+    keys: StaticKeyAttestor | None = None
+    certificates: Any = None
+    keyless: Any = None
+    attestor: Any = None
+    annotations: dict[str, str] = field(default_factory=dict)
+    repository: str = ""
+    signature_algorithm: str = ""
+
+
+@dataclass
+class AttestorSet:
+    count: int | None = None
+    entries: list[Attestor] = field(default_factory=list)
+
+
+@dataclass
+class ImageRegistryCredentials:
+    allow_insecure_registry: bool = False
+    providers: list[str] = field(default_factory=list)
+    secrets: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ImageVerification:
+    image_references: list[str] = field(default_factory=list)
+    skip_image_references: list[str] = field(default_factory=list)
+    type: str = ""
+    failure_action: str | None = None
+    attestors: list[AttestorSet] = field(default_factory=list)
+    attestations: list[Any] = field(default_factory=list)
+    repository: str = ""
+    cosign_oci11: bool = _json("cosignOCI11", False)
+    # CRD defaults: all four are true when omitted.
+    mutate_digest: bool = True
+    verify_digest: bool = True
+    required: bool = True
+    use_cache: bool = True
+    validate: Any = None
+    image_registry_credentials: ImageRegistryCredentials | None = None
+    # Deprecated single-attestor spelling, still part of the schema.
+    image: str = ""
+    key: str = ""
+    roots: str = ""
+    subject: str = ""
+    issuer: str = ""
+    additional_extensions: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ResourceDescription:
+    kinds: list[str] = field(default_factory=list)
+    name: str = ""
+    names: list[str] = field(default_factory=list)
+    namespaces: list[str] = field(default_factory=list)
+    annotations: dict[str, str] = field(default_factory=dict)
+    selector: Any = None
+    namespace_selector: Any = None
+    operations: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ResourceFilter:
+    resources: ResourceDescription = field(default_factory=ResourceDescription)
+    roles: list[str] = field(default_factory=list)
+    cluster_roles: list[str] = field(default_factory=list)
+    subjects: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class MatchResources:
+    any: list[ResourceFilter] = field(default_factory=list)
+    all: list[ResourceFilter] = field(default_factory=list)
+    resources: ResourceDescription | None = None
+    roles: list[str] = field(default_factory=list)
+    cluster_roles: list[str] = field(default_factory=list)
+    subjects: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class Rule:
+    name: str = _required()
+    match: MatchResources = field(default_factory=MatchResources, metadata={"required": True})
+    exclude: MatchResources | None = None
+    verify_images: list[ImageVerification] = field(default_factory=list)
+    context: list[Any] = field(default_factory=list)
+    report_properties: dict[str, str] = field(default_factory=dict)
+    image_extractors: Any = None
+    preconditions: Any = None
+    cel_preconditions: Any = None
+    mutate: Any = None
+    validate: Any = None
+    generate: Any = None
+    skip_background_requests: bool = True
+
+
+@dataclass
+class KyvernoPolicySpec:
+    rules: list[Rule] = field(default_factory=list)
+    apply_rules: str = ""
+    failure_policy: str = ""
+    # CRD default (deprecated since 1.13, still the fallback for failureAction).
+    validation_failure_action: str = "Audit"
+    validation_failure_action_overrides: list[Any] = field(default_factory=list)
+    emit_warning: bool = False
+    admission: bool = True
+    background: bool = True
+    schema_validation: bool | None = None
+    webhook_timeout_seconds: int | None = None
+    mutate_existing_on_policy_update: bool = False
+    generate_existing_on_policy_update: bool | None = None
+    generate_existing: bool = False
+    use_server_side_apply: bool = False
+    webhook_configuration: Any = None
+
+
+@dataclass
+class KyvernoPolicy:
+    """``ClusterPolicy`` or namespaced ``Policy`` (kyverno.io/v1); only verifyImages rules act here."""
+
+    api_version: str = _required()
+    kind: str = _required()
+    metadata: ObjectMeta = field(default_factory=ObjectMeta)
+    spec: KyvernoPolicySpec = field(default_factory=KyvernoPolicySpec, metadata={"required": True})
+    status: Any = None
+
+    engine = Engine.KYVERNO
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+# --- Kyverno policies.kyverno.io ImageValidatingPolicy (CEL: evaluated in a later slice) -------
+
+
+@dataclass
+class ImageValidatingPolicySpec:
+    match_constraints: Any = None
+    match_conditions: list[Any] = field(default_factory=list)
+    variables: list[Any] = field(default_factory=list)
+    validations: list[Any] = field(default_factory=list)
+    audit_annotations: list[Any] = field(default_factory=list)
+    failure_policy: str = ""
+    validation_actions: list[str] = field(default_factory=list)
+    evaluation: Any = None
+    webhook_configuration: Any = None
+    autogen: Any = None
+    match_image_references: list[Any] = field(default_factory=list)
+    images: list[Any] = field(default_factory=list)
+    credentials: Any = None
+    attestors: list[Any] = field(default_factory=list)
+    attestations: list[Any] = field(default_factory=list)
+    validation_configurations: Any = None
+
+
+@dataclass
+class ImageValidatingPolicy:
+    api_version: str = _required()
+    kind: str = _required()
+    metadata: ObjectMeta = field(default_factory=ObjectMeta)
+    spec: ImageValidatingPolicySpec = field(default_factory=ImageValidatingPolicySpec)
+    status: Any = None
+
+    engine = Engine.KYVERNO
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+# --- policy-controller policy.sigstore.dev ClusterImagePolicy ----------------------------------
+
+
+@dataclass
+class ImagePattern:
+    glob: str = _required()
+
+
+@dataclass
+class CIPSecretRef:
+    name: str = ""
+    namespace: str = ""
+
+
+@dataclass
+class KeyRef:
+    secret_ref: CIPSecretRef | None = None
+    data: str = ""
+    kms: str = ""
+    hash_algorithm: str = ""
+
+
+@dataclass
+class StaticRef:
+    action: str = _required()
+    message: str = ""
+
+
+@dataclass
+class TLog:
+    url: str = ""
+    trust_root_ref: str = ""
+
+
+@dataclass
+class Identity:
+    issuer: str = ""
+    subject: str = ""
+    issuer_reg_exp: str = _json("issuerRegExp", "")
+    subject_reg_exp: str = _json("subjectRegExp", "")
+    trust_root_ref: str = ""
+
+
+@dataclass
+class KeylessRef:
+    url: str = ""
+    identities: list[Identity] = field(default_factory=list)
+    ca_cert: Any = _json("ca-cert")
+    trust_root_ref: str = ""
+    insecure_ignore_sct: bool = _json("insecureIgnoreSCT", False)
+
+
+@dataclass
+class Authority:
+    name: str = ""
+    key: KeyRef | None = None
+    keyless: KeylessRef | None = None
+    static: StaticRef | None = None
+    source: list[Any] = field(default_factory=list)
+    ctlog: TLog | None = None
+    attestations: list[Any] = field(default_factory=list)
+    rfc3161timestamp: Any = None
+    signature_format: str = ""
+
+
+@dataclass
+class MatchResource:
+    group: str = ""
+    version: str = ""
+    resource: str = ""
+    selector: Any = None
+
+
+@dataclass
+class ClusterImagePolicySpec:
+    images: list[ImagePattern] = field(default_factory=list)
+    authorities: list[Authority] = field(default_factory=list)
+    policy: Any = None
+    mode: str = ""
+    match: list[MatchResource] = field(default_factory=list)
+
+
+@dataclass
+class ClusterImagePolicy:
+    api_version: str = _required()
+    kind: str = _required()
+    metadata: ObjectMeta = field(default_factory=ObjectMeta)
+    spec: ClusterImagePolicySpec = field(default_factory=ClusterImagePolicySpec)
+    status: Any = None
+
+    engine = Engine.POLICY_CONTROLLER
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+Policy = KyvernoPolicy | ImageValidatingPolicy | ClusterImagePolicy
