@@ -281,7 +281,8 @@ def load_public_key(path_or_pem: str | Path | bytes) -> PublicKey:
         if block.type == "PUBLIC KEY":
             key = serialization.load_der_public_key(block.body)
         elif block.type == "RSA PUBLIC KEY":
-            key = serialization.load_der_public_key(_pkcs1_to_spki(block.body))
+            # cryptography reads PKCS#1 public keys from PEM only.
+            key = serialization.load_pem_public_key(pem_encode(block.type, block.body))
         elif block.type in _ENCRYPTED_TYPES:
             raise KeyFileError(
                 f"{source} is a cosign private key, not a public key",
@@ -300,12 +301,6 @@ def load_public_key(path_or_pem: str | Path | bytes) -> PublicKey:
     if not isinstance(key, (ec.EllipticCurvePublicKey, rsa.RSAPublicKey, ed25519.Ed25519PublicKey)):
         raise UnsupportedKeyError(f"{source}: unsupported public key type {type(key).__name__}")
     return key
-
-
-def _pkcs1_to_spki(pkcs1_der: bytes) -> bytes:
-    # cryptography reads PKCS#1 public keys only from PEM; re-wrap the DER for it.
-    key = serialization.load_pem_public_key(pem_encode("RSA PUBLIC KEY", pkcs1_der))
-    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def public_key_pem(key: PrivateKey | PublicKey) -> str:
@@ -497,15 +492,23 @@ def sign_message(private_key: PrivateKey, message: bytes, *, ed25519ph: bool = T
     raise UnsupportedKeyError(f"cannot sign with a {type(private_key).__name__}")
 
 
-def _ed25519ph_sign(key: ed25519.Ed25519PrivateKey, message: bytes) -> bytes:
+def _raw_public(key: ed25519.Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def _ed25519ph_state(message: bytes) -> object:
     # libsodium's multi-part crypto_sign is RFC 8032 Ed25519ph with an empty context.
+    state = nacl.bindings.crypto_sign_ed25519ph_state()
+    nacl.bindings.crypto_sign_ed25519ph_update(state, message)
+    return state
+
+
+def _ed25519ph_sign(key: ed25519.Ed25519PrivateKey, message: bytes) -> bytes:
     seed = key.private_bytes(
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
     )
-    public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    state = nacl.bindings.crypto_sign_ed25519ph_state()
-    nacl.bindings.crypto_sign_ed25519ph_update(state, message)
-    return nacl.bindings.crypto_sign_ed25519ph_final_create(state, seed + public)
+    secret = seed + _raw_public(key.public_key())
+    return nacl.bindings.crypto_sign_ed25519ph_final_create(_ed25519ph_state(message), secret)
 
 
 def verify_message(
@@ -522,33 +525,7 @@ def verify_message(
     verify pure Ed25519 as ``cosign verify --key`` does, unless ``ed25519ph`` (what cosign signs).
     """
     if isinstance(public_key, ec.EllipticCurvePublicKey):
-        algorithm = _digest(digest_algorithm)
-        try:
-            decode_dss_signature(signature)
-            is_der = True
-        except ValueError:
-            is_der = False
-        if is_der:
-            try:
-                public_key.verify(signature, message, ec.ECDSA(algorithm))
-            except InvalidSignature:
-                raise VerificationError(
-                    "invalid signature when validating ASN.1 encoded signature"
-                ) from None
-            return
-        # sigstore also accepts IEEE P1363 r||s.
-        if not signature or len(signature) > 132 or len(signature) % 2:
-            raise VerificationError("ecdsa: Invalid IEEE_P1363 encoded bytes")
-        half = len(signature) // 2
-        der = encode_dss_signature(
-            int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
-        )
-        try:
-            public_key.verify(der, message, ec.ECDSA(algorithm))
-        except InvalidSignature:
-            raise VerificationError(
-                "invalid signature when validating IEEE_P1363 encoded signature"
-            ) from None
+        _verify_ecdsa(public_key, signature, message, _digest(digest_algorithm))
         return
     if isinstance(public_key, rsa.RSAPublicKey):
         try:
@@ -558,11 +535,10 @@ def verify_message(
         return
     if isinstance(public_key, ed25519.Ed25519PublicKey):
         if ed25519ph:
-            raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-            state = nacl.bindings.crypto_sign_ed25519ph_state()
-            nacl.bindings.crypto_sign_ed25519ph_update(state, message)
             try:
-                ok = nacl.bindings.crypto_sign_ed25519ph_final_verify(state, signature, raw)
+                ok = nacl.bindings.crypto_sign_ed25519ph_final_verify(
+                    _ed25519ph_state(message), signature, _raw_public(public_key)
+                )
             except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
                 ok = False
             if not ok:
@@ -574,6 +550,39 @@ def verify_message(
             raise VerificationError("failed to verify signature") from None
         return
     raise UnsupportedKeyError(f"cannot verify with a {type(public_key).__name__}")
+
+
+def _verify_ecdsa(
+    public_key: ec.EllipticCurvePublicKey,
+    signature: bytes,
+    message: bytes,
+    algorithm: hashes.HashAlgorithm,
+) -> None:
+    try:
+        decode_dss_signature(signature)
+    except ValueError:
+        pass
+    else:
+        try:
+            public_key.verify(signature, message, ec.ECDSA(algorithm))
+        except InvalidSignature:
+            raise VerificationError(
+                "invalid signature when validating ASN.1 encoded signature"
+            ) from None
+        return
+    # Not DER: sigstore also accepts IEEE P1363 r||s.
+    if not signature or len(signature) > 132 or len(signature) % 2:
+        raise VerificationError("ecdsa: Invalid IEEE_P1363 encoded bytes")
+    half = len(signature) // 2
+    der = encode_dss_signature(
+        int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
+    )
+    try:
+        public_key.verify(der, message, ec.ECDSA(algorithm))
+    except InvalidSignature:
+        raise VerificationError(
+            "invalid signature when validating IEEE_P1363 encoded signature"
+        ) from None
 
 
 def _digest(name: str) -> hashes.HashAlgorithm:
@@ -616,7 +625,9 @@ def read_password(
     first = getpass(prompt, stderr)
     if not confirm:
         return first.encode()
-    again = getpass(prompt.replace(": ", " again: ", 1) if prompt.endswith(": ") else prompt, stderr)
+    # cosign's second prompt: "Enter password for private key again: "
+    again_prompt = prompt[:-2] + " again: " if prompt.endswith(": ") else prompt
+    again = getpass(again_prompt, stderr)
     if first != again:
         raise PasswordError("passwords do not match", hint="type the same password twice")
     return first.encode()
