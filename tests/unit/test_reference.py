@@ -20,7 +20,7 @@ import pytest
 
 from labkit.errors import InvalidReferenceError
 from labkit.oci.reference import Reference, kyverno_normalize
-from tests.conftest import CRANE, reference_tool
+from tests.conftest import COSIGN_V2_PIN, COSIGN_V3, CRANE, free_port, reference_tool
 
 D = "sha256:deadb33fdeadb33fdeadb33fdeadb33fdeadb33fdeadb33fdeadb33fdeadb33f"
 
@@ -313,3 +313,28 @@ def test_crane_rejects_what_labkit_rejects(text: str) -> None:
     assert f'parsing reference "{text}"' in out.stderr
     with pytest.raises(InvalidReferenceError):
         Reference.parse(text)
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize(
+    "tool,text,expected",
+    [
+        # cosign v3.1.3's ggcr agrees with labkit (and crane v0.22.1) on bare localhost ...
+        (COSIGN_V3, "localhost/foo", 'Get "https://localhost/v2/"'),
+        # ... the tutorial's cosign v2.6.1 pins an older ggcr that sends it to Docker Hub
+        (COSIGN_V2_PIN, "localhost/foo", 'Get "https://index.docker.io/v2/"'),
+        # and both still refuse one-character repositories, which labkit and crane accept
+        (COSIGN_V3, "127.0.0.1:5001/a", "could not parse reference: 127.0.0.1:5001/a"),
+        (COSIGN_V2_PIN, "127.0.0.1:5001/a", "could not parse reference: 127.0.0.1:5001/a"),
+    ],
+)
+def test_where_cosign_parses_differently(tool: str, text: str, expected: str) -> None:
+    """Pins the divergences documented in labkit.oci.reference. A closed loopback proxy makes
+    every non-loopback connection fail at once, so the error names the registry chosen."""
+    cosign = reference_tool(tool)
+    closed = f"http://127.0.0.1:{free_port()}"
+    env = {**os.environ, "HTTP_PROXY": closed, "HTTPS_PROXY": closed, "NO_PROXY": "", "no_proxy": ""}
+    out = subprocess.run([str(cosign), "triangulate", text], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert expected in out.stderr
+    assert Reference.parse(text).registry == text.split("/")[0]
