@@ -26,13 +26,8 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from labkit.errors import LabkitError, RegistryUnreachableError
 from labkit.policy.images import ContainerImage, Engine, extract_images
 from labkit.policy.load import knative_error_text, kyverno_failure_action
-from labkit.policy.match import (
-    ggcr_is_digest,
-    ggcr_name,
-    glob_match,
-    kyverno_image,
-    wildcard_match,
-)
+from labkit.oci.reference import Reference
+from labkit.policy.match import glob_match, kyverno_normalize, wildcard_match
 from labkit.policy.models import (
     Attestor,
     ClusterImagePolicy,
@@ -266,11 +261,11 @@ class _KyvernoRun:
         self, policy: KyvernoPolicy, rule: str, iv: ImageVerification, container: ContainerImage
     ) -> ImageTrace | None:
         try:
-            info = kyverno_image(container.image)
+            image = kyverno_normalize(container.image)
         except LabkitError as exc:
             return ImageTrace(Engine.KYVERNO, policy.name, rule, container.image,
                               container.pointer, "error", exc.message)
-        image = str(info)
+        name, _, spec_digest = image.partition("@")
         patterns = iv.image_references or ([iv.image] if iv.image else [])
         if not any(wildcard_match(p, image) for p in patterns):
             return None
@@ -279,7 +274,7 @@ class _KyvernoRun:
             trace.status = "skip"
             self.annotation[image] = "skip"
             return trace
-        digest = info.digest
+        digest = spec_digest
         try:
             for s, aset in enumerate(iv.attestors):
                 digest = self._attestor_set(aset.entries, aset.count, f".attestors[{s}]", image, trace) or digest
@@ -290,12 +285,15 @@ class _KyvernoRun:
         if iv.attestations:
             trace.status, trace.message = "error", "labkit does not evaluate attestations yet"
             return trace
-        mutated = image
-        if iv.mutate_digest and digest and not info.digest:
-            mutated = f"{info.reference_with_tag}@{digest}"
-            self.image_patches.append({"op": "replace", "path": container.pointer, "value": mutated})
+        if iv.mutate_digest and digest and not spec_digest:
+            # the tag stays in the patched image: docker.io/nginx:1.2@sha256:…
+            self.image_patches.append(
+                {"op": "replace", "path": container.pointer, "value": f"{image}@{digest}"}
+            )
         trace.digest = digest
-        key = f"{info.registry}/{info.path}@{digest}" if digest else image
+        # the annotation is keyed by the tag-less digest form once a digest is known
+        repository = name if spec_digest else name.rpartition(":")[0]
+        key = f"{repository}@{digest}" if digest else image
         if iv.attestors:
             self.annotation[key] = "pass"
         # Validating webhook (validate_image.go): digest and required checks.
@@ -417,11 +415,17 @@ class _PolicyControllerRun:
         return found
 
     def _image(self, c: ContainerImage) -> None:
-        if not ggcr_is_digest(c.image):
+        try:
+            ref = Reference.parse(c.image)
+        except LabkitError as exc:
+            self.errors.append((exc.message, c.field_path, ""))
+            self._trace("", c, "fail", exc.message)
+            return
+        if ref.digest is None:
             self.errors.append((f"invalid value: {c.image} must be an image digest", c.field_path, ""))
             self._trace("", c, "fail", f"{c.image} must be an image digest")
             return
-        name = ggcr_name(c.image)
+        name = str(ref)
         policies = self._matching(name)
         if not policies:
             leaf = ("no matching policies", c.field_path, c.image)
