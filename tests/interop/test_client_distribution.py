@@ -9,11 +9,14 @@ one; nothing is faked except where a test tampers with bytes on purpose.
 from __future__ import annotations
 
 import base64
+import gzip
+import io
 import json
 import os
 import re
 import shutil
 import subprocess
+import tarfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -93,9 +96,19 @@ class Tamper(httpx.HTTPTransport):
         return response
 
 
-def make_image(seed: str, *, docker: bool = False, platform: Platform | None = None) -> Image:
-    config = json.dumps({"architecture": "amd64", "os": "linux", "seed": seed}).encode()
-    layer = f"layer bytes for {seed}".encode() * 50
+def make_image(seed: str, *, docker: bool = False, arch: str = "amd64") -> Image:
+    """A valid image (``crane validate`` passes): a gzipped tar layer and a config naming its diff_id."""
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as t:
+        content = f"layer for {seed} on {arch}\n".encode() * 50
+        info = tarfile.TarInfo("seed.txt")
+        info.size = len(content)
+        t.addfile(info, io.BytesIO(content))
+    layer = gzip.compress(tar.getvalue(), mtime=0)
+    config = json.dumps({
+        "architecture": arch, "os": "linux", "config": {"Labels": {"seed": seed}},
+        "rootfs": {"type": "layers", "diff_ids": [sha256_digest(tar.getvalue())]},
+    }).encode()
     manifest = Manifest(
         config=Descriptor.of(DOCKER_CONFIG if docker else OCI_CONFIG, config),
         layers=(Descriptor.of(DOCKER_LAYER_GZIP if docker else OCI_LAYER_GZIP, layer),),
@@ -105,7 +118,7 @@ def make_image(seed: str, *, docker: bool = False, platform: Platform | None = N
 
 
 def make_index(seed: str, *, docker: bool = False) -> ImageIndex:
-    images = [make_image(f"{seed}-{arch}", docker=docker) for arch in ("amd64", "arm64")]
+    images = [make_image(seed, docker=docker, arch=arch) for arch in ("amd64", "arm64")]
     index = Index(
         manifests=tuple(
             Descriptor(img.manifest.media_type, img.digest, len(img.manifest_bytes), platform=Platform("linux", arch))
