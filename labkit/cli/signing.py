@@ -1,5 +1,198 @@
-"""Placeholder until this area lands."""
+"""``labkit sign``, ``verify``, ``triangulate`` and ``tree``: cosign's verbs, flags and wording."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from labkit import keys
+from labkit.errors import UsageError, VerificationError
+from labkit.oci.client import RegistryClient
+from labkit.oci.reference import Reference
+from labkit.signing.artifact import signature_repository_from_env
+from labkit.signing.sign import TAG_WARNING, sign_image
+from labkit.signing.tree import format_tree, tree, triangulate
+from labkit.signing.verify import verify_image
+
+TLOG_SKIP_WARNING = (
+    "WARNING: Skipping tlog verification is an insecure practice that lacks transparency and "
+    "auditability verification for the signature."
+)
+NO_TLOG_NOTE = (
+    "Note: cosign uploads every signature to the public Rekor transparency log unless told\n"
+    "    --tlog-upload=false (and asks first when the repository looks private). labkit has no\n"
+    "    transparency log: the signature is stored only in the registry, as with\n"
+    "    --tlog-upload=false, so verifiers need --insecure-ignore-tlog.\n"
+)
 
 
-def register(subparsers) -> None:
-    return None
+def go_bool(text: str) -> bool:
+    """Parse a Go/cobra boolean flag value (``--tlog-upload=false``)."""
+    value = text.lower()
+    if value in ("1", "t", "true"):
+        return True
+    if value in ("0", "f", "false"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean value {text!r}")
+
+
+def add_bool_flag(parser: argparse.ArgumentParser, name: str, default: bool, help: str) -> None:
+    parser.add_argument(name, type=go_bool, nargs="?", const=True, default=default, help=help)
+
+
+def add_registry_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-insecure-registry",
+        action="store_true",
+        help="allow plain HTTP to a registry that is not on loopback (loopback always may)",
+    )
+
+
+def parse_annotations(pairs: list[str] | None) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"invalid annotation {pair!r}", hint="write annotations as key=value")
+        out[key] = value
+    return out
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    sign = subparsers.add_parser(
+        "sign",
+        help="sign a container image by digest (cosign sign)",
+        description="Sign an image and push the signature as cosign's sha256-<digest>.sig artifact.",
+    )
+    sign.add_argument("image", help="image reference; sign by digest (REF@sha256:…)")
+    sign.add_argument("--key", required=True, help="path to the cosign private key")
+    sign.add_argument("-a", "--annotations", action="append", metavar="KEY=VALUE",
+                      help="extra key=value pairs to sign (repeatable)")
+    sign.add_argument("-r", "--recursive", action="store_true",
+                      help="for an index, also sign every manifest it references")
+    add_bool_flag(sign, "--tlog-upload", True, "accepted for cosign parity; labkit never uploads")
+    add_bool_flag(sign, "--upload", True, "push the signature to the registry")
+    sign.add_argument("-y", "--yes", action="store_true", help="skip confirmation prompts")
+    sign.add_argument("--output-signature", type=Path, help="also write the base64 signature here")
+    sign.add_argument("--output-payload", type=Path, help="also write the signed payload here")
+    add_registry_flags(sign)
+    sign.set_defaults(func=_sign)
+
+    verify = subparsers.add_parser(
+        "verify",
+        help="verify an image's signatures against a public key (cosign verify)",
+        description="Check every signature on an image the way `cosign verify --key` does.",
+    )
+    verify.add_argument("images", nargs="+", metavar="image")
+    verify.add_argument("--key", required=True, help="path to the public key (or cosign private key's .pub)")
+    verify.add_argument("-a", "--annotations", action="append", metavar="KEY=VALUE",
+                        help="require these annotations in the signed payload")
+    verify.add_argument("--insecure-ignore-tlog", action="store_true",
+                        help="do not require a transparency-log entry (labkit signatures have none)")
+    verify.add_argument("-o", "--output", choices=("json", "text"), default="json")
+    verify.add_argument("--signature-digest-algorithm", default="sha256",
+                        choices=("sha224", "sha256", "sha384", "sha512"))
+    add_registry_flags(verify)
+    verify.set_defaults(func=_verify)
+
+    tri = subparsers.add_parser("triangulate", help="print where cosign stores an image's attachments")
+    tri.add_argument("image")
+    tri.add_argument("--type", default="signature",
+                     choices=("signature", "attestation", "sbom", "digest"))
+    add_registry_flags(tri)
+    tri.set_defaults(func=_triangulate)
+
+    tr = subparsers.add_parser("tree", help="show an image's signatures, attestations and SBOMs")
+    tr.add_argument("image")
+    add_registry_flags(tr)
+    tr.set_defaults(func=_tree)
+
+
+def _client(args: argparse.Namespace) -> RegistryClient:
+    return RegistryClient(allow_insecure=args.allow_insecure_registry)
+
+
+def _sign(args: argparse.Namespace) -> int:
+    ref = Reference.parse(args.image)
+    annotations = parse_annotations(args.annotations)
+    private_key = keys.load_private_key(args.key, keys.read_password(confirm=False))
+    if ref.digest is None:
+        print(TAG_WARNING.format(ref=args.image), file=sys.stderr)
+    if args.tlog_upload:
+        print(NO_TLOG_NOTE, file=sys.stderr)
+    results = sign_image(
+        ref,
+        private_key,
+        client=_client(args),
+        annotations=annotations,
+        recursive=args.recursive,
+        signature_repository=signature_repository_from_env(),
+        upload=args.upload,
+    )
+    for result in results:
+        if args.upload:
+            print(f"Pushing signature to: {result.signature_ref.name}", file=sys.stderr)
+    if args.output_signature:
+        args.output_signature.write_text(results[0].signature)
+    if args.output_payload:
+        args.output_payload.write_bytes(results[0].payload)
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    if not args.insecure_ignore_tlog:
+        raise VerificationError(
+            "labkit cannot check a transparency log: its signatures are never uploaded to Rekor",
+            hint="pass --insecure-ignore-tlog to check the key signature alone, as "
+            "`cosign verify --insecure-ignore-tlog` does for --tlog-upload=false signatures",
+        )
+    print(TLOG_SKIP_WARNING, file=sys.stderr)
+    public_key = keys.load_public_key(args.key)
+    annotations = parse_annotations(args.annotations)
+    client = _client(args)
+    for image in args.images:
+        ref = Reference.parse(image)
+        result = verify_image(
+            ref,
+            public_key,
+            client=client,
+            annotations=annotations,
+            signature_repository=signature_repository_from_env(),
+            digest_algorithm=args.signature_digest_algorithm,
+        )
+        checks = ["The specified annotations were verified."] if annotations else []
+        checks += [
+            "The cosign claims were validated",
+            "The signatures were verified against the specified public key",
+        ]
+        print(f"\nVerification for {ref} --", file=sys.stderr)
+        print("The following checks were performed on each of these signatures:", file=sys.stderr)
+        for check in checks:
+            print(f"  - {check}", file=sys.stderr)
+        if args.output == "text":
+            for sig in result.signatures:
+                sys.stdout.write(sig.payload.decode() + "\n")
+        else:
+            print("\n" + result.payloads_json())
+    return 0
+
+
+def _triangulate(args: argparse.Namespace) -> int:
+    print(
+        triangulate(
+            args.image,
+            client=_client(args),
+            kind=args.type,
+            repository=signature_repository_from_env(),
+        )
+    )
+    return 0
+
+
+def _tree(args: argparse.Namespace) -> int:
+    nodes = tree(args.image, client=_client(args), repository=signature_repository_from_env())
+    sys.stdout.write(format_tree(args.image, nodes))
+    return 0
