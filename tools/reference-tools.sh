@@ -19,6 +19,9 @@ TOOLS=(
   "cosign-v2.6.5|github.com/sigstore/cosign/v2/cmd/cosign|v2.6.5"
   "cosign-v3.1.3|github.com/sigstore/cosign/v3/cmd/cosign|v3.1.3"
   "crane-v0.22.1|github.com/google/go-containerregistry/cmd/crane|v0.22.1"
+  # OCI distribution-spec conformance suite: a main package since its rewrite; the proxy serves
+  # no v1.1.x tag of this module, only this pseudo-version.
+  "oci-conformance-v0.0.0-20260831232431-97274622c111|github.com/opencontainers/distribution-spec/conformance|v0.0.0-20260831232431-97274622c111"
 )
 
 want=("$@")
