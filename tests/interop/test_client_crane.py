@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from labkit.oci.auth import credentials_from_docker_config
 from labkit.oci.client import RegistryClient
 from labkit.oci.model import (
     DOCKER_LAYER_GZIP,
@@ -159,3 +160,35 @@ def test_fallback_index_matches_ggcr(distribution_registry: RunningRegistry, cli
         found = client.referrers(Reference.parse(f"{repo}@{subject_digest}"))
         assert sorted(d.digest for d in found.manifests) == sorted(sha256_digest(m.to_json()) for m in referrers)
     assert indexes["labkit"] == indexes["ggcr"]
+
+
+# --- docker config.json: the same credentials ggcr's default keychain finds -----------------
+
+_B64 = {"u:p": "dTpw", "hub:hubpw": "aHViOmh1YnB3", "auth:wins": "YXV0aDp3aW5z"}
+
+CONFIGS = {
+    "hub-v1-key": {"https://index.docker.io/v1/": {"auth": _B64["hub:hubpw"]}},
+    "hub-bare-key": {"index.docker.io": {"auth": _B64["hub:hubpw"]}},
+    "url-key-with-path": {"http://127.0.0.1:5000/v2/": {"username": "a", "password": "b"}},
+    "plain-host-port": {"127.0.0.1:5000": {"auth": _B64["u:p"]}},
+    "auth-beats-username": {"127.0.0.1:5000": {"auth": _B64["auth:wins"], "username": "x", "password": "y"}},
+    "host-without-port": {"127.0.0.1": {"auth": _B64["u:p"]}},
+}
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=list(CONFIGS))
+@pytest.mark.parametrize("registry", ["index.docker.io", "127.0.0.1:5000"])
+def test_docker_config_lookup_matches_crane(
+    config: str, registry: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"auths": CONFIGS[config]}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))  # crane checks ~/.docker too; keep it empty
+    out = subprocess.run(
+        [str(reference_tool(CRANE)), "auth", "get", registry], capture_output=True, timeout=60, text=True
+    )
+    expected = json.loads(out.stdout) if out.returncode == 0 else None
+    if expected is None:
+        assert "credentials not found" in out.stdout + out.stderr
+    found = credentials_from_docker_config(registry)
+    assert (found and {"Username": found.username, "Secret": found.password}) == (expected or None)
