@@ -114,13 +114,13 @@ def _verify(data: bytes, expected: str, what: str) -> str:
     return expected
 
 
-def _is_tls_failure(exc: BaseException) -> bool:
+def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, ssl.SSLError):
-            return True
+            return seen
         seen = seen.__cause__ or seen.__context__
-    return False
+    return None
 
 
 def _next_link(resp: httpx.Response) -> str | None:
@@ -193,6 +193,19 @@ class RegistryClient:
         self, ref: Reference, plain_allowed: bool, failures: list[tuple[str, BaseException | httpx.Response]]
     ) -> RegistryError:
         registry = ref.registry
+        last = failures[-1][1]
+        tls = _tls_failure(last) if isinstance(last, BaseException) else None
+        if isinstance(tls, ssl.SSLCertVerificationError):
+            return RegistryError(
+                f"registry {registry} presented a TLS certificate that is not trusted: {tls.verify_message}",
+                hint="trust its CA, or pass --allow-insecure-registry to skip verification (lab use only)",
+            )
+        if tls is not None and not plain_allowed:
+            return InsecureRegistryError(
+                f"registry {registry} did not complete a TLS handshake; plain HTTP is only used for "
+                "loopback registries",
+                hint="if it really serves plain HTTP, pass --allow-insecure-registry",
+            )
         for _, failure in failures:
             if isinstance(failure, httpx.Response):
                 return RegistryError(
@@ -201,16 +214,7 @@ class RegistryClient:
                     hint="check the registry host and port in the image reference",
                     status=failure.status_code,
                 )
-        last = failures[-1][1]
-        if not plain_allowed and _is_tls_failure(last):
-            return InsecureRegistryError(
-                f"registry {registry} did not complete a TLS handshake; plain HTTP is only used for "
-                "loopback registries",
-                hint="if it really serves plain HTTP, pass --allow-insecure-registry",
-            )
-        reason = "timed out" if isinstance(last, httpx.TimeoutException) else "connection refused"
-        if not isinstance(last, (httpx.ConnectError, httpx.TimeoutException)):
-            reason = type(last).__name__
+        reason = "timed out" if isinstance(last, httpx.TimeoutException) else str(last) or type(last).__name__
         return RegistryUnreachableError(
             f"cannot reach registry {registry}: {reason}",
             hint=f"is it running? `labkit lab status` shows the lab registry; check the port in {ref}",

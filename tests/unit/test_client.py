@@ -8,11 +8,20 @@ error codes, ggcr's realm rules, and refusals that must happen before any byte i
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import json
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from labkit.errors import (
     AuthenticationError,
@@ -172,3 +181,62 @@ def test_token_realm_rules(registry: str, realm: str, refused: bool) -> None:
             with pytest.raises(NotFoundError):  # got past auth with the access_token
                 c.get_manifest(f"{registry}/app:v1")
             assert [u.params.get_list("scope") for u in token_asked] == [["repository:app:pull"]]
+
+
+# --- TLS on loopback: plain HTTP is tried first, then HTTPS ----------------------------------
+
+
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+        .serial_number(1).not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ))
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+class _TLSRegistry(BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        status, body = (200, b"{}") if self.path == "/v2/" else (
+            404, b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}'
+        )
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_loopback_tls_registry_with_untrusted_certificate(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _TLSRegistry)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    ref = f"127.0.0.1:{server.server_address[1]}/app:v1"
+    try:
+        with RegistryClient() as c, pytest.raises(RegistryError) as err:
+            c.get_manifest(ref)
+        assert type(err.value) is RegistryError and "not trusted" in str(err.value)
+        assert "--allow-insecure-registry" in str(err.value)
+        with RegistryClient(allow_insecure=True) as c, pytest.raises(NotFoundError) as err:
+            c.get_manifest(ref)  # reached over HTTPS without verification
+        assert err.value.code == "MANIFEST_UNKNOWN"
+    finally:
+        server.shutdown()
+        server.server_close()
