@@ -205,11 +205,22 @@ class RegistryAuth:
 
     def __init__(self, registry: str, credentials: Credentials | None, http: httpx.Client) -> None:
         self.registry = registry
-        self.credentials = credentials
+        self._explicit = credentials
+        self._from_config: dict[str, Credentials | None] = {}
         self._http = http
         self._challenge: Challenge | None = None
         self._plain_http = False
         self._tokens: dict[tuple[str, ...], str] = {}
+
+    def credentials_for(self, scopes: tuple[str, ...]) -> Credentials | None:
+        """Explicit credentials, else docker config's for the first scope's repository (ggcr's
+        keychain looks up ``registry/repository`` before ``registry``)."""
+        if self._explicit:
+            return self._explicit
+        repository = scopes[0].split(":")[1] if scopes else ""
+        if repository not in self._from_config:
+            self._from_config[repository] = credentials_from_docker_config(self.registry, repository or None)
+        return self._from_config[repository]
 
     def set_challenge(self, challenge: Challenge | None, *, plain_http: bool) -> None:
         self._challenge = challenge
@@ -221,7 +232,8 @@ class RegistryAuth:
         if c is None:
             return None
         if c.scheme == "basic":
-            return self.credentials.basic_header() if self.credentials else None
+            creds = self.credentials_for(scopes)
+            return creds.basic_header() if creds else None
         if c.scheme == "bearer":
             token = self._tokens.get(scopes) or self._covering_token(scopes)
             if token is None:
@@ -244,7 +256,7 @@ class RegistryAuth:
         if challenge is None or challenge.scheme not in ("basic", "bearer"):
             return None
         if challenge.scheme == "basic":
-            if self.credentials is None or (self._challenge and self._challenge.scheme == "basic"):
+            if self.credentials_for(scopes) is None or (self._challenge and self._challenge.scheme == "basic"):
                 return None
         else:
             # ggcr adds a scope the registry names in its challenge (e.g. a mount source).
@@ -266,7 +278,8 @@ class RegistryAuth:
         params = [("scope", s) for s in scopes]
         if challenge.params.get("service"):
             params.insert(0, ("service", challenge.params["service"]))
-        headers = {"Authorization": self.credentials.basic_header()} if self.credentials else {}
+        creds = self.credentials_for(scopes)
+        headers = {"Authorization": creds.basic_header()} if creds else {}
         try:
             resp = self._http.get(realm, params=params, headers=headers)
         except httpx.TransportError as exc:
@@ -275,7 +288,7 @@ class RegistryAuth:
                 hint="check that the token service is running",
             ) from None
         if resp.status_code in (401, 403):
-            who = f"user {self.credentials.username!r}" if self.credentials else "anonymous access"
+            who = f"user {creds.username!r}" if creds else "anonymous access"
             raise AuthenticationError(
                 f"token server {realm} refused {who} for {' '.join(scopes)} on {self.registry}",
                 hint="check the username and password (labkit reads docker's config.json too)",

@@ -39,7 +39,6 @@ from labkit.oci.auth import (
     PUSH,
     Credentials,
     RegistryAuth,
-    credentials_from_docker_config,
     parse_challenges,
     pick_challenge,
     repository_scope,
@@ -180,8 +179,7 @@ class RegistryClient:
                 failures.append((scheme, exc))
                 continue
             if resp.status_code in (200, 401):
-                credentials = self._credentials or credentials_from_docker_config(registry)
-                auth = RegistryAuth(registry, credentials, self._http)
+                auth = RegistryAuth(registry, self._credentials, self._http)
                 challenge = pick_challenge(parse_challenges(resp.headers.get("www-authenticate", "")))
                 auth.set_challenge(challenge if resp.status_code == 401 else None, plain_http=scheme == "http")
                 endpoint = self._endpoints[registry] = _Endpoint(f"{scheme}://{ref.api_host}", auth)

@@ -462,6 +462,22 @@ def test_basic_auth_from_docker_config(
         assert c.resolve(ref) == digest
 
 
+def test_docker_config_repository_key_wins(
+    basic_auth_registry: RunningRegistry, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    host = basic_auth_registry.host
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {
+        host: {"username": "learner", "password": "not-the-password"},
+        f"{host}/private/scoped": {"username": "learner", "password": PASSWORD},
+    }}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    with RegistryClient() as c:
+        c.push_image(f"{host}/private/scoped:v1", make_image("scoped"))
+        with pytest.raises(AuthenticationError) as err:
+            c.push_image(f"{host}/private/elsewhere:v1", make_image("scoped"))
+    assert "not-the-password" not in str(err.value)
+
+
 # --- bearer tokens: a token-checking gateway in front of real distribution ------------------
 
 
