@@ -340,7 +340,11 @@ class RegistryApp:
         if digest is None:
             await request.drain()
             return Response(202, _upload_headers(name, upload))
-        return await self._finish(request, name, upload, digest)
+        try:
+            return await self._finish(request, name, upload, digest)
+        except BaseException:
+            self.storage.cancel_upload(upload)  # a monolithic upload leaves no session behind
+            raise
 
     async def _upload(self, request: Request, name: str, upload: str) -> Response:
         session = self.storage.get_upload(name, upload)

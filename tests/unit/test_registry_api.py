@@ -404,3 +404,42 @@ def test_non_loopback_address_needs_explicit_consent(tmp_path: Path) -> None:
 
     with pytest.raises(UsageError, match="non-loopback"):
         serve(root=tmp_path, port=0, address="0.0.0.0")
+
+
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+
+
+def test_docker_schema2_manifest_and_list_keep_their_media_types(reg: Registry) -> None:
+    config = b'{"architecture":"amd64","os":"linux"}'
+    layer = b"docker layer"
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "digest": reg.push_blob("d", config), "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "digest": reg.push_blob("d", layer), "size": len(layer)}],
+    }).encode()
+    assert reg.client.put(f"/v2/d/manifests/{sha256(manifest)}", content=manifest,
+                          headers={"Content-Type": DOCKER_MANIFEST}).status_code == 201
+    listing = json.dumps({
+        "schemaVersion": 2, "mediaType": DOCKER_LIST,
+        "manifests": [{"mediaType": DOCKER_MANIFEST, "digest": sha256(manifest), "size": len(manifest),
+                       "platform": {"architecture": "amd64", "os": "linux"}}],
+    }).encode()
+    assert reg.client.put("/v2/d/manifests/multi", content=listing,
+                          headers={"Content-Type": DOCKER_LIST}).status_code == 201
+    assert reg.client.get(f"/v2/d/manifests/{sha256(manifest)}").headers["Content-Type"] == DOCKER_MANIFEST
+    got = reg.client.get("/v2/d/manifests/multi")
+    assert (got.headers["Content-Type"], got.content) == (DOCKER_LIST, listing)
+    # The body's mediaType and the Content-Type header must agree, as distribution insists.
+    r = reg.client.put("/v2/d/manifests/x", content=manifest, headers={"Content-Type": OCI_MANIFEST})
+    assert (r.status_code, error_code(r)) == (400, "MANIFEST_INVALID")
+
+
+def test_monolithic_upload_with_bad_content_range_leaves_no_session(reg: Registry) -> None:
+    data = b"abc"
+    r = reg.client.post("/v2/repo/blobs/uploads/", params={"digest": sha256(data)}, content=data,
+                        headers={"Content-Range": "5-7"})
+    assert (r.status_code, error_code(r)) == (416, "BLOB_UPLOAD_INVALID")
+    assert reg.leftovers() == []
