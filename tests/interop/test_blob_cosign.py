@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from labkit import keys
 from labkit.errors import VerificationError
 from labkit.signing.blob import sign_blob, verify_blob
-from tests.interop.test_keys_cosign import PASSWORD, Cosign, cosign  # noqa: F401 (fixture)
+from tests.interop.cosign import PASSWORD, Cosign, cosign  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.interop
 
@@ -64,7 +64,7 @@ def test_labkit_signature_verifies_in_cosign(cosign: Cosign, tmp_path: Path) -> 
 def test_cosign_signature_verifies_in_labkit(cosign: Cosign, tmp_path: Path) -> None:
     assert cosign.run("generate-key-pair").returncode == 0
     (tmp_path / "blob").write_bytes(BLOB)
-    proc = cosign.run("sign-blob", "--key", "cosign.key", *cosign.sign_blob_flags, "blob")
+    proc = cosign.run("sign-blob", "--key", "cosign.key", *cosign.legacy_sign_flags, "blob")
     assert proc.returncode == 0, proc.stderr
     assert "Using payload from: blob" in proc.stderr
     public = keys.load_public_key(tmp_path / "cosign.pub")
@@ -72,7 +72,7 @@ def test_cosign_signature_verifies_in_labkit(cosign: Cosign, tmp_path: Path) -> 
     with pytest.raises(VerificationError, match="invalid signature when validating ASN.1"):
         verify_blob(public, BLOB + b"!", proc.stdout)
     # --output-signature: same bytes, no trailing newline, in both tools
-    out = cosign.run("sign-blob", "--key", "cosign.key", *cosign.sign_blob_flags,
+    out = cosign.run("sign-blob", "--key", "cosign.key", *cosign.legacy_sign_flags,
                      "--output-signature", "cosign.sig", "blob")
     assert out.returncode == 0 and "Wrote signature to file cosign.sig" in out.stderr
     assert not (tmp_path / "cosign.sig").read_bytes().endswith(b"\n")
@@ -83,7 +83,7 @@ def test_p384_needs_the_digest_flag_in_cosign(cosign: Cosign, tmp_path: Path) ->
     """cosign signs P-384 with SHA-384 but verify-blob assumes SHA-256 unless told (cosign.md)."""
     paths = import_into_labkit(tmp_path, ec.generate_private_key(ec.SECP384R1()), "p384")
     (tmp_path / "blob").write_bytes(BLOB)
-    proc = cosign.run("sign-blob", "--key", "p384.key", *cosign.sign_blob_flags, "blob")
+    proc = cosign.run("sign-blob", "--key", "p384.key", *cosign.legacy_sign_flags, "blob")
     assert proc.returncode == 0, proc.stderr
     public = keys.load_public_key(paths.public_key)
     verify_blob(public, BLOB, proc.stdout, digest_algorithm="sha384")
@@ -103,7 +103,7 @@ def test_ed25519_blob_signatures(cosign: Cosign, tmp_path: Path) -> None:
     import_into_labkit(tmp_path, key, "ed")
     (tmp_path / "blob").write_bytes(BLOB)
     labkit_sig = sign_blob(key, BLOB)
-    proc = cosign.run("sign-blob", "--key", "ed.key", *cosign.sign_blob_flags, "blob")
+    proc = cosign.run("sign-blob", "--key", "ed.key", *cosign.legacy_sign_flags, "blob")
     if cosign.path.name.startswith("cosign-v2"):
         # v2.6.x sign-blob asks for hash function 0 for Ed25519 keys and panics.
         assert proc.returncode != 0 and "requested hash function #0 is unavailable" in proc.stderr

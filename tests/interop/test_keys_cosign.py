@@ -9,60 +9,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from labkit import keys
 from labkit.errors import KeyError_, PasswordError
-from tests.conftest import ALL_COSIGNS, reference_tool
+from tests.interop.cosign import PASSWORD, Cosign, cosign  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.interop
-
-PASSWORD = "interop pw"
-
-
-@dataclass
-class Cosign:
-    """A real cosign binary run offline in the test's directory, password from COSIGN_PASSWORD."""
-
-    path: Path
-    cwd: Path
-
-    @property
-    def sign_blob_flags(self) -> list[str]:
-        # v3 signs into a bundle with a signing config by default; --tlog-upload=false alone is
-        # refused ("must specify --bundle with --new-bundle-format"), so turn both off.
-        flags = ["--tlog-upload=false"]
-        if self.path.name.startswith("cosign-v3"):
-            flags += ["--use-signing-config=false", "--new-bundle-format=false"]
-        return flags
-
-    def run(self, *args: str, password: str = PASSWORD) -> subprocess.CompletedProcess[str]:
-        env = {
-            "PATH": os.environ.get("PATH", ""),
-            "HOME": str(self.cwd),
-            "TUF_ROOT": str(self.cwd / ".sigstore"),
-            "COSIGN_PASSWORD": password,
-            # verify-blob looks for a TUF root online; a dead loopback proxy keeps it on loopback.
-            "HTTPS_PROXY": "http://127.0.0.1:9",
-            "HTTP_PROXY": "http://127.0.0.1:9",
-            "NO_PROXY": "",
-        }
-        return subprocess.run([str(self.path), *args], cwd=self.cwd, env=env,
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
-
-    def error(self, proc: subprocess.CompletedProcess[str]) -> str:
-        """cosign's message: the text after ``Error: `` on stderr."""
-        lines = [line for line in proc.stderr.splitlines() if line.startswith("Error: ")]
-        return lines[0].removeprefix("Error: ") if lines else proc.stderr
-
-
-@pytest.fixture(params=ALL_COSIGNS)
-def cosign(request, tmp_path) -> Cosign:
-    return Cosign(reference_tool(request.param), tmp_path)
-
 
 def test_cosign_generated_key_loads_in_labkit(cosign: Cosign, tmp_path: Path) -> None:
     proc = cosign.run("generate-key-pair")

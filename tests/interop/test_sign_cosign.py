@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,58 +23,10 @@ from labkit.signing.artifact import SIGNATURE_ANNOTATION, SignatureImage, attach
 from labkit.signing.sign import sign_image
 from labkit.signing.verify import verify_image
 
-from tests.conftest import ALL_COSIGNS, RunningRegistry, reference_tool
+from tests.conftest import RunningRegistry
+from tests.interop.cosign import PASSWORD, Cosign, cosign  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.interop
-
-PASSWORD = "correct horse"
-
-
-@dataclass
-class Cosign:
-    """Runs a real cosign binary offline, with its state kept in the test's temp dir."""
-
-    path: Path
-    home: Path
-
-    @property
-    def is_v3(self) -> bool:
-        return self.path.name.startswith("cosign-v3")
-
-    def run(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
-        env = {
-            "PATH": os.environ.get("PATH", ""),
-            "HOME": str(self.home),
-            "TUF_ROOT": str(self.home / "tuf"),
-            "COSIGN_PASSWORD": PASSWORD,
-        }
-        proc = subprocess.run(
-            [str(self.path), *args],
-            cwd=self.home,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(f"cosign {args} failed ({proc.returncode}):\n{proc.stderr}")
-        return proc
-
-    def sign(self, key: Path, ref: str, *extra: str) -> subprocess.CompletedProcess[str]:
-        legacy = ("--new-bundle-format=false", "--use-signing-config=false") if self.is_v3 else ()
-        return self.run("sign", "--key", str(key), "--tlog-upload=false", "-y", *legacy, *extra, ref)
-
-    def verify(self, pub: Path, ref: str, *extra: str) -> subprocess.CompletedProcess[str]:
-        return self.run("verify", "--key", str(pub), "--insecure-ignore-tlog", *extra, ref)
-
-
-@pytest.fixture(params=ALL_COSIGNS)
-def cosign(request: pytest.FixtureRequest, tmp_path: Path) -> Cosign:
-    home = tmp_path / "cosign-home"
-    home.mkdir()
-    return Cosign(reference_tool(request.param), home)
-
 
 @dataclass(frozen=True)
 class KeyPair:
@@ -192,8 +142,9 @@ def test_recursive_signs_index_and_children(cosign: Cosign, key_a: KeyPair, regi
 
 
 def cosign_keys(cosign: Cosign) -> KeyPair:
-    cosign.run("generate-key-pair", check=True)
-    return KeyPair(cosign.home / "cosign.key", cosign.home / "cosign.pub")
+    proc = cosign.run("generate-key-pair")
+    assert proc.returncode == 0, proc.stderr
+    return KeyPair(cosign.cwd / "cosign.key", cosign.cwd / "cosign.pub")
 
 
 def test_labkit_verifies_cosign_signature(cosign: Cosign, image: Reference, client):
