@@ -17,6 +17,7 @@ Transport rules, as cosign and crane apply them:
 from __future__ import annotations
 
 import json
+import re
 import ssl
 from dataclasses import dataclass, replace
 from typing import Any
@@ -65,6 +66,7 @@ ALL_MANIFEST_TYPES: tuple[str, ...] = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST,
 
 _NOT_FOUND_CODES = frozenset({"MANIFEST_UNKNOWN", "NAME_UNKNOWN", "BLOB_UNKNOWN", "BLOB_UPLOAD_UNKNOWN"})
 _AUTH_CODES = frozenset({"UNAUTHORIZED", "DENIED"})
+_EXPLICIT_PORT = re.compile(r"(?:^|[^:]):\d+$")  # "host:5000", "[::1]:5000"; not a bare "::1"
 
 RefLike = Reference | str
 
@@ -167,31 +169,33 @@ class RegistryClient:
         if registry in self._endpoints:
             return self._endpoints[registry]
         plain_allowed = self.allow_insecure or ref.is_insecure_by_default
-        # One port speaks one protocol; asking plain HTTP first (where allowed) avoids a TLS
-        # handshake that some plain servers only answer after a read timeout.
-        schemes = ("http", "https") if plain_allowed else ("https",)
-        failures: list[tuple[str, BaseException | httpx.Response]] = []
+        schemes: tuple[str, ...] = ("https",)
+        if plain_allowed:
+            # ggcr tries HTTPS, then HTTP. With an explicit port, one port speaks one protocol, so
+            # labkit asks plain HTTP first: some plain servers answer a TLS hello only on timeout.
+            schemes = ("http", "https") if _EXPLICIT_PORT.search(registry) else ("https", "http")
+        failures: list[BaseException | httpx.Response] = []
         for scheme in schemes:
-            url = f"{scheme}://{ref.api_host}/v2/"
             try:
-                resp = self._http.get(url)
+                resp = self._http.get(f"{scheme}://{ref.api_host}/v2/")
             except httpx.TransportError as exc:
-                failures.append((scheme, exc))
+                failures.append(exc)
                 continue
             if resp.status_code in (200, 401):
+                scheme = resp.url.scheme  # a plain-HTTP port may redirect to HTTPS
                 auth = RegistryAuth(registry, self._credentials, self._http)
                 challenge = pick_challenge(parse_challenges(resp.headers.get("www-authenticate", "")))
                 auth.set_challenge(challenge if resp.status_code == 401 else None, plain_http=scheme == "http")
                 endpoint = self._endpoints[registry] = _Endpoint(f"{scheme}://{ref.api_host}", auth)
                 return endpoint
-            failures.append((scheme, resp))
+            failures.append(resp)
         raise self._ping_error(ref, plain_allowed, failures)
 
     def _ping_error(
-        self, ref: Reference, plain_allowed: bool, failures: list[tuple[str, BaseException | httpx.Response]]
+        self, ref: Reference, plain_allowed: bool, failures: list[BaseException | httpx.Response]
     ) -> RegistryError:
         registry = ref.registry
-        last = failures[-1][1]
+        last = failures[-1]
         tls = _tls_failure(last) if isinstance(last, BaseException) else None
         if isinstance(tls, ssl.SSLCertVerificationError):
             return RegistryError(
@@ -204,7 +208,7 @@ class RegistryClient:
                 "loopback registries",
                 hint="if it really serves plain HTTP, pass --allow-insecure-registry",
             )
-        for _, failure in failures:
+        for failure in failures:
             if isinstance(failure, httpx.Response):
                 return RegistryError(
                     f"{failure.url} answered {failure.status_code}: {registry} does not look like "
