@@ -296,11 +296,10 @@ class _KyvernoRun:
         key = f"{repository}@{digest}" if digest else image
         if iv.attestors:
             self.annotation[key] = "pass"
-        # Validating webhook (validate_image.go): digest and required checks.
+        # Validating webhook (validate_image.go). Its ``required`` check ("unverified image")
+        # cannot fire here: a failed verification has already failed the rule above.
         if iv.verify_digest and not digest:
             trace.status, trace.message = "fail", f"missing digest for {image}"
-        elif iv.required and iv.attestors and self.annotation.get(key) != "pass":
-            trace.status, trace.message = "fail", f"unverified image {image}"
         return trace
 
     def _attestor_set(

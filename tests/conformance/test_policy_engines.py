@@ -1,22 +1,29 @@
 """labkit's admission decisions against the real engines on the shared corpus in ``cases/``.
 
-Each case directory holds ``policy.yaml``, ``resource.yaml`` and ``case.yaml`` (see
-``cases/README.md``). For every case labkit must reach ``expect``; then the oracle for the
-policy's engine must reach the same decision and print the same policy error:
+Each case directory holds ``policy.yaml``, ``resource.yaml``, ``case.yaml`` and, when it needs
+signed images, ``images.yaml`` (see ``cases/README.md``). For every case labkit must reach
+``expect``; then the oracle for the policy's engine must reach the same decision and print the
+same text:
 
 * Kyverno policies: ``kyverno apply`` (Kyverno CLI v1.19.1), whose summary counts are pinned too;
 * ClusterImagePolicies: policy-controller's ``tester`` (v0.13.1), once per container image.
 
-The corpus so far needs no registry: its images point at 127.0.0.1:1, where nothing listens,
-so a tool that unexpectedly tried to verify would report an error instead of reaching out.
+Cases with ``images.yaml`` are materialised in Debian's distribution registry: a one-layer image
+pushed with crane, signed by real cosign v2.6.1 (legacy ``.sig``, no transparency log). Every
+tool runs with a dead loopback proxy, so nothing can leave the machine (Go never proxies
+loopback, so the registry stays reachable).
 """
 
 from __future__ import annotations
 
+import io
+import json
+import os
 import re
 import subprocess
+import tarfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,52 +31,161 @@ import pytest
 import yaml
 
 from labkit.errors import PolicyError
-from labkit.policy.decision import Decision, evaluate
+from labkit.policy.decision import Decision, Verifier, evaluate
 from labkit.policy.images import Engine, extract_images
 from labkit.policy.load import load_policies
-from tests.conftest import reference_tool
+from tests.conftest import COSIGN_V2_PIN, CRANE, RunningRegistry, reference_tool
 
 CASES = Path(__file__).parent / "cases"
 KYVERNO = "kyverno-v1.19.1"
 POLICY_TESTER = "policy-tester-v0.13.1"
 _COUNTS = re.compile(r"pass: (\d+), fail: (\d+), warn: (\d+), error: (\d+), skip: (\d+)")
+_PLACEHOLDER = re.compile(r"\$\{(REGISTRY|DIGEST|PUBLIC_KEY)(?::([a-z0-9-]+))?\}")
+
+
+def offline_env(home: Path) -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(home),
+        "TUF_ROOT": str(home / ".sigstore"),
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "NO_PROXY": "",
+        "COSIGN_PASSWORD": "",
+    }
+
+
+def run_tool(tool: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(tool), *args], cwd=cwd, env=offline_env(cwd), stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=300, check=False,
+    )
 
 
 @dataclass
 class Case:
     name: str
+    source: Path
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return yaml.safe_load((self.source / "case.yaml").read_text())
+
+    @property
+    def needs_registry(self) -> bool:
+        return (self.source / "images.yaml").is_file()
+
+    @property
+    def engine(self) -> Engine:
+        text = (self.source / "policy.yaml").read_text()
+        return Engine.POLICY_CONTROLLER if "policy.sigstore.dev/" in text else Engine.KYVERNO
+
+
+@dataclass
+class Rendered:
+    """A case with its placeholders filled, written to a scratch directory."""
+
     directory: Path
     spec: dict[str, Any]
-    resource: dict[str, Any] = field(default_factory=dict)
+    resource: dict[str, Any]
+    verifier: Verifier
 
     @property
     def expect(self) -> dict[str, Any]:
         return self.spec["expect"]
 
-    @property
-    def engine(self) -> Engine:
-        text = (self.directory / "policy.yaml").read_text()
-        return Engine.POLICY_CONTROLLER if "policy.sigstore.dev/" in text else Engine.KYVERNO
+
+ALL = [Case(p.name, p) for p in sorted(CASES.iterdir()) if (p / "case.yaml").is_file()]
 
 
-def load_cases() -> list[Case]:
-    cases = []
-    for directory in sorted(p for p in CASES.iterdir() if (p / "case.yaml").is_file()):
-        spec = yaml.safe_load((directory / "case.yaml").read_text())
-        resource = yaml.safe_load((directory / "resource.yaml").read_text())
-        cases.append(Case(directory.name, directory, spec, resource))
-    return cases
-
-
-ALL = load_cases()
-
-
-def by_engine(engine: Engine) -> list[Any]:
-    return [pytest.param(c, id=c.name) for c in ALL if c.engine is engine]
+def cases(engine: Engine | None = None) -> list[Any]:
+    return [pytest.param(c, id=c.name) for c in ALL if engine is None or c.engine is engine]
 
 
 def offline_verifier(ref: str, keys: Sequence[Any], *, annotations: Mapping[str, str] | None = None) -> Any:
     raise AssertionError(f"an offline case asked to verify {ref}")
+
+
+def substitute(text: str, values: Mapping[tuple[str, str], str]) -> str:
+    """Fill placeholders; a PUBLIC_KEY placeholder alone on its line keeps that indentation."""
+    out = []
+    for line in text.splitlines(keepends=True):
+        stripped = line.strip()
+        m = _PLACEHOLDER.fullmatch(stripped)
+        if m and m[1] == "PUBLIC_KEY":
+            indent = line[: len(line) - len(line.lstrip())]
+            out.extend(f"{indent}{pem_line}\n" for pem_line in values[(m[1], m[2])].splitlines())
+            continue
+        out.append(_PLACEHOLDER.sub(lambda x: values[(x[1], x[2] or "")], line))
+    return "".join(out)
+
+
+def layer_tar(content: bytes) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("hello.txt")
+        info.size = len(content)
+        tar.addfile(info, io.BytesIO(content))
+    return buf.getvalue()
+
+
+def build_state(case: Case, work: Path, registry: RunningRegistry) -> dict[tuple[str, str], str]:
+    """Push and sign the case's images; each case gets its own repository prefix."""
+    state = yaml.safe_load((case.source / "images.yaml").read_text())
+    crane, cosign = reference_tool(CRANE), reference_tool(COSIGN_V2_PIN)
+    prefix = f"{registry.host}/{case.name}"
+    values: dict[tuple[str, str], str] = {("REGISTRY", ""): prefix}
+    for key in state.get("keys", []):
+        gen = run_tool(cosign, "generate-key-pair", "--output-key-prefix", key, cwd=work)
+        assert gen.returncode == 0, gen.stderr
+        values[("PUBLIC_KEY", key)] = (work / f"{key}.pub").read_text().strip()
+    for image in state["images"]:
+        (work / "layer.tar").write_bytes(layer_tar(f"{case.name}/{image['name']}\n".encode()))
+        ref = f"{prefix}/{image['repository']}:{image['tag']}"
+        push = run_tool(crane, "append", "-f", "layer.tar", "-t", ref, cwd=work)
+        assert push.returncode == 0, push.stderr
+        digest = run_tool(crane, "digest", ref, cwd=work)
+        assert digest.returncode == 0, digest.stderr
+        values[("DIGEST", image["name"])] = digest.stdout.strip()
+        for key in image.get("signed_with") or []:
+            sign = run_tool(cosign, "sign", "--key", f"{key}.key", "--tlog-upload=false", "-y",
+                            f"{prefix}/{image['repository']}@{digest.stdout.strip()}", cwd=work)
+            assert sign.returncode == 0, sign.stderr
+    return values
+
+
+def registry_verifier(stack: Any) -> Verifier:
+    verify = pytest.importorskip("labkit.signing.verify", reason="labkit.signing.verify has not landed")
+    from labkit.oci.client import RegistryClient
+
+    client = stack.enter_context(RegistryClient())
+
+    def verifier(ref: str, keys: Sequence[Any], *, annotations: Mapping[str, str] | None = None) -> Any:
+        return verify.verify_image(ref, keys, client=client, annotations=annotations)
+
+    return verifier
+
+
+@pytest.fixture
+def rendered(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    from contextlib import ExitStack
+
+    case: Case = request.param
+    values: dict[tuple[str, str], str] = {}
+    with ExitStack() as stack:
+        verifier: Verifier = offline_verifier
+        if case.needs_registry:
+            registry = request.getfixturevalue("distribution_registry")
+            values = build_state(case, tmp_path, registry)
+            verifier = registry_verifier(stack)
+        for name in ("policy.yaml", "resource.yaml", "case.yaml"):
+            (tmp_path / name).write_text(substitute((case.source / name).read_text(), values))
+        yield Rendered(
+            tmp_path,
+            yaml.safe_load((tmp_path / "case.yaml").read_text()),
+            yaml.safe_load((tmp_path / "resource.yaml").read_text()),
+            verifier,
+        )
 
 
 def assert_invalid_text(text: str, expect: Mapping[str, Any]) -> None:
@@ -78,73 +194,78 @@ def assert_invalid_text(text: str, expect: Mapping[str, Any]) -> None:
         assert expect["invalid_reason"] in text
 
 
-def labkit_decision(case: Case) -> Decision:
-    policies = load_policies(case.directory / "policy.yaml")
-    return evaluate(
-        policies,
-        case.resource,
-        namespace_labels=case.spec.get("namespace_labels") or {},
-        verifier=offline_verifier,
-    )
+@pytest.mark.parametrize("rendered", cases(), indirect=True)
+def test_labkit(rendered: Rendered) -> None:
+    def decide() -> Decision:
+        return evaluate(
+            load_policies(rendered.directory / "policy.yaml"),
+            rendered.resource,
+            namespace_labels=rendered.spec.get("namespace_labels") or {},
+            verifier=rendered.verifier,
+        )
 
-
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.name) for c in ALL])
-def test_labkit(case: Case) -> None:
-    if "invalid" in case.expect:
+    expect = rendered.expect
+    if "invalid" in expect:
         with pytest.raises(PolicyError) as err:
-            labkit_decision(case)
-        assert_invalid_text(err.value.message, case.expect)
+            decide()
+        assert_invalid_text(err.value.message, expect)
         return
-    decision = labkit_decision(case)
-    assert decision.allowed is case.expect["allowed"]
-    if "message" in case.expect:
-        assert decision.message == case.expect["message"]
-    if "trace" in case.expect:
-        assert [t.status for t in decision.trace] == case.expect["trace"]
+    decision = decide()
+    assert decision.allowed is expect["allowed"], decision.message
+    if "message" in expect:
+        assert decision.message == expect["message"]
+    if "message_contains" in expect:
+        assert expect["message_contains"] in decision.message
+    if "trace" in expect:
+        assert [t.status for t in decision.trace] == expect["trace"]
+    if "patches" in expect:
+        assert decision.patches == expect["patches"]
 
 
-@pytest.mark.parametrize("case", by_engine(Engine.KYVERNO))
-def test_kyverno_cli_agrees(case: Case) -> None:
+@pytest.mark.parametrize("rendered", cases(Engine.KYVERNO), indirect=True)
+def test_kyverno_cli_agrees(rendered: Rendered) -> None:
     kyverno = reference_tool(KYVERNO)
-    run = subprocess.run(
-        [str(kyverno), "apply", "policy.yaml", "--resource", "resource.yaml"],
-        cwd=case.directory, capture_output=True, text=True, timeout=300, check=False,
-    )
+    run = run_tool(kyverno, "apply", "policy.yaml", "--resource", "resource.yaml", cwd=rendered.directory)
     found = _COUNTS.search(run.stdout)
     assert found, run.stdout + run.stderr
     counts = dict(zip(("pass", "fail", "warn", "error", "skip"), map(int, found.groups()), strict=True))
-    assert counts == case.spec["kyverno"]["counts"], run.stdout
-    if "invalid" in case.expect:
+    oracle, expect = rendered.spec["kyverno"], rendered.expect
+    assert counts == oracle["counts"], run.stdout + run.stderr
+    if "contains" in oracle:
+        assert oracle["contains"] in run.stdout
+    if "invalid" in expect:
         # an invalid policy is listed under "Policies Skipped" and counted as an error
         assert "Policies Skipped:" in run.stdout
-        assert_invalid_text(run.stdout, case.expect)
+        assert_invalid_text(run.stdout, expect)
         assert run.returncode == 1
     else:
         admitted = counts["fail"] == 0 and counts["error"] == 0
-        assert admitted is case.expect["allowed"]
+        assert admitted is expect["allowed"]
         assert run.returncode == (0 if admitted else 1)
 
 
-@pytest.mark.parametrize("case", by_engine(Engine.POLICY_CONTROLLER))
-def test_policy_controller_tester_agrees(case: Case) -> None:
+@pytest.mark.parametrize("rendered", cases(Engine.POLICY_CONTROLLER), indirect=True)
+def test_policy_controller_tester_agrees(rendered: Rendered) -> None:
     tester = reference_tool(POLICY_TESTER)
-    images = extract_images(case.resource, Engine.POLICY_CONTROLLER) or []
+    images = extract_images(rendered.resource, Engine.POLICY_CONTROLLER) or []
     assert images, "a ClusterImagePolicy case needs a resource with containers"
-    outputs = []
-    for container in images:
-        run = subprocess.run(
-            [str(tester), "-policy", "policy.yaml", "-image", container.image, "-log-level", "error"],
-            cwd=case.directory, capture_output=True, text=True, timeout=300, check=False,
-        )
-        outputs.append(run)
-    rc = max(r.returncode for r in outputs)
-    assert rc == case.spec["tester"]["exit"], [r.stdout + r.stderr for r in outputs]
-    text = "".join(r.stdout + r.stderr for r in outputs)
-    if "invalid" in case.expect:
+    runs = [
+        run_tool(tester, "-policy", "policy.yaml", "-image", c.image, "-log-level", "error",
+                 cwd=rendered.directory)
+        for c in images
+    ]
+    rc = max(r.returncode for r in runs)
+    text = "".join(r.stdout + r.stderr for r in runs)
+    oracle, expect = rendered.spec["tester"], rendered.expect
+    assert rc == oracle["exit"], text
+    if "invalid" in expect:
         # log.Fatalf("CIP is invalid: …") wraps the webhook's text in the tester's own FieldError
         assert "CIP is invalid: " in text
-        assert_invalid_text(text, case.expect)
-    else:
-        assert (rc == 0) is case.expect["allowed"]
-        if "contains" in case.spec["tester"]:
-            assert case.spec["tester"]["contains"] in text
+        assert_invalid_text(text, expect)
+        return
+    assert (rc == 0) is expect["allowed"]
+    if "contains" in oracle:
+        assert oracle["contains"] in text
+    for r in runs:
+        if r.returncode == 1:  # one JSON line on stdout: {"errors": […], "warnings": […]}
+            assert json.loads(r.stdout)["errors"]
