@@ -308,8 +308,13 @@ class _KyvernoRun:
         expanded: list[tuple[str, Attestor, list[Any]]] = []
         for e, entry in enumerate(entries):
             if entry.keys is not None and entry.keys.public_keys:
-                expanded.extend((f"{path}.entries[{e}].keys", entry, [k])
-                                for k in _keys_from_pem(entry.keys.public_keys))
+                epath = f"{path}.entries[{e}].keys"
+                try:
+                    keys = _keys_from_pem(entry.keys.public_keys)
+                except ValueError as exc:
+                    raise _RuleFailed("fail", f"failed to verify image {image}: {epath}: "
+                                              f"failed to load public key from PEM: {exc}") from exc
+                expanded.extend((epath, entry, [k]) for k in keys)
             else:
                 expanded.append((f"{path}.entries[{e}]", entry, []))
         required = count or len(expanded)

@@ -184,3 +184,13 @@ def test_cip_no_match_policy(setting: str, allowed: bool, warned: bool) -> None:
 def test_cip_warn_mode_admits_with_warning() -> None:
     d = evaluate(load_policies(cip("warn")), pod(IMAGE), namespace_labels=INCLUDE, verifier=Stub(set()))
     assert d.allowed and d.warnings[0].startswith("failed policy: signed: spec.containers[0].image\n")
+
+
+def test_kyverno_unreadable_public_key_fails_the_rule() -> None:
+    (policy,) = load_policies(kyverno_policy())
+    policy.spec.rules[0].verify_images[0].attestors[0].entries[0].keys.public_keys = (
+        "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"
+    )
+    d = evaluate([policy], pod("nginx:1.2"), verifier=Stub({"docker.io/nginx:1.2"}))
+    assert not d.allowed
+    assert ".attestors[0].entries[0].keys: failed to load public key from PEM" in d.message
