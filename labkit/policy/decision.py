@@ -224,7 +224,11 @@ class _KyvernoRun:
         self.blocked: dict[str, dict[str, str]] = {}
 
     def run(self) -> None:
+        namespace = str((self.resource.get("metadata") or {}).get("namespace") or "default")
         for policy in self.policies:
+            # a namespaced Policy governs its own namespace only
+            if policy.kind == "Policy" and (policy.metadata.namespace or "default") != namespace:
+                continue
             for rule in policy.spec.rules:
                 if not rule.verify_images:
                     continue
@@ -246,7 +250,8 @@ class _KyvernoRun:
 
     def _rule(self, policy: KyvernoPolicy, rule: str, entries: Sequence[ImageVerification]) -> None:
         enforce = kyverno_failure_action(policy) == "Enforce"
-        fail_closed = (policy.spec.failure_policy or "Fail") == "Fail"
+        webhook = policy.spec.webhook_configuration or {}
+        fail_closed = (webhook.get("failurePolicy") or policy.spec.failure_policy or "Fail") == "Fail"
         for iv in entries:
             for container in self.images:
                 trace = self._image(policy, rule, iv, container)
@@ -297,7 +302,8 @@ class _KyvernoRun:
         if iv.attestors:
             self.annotation[key] = "pass"
         # Validating webhook (validate_image.go). Its ``required`` check ("unverified image")
-        # cannot fire here: a failed verification has already failed the rule above.
+        # only repeats a failure already recorded above: under Enforce the mutating webhook
+        # has blocked first, under Audit neither blocks.
         if iv.verify_digest and not digest:
             trace.status, trace.message = "fail", f"missing digest for {image}"
         return trace

@@ -225,7 +225,9 @@ def test_labkit(rendered: Rendered) -> None:
 @pytest.mark.parametrize("rendered", cases(Engine.KYVERNO), indirect=True)
 def test_kyverno_cli_agrees(rendered: Rendered) -> None:
     kyverno = reference_tool(KYVERNO)
-    run = run_tool(kyverno, "apply", "policy.yaml", "--resource", "resource.yaml", cwd=rendered.directory)
+    extra = rendered.spec["kyverno"].get("args", [])
+    run = run_tool(kyverno, "apply", "policy.yaml", "--resource", "resource.yaml", *extra,
+                   cwd=rendered.directory)
     found = _COUNTS.search(run.stdout)
     assert found, run.stdout + run.stderr
     counts = dict(zip(("pass", "fail", "warn", "error", "skip"), map(int, found.groups()), strict=True))

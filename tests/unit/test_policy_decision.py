@@ -194,3 +194,14 @@ def test_kyverno_unreadable_public_key_fails_the_rule() -> None:
     d = evaluate([policy], pod("nginx:1.2"), verifier=Stub({"docker.io/nginx:1.2"}))
     assert not d.allowed
     assert ".attestors[0].entries[0].keys: failed to load public key from PEM" in d.message
+
+
+def test_kyverno_namespaced_policy_only_governs_its_namespace() -> None:
+    doc = kyverno_policy().replace("kind: ClusterPolicy", "kind: Policy").replace(
+        "metadata: {name: check-image}", "metadata: {name: check-image, namespace: team-a}")
+    stub = Stub(set())
+    assert evaluate(load_policies(doc), pod("nginx:1.2"), verifier=stub).allowed
+    assert stub.calls == []
+    team_a = pod("nginx:1.2")
+    team_a["metadata"]["namespace"] = "team-a"
+    assert not evaluate(load_policies(doc), team_a, verifier=stub).allowed
