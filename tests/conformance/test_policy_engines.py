@@ -271,3 +271,20 @@ def test_policy_controller_tester_agrees(rendered: Rendered) -> None:
     for r in runs:
         if r.returncode == 1:  # one JSON line on stdout: {"errors": […], "warnings": […]}
             assert json.loads(r.stdout)["errors"]
+
+
+@pytest.mark.parametrize("rendered", cases(), indirect=True)
+def test_labkit_cli(rendered: Rendered, capsys: pytest.CaptureFixture[str]) -> None:
+    """``labkit policy test`` wires the real registry verifier: same decision, exit 0/1/2."""
+    from labkit.cli import main
+
+    labels = ",".join(f"{k}={v}" for k, v in (rendered.spec.get("namespace_labels") or {}).items())
+    code = main(["policy", "test", "--policy", str(rendered.directory / "policy.yaml"),
+                 "--resource", str(rendered.directory / "resource.yaml"), "--namespace-labels", labels])
+    out = capsys.readouterr()
+    if "invalid" in rendered.expect:
+        assert code == 2 and rendered.expect["invalid"] in out.err
+    else:
+        assert code == (0 if rendered.expect["allowed"] else 1), out.out + out.err
+        if "message" in rendered.expect:
+            assert rendered.expect["message"] in out.out
