@@ -7,9 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from labkit import keys
+from labkit.cli._flags import bool_flag
 from labkit.errors import KeyFileError, UsageError
-from labkit.signing.blob import read_signature, sign_blob, verify_blob
 
 _NO_TLOG = (
     "labkit never uploads to a transparency log (Rekor): signatures are verified against the key "
@@ -21,20 +20,6 @@ _IGNORE_TLOG_WARNING = (
 )
 
 
-def _bool_flag(parser: argparse.ArgumentParser, name: str, help_text: str) -> None:
-    """A cobra-style boolean: ``--name``, ``--name=true`` and ``--name=false``.
-
-    argparse matches a whole argument against option strings before splitting at ``=``, so the
-    two spelled-out forms can be options of their own; ``--name false`` stays two arguments, as in
-    cobra. The value is None when the flag is absent.
-    """
-    dest = name.replace("-", "_")
-    parser.add_argument(f"--{name}", f"--{name}=true", dest=dest, action="store_const",
-                        const=True, default=None, help=help_text)
-    parser.add_argument(f"--{name}=false", dest=dest, action="store_const", const=False,
-                        help=argparse.SUPPRESS)
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     sign = subparsers.add_parser(
         "sign-blob",
@@ -44,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sign.add_argument("--key", required=True, help="private key file")
     sign.add_argument("--output-signature", metavar="FILE",
                       help="write the base64 signature to FILE instead of stdout")
-    _bool_flag(sign, "tlog-upload", "accepted for cosign compatibility (=false); labkit never uploads")
+    bool_flag(sign, "tlog-upload", "accepted for cosign compatibility (=false); labkit never uploads")
     sign.add_argument("-y", "--yes", action="store_true", help="accepted for cosign compatibility")
     sign.add_argument("blob", metavar="BLOB")
     sign.set_defaults(func=_sign)
@@ -58,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify.add_argument("--key", required=True, help="public key file (.pub)")
     verify.add_argument("--signature", required=True,
                         help="signature file, or the base64 signature itself")
-    _bool_flag(verify, "insecure-ignore-tlog", "verify without a transparency log (required)")
+    bool_flag(verify, "insecure-ignore-tlog", "verify without a transparency log (required)")
     verify.add_argument("--signature-digest-algorithm", default="sha256",
                         help="digest the signature was made over (ECDSA/RSA; default sha256)")
     verify.add_argument("blob", metavar="BLOB")
@@ -75,6 +60,9 @@ def _read_blob(ref: str) -> bytes:
 
 
 def _sign(args: argparse.Namespace) -> int:
+    from labkit import keys
+    from labkit.signing.blob import sign_blob
+
     if args.tlog_upload is None:
         print(f"Note: {_NO_TLOG}", file=sys.stderr)
     private_key = keys.load_private_key(args.key, keys.read_password(confirm=False))
@@ -91,6 +79,9 @@ def _sign(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from labkit import keys
+    from labkit.signing.blob import read_signature, verify_blob
+
     if not args.insecure_ignore_tlog:
         raise UsageError(
             "labkit has no transparency log to check the signature against",

@@ -11,10 +11,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from labkit.cli._flags import registry_flags
 from labkit.errors import BuildError, UsageError
-from labkit.oci.build import DEFAULT_PLATFORM, build_image, load_recipe
-from labkit.oci.client import RegistryClient
-from labkit.oci.model import Image, Platform
+from labkit.oci.model import DEFAULT_PLATFORM, Image, Platform
 from labkit.oci.reference import Reference
 
 
@@ -35,8 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--base", metavar="IMAGE", help="pull IMAGE and put the app layer on top of it")
     build.add_argument("--builder", choices=("labkit", "docker"), default="labkit",
                        help="labkit's own builder (default) or `docker buildx build`")
-    build.add_argument("--allow-insecure-registry", action="store_true",
-                       help="allow plain HTTP and unverified TLS to non-loopback registries")
+    registry_flags(build)
     build.set_defaults(func=_build)
 
     digest = subparsers.add_parser(
@@ -45,8 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Resolve REF (HEAD, GET as fallback) and print its manifest digest, as crane digest.",
     )
     digest.add_argument("ref", metavar="REF")
-    digest.add_argument("--allow-insecure-registry", action="store_true",
-                        help="allow plain HTTP and unverified TLS to non-loopback registries")
+    registry_flags(digest)
     digest.set_defaults(func=_digest)
 
 
@@ -65,6 +62,9 @@ def _build(args: argparse.Namespace) -> int:
     context = Path(args.dir)
     if not context.is_dir():
         raise BuildError(f"build directory {context} does not exist or is not a directory")
+    from labkit.oci.build import build_image, load_recipe
+    from labkit.oci.client import RegistryClient  # imported per verb: httpx is slow to load
+
     recipe = load_recipe(context.resolve())
     for line in recipe.ignored:
         print(f"labkit build: skipped, needs a builder that runs containers: {line}", file=sys.stderr)
@@ -114,6 +114,8 @@ def _docker_build(args: argparse.Namespace, ref: Reference, platforms: list[Plat
 
 
 def _digest(args: argparse.Namespace) -> int:
+    from labkit.oci.client import RegistryClient
+
     ref = Reference.parse(args.ref)
     with RegistryClient(allow_insecure=args.allow_insecure_registry) as client:
         print(client.resolve(ref))

@@ -6,8 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from labkit import keys
+from typing import TYPE_CHECKING
+
 from labkit.errors import KeyExistsError
+
+if TYPE_CHECKING:
+    from labkit import keys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -71,12 +75,16 @@ def _report(paths: keys.KeyPairPaths) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    from labkit import keys  # imported per verb: cryptography is slow to load
+
     force = confirm_overwrite(Path(args.output_key_prefix + ".key"), assume_yes=args.force)
     password = keys.read_password(confirm=True)
     return _report(keys.generate_key_pair(args.output_key_prefix, password, force=force))
 
 
 def _import(args: argparse.Namespace) -> int:
+    from labkit import keys  # imported per verb: cryptography is slow to load
+
     # Refuse a bad input before asking anything, as cosign does.
     key = keys.load_importable_key(args.key)
     force = confirm_overwrite(Path(args.output_key_prefix + ".key"), assume_yes=args.yes)
@@ -85,6 +93,8 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _public_key(args: argparse.Namespace) -> int:
+    from labkit import keys  # imported per verb: cryptography is slow to load
+
     key = keys.load_private_key(args.key, keys.read_password(confirm=False))
     pem = keys.public_key_pem(key)
     if args.outfile:

@@ -6,7 +6,6 @@ import argparse
 import signal
 import sys
 
-from labkit import registry
 from labkit.errors import UsageError
 
 
@@ -19,8 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Serve an OCI Distribution Spec v1.1 registry (content-addressed, on disk under "
         "--root, so a restart loses nothing). Push to it as 127.0.0.1:PORT/REPO:TAG. Ctrl-C stops it.",
     )
-    serve.add_argument("--port", type=int, default=registry.server.DEFAULT_PORT,
-                       help=f"TCP port, 0 for any free one (default: {registry.server.DEFAULT_PORT})")
+    serve.add_argument("--port", type=int,
+                       help="TCP port, 0 for any free one (default: 5001, kind's local-registry port)")
     serve.add_argument("--root", help="storage directory (default: $LABKIT_HOME/registry, ~/.labkit/registry)")
     serve.add_argument("--address", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     serve.add_argument("--allow-non-loopback", action="store_true",
@@ -33,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from labkit import registry  # imported per verb: uvicorn is slow to load
+
     password = None
     if args.username is not None:
         if not args.password_stdin:
@@ -45,7 +46,7 @@ def _serve(args: argparse.Namespace) -> int:
               + ("" if args.htpasswd or args.username else ", without credentials"), file=sys.stderr)
     handle = registry.serve(
         root=args.root,
-        port=args.port,
+        port=registry.server.DEFAULT_PORT if args.port is None else args.port,
         address=args.address,
         htpasswd=args.htpasswd,
         username=args.username,

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from labkit.cli._flags import bool_flag, registry_flags
 from labkit.errors import UsageError, VerificationError
 
 if TYPE_CHECKING:
@@ -26,28 +27,6 @@ NO_TLOG_NOTE = (
     "    transparency log: the signature is stored only in the registry, as with\n"
     "    --tlog-upload=false, so verifiers need --insecure-ignore-tlog.\n"
 )
-
-
-def go_bool(text: str) -> bool:
-    """Parse a Go/cobra boolean flag value (``--tlog-upload=false``)."""
-    value = text.lower()
-    if value in ("1", "t", "true"):
-        return True
-    if value in ("0", "f", "false"):
-        return False
-    raise argparse.ArgumentTypeError(f"invalid boolean value {text!r}")
-
-
-def add_bool_flag(parser: argparse.ArgumentParser, name: str, default: bool, help: str) -> None:
-    parser.add_argument(name, type=go_bool, nargs="?", const=True, default=default, help=help)
-
-
-def add_registry_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--allow-insecure-registry",
-        action="store_true",
-        help="allow plain HTTP to a registry that is not on loopback (loopback always may)",
-    )
 
 
 def parse_annotations(pairs: list[str] | None) -> dict[str, str] | None:
@@ -74,12 +53,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="extra key=value pairs to sign (repeatable)")
     sign.add_argument("-r", "--recursive", action="store_true",
                       help="for an index, also sign every manifest it references")
-    add_bool_flag(sign, "--tlog-upload", True, "accepted for cosign parity; labkit never uploads")
-    add_bool_flag(sign, "--upload", True, "push the signature to the registry")
+    bool_flag(sign, "tlog-upload", "accepted for cosign parity; labkit never uploads", default=True)
+    bool_flag(sign, "upload", "push the signature to the registry", default=True)
     sign.add_argument("-y", "--yes", action="store_true", help="skip confirmation prompts")
     sign.add_argument("--output-signature", type=Path, help="also write the base64 signature here")
     sign.add_argument("--output-payload", type=Path, help="also write the signed payload here")
-    add_registry_flags(sign)
+    registry_flags(sign)
     sign.set_defaults(func=_sign)
 
     verify = subparsers.add_parser(
@@ -91,24 +70,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify.add_argument("--key", required=True, help="path to the public key (or cosign private key's .pub)")
     verify.add_argument("-a", "--annotations", action="append", metavar="KEY=VALUE",
                         help="require these annotations in the signed payload")
-    verify.add_argument("--insecure-ignore-tlog", action="store_true",
-                        help="do not require a transparency-log entry (labkit signatures have none)")
+    bool_flag(verify, "insecure-ignore-tlog",
+              "do not require a transparency-log entry (labkit signatures have none)", default=False)
     verify.add_argument("-o", "--output", choices=("json", "text"), default="json")
     verify.add_argument("--signature-digest-algorithm", default="sha256",
                         choices=("sha224", "sha256", "sha384", "sha512"))
-    add_registry_flags(verify)
+    registry_flags(verify)
     verify.set_defaults(func=_verify)
 
     tri = subparsers.add_parser("triangulate", help="print where cosign stores an image's attachments")
     tri.add_argument("image")
     tri.add_argument("--type", default="signature",
                      choices=("signature", "attestation", "sbom", "digest"))
-    add_registry_flags(tri)
+    registry_flags(tri)
     tri.set_defaults(func=_triangulate)
 
     tr = subparsers.add_parser("tree", help="show an image's signatures, attestations and SBOMs")
     tr.add_argument("image")
-    add_registry_flags(tr)
+    registry_flags(tr)
     tr.set_defaults(func=_tree)
 
 

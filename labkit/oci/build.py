@@ -33,6 +33,7 @@ from typing import Any
 
 from labkit.errors import BuildError
 from labkit.oci.model import (
+    DEFAULT_PLATFORM,
     DOCKER_CONFIG,
     DOCKER_LAYER_GZIP,
     DOCKER_MANIFEST,
@@ -50,7 +51,6 @@ from labkit.oci.model import (
     sha256_digest,
 )
 
-DEFAULT_PLATFORM = Platform("linux", "amd64")
 GZIP_LEVEL = 6  # zlib's default; fixed here so a changed default elsewhere cannot move digests
 # Bytecode caches and VCS metadata are machine output, never source: left out at any depth.
 ALWAYS_EXCLUDED = ("__pycache__", "*.pyc", ".git")

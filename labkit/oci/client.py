@@ -134,6 +134,23 @@ def _next_link(resp: httpx.Response) -> str | None:
     return None
 
 
+class _LazyTransport(httpx.BaseTransport):
+    """An ``httpx.HTTPTransport`` built on its first request."""
+
+    def __init__(self, **options: object) -> None:
+        self._options = options
+        self._inner: httpx.HTTPTransport | None = None
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self._inner is None:
+            self._inner = httpx.HTTPTransport(**self._options)  # type: ignore[arg-type]
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        if self._inner is not None:
+            self._inner.close()
+
+
 class RegistryClient:
     """Talks to OCI registries. One instance reuses connections and tokens across calls."""
 
@@ -147,9 +164,19 @@ class RegistryClient:
     ) -> None:
         self.allow_insecure = allow_insecure
         self._credentials = credentials
-        self._http = httpx.Client(
-            timeout=timeout, transport=transport, verify=not allow_insecure, follow_redirects=True
-        )
+        if transport is None:
+            # Plain HTTP needs no certificates; loading the CA bundle costs ~0.1 s a process,
+            # so HTTPS gets its transport on first use (loopback labs may never need it).
+            https = _LazyTransport(verify=not allow_insecure)
+            self._http = httpx.Client(
+                timeout=timeout,
+                # Plain HTTP never uses this context; passing one skips httpx's default setup.
+                transport=httpx.HTTPTransport(verify=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)),
+                mounts={"https://": https},
+                follow_redirects=True,
+            )
+        else:
+            self._http = httpx.Client(timeout=timeout, transport=transport, follow_redirects=True)
         self._endpoints: dict[str, _Endpoint] = {}
 
     def close(self) -> None:

@@ -101,6 +101,10 @@ class Platform:
         return cls(os=d.get("os", ""), architecture=d.get("architecture", ""), variant=d.get("variant"))
 
 
+# What a build targets when no platform is named (and what most lab machines run).
+DEFAULT_PLATFORM = Platform("linux", "amd64")
+
+
 @dataclass(frozen=True)
 class Descriptor:
     media_type: str
