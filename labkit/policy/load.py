@@ -85,6 +85,8 @@ def _load_one(doc: Any, where: str) -> Policy:
         )
     decoder = _Decoder()
     policy = decoder.decode(cls, doc, "")
+    if not policy.metadata.name:
+        decoder.invalid.append("metadata.name: Required value: name or generateName is required")
     if decoder.unknown:
         fields = ", ".join(f'unknown field "{p}"' for p in decoder.unknown)
         raise PolicyError(

@@ -132,3 +132,9 @@ def test_multi_document_file(tmp_path) -> None:
     path.write_text(cip() + "---\n" + cip("    - static: {action: maybe}"))
     with pytest.raises(PolicyError, match=r"\(document 2\).*invalid value: maybe: spec.authorities\[0\].static.action"):
         load_policies(path)
+
+
+def test_metadata_name_is_required() -> None:
+    with pytest.raises(PolicyError, match=r'ClusterImagePolicy.policy.sigstore.dev "" is invalid: '
+                                          r"metadata.name: Required value"):
+        load_policies(cip().replace("metadata: {name: signed}", "metadata: {}"))
