@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
-import httpx
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from labkit.oci.client import RegistryClient
-from labkit.oci.model import OCI_CONFIG, OCI_LAYER, Descriptor, Image, Manifest
+from labkit.oci.client import RegistryClient  # noqa: E402
+from labkit.oci.model import OCI_CONFIG, OCI_LAYER, Descriptor, Image, Manifest  # noqa: E402
+from tests.peers import run_distribution, run_labkit_registry  # noqa: E402
 
 MIB = 1024 * 1024
 
@@ -37,53 +36,6 @@ def make_image(total_mib: int, layers: int) -> Image:
         layers=tuple(Descriptor.of(OCI_LAYER, b) for b in blobs),
     )
     return Image(manifest=manifest, config=config, layers=blobs)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_up(proc: subprocess.Popen, host: str, what: str) -> None:
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            httpx.get(f"http://{host}/v2/", timeout=1)
-            return
-        except httpx.TransportError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.terminate()
-                sys.exit(f"{what} did not start")
-            time.sleep(0.05)
-
-
-def start_labkit(workdir: Path) -> tuple[subprocess.Popen, str]:
-    """``labkit registry serve`` in its own process, as learners run it (and as distribution runs)."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "labkit", "registry", "serve", "--port", str(port), "--root", str(workdir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    wait_up(proc, f"127.0.0.1:{port}", "labkit registry serve")
-    return proc, f"127.0.0.1:{port}"
-
-
-def start_distribution(workdir: Path) -> tuple[subprocess.Popen, str]:
-    binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
-    if not os.access(binary, os.X_OK):
-        sys.exit("distribution (docker-registry) is not installed: run `make system-deps` as root")
-    port = free_port()
-    workdir.mkdir()
-    config = workdir / "config.yml"
-    config.write_text(
-        "version: 0.1\nlog: {level: error}\n"
-        f"storage: {{filesystem: {{rootdirectory: {workdir / 'data'}}}, delete: {{enabled: true}}}}\n"
-        f"http: {{addr: 127.0.0.1:{port}}}\n"
-    )
-    proc = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_up(proc, f"127.0.0.1:{port}", "distribution")
-    return proc, f"127.0.0.1:{port}"
 
 
 def measure(host: str, image: Image, rounds: int) -> tuple[float, float]:
@@ -111,15 +63,12 @@ def main() -> None:
 
     image = make_image(args.mib, args.layers)
     total = sum(len(b) for b in image.blobs().values()) / MIB
-    with tempfile.TemporaryDirectory(prefix="labkit-bench-") as tmp:
-        servers = {"labkit": start_labkit(Path(tmp) / "labkit"),
-                   "distribution": start_distribution(Path(tmp) / "distribution")}
-        try:
-            results = {name: measure(host, image, args.rounds) for name, (_, host) in servers.items()}
-        finally:
-            for proc, _ in servers.values():
-                proc.terminate()
-                proc.wait(timeout=10)
+    with tempfile.TemporaryDirectory(prefix="labkit-bench-") as tmp, ExitStack() as stack:
+        servers = [
+            stack.enter_context(run_labkit_registry(Path(tmp) / "labkit")),
+            stack.enter_context(run_distribution(Path(tmp) / "distribution")),
+        ]
+        results = {reg.name: measure(reg.host, image, args.rounds) for reg in servers}
 
     print(f"image: {total:.1f} MiB in {args.layers} layers; best of {args.rounds} rounds; client: labkit RegistryClient")
     print(f"{'registry':<14}{'push MiB/s':>12}{'pull MiB/s':>12}{'push+pull MiB/s':>17}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -26,22 +25,10 @@ from labkit.oci.client import RegistryClient  # noqa: E402
 from labkit.oci.model import OCI_CONFIG, OCI_LAYER, Descriptor, Image, Manifest  # noqa: E402
 from labkit.oci.reference import Reference  # noqa: E402
 from labkit.signing.sign import sign_image  # noqa: E402
-from tests.conftest import TOOLS_DIR, free_port, wait_for_registry  # noqa: E402
+from tests.conftest import TOOLS_DIR  # noqa: E402
+from tests.peers import run_distribution  # noqa: E402
 
 PASSWORD = b"bench"
-
-
-def start_distribution(root: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    config = root / "config.yml"
-    config.write_text(
-        f"version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {root}/data}}}}\n"
-        f"http: {{addr: 127.0.0.1:{port}}}\n"
-    )
-    proc = subprocess.Popen(["docker-registry", "serve", str(config)], stderr=subprocess.DEVNULL)
-    host = f"127.0.0.1:{port}"
-    wait_for_registry(f"http://{host}")
-    return proc, host
 
 
 def timed(argv: list[str], env: dict[str, str]) -> float:
@@ -59,42 +46,40 @@ def main() -> None:
     parser.add_argument("--cosign", default="cosign-v2.6.1")
     args = parser.parse_args()
     cosign = TOOLS_DIR / args.cosign
-    if not cosign.exists() or not shutil.which("docker-registry"):
-        raise SystemExit(f"needs {cosign} (make tools) and docker-registry (make system-deps)")
+    if not cosign.exists():
+        raise SystemExit(f"needs {cosign}: run `make tools`")
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, run_distribution(Path(tmp) / "registry") as registry:
         work = Path(tmp)
-        registry, host = start_distribution(work)
-        try:
-            paths = keys.generate_key_pair(work / "bench", PASSWORD)
-            client = RegistryClient()
-            config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
-            layer = b"bench layer"
-            image = Image(
-                Manifest(Descriptor.of(OCI_CONFIG, config), (Descriptor.of(OCI_LAYER, layer),)),
-                config,
-                [layer],
-            )
-            ref = Reference.parse(f"{host}/bench/app:v1")
-            digest = client.push_image(ref, image)
-            sign_image(ref.with_digest(digest), keys.load_private_key(paths.private_key, PASSWORD), client=client)
+        host = registry.host
+        paths = keys.generate_key_pair(work / "bench", PASSWORD)
+        client = RegistryClient()
+        config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
+        layer = b"bench layer"
+        image = Image(
+            Manifest(Descriptor.of(OCI_CONFIG, config), (Descriptor.of(OCI_LAYER, layer),)),
+            config,
+            [layer],
+        )
+        ref = Reference.parse(f"{host}/bench/app:v1")
+        digest = client.push_image(ref, image)
+        sign_image(ref.with_digest(digest), keys.load_private_key(paths.private_key, PASSWORD), client=client)
 
-            env = dict(os.environ, HOME=str(work), TUF_ROOT=str(work / "tuf"))
-            # Measure what users run: with bytecode caches, after one warm-up run of each tool.
-            env.pop("PYTHONDONTWRITEBYTECODE", None)
-            labkit_cmd = [str(Path(sys.executable).parent / "labkit"), "verify", "--key",
-                          str(paths.public_key), "--insecure-ignore-tlog", str(ref)]
-            cosign_cmd = [str(cosign), "verify", "--key", str(paths.public_key),
-                          "--insecure-ignore-tlog", str(ref)]
-            timed(labkit_cmd, env)
-            timed(cosign_cmd, env)
-            ours, theirs = [], []
-            for _ in range(args.runs):
-                ours.append(timed(labkit_cmd, env))
-                theirs.append(timed(cosign_cmd, env))
-        finally:
-            registry.terminate()
-            registry.wait()
+        # cosign looks for a TUF root online: a dead loopback proxy keeps it on this machine.
+        env = dict(os.environ, HOME=str(work), TUF_ROOT=str(work / "tuf"),
+                   HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9", NO_PROXY="")
+        # Measure what users run: with bytecode caches, after one warm-up run of each tool.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        labkit_cmd = [str(Path(sys.executable).parent / "labkit"), "verify", "--key",
+                      str(paths.public_key), "--insecure-ignore-tlog", str(ref)]
+        cosign_cmd = [str(cosign), "verify", "--key", str(paths.public_key),
+                      "--insecure-ignore-tlog", str(ref)]
+        timed(labkit_cmd, env)
+        timed(cosign_cmd, env)
+        ours, theirs = [], []
+        for _ in range(args.runs):
+            ours.append(timed(labkit_cmd, env))
+            theirs.append(timed(cosign_cmd, env))
 
     lab, cos = statistics.median(ours), statistics.median(theirs)
     print(f"labkit verify   median of {args.runs}: {lab * 1000:7.1f} ms")

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
+
+from tests.peers import PeerMissing, RunningRegistry, run_distribution
 
 TOOLS_DIR = Path(
     os.environ.get("LABKIT_TOOLS_DIR")
@@ -40,62 +37,14 @@ def reference_tool(name: str) -> Path:
     pytest.fail(f"{name} is missing from {TOOLS_DIR} although Go is installed: run `make tools`")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_registry(url: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(f"{url}/v2/", timeout=1.0).status_code in (200, 401):
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"registry at {url} did not answer within {timeout}s")
-        time.sleep(0.05)
-
-
-@dataclass(frozen=True)
-class RunningRegistry:
-    """A registry on loopback. ``host`` is what goes into image references (``127.0.0.1:PORT``)."""
-
-    name: str
-    host: str
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}"
-
-
 @pytest.fixture(scope="session")
 def distribution_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
     """Debian's docker-registry (distribution 2.8): an independent registry without referrers."""
-    binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
-    if not os.access(binary, os.X_OK):
-        pytest.skip("Debian's docker-registry is not installed (make system-deps installs it as root)")
-    root = tmp_path_factory.mktemp("distribution")
-    port = free_port()
-    config = root / "config.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log: {level: error}\n"
-        f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, delete: {{enabled: true}}}}\n"
-        f"http: {{addr: 127.0.0.1:{port}}}\n"
-    )
-    proc = subprocess.Popen(
-        [binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
     try:
-        registry = RunningRegistry("distribution", f"127.0.0.1:{port}")
-        wait_for_registry(registry.url)
-        yield registry
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        with run_distribution(tmp_path_factory.mktemp("distribution")) as registry:
+            yield registry
+    except PeerMissing as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="session")

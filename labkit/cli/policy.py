@@ -12,13 +12,12 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from labkit.errors import UsageError
-from labkit.policy.decision import Decision, evaluate
-from labkit.policy.load import load_policies
+
+if TYPE_CHECKING:
+    from labkit.policy.decision import Decision
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,6 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _lint(args: argparse.Namespace) -> int:
+    from labkit.policy.load import load_policies  # imported per verb: the engine is slow to load
+
     for name in args.files:
         policies = load_policies(Path(name))
         kinds = ", ".join(f"{type(p).__name__} {p.name}" for p in policies)
@@ -75,6 +76,8 @@ def parse_labels(text: str) -> dict[str, str]:
 
 
 def _read_resource(path: str) -> Mapping[str, Any]:
+    import yaml
+
     try:
         doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
@@ -87,6 +90,9 @@ def _read_resource(path: str) -> Mapping[str, Any]:
 
 
 def _test(args: argparse.Namespace) -> int:
+    from labkit.policy.decision import evaluate
+    from labkit.policy.load import load_policies
+
     # Imported here: signing pulls in the registry client, which lint does not need.
     from labkit.oci.client import RegistryClient
     from labkit.signing.verify import verify_image

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, reference_tool, wait_for_registry
+from tests.conftest import reference_tool
+from tests.peers import free_port, wait_for_registry
 
 OCI_CONFORMANCE = "oci-conformance-v0.0.0-20260831232431-97274622c111"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "conformance"

@@ -14,8 +14,6 @@ import io
 import json
 import os
 import re
-import shutil
-import subprocess
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -56,7 +54,7 @@ from labkit.oci.model import (
 )
 from labkit.oci.reference import Reference
 
-from tests.conftest import RunningRegistry, free_port, wait_for_registry
+from tests.peers import PeerMissing, RunningRegistry, free_port, run_distribution
 
 pytestmark = pytest.mark.interop
 
@@ -387,24 +385,11 @@ def test_closed_port_is_unreachable() -> None:
 
 @contextmanager
 def distribution(root: Path, host: str, extra: str = "") -> Iterator[RunningRegistry]:
-    binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
-    if not os.access(binary, os.X_OK):
-        pytest.skip("Debian's docker-registry is not installed (make system-deps installs it as root)")
-    port = free_port()
-    config = root / "config.yml"
-    config.write_text(
-        "version: 0.1\nlog: {level: error}\n"
-        f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}}}\n"
-        f"http: {{addr: '{host}:{port}'}}\n{extra}"
-    )
-    proc = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        registry = RunningRegistry("distribution", f"{host}:{port}")
-        wait_for_registry(registry.url)
-        yield registry
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        with run_distribution(root, host=host, extra_config=extra) as registry:
+            yield registry
+    except PeerMissing as exc:
+        pytest.skip(str(exc))
 
 
 def test_plain_http_off_loopback_needs_allow_insecure(tmp_path: Path) -> None:

@@ -20,7 +20,8 @@ import pytest
 
 from labkit.errors import InvalidReferenceError
 from labkit.oci.reference import Reference, kyverno_normalize
-from tests.conftest import COSIGN_V2_PIN, COSIGN_V3, CRANE, free_port, reference_tool
+from tests.conftest import COSIGN_V2_PIN, COSIGN_V3, CRANE, reference_tool
+from tests.peers import free_port
 
 D = "sha256:deadb33fdeadb33fdeadb33fdeadb33fdeadb33fdeadb33fdeadb33fdeadb33f"
 
