@@ -1,0 +1,239 @@
+"""The webhook as a plain ASGI application: one endpoint per engine and webhook kind.
+
+=============================== ==========================================================
+``POST /mutate/kyverno``        Kyverno's mutating webhook: verify, pin tags to digests,
+                                write ``kyverno.io/verify-images``; Enforce failures deny
+``POST /validate/kyverno``      Kyverno's validating webhook: the same rules, no patch
+``POST /mutate/policy-controller``   resolve tags to ``repo:tag@digest`` (never denies)
+``POST /validate/policy-controller`` ClusterImagePolicies (digests required)
+``GET /healthz``                policies in force, policy files that failed to load
+``GET /reports``                PolicyReports of Audit results (``?namespace=`` filters)
+=============================== ==========================================================
+
+Separate endpoints let a caller apply each engine's namespaceSelector as the API server does.
+Decisions are :func:`labkit.policy.evaluate`'s; this module only carries them over HTTP, maps
+registry errors through failurePolicy, and bounds what a request may cost: a body limit (the
+API server's own 3 MiB request limit) and a per-review timeout (Kyverno's default 10 s).
+Malformed requests get HTTP 400 with a JSON message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from labkit.admission.cache import CachingVerifier
+from labkit.admission.reports import ReportStore
+from labkit.admission.review import AdmissionRequest, parse_review, review_response
+from labkit.admission.sources import NamespaceLabels, PolicyDirectory
+from labkit.errors import AdmissionError, LabkitError
+from labkit.oci.client import RegistryClient
+from labkit.oci.reference import Reference
+from labkit.policy.decision import PC_INCLUDE_LABEL, evaluate
+from labkit.policy.images import Engine, extract_images
+from labkit.policy.load import kyverno_failure_action
+from labkit.policy.models import KyvernoPolicy
+
+log = logging.getLogger("labkit.admission")
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+MAX_BODY_BYTES = 3 * 1024 * 1024  # k8s apiserver MaxRequestBodyBytes
+DEFAULT_TIMEOUT = 10.0  # Kyverno's webhook timeoutSeconds default
+ENDPOINTS: dict[str, tuple[Engine, bool]] = {
+    "/mutate/kyverno": (Engine.KYVERNO, True),
+    "/validate/kyverno": (Engine.KYVERNO, False),
+    "/mutate/policy-controller": (Engine.POLICY_CONTROLLER, True),
+    "/validate/policy-controller": (Engine.POLICY_CONTROLLER, False),
+}
+_REVIEWED_OPERATIONS = ("CREATE", "UPDATE")
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+@dataclass
+class Outcome:
+    allowed: bool
+    message: str = ""
+    warnings: tuple[str, ...] = ()
+    patch: tuple[dict[str, Any], ...] = ()
+
+
+class Webhook:
+    """Reviews AdmissionRequests for one engine at a time (synchronous; the ASGI app runs it in
+    worker threads). Usable without HTTP, e.g. from a notebook."""
+
+    def __init__(
+        self,
+        policies: PolicyDirectory,
+        namespaces: NamespaceLabels,
+        client: RegistryClient,
+        *,
+        cache_ttl: float,
+        no_match_policy: str = "deny",
+    ) -> None:
+        self.policies, self.namespaces, self.client = policies, namespaces, client
+        self.verifier = CachingVerifier(client, cache_ttl)
+        self.no_match_policy = no_match_policy
+        self.reports = ReportStore()
+
+    def failure_policy(self, engine: Engine) -> str:
+        """Kyverno aggregates: Fail if any policy says Fail; policy-controller's is Fail."""
+        if engine is Engine.POLICY_CONTROLLER:
+            return "Fail"
+        kyverno = [p for p in self.policies.current()[0] if isinstance(p, KyvernoPolicy)]
+        settings = [((p.spec.webhook_configuration or {}).get("failurePolicy")
+                     or p.spec.failure_policy or "Fail") for p in kyverno]
+        return "Fail" if not settings or "Fail" in settings else "Ignore"
+
+    def review(self, engine: Engine, mutating: bool, request: AdmissionRequest) -> Outcome:
+        resource = request.resource()
+        if request.operation not in _REVIEWED_OPERATIONS or resource is None or request.sub_resource:
+            return Outcome(True)
+        labels = self.namespaces.labels(request.namespace)
+        if engine is Engine.POLICY_CONTROLLER and mutating:
+            return Outcome(True, patch=tuple(self._resolve_tags(resource, labels)))
+        policies = [p for p in self.policies.current()[0] if p.engine is engine]
+        if not policies:
+            return Outcome(True)
+        decision = evaluate(policies, resource, namespace_labels=labels, verifier=self.verifier,
+                            no_match_policy=self.no_match_policy)
+        warnings = list(decision.warnings)
+        if decision.allowed:
+            # failurePolicy Ignore: an error (registry unreachable) admits, and says so.
+            warnings += [f"{t.policy}/{t.rule}: {t.image}: {t.message} (failurePolicy Ignore)"
+                         for t in decision.trace if t.status == "error"]
+        if engine is Engine.KYVERNO and not mutating and not request.dry_run:
+            audit = {p.name for p in policies
+                     if isinstance(p, KyvernoPolicy) and kyverno_failure_action(p) == "Audit"}
+            self.reports.record(resource, decision.trace, audit, uid=request.uid)
+        patch = tuple(decision.patches) if mutating and decision.allowed else ()
+        return Outcome(decision.allowed, decision.message, tuple(warnings), patch)
+
+    def _resolve_tags(self, resource: dict[str, Any], labels: dict[str, str]) -> list[dict[str, Any]]:
+        """policy-controller's ``resolvePodSpec`` (v0.13): each init and regular container image
+        given by tag becomes ``<full name>:<tag>@<digest>``; failures leave the image as is."""
+        if labels.get(PC_INCLUDE_LABEL) != "true":
+            return []
+        patches = []
+        for c in extract_images(resource, Engine.POLICY_CONTROLLER) or []:
+            if c.list_name == "ephemeralContainers":
+                continue  # v0.13 resolves init and regular containers only
+            try:
+                ref = Reference.parse(c.image)
+                if ref.digest is not None:
+                    continue
+                digest = self.client.resolve(ref)
+            except LabkitError as exc:
+                log.debug("not resolving %s: %s", c.image, exc)
+                continue
+            patches.append({"op": "replace", "path": c.pointer, "value": f"{ref}@{digest}"})
+        return patches
+
+    def health(self) -> dict[str, Any]:
+        policies, errors = self.policies.current()
+        problems = dict(errors)
+        if self.namespaces.error:
+            problems["namespaces"] = self.namespaces.error
+        return {
+            "status": "degraded" if problems else "ok",
+            "policies": [f"{p.kind}/{p.name}" for p in policies],
+            "errors": problems,
+            "cache": {"hits": self.verifier.hits, "misses": self.verifier.misses},
+        }
+
+
+class WebhookApp:
+    """ASGI wrapper: routing, body limit, timeout, 400s for malformed input."""
+
+    def __init__(self, webhook: Webhook, *, timeout: float = DEFAULT_TIMEOUT,
+                 max_body: int = MAX_BODY_BYTES, workers: int = 8) -> None:
+        self.webhook, self.timeout, self.max_body = webhook, timeout, max_body
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="labkit-admission")
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        path, method = scope["path"], scope["method"]
+        try:
+            if path in ENDPOINTS:
+                if method != "POST":
+                    raise _BadRequest(405, f"{path} takes POST with an AdmissionReview")
+                body = await self._body(scope, receive)
+                request = parse_review(body)
+                engine, mutating = ENDPOINTS[path]
+                await _json(send, 200, await self._review(engine, mutating, request))
+            elif path == "/healthz" and method == "GET":
+                await _json(send, 200, await asyncio.get_running_loop().run_in_executor(
+                    self.executor, self.webhook.health))
+            elif path == "/reports" and method == "GET":
+                ns = parse_qs(scope.get("query_string", b"").decode()).get("namespace", [None])[0]
+                await _json(send, 200, self.webhook.reports.list(ns))
+            else:
+                raise _BadRequest(404, f"no such endpoint: {method} {path}; endpoints: "
+                                       + ", ".join(["GET /healthz", "GET /reports",
+                                                    *(f"POST {p}" for p in ENDPOINTS)]))
+        except _BadRequest as exc:
+            await _json(send, exc.status, {"error": exc.message})
+        except AdmissionError as exc:
+            await _json(send, 400, {"error": str(exc)})
+
+    async def _body(self, scope: dict[str, Any], receive: Receive) -> bytes:
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_body:
+                raise _BadRequest(400, f"request body of {int(value)} bytes exceeds the "
+                                       f"{self.max_body}-byte limit")
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _BadRequest(400, "client disconnected")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise _BadRequest(400, f"request body exceeds the {self.max_body}-byte limit")
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+    async def _review(self, engine: Engine, mutating: bool, request: AdmissionRequest) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        job = loop.run_in_executor(self.executor, self.webhook.review, engine, mutating, request)
+        try:
+            outcome = await asyncio.wait_for(job, self.timeout)
+        except asyncio.TimeoutError:
+            outcome = self._failed(engine, f"no decision within {self.timeout:g}s")
+        except Exception as exc:  # a bug or an unexpected registry answer must not kill the server
+            log.exception("review %s of %s failed", request.uid, engine.value)
+            outcome = self._failed(engine, f"internal error: {exc}")
+        return review_response(request.uid, outcome.allowed, message=outcome.message,
+                               warnings=outcome.warnings, patch=outcome.patch)
+
+    def _failed(self, engine: Engine, what: str) -> Outcome:
+        """What the API server would do if the webhook had not answered: failurePolicy."""
+        text = f"labkit admission ({engine.value}): {what}"
+        if self.webhook.failure_policy(engine) == "Ignore":
+            return Outcome(True, warnings=(f"{text}; admitted (failurePolicy Ignore)",))
+        return Outcome(False, f"{text}; denied (failurePolicy Fail)")
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def _json(send: Send, status: int, doc: Any) -> None:
+    body = json.dumps(doc).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
