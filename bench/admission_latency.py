@@ -1,0 +1,169 @@
+"""Admission webhook latency: AdmissionReviews for a 3-container pod at fixed request rates.
+
+Not a test. The registry (``labkit registry serve``) and the webhook (``labkit admission
+serve``) each run in their own process on loopback; this process is only the load generator:
+an open-loop schedule at --rates req/s for --seconds each, sent by a thread pool of keep-alive
+HTTPS clients verifying the generated CA. Each rate runs twice: cold (``--cache-ttl 0``, every
+review re-verifies all three signatures in the registry) and cached (the default TTL, warmed).
+Latency is measured from the scheduled send time, so queueing behind a slow server counts.
+
+    .venv/bin/python bench/admission_latency.py [--rates 50 200] [--seconds 5]
+
+Goal (issue 4): p99 <= 10 ms at 200 req/s cached on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from labkit import keys  # noqa: E402
+from labkit.oci.client import RegistryClient  # noqa: E402
+from labkit.oci.model import OCI_CONFIG, OCI_LAYER, Descriptor, Image, Manifest, sha256_digest  # noqa: E402
+from labkit.oci.reference import Reference  # noqa: E402
+from labkit.signing.sign import sign_image  # noqa: E402
+from tests.peers import free_port, run_labkit_registry  # noqa: E402
+
+
+def push_signed(client: RegistryClient, host: str, private: Any, n: int) -> list[str]:
+    refs = []
+    for i in range(n):
+        layer = f"bench layer {i}\n".encode()
+        config = json.dumps({"architecture": "amd64", "os": "linux",
+                             "rootfs": {"type": "layers", "diff_ids": [sha256_digest(layer)]}}).encode()
+        image = Image(manifest=Manifest(config=Descriptor.of(OCI_CONFIG, config),
+                                        layers=(Descriptor.of(OCI_LAYER, layer),)), config=config, layers=[layer])
+        digest = client.push_image(Reference.parse(f"{host}/bench/app{i}:v1"), image)
+        ref = f"{host}/bench/app{i}@{digest}"
+        sign_image(ref, private, client=client)
+        refs.append(ref)
+    return refs
+
+
+def policy(host: str, pem: str) -> str:
+    rule = {"name": "signed", "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+            "verifyImages": [{"imageReferences": [f"{host}/bench/*"], "failureAction": "Enforce",
+                              "attestors": [{"entries": [{"keys": {"publicKeys": pem.strip()}}]}]}]}
+    return yaml.safe_dump({"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy",
+                           "metadata": {"name": "bench"}, "spec": {"rules": [rule]}})
+
+
+def review(images: list[str]) -> bytes:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bench", "namespace": "default"},
+           "spec": {"containers": [{"name": f"c{i}", "image": im} for i, im in enumerate(images)]}}
+    return json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                       "request": {"uid": str(uuid.uuid4()), "operation": "CREATE", "namespace": "default",
+                                   "object": pod}}).encode()
+
+
+@contextmanager
+def webhook(policies: Path, home: Path, cache_ttl: float) -> Iterator[str]:
+    port = free_port()
+    argv = [sys.executable, "-m", "labkit", "admission", "serve", "--policies", str(policies),
+            "--port", str(port), "--cache-ttl", str(cache_ttl)]
+    proc = subprocess.Popen(argv, env={**os.environ, "LABKIT_HOME": str(home)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"https://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    try:
+        while True:
+            try:
+                ctx = ssl.create_default_context(cafile=str(home / "admission" / "ca.pem"))
+                if httpx.get(url + "/healthz", verify=ctx, timeout=1).status_code == 200:
+                    break
+            except (httpx.TransportError, FileNotFoundError, ssl.SSLError):
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"webhook did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def run(url: str, ca: Path, body: bytes, rate: float, seconds: float, workers: int) -> dict[str, float]:
+    local = threading.local()
+    ctx = ssl.create_default_context(cafile=str(ca))
+    clients: list[httpx.Client] = []
+    lock = threading.Lock()
+
+    def send(scheduled: float) -> tuple[float, bool]:
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = httpx.Client(base_url=url, verify=ctx, timeout=15)
+            with lock:
+                clients.append(client)
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        resp = client.post("/validate/kyverno", content=body, headers={"content-type": "application/json"})
+        ok = resp.status_code == 200 and resp.json()["response"]["allowed"] is True
+        return time.perf_counter() - scheduled, ok
+
+    count = int(rate * seconds)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        # warm the connections (TLS handshakes are not what is being measured)
+        list(pool.map(lambda _: send(time.perf_counter()), range(workers)))
+        start = time.perf_counter() + 0.05
+        futures = [pool.submit(send, start + i / rate) for i in range(count)]
+        results = [f.result() for f in futures]
+        elapsed = time.perf_counter() - start
+    for c in clients:
+        c.close()
+    latencies = sorted(r[0] * 1000 for r in results)
+    failed = sum(not r[1] for r in results)
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))]
+
+    return {"n": count, "failed": failed, "p50": pct(50), "p99": pct(99), "max": latencies[-1],
+            "throughput": count / elapsed}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rates", type=float, nargs="+", default=[50, 200])
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--workers", type=int, default=16)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        policies = root / "policies"
+        policies.mkdir()
+        keys.generate_key_pair(root / "k", b"")
+        with run_labkit_registry(root / "registry") as registry, RegistryClient() as client:
+            images = push_signed(client, registry.host, keys.load_private_key(root / "k.key", b""), 3)
+            (policies / "bench.yaml").write_text(policy(registry.host, (root / "k.pub").read_text()))
+            body = review(images)
+            ca = root / "home" / "admission" / "ca.pem"
+            print(f"3-container pod, Kyverno ClusterPolicy, {args.seconds:g} s per row, "
+                  f"{args.workers} client threads, {os.cpu_count()} CPUs")
+            print(f"{'mode':<7} {'rate':>6} {'n':>5} {'fail':>4} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'req/s':>7}")
+            for mode, ttl in (("cold", 0.0), ("cached", 600.0)):
+                with webhook(policies, root / "home", ttl) as url:
+                    for rate in args.rates:
+                        r = run(url, ca, body, rate, args.seconds, args.workers)
+                        print(f"{mode:<7} {rate:>6g} {r['n']:>5} {r['failed']:>4} {r['p50']:>8.2f} "
+                              f"{r['p99']:>8.2f} {r['max']:>8.2f} {r['throughput']:>7.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
