@@ -30,16 +30,16 @@ def crane(*args: str, binary: bytes | None = None) -> subprocess.CompletedProces
 
 
 def test_crane_pushes_single_platform_layout(
-    tmp_path: Path, distribution_registry: RunningRegistry, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, registry: RunningRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
     image = build_image(SAMPLE)
     assert isinstance(image, Image)
     layout = write_oci_layout(image, tmp_path / "layout")
-    ref = f"{distribution_registry.host}/labkit/hello-flask:v1"
+    ref = f"{registry.host}/labkit/hello-flask:v1"
 
     pushed = crane("push", str(layout), ref).stdout.decode().strip()
-    assert pushed == f"{distribution_registry.host}/labkit/hello-flask@{image.digest}"
+    assert pushed == f"{registry.host}/labkit/hello-flask@{image.digest}"
     assert crane("digest", ref).stdout.decode().strip() == image.digest
     assert crane("manifest", ref).stdout == image.manifest_bytes
     assert crane("config", ref).stdout == image.config
@@ -52,14 +52,14 @@ def test_crane_pushes_single_platform_layout(
 
 
 def test_crane_pushes_multi_platform_index(
-    tmp_path: Path, distribution_registry: RunningRegistry, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, registry: RunningRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
     platforms = [Platform("linux", "amd64"), Platform("linux", "arm64", "v8")]
     index = build_image(SAMPLE, platforms=platforms)
     assert isinstance(index, ImageIndex)
     layout = write_oci_layout(index, tmp_path / "layout")
-    ref = f"{distribution_registry.host}/labkit/hello-flask:multi"
+    ref = f"{registry.host}/labkit/hello-flask:multi"
 
     crane("push", str(layout), ref)
     assert crane("digest", ref).stdout.decode().strip() == index.digest
@@ -75,14 +75,14 @@ def test_crane_pushes_multi_platform_index(
 
 def test_cli_build_push_and_digest_match_crane(
     tmp_path: Path,
-    distribution_registry: RunningRegistry,
+    registry: RunningRegistry,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from labkit.cli import main
 
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
-    ref = f"{distribution_registry.host}/labkit/cli-build:v1"
+    ref = f"{registry.host}/labkit/cli-build:v1"
     assert main(["build", str(SAMPLE), "--tag", ref]) == 0
     out, err = capsys.readouterr()
     local_digest = out.strip()
@@ -91,7 +91,7 @@ def test_cli_build_push_and_digest_match_crane(
 
     assert main(["build", str(SAMPLE), "--tag", ref, "--push"]) == 0
     pushed = capsys.readouterr().out.strip()
-    assert pushed == f"{distribution_registry.host}/labkit/cli-build@{local_digest}"
+    assert pushed == f"{registry.host}/labkit/cli-build@{local_digest}"
     assert crane("digest", ref).stdout.decode().strip() == local_digest
 
     assert main(["build", str(SAMPLE), "--tag", ref + "-multi", "--platform", "linux/amd64,linux/arm64", "--push"]) == 0
@@ -103,7 +103,7 @@ def test_cli_build_push_and_digest_match_crane(
 
 def test_cli_build_on_a_base_pushed_by_crane(
     tmp_path: Path,
-    distribution_registry: RunningRegistry,
+    registry: RunningRegistry,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -111,7 +111,7 @@ def test_cli_build_on_a_base_pushed_by_crane(
     from labkit.cli import main
 
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
-    base_ref = f"{distribution_registry.host}/labkit/base:1"
+    base_ref = f"{registry.host}/labkit/base:1"
     layer = tmp_path / "base.tar"
     with tarfile.open(layer, "w") as tar:
         data = b"ID=crane-made\n"
@@ -122,7 +122,7 @@ def test_cli_build_on_a_base_pushed_by_crane(
     crane("mutate", base_ref, "--set-platform", "linux/arm64", "--env", "PATH=/usr/bin", "-t", base_ref)
     base_config = json.loads(crane("config", base_ref).stdout)
 
-    ref = f"{distribution_registry.host}/labkit/on-base:v1"
+    ref = f"{registry.host}/labkit/on-base:v1"
     assert main(["build", str(SAMPLE), "--tag", ref, "--base", base_ref, "--platform", "linux/arm64", "--push"]) == 0
     capsys.readouterr()
     crane("validate", "--remote", ref)

@@ -63,9 +63,9 @@ def client() -> RegistryClient:
 
 @pytest.mark.parametrize("oci", [True, False], ids=["oci", "docker"])
 def test_labkit_pulls_what_crane_pushed(
-    oci: bool, tmp_path: Path, distribution_registry: RunningRegistry, client: RegistryClient
+    oci: bool, tmp_path: Path, registry: RunningRegistry, client: RegistryClient
 ) -> None:
-    ref = f"{distribution_registry.host}/crane/appended-{'oci' if oci else 'docker'}:v1"
+    ref = f"{registry.host}/crane/appended-{'oci' if oci else 'docker'}:v1"
     flags = ["--oci-empty-base"] if oci else []
     crane("append", *flags, "-f", str(layer_tar(tmp_path, "hello.txt", b"hello from crane\n")), "-t", ref)
     copy = ref.replace("appended", "copied")
@@ -82,8 +82,8 @@ def test_labkit_pulls_what_crane_pushed(
             assert blob == crane("blob", f"{Reference.parse(name).name}@{desc.digest}")
 
 
-def test_labkit_pulls_an_index_crane_assembled(distribution_registry: RunningRegistry, client: RegistryClient) -> None:
-    base = f"{distribution_registry.host}/crane/multi"
+def test_labkit_pulls_an_index_crane_assembled(registry: RunningRegistry, client: RegistryClient) -> None:
+    base = f"{registry.host}/crane/multi"
     refs = []
     for arch in ("amd64", "arm64"):
         image = make_image("crane-index", arch=arch)  # crane reads each platform from the config
@@ -105,9 +105,9 @@ def test_labkit_pulls_an_index_crane_assembled(distribution_registry: RunningReg
 
 @pytest.mark.parametrize("docker", [False, True], ids=["oci", "docker"])
 def test_crane_reads_what_labkit_pushed(
-    docker: bool, distribution_registry: RunningRegistry, client: RegistryClient
+    docker: bool, registry: RunningRegistry, client: RegistryClient
 ) -> None:
-    repo = f"{distribution_registry.host}/labkit/pushed-{'docker' if docker else 'oci'}"
+    repo = f"{registry.host}/labkit/pushed-{'docker' if docker else 'oci'}"
     image = make_image(f"labkit-{docker}", docker=docker)
     index = make_index(f"labkit-index-{docker}", docker=docker)
     image_digest = client.push_image(f"{repo}:single", image)
@@ -125,8 +125,8 @@ def test_crane_reads_what_labkit_pushed(
     assert sorted(crane("ls", repo).decode().split()) == ["multi", "single"]
 
 
-def test_chunked_upload_is_readable_by_crane(distribution_registry: RunningRegistry, client: RegistryClient) -> None:
-    repo = f"{distribution_registry.host}/labkit/chunked"
+def test_chunked_upload_is_readable_by_crane(registry: RunningRegistry, client: RegistryClient) -> None:
+    repo = f"{registry.host}/labkit/chunked"
     data = bytes(range(256)) * 200
     digest = client.push_blob(repo, data, chunk_size=1000)
     assert crane("blob", f"{repo}@{digest}") == data
