@@ -32,8 +32,7 @@ test: $(STAMP) tools system-deps
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 
 lab: $(STAMP)
-	$(VENV)/bin/labkit lab up
-	$(VENV)/bin/jupyter lab notebooks/
+	@tools/lab.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts
