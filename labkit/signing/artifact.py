@@ -133,16 +133,18 @@ class SignatureImage:
     # --- registry I/O ----------------------------------------------------------------------
 
     @classmethod
-    def fetch(cls, client: RegistryClient, ref: Reference) -> SignatureImage | None:
-        """The signature image at ``ref``, or None when the tag does not exist."""
-        try:
-            fetched = client.get_manifest(ref)
-        except NotFoundError:
+    def fetch(
+        cls, client: RegistryClient, ref: Reference, *, with_config: bool = False
+    ) -> SignatureImage | None:
+        """The signature image at ``ref``, or None when the tag does not exist.
+
+        Verifying needs only the manifest and payloads; the config is fetched when the image is
+        to be appended to and pushed back (``with_config``).
+        """
+        manifest = fetch_manifest(client, ref)
+        if manifest is None:
             return None
-        manifest = fetched.parsed()
-        if not isinstance(manifest, Manifest):
-            raise VerificationError(f"{ref} is an index, not a cosign signature image")
-        config = json.loads(client.get_blob(ref, manifest.config.digest))
+        config = json.loads(client.get_blob(ref, manifest.config.digest)) if with_config else _empty_config()
         layers = [
             SignatureLayer(
                 payload=client.get_blob(ref, desc.digest),
@@ -160,6 +162,17 @@ class SignatureImage:
         client.push_blob(ref, self.config_bytes())
         manifest = self.manifest()
         return client.put_manifest(ref, manifest.to_json(), manifest.media_type)
+
+
+def fetch_manifest(client: RegistryClient, ref: Reference) -> Manifest | None:
+    """The attachment image manifest at ``ref`` (a ``.sig``/``.att``/``.sbom`` tag), or None."""
+    try:
+        manifest = client.get_manifest(ref).parsed()
+    except NotFoundError:
+        return None
+    if not isinstance(manifest, Manifest):
+        raise VerificationError(f"{ref} is an index, not a cosign attachment image")
+    return manifest
 
 
 def _insert_after(doc: dict[str, Any], after: str, key: str, value: Any) -> dict[str, Any]:

@@ -86,7 +86,7 @@ def _walk(client: RegistryClient, image: Reference, digest: str) -> Iterator[str
 def _attach(
     client: RegistryClient, target: Reference, layer: SignatureLayer, public_key: keys.PublicKey
 ) -> bool:
-    existing = SignatureImage.fetch(client, target) or SignatureImage()
+    existing = SignatureImage.fetch(client, target, with_config=True) or SignatureImage()
     if any(_is_duplicate(old, layer, public_key) for old in existing.layers):
         return False
     existing.append(layer)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from labkit.errors import UsageError
 from labkit.oci.client import RegistryClient
 from labkit.oci.reference import Reference
-from labkit.signing.artifact import SUFFIXES, SignatureImage, attachment_ref
+from labkit.signing.artifact import SUFFIXES, attachment_ref, fetch_manifest
 
 _HEADERS = {
     "att": "💾 Attestations for an image tag",
@@ -56,9 +56,9 @@ def tree(
     nodes = []
     for suffix in _HEADERS:
         tag = attachment_ref(image, digest, suffix, repository=repository)
-        found = SignatureImage.fetch(client, tag)
-        if found and found.layers:
-            nodes.append(TreeNode(tag, suffix, tuple(l.descriptor.digest for l in found.layers)))
+        manifest = fetch_manifest(client, tag)
+        if manifest and manifest.layers:
+            nodes.append(TreeNode(tag, suffix, tuple(layer.digest for layer in manifest.layers)))
     return nodes
 
 

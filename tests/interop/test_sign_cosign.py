@@ -196,7 +196,7 @@ def test_wrong_key_fails_in_both(cosign, key_a, key_b, image, client, capsys):
 
 def test_tampered_payload_fails_in_both(cosign, key_a, image, client, capsys):
     (result,) = sign_image(image, key_a.private(), client=client)
-    sig = SignatureImage.fetch(client, result.signature_ref)
+    sig = SignatureImage.fetch(client, result.signature_ref, with_config=True)
     layer = sig.layers[0]
     forged = layer.payload.replace(b"cosign container image signature", b"cosign container image signaturE")
     sig.layers[0] = type(layer)(payload=forged, annotations=layer.annotations)
@@ -209,7 +209,7 @@ def test_tampered_payload_fails_in_both(cosign, key_a, image, client, capsys):
 def test_signature_copied_to_other_digest_fails_in_both(cosign, key_a, image, registry, client, capsys):
     other = push_image(client, image.with_tag("other"), b"another image")
     (result,) = sign_image(image, key_a.private(), client=client)
-    sig = SignatureImage.fetch(client, result.signature_ref)
+    sig = SignatureImage.fetch(client, result.signature_ref, with_config=True)
     sig.push(client, attachment_ref(other, other.digest))
     assert_both_fail(cosign, capsys, key_a.pub, str(other), 12,
                      f"no matching signatures: invalid or missing digest in claim: {image.digest}")
