@@ -31,6 +31,7 @@ from labkit.policy.match import glob_match, kyverno_normalize, wildcard_match
 from labkit.policy.models import (
     Attestor,
     ClusterImagePolicy,
+    ImageValidatingPolicy,
     ImageVerification,
     KyvernoPolicy,
     MatchResources,
@@ -101,6 +102,13 @@ def evaluate(
     cips = [p for p in policies if isinstance(p, ClusterImagePolicy)]
     if kyverno:
         _KyvernoRun(kyverno, resource, labels, verifier, decision).run()
+    ivps = [p for p in policies if isinstance(p, ImageValidatingPolicy)]
+    if ivps and decision.allowed:
+        from labkit.policy import ivp  # builds the CEL environment: only when an IVP is given
+
+        ivp.mutate(ivps, resource, labels, None, decision)  # no resolver here: tags stay unpinned
+        if decision.allowed:
+            ivp.validate_admission(ivps, resource, labels, verifier, decision)
     if cips and decision.allowed:
         _PolicyControllerRun(cips, resource, labels, verifier, no_match_policy, decision).run()
     return decision

@@ -189,6 +189,10 @@ def _validate(policy: Policy) -> str:
         for errs in _kyverno_problems(policy):
             if errs:
                 return errs[0] if len(errs) == 1 else "[" + ", ".join(errs) + "]"
+    if isinstance(policy, ImageValidatingPolicy):
+        from labkit.policy import ivp  # builds the CEL environment: only when an IVP is loaded
+
+        return ivp.validate(policy)
     if isinstance(policy, ClusterImagePolicy):
         leaves = list(_cip_problems(policy))
         if leaves:

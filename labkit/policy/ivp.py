@@ -1,0 +1,598 @@
+"""Kyverno ImageValidatingPolicy (policies.kyverno.io v1alpha1/v1beta1/v1), as Kyverno 1.19 runs it.
+
+Load: the nested spec is strictly decoded and every CEL expression is compiled, as the
+policy compiler does (``pkg/image/verification/evaluator/compiler.go``); a bad expression is
+reported as ``spec.validations[0].expression: Invalid value: "…": ERROR: <input>:…``.
+
+Admission (``pkg/cel/policies/ivpol/engine/engine.go``, ``pkg/webhooks/resource/ivpol``):
+
+1. Mutating webhook: for each matching policy with ``mutateDigest`` (default true), every
+   container image without a digest that matches ``matchImageReferences`` (on its Kyverno
+   normalised form) is pinned: ``replace`` with ``<normalised>@<digest>``. No verification here.
+2. Validating webhook, on the mutated object: ``images`` holds only the images (raw strings)
+   that match ``matchImageReferences``; with ``verifyDigest`` (default true) an image without
+   a digest fails the policy (``image X does not have a digest``); the validations run in
+   order and the first false one fails with its message; a CEL error is an ``error`` result.
+   A passing policy then fails if one of its images was never verified by any policy in the
+   request (``required``, default true).
+3. Response: for ``Deny`` each fail/error reads ``Policy <name> failed: <msg>`` /
+   ``Policy <name> error: <msg>``, joined with ``; ``; ``Warn`` gives the same text as
+   warnings; ``Audit`` only reports. Kyverno joins policies in Go map order; labkit sorts by name.
+
+``kyverno apply`` runs step 2 only, on the object as given (no digest pinning).
+
+Credentials: ``credentials.secrets`` names are looked up in the Kyverno namespace, as since
+1.17.1 (PR #15136). From 1.14.0 to 1.17.0 the admission engine looked secrets up with no
+namespace, got NotFound, ignored it and pulled anonymously (#15120); ``KYVERNO_SECRET_BUG``
+describes that for teaching. labkit's verifier brings its own registry credentials.
+
+Not evaluated (an explicit ``error`` result, never a silent pass): keyless, certificate,
+KMS and expression keys, notary, alternate signature repositories, transparency-log checks
+(attestors must set ``cosign.ctlog.insecureIgnoreTlog``), attestations, image data.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from labkit.errors import LabkitError, NoMatchingSignaturesError, NoSignaturesError
+from labkit.policy.cel import CURRENT, CelError, Program, compile_expression, field_invalid
+from labkit.policy.images import Engine, extract_images
+from labkit.policy.match import kyverno_normalize
+from labkit.policy.models import ImageValidatingPolicy
+
+__all__ = ["KYVERNO_SECRET_BUG", "CompiledPolicy", "compile_policy", "mutate", "validate",
+           "validate_admission"]
+
+KYVERNO_SECRET_BUG = (
+    "Kyverno 1.14.0–1.17.0: the IVP admission engine resolved credentials.secrets with no "
+    "namespace (GET /api/v1/secrets/<name>), ignored the NotFound and pulled anonymously, so a "
+    "private registry answered UNAUTHORIZED (#15120); fixed in 1.17.1 (PR #15136, reports "
+    "PR #15220): names resolve in the Kyverno namespace. labkit follows 1.17.1 and later."
+)
+
+ResolveDigest = Callable[[str], str]
+
+
+# --- the nested spec, for strict decoding (api/policies.kyverno.io/v1beta1) ------------------
+
+
+def _req() -> Any:
+    return field(default="", metadata={"required": True})
+
+
+def _json(name: str, default: Any = None) -> Any:
+    return field(default=default, metadata={"json": name})
+
+
+@dataclass
+class Validation:
+    expression: str = _req()
+    message: str = ""
+    message_expression: str = ""
+    reason: str = ""
+
+
+@dataclass
+class NamedExpression:
+    name: str = _req()
+    expression: str = _req()
+
+
+@dataclass
+class MatchImageReference:
+    glob: str = ""
+    expression: str = ""
+
+
+@dataclass
+class CosignKey:
+    data: str = ""
+    kms: str = ""
+    hash_algorithm: str = ""
+    expression: str = ""
+
+
+@dataclass
+class CTLog:
+    url: str = ""
+    rekor_pub_key: str = ""
+    ct_log_pub_key: str = _json("ctLogPubKey", "")
+    tsa_cert_chain: str = ""
+    insecure_ignore_tlog: bool = False
+    insecure_ignore_sct: bool = _json("insecureIgnoreSCT", False)
+
+
+@dataclass
+class Cosign:
+    key: CosignKey | None = None
+    keyless: Any = None
+    certificate: Any = None
+    source: Any = None
+    ctlog: CTLog | None = None
+    tuf: Any = None
+    trusted_root: Any = None
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Attestor:
+    name: str = _req()
+    cosign: Cosign | None = None
+    notary: Any = None
+
+
+@dataclass
+class ValidationConfiguration:
+    mutate_digest: bool | None = None
+    verify_digest: bool | None = None
+    required: bool | None = None
+
+
+@dataclass
+class Credentials:
+    allow_insecure_registry: bool = False
+    providers: list[str] = field(default_factory=list)
+    secrets: list[str] = field(default_factory=list)
+
+
+_NESTED: dict[str, Any] = {
+    "validations": list[Validation],
+    "matchConditions": list[NamedExpression],
+    "variables": list[NamedExpression],
+    "images": list[NamedExpression],
+    "matchImageReferences": list[MatchImageReference],
+    "attestors": list[Attestor],
+    "validationConfigurations": ValidationConfiguration | None,
+    "credentials": Credentials | None,
+}
+_ACTIONS = {"Deny", "Audit", "Warn"}
+
+
+@dataclass
+class CompiledPolicy:
+    policy: ImageValidatingPolicy
+    validations: list[tuple[Validation, Program, Program | None]]
+    match_conditions: list[Program]
+    variables: dict[str, Program]
+    image_refs: list[MatchImageReference]
+    image_ref_programs: list[Program | None]
+    attestors: dict[str, Attestor]
+    config: ValidationConfiguration
+    actions: set[str]
+    failure_policy: str
+
+    @property
+    def name(self) -> str:
+        return self.policy.name
+
+    def matches_image(self, image: str) -> bool:
+        """``matching.MatchImage``: no references match everything; else any glob/expression."""
+        if not self.image_refs:
+            return True
+        for ref, program in zip(self.image_refs, self.image_ref_programs, strict=True):
+            if program is not None:
+                if program.eval({"ref": image}) is True:
+                    return True
+            elif _glob(ref.glob).fullmatch(image):
+                return True
+        return False
+
+
+def _glob(pattern: str) -> re.Pattern[str]:
+    """gobwas/glob without separators: ``*`` any run (``/`` included), ``?`` one character,
+    ``[a-z]``/``[!a]`` classes, ``{a,b}`` alternatives, ``\\`` escapes."""
+    out, i, depth = [], 0, 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern):
+            out.append(re.escape(pattern[i + 1]))
+            i += 1
+        elif c == "*":
+            out.append(".*")
+        elif c == "?":
+            out.append(".")
+        elif c == "[":
+            end = pattern.find("]", i + 1)
+            body = pattern[i + 1:end]
+            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+            i = end
+        elif c == "{":
+            out.append("(?:")
+            depth += 1
+        elif c == "}" and depth:
+            out.append(")")
+            depth -= 1
+        elif c == "," and depth:
+            out.append("|")
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out), re.DOTALL)
+
+
+def _decode(policy: ImageValidatingPolicy) -> tuple[dict[str, Any], list[str], list[str]]:
+    from labkit.policy.load import _Decoder  # load imports this module
+
+    decoder, spec = _Decoder(), policy.spec
+    values = {}
+    for name, tp in _NESTED.items():
+        attr = re.sub(r"([A-Z])", lambda m: "_" + m[1].lower(), name)
+        raw = getattr(spec, attr)
+        values[name] = decoder.decode(tp, raw, f"spec.{name}") if raw is not None else None
+    return values, decoder.unknown, decoder.invalid
+
+
+def compile_policy(policy: ImageValidatingPolicy) -> CompiledPolicy:
+    """Decode and compile; raises ValueError with Kyverno's text for what it would reject."""
+    values, unknown, invalid = _decode(policy)
+    kind, version = policy.kind, policy.api_version.rpartition("/")[2]
+    if unknown:
+        fields = ", ".join(f'unknown field "{p}"' for p in unknown)
+        raise ValueError(f'{kind} in version "{version}" cannot be handled as a {kind}: '
+                         f"strict decoding error: {fields}")
+    errors = list(invalid)
+    spec = policy.spec
+    for a in spec.validation_actions:
+        if a not in _ACTIONS:
+            errors.append(f'spec.validationActions: Unsupported value: "{a}": supported values: '
+                          '"Audit", "Deny", "Warn"')
+    if spec.failure_policy not in ("", "Fail", "Ignore"):
+        errors.append(f'spec.failurePolicy: Unsupported value: "{spec.failure_policy}": '
+                      'supported values: "Fail", "Ignore"')
+    if errors:
+        raise ValueError(f'{kind}.policies.kyverno.io "{policy.name}" is invalid: ' + ", ".join(errors))
+
+    def program(path: str, source: str, env: str = "policy") -> Program:
+        try:
+            return compile_expression(source, env)
+        except CelError as exc:
+            raise ValueError("failed to compile policy: " + field_invalid(path, source, str(exc))) from None
+
+    # the compiler's order: matchConditions, matchImageReferences, images, variables,
+    # attestors, validations
+    conditions = [program(f"spec.matchConditions[{i}].expression", c.expression)
+                  for i, c in enumerate(values["matchConditions"] or [])]
+    refs: list[MatchImageReference] = values["matchImageReferences"] or []
+    ref_programs = [program(f"spec.matchImageReferences[{i}].expression", r.expression, "image")
+                    if r.expression else None for i, r in enumerate(refs)]
+    for i, extractor in enumerate(values["images"] or []):
+        program(f"spec.images[{i}].expression", extractor.expression)
+    variables = {v.name: program(f"spec.variables[{i}].expression", v.expression)
+                 for i, v in enumerate(values["variables"] or [])}
+    attestors: list[Attestor] = values["attestors"] or []
+    for i, att in enumerate(attestors):
+        if att.cosign and att.cosign.key and att.cosign.key.expression:
+            program(f"spec.attestors[{i}]", att.cosign.key.expression)
+    validations = []
+    for i, v in enumerate(values["validations"] or []):
+        path = f"spec.validations[{i}]"
+        compiled = program(f"{path}.expression", v.expression)
+        message = program(f"{path}.messageExpression", v.message_expression) if v.message_expression else None
+        validations.append((v, compiled, message))
+    return CompiledPolicy(
+        policy=policy,
+        validations=validations,
+        match_conditions=conditions,
+        variables=variables,
+        image_refs=refs,
+        image_ref_programs=ref_programs,
+        attestors={a.name: a for a in attestors},
+        config=values["validationConfigurations"] or ValidationConfiguration(),
+        actions=set(spec.validation_actions or ["Deny"]),
+        failure_policy=spec.failure_policy or "Fail",
+    )
+
+
+def validate(policy: ImageValidatingPolicy) -> str:
+    """The admission error for ``policy``, or "" when Kyverno accepts it."""
+    try:
+        compile_policy(policy)
+    except ValueError as exc:
+        return str(exc)
+    return ""
+
+
+# --- admission --------------------------------------------------------------------------------
+
+# GVR → where the pod spec sits, for the built-in image extractors (pkg/cel/compiler/images.go)
+_EXTRACTOR_PATHS = {
+    ("", "pods"): ("spec",),
+    **{("batch" if r == "jobs" else "apps", r): ("spec", "template", "spec")
+       for r in ("jobs", "deployments", "statefulsets", "daemonsets", "replicasets")},
+    ("batch", "cronjobs"): ("spec", "jobTemplate", "spec", "template", "spec"),
+}
+
+
+@dataclass
+class Result:
+    status: str  # pass | fail | error
+    message: str = ""
+    images: list[str] = field(default_factory=list)
+
+
+class _Request:
+    """One admission request: the shared verification record, and the verifier."""
+
+    def __init__(self, verifier: Any) -> None:
+        self.verifier = verifier
+        self.verified: dict[str, bool] = {}  # image → any attestor verified it (monotonic)
+        self.attempts: dict[str, list[str]] = {}  # image → one line per attestor tried
+        self.policy: CompiledPolicy | None = None
+
+    def verify_signatures(self, image: str, attestors: Sequence[Any]) -> int:
+        """``verifyImageSignatures``: how many of ``attestors`` verify ``image``."""
+        from labkit.policy.decision import _keys_from_pem
+
+        policy = self.policy
+        assert policy is not None
+        if not policy.matches_image(image):
+            return 0  # images outside matchImageReferences count 0, not an error
+        count = 0
+        lines = self.attempts.setdefault(image, [])
+        for raw in attestors:
+            name, keys_pem, annotations = _cosign_key(raw)
+            try:
+                keys = _keys_from_pem(keys_pem)
+            except ValueError as exc:
+                lines.append(f"{name}: failed to load public key: {exc}")
+                continue
+            try:
+                self.verifier(image, keys, annotations=annotations or None)
+            except (NoSignaturesError, NoMatchingSignaturesError) as exc:
+                lines.append(f"{name}: {exc.message}")
+                continue
+            except LabkitError as exc:
+                raise ValueError(f"failed to get imagedata: {exc.message}") from None
+            lines.append(f"{name}: verified")
+            count += 1
+        if attestors:
+            self.verified[image] = self.verified.get(image, False) or count > 0
+        return count
+
+
+def _cosign_key(raw: Any) -> tuple[str, str, Mapping[str, str]]:
+    """(name, PEM, annotations) of an attestor labkit can check, or ValueError saying why not."""
+    name = raw.get("name", "") if isinstance(raw, Mapping) else ""
+    cosign = raw.get("cosign") if isinstance(raw, Mapping) else None
+    if not isinstance(cosign, Mapping):
+        kind = "notary" if isinstance(raw, Mapping) and raw.get("notary") else "this"
+        raise ValueError(f"labkit does not verify {kind} attestors (attestor {name!r})")
+    for unsupported in ("keyless", "certificate", "source", "tuf", "trustedRoot"):
+        if cosign.get(unsupported):
+            raise ValueError(f"labkit does not verify cosign {unsupported} attestors "
+                             f"(attestor {name!r}); use cosign.key.data")
+    key = cosign.get("key") or {}
+    if not key.get("data"):
+        raise ValueError(f"labkit verifies only cosign.key.data keys (attestor {name!r})")
+    if not (cosign.get("ctlog") or {}).get("insecureIgnoreTlog"):
+        raise ValueError(f"labkit checks no transparency log: set cosign.ctlog.insecureIgnoreTlog: "
+                         f"true (attestor {name!r})")
+    return name, str(key["data"]), cosign.get("annotations") or {}
+
+
+def _rules_match(rules: Sequence[Any], group: str, version: str, plural: str) -> bool:
+    def ok(values: Any, value: str) -> bool:
+        return "*" in (values or []) or value in (values or [])
+    return any(ok(r.get("apiGroups"), group) and ok(r.get("apiVersions"), version)
+               and ok(r.get("operations"), "CREATE") and ok(r.get("resources"), plural)
+               for r in rules)
+
+
+class Run:
+    """Evaluate ImageValidatingPolicies for one CREATE request, the webhook's two phases."""
+
+    def __init__(self, policies: Sequence[ImageValidatingPolicy], resource: Mapping[str, Any],
+                 ns_labels: Mapping[str, str], verifier: Any,
+                 resolve_digest: ResolveDigest | None) -> None:
+        self.compiled = [compile_policy(p) for p in policies]
+        self.resource, self.ns_labels = resource, ns_labels
+        self.request = _Request(verifier)
+        self.resolve_digest = resolve_digest
+        group, _, version = str(resource.get("apiVersion", "")).rpartition("/")
+        self.group, self.version = group, version
+        self.plural = str(resource.get("kind", "")).lower() + "s"
+        meta = resource.get("metadata") or {}
+        self.namespace = str(meta.get("namespace") or "")
+
+    # matching ---------------------------------------------------------------------------
+    def _data(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        meta = obj.get("metadata") or {}
+        return {
+            "object": obj,
+            "oldObject": None,
+            "request": {"operation": "CREATE", "namespace": self.namespace,
+                        "name": meta.get("name", ""), "object": obj, "userInfo": {},
+                        "kind": {"group": self.group, "version": self.version,
+                                 "kind": obj.get("kind", "")},
+                        "resource": {"group": self.group, "version": self.version,
+                                     "resource": self.plural}},
+            "namespaceObject": ({"metadata": {"name": self.namespace, "labels": dict(self.ns_labels)}}
+                                if self.namespace else None),
+        }
+
+    def _constraints_match(self, policy: CompiledPolicy) -> bool:
+        from labkit.policy.decision import _labels_match
+
+        mc = policy.policy.spec.match_constraints or {}
+        if not _rules_match(mc.get("resourceRules") or [], self.group, self.version, self.plural):
+            return False
+        if _rules_match(mc.get("excludeResourceRules") or [], self.group, self.version, self.plural):
+            return False
+        if self.namespace and not _labels_match(mc.get("namespaceSelector"), self.ns_labels):
+            return False
+        labels = (self.resource.get("metadata") or {}).get("labels") or {}
+        return _labels_match(mc.get("objectSelector"), labels)
+
+    def _conditions_match(self, policy: CompiledPolicy, data: dict[str, Any]) -> bool:
+        """False on a false condition; CelError when one errs under failurePolicy Fail."""
+        errors = []
+        for program in policy.match_conditions:
+            try:
+                if program.eval(data) is False:
+                    return False
+            except CelError as exc:
+                errors.append(str(exc))
+        if errors and policy.failure_policy == "Fail":
+            raise CelError("; ".join(errors))
+        return not errors
+
+    # phase 1 ----------------------------------------------------------------------------
+    def mutate(self) -> tuple[list[dict[str, Any]], dict[str, Result]]:
+        patches: list[dict[str, Any]] = []
+        errors: dict[str, Result] = {}
+        containers = extract_images(self.resource, Engine.KYVERNO) or []
+        for policy in self.compiled:
+            if policy.config.mutate_digest is False or not self._constraints_match(policy):
+                continue
+            try:
+                if not self._conditions_match(policy, self._data(self.resource)):
+                    continue
+            except CelError:
+                continue  # the validating webhook reports it
+            failures = []
+            for c in containers:
+                image = kyverno_normalize(c.image)
+                if "@" in image or not policy.matches_image(image):
+                    continue
+                try:
+                    digest = self._resolve(image)
+                except (LabkitError, ValueError) as exc:
+                    text = exc.message if isinstance(exc, LabkitError) else str(exc)
+                    failures.append(f"failed to resolve digest for image {image}: {text}")
+                    continue
+                if all(p["path"] != c.pointer for p in patches):
+                    patches.append({"op": "replace", "path": c.pointer, "value": f"{image}@{digest}"})
+            if failures:
+                errors[policy.name] = Result("error", "failed to update digest: " + "; ".join(failures))
+        return patches, errors
+
+    def _resolve(self, image: str) -> str:
+        if self.resolve_digest is None:
+            raise ValueError("labkit was given no registry client to resolve tags")
+        return self.resolve_digest(image)
+
+    # phase 2 ----------------------------------------------------------------------------
+    def validate(self, obj: Mapping[str, Any]) -> dict[str, Result]:
+        results: dict[str, Result] = {}
+        token = CURRENT.set(self.request)
+        try:
+            for policy in self.compiled:
+                if not self._constraints_match(policy):
+                    continue
+                self.request.policy = policy
+                try:
+                    result = self._evaluate(policy, obj)
+                except CelError as exc:
+                    result = Result("error", f"failed to evaluate policy: {exc}")
+                if result is not None:
+                    results[policy.name] = result
+        finally:
+            CURRENT.reset(token)
+        for name, result in results.items():
+            policy = next(p for p in self.compiled if p.name == name)
+            if result.status == "pass" and policy.config.required is not False:
+                for image in result.images:
+                    if image not in self.request.verified:
+                        results[name] = Result("fail", f"image {image} is not verified: no policy "
+                                                       "performed a signature or attestation check on it",
+                                               result.images)
+                        break
+                    if not self.request.verified[image]:
+                        results[name] = Result("fail", f"image {image} failed signature or "
+                                                       "attestation verification", result.images)
+                        break
+        return results
+
+    def _evaluate(self, policy: CompiledPolicy, obj: Mapping[str, Any]) -> Result | None:
+        data = self._data(obj)
+        if not self._conditions_match(policy, data):
+            return None
+        spec: Any = obj
+        for key in _EXTRACTOR_PATHS.get((self.group, self.plural), ()):
+            spec = spec.get(key) if isinstance(spec, Mapping) else None
+        images: dict[str, list[str]] = {}
+        if (self.group, self.plural) in _EXTRACTOR_PATHS:
+            for list_name in ("containers", "initContainers", "ephemeralContainers"):
+                raw = [str(c.get("image", "")) for c in ((spec or {}).get(list_name) or [])]
+                images[list_name] = [i for i in raw if policy.matches_image(i)]
+        matched = [i for imgs in images.values() for i in imgs]
+        if policy.config.verify_digest is not False:
+            for image in matched:
+                if "@" not in image:
+                    return Result("fail", f"image {image} does not have a digest", matched)
+        data["images"] = images
+        data["attestations"] = {a["name"]: a["name"] for a in policy.policy.spec.attestations
+                                if isinstance(a, Mapping) and "name" in a}
+        data["attestors"] = {a["name"]: a for a in policy.policy.spec.attestors
+                             if isinstance(a, Mapping) and "name" in a}
+        data["variables"] = {}
+        for name, program in policy.variables.items():
+            data["variables"][name] = program.eval(data)
+        for index, (validation, program, message_program) in enumerate(policy.validations):
+            outcome = program.eval(data)
+            if outcome is False:
+                message = validation.message
+                if message_program is not None:
+                    try:
+                        message = str(message_program.eval(data))
+                    except CelError as exc:
+                        message = f"failed to evaluate message expression: {exc}"
+                return Result("fail", message or f"CEL expression validation failed at index {index}",
+                              matched)
+        return Result("pass", "", matched)
+
+
+def mutate(policies: Sequence[ImageValidatingPolicy], resource: Mapping[str, Any],
+           ns_labels: Mapping[str, str], resolver: ResolveDigest | None, decision: Any) -> None:
+    """The mutating webhook ``ivpol.mutate.kyverno.svc-fail``: pin tags (``decision.patches``)
+    or deny with the digest-resolution error."""
+    run = Run(policies, resource, ns_labels, None, resolver)
+    patches, errors = run.mutate()
+    for name, result in sorted(errors.items()):
+        decision.trace.append(_trace(name, "", result, [], "mutate"))
+    if _respond(run, errors, decision):
+        decision.patches.extend(patches)
+
+
+def validate_admission(policies: Sequence[ImageValidatingPolicy], resource: Mapping[str, Any],
+                       ns_labels: Mapping[str, str], verifier: Any, decision: Any) -> None:
+    """The validating webhook ``ivpol.validate.kyverno.svc-fail``, on the mutated object."""
+    run = Run(policies, resource, ns_labels, verifier, None)
+    results = run.validate(resource)
+    for name, result in sorted(results.items()):
+        for image in result.images or [""]:
+            decision.trace.append(_trace(name, image, result, run.request.attempts.get(image, []),
+                                         "validate"))
+    _respond(run, results, decision)
+
+
+def _trace(policy: str, image: str, result: Result, attestors: list[str], phase: str) -> Any:
+    from labkit.policy.decision import ImageTrace
+
+    trace = ImageTrace(Engine.KYVERNO, policy, policy, image, "", result.status, result.message,
+                       attestors=list(attestors))
+    trace.phase = phase
+    return trace
+
+
+def _respond(run: Run, results: Mapping[str, Result], decision: Any) -> bool:
+    """Apply one webhook's response to ``decision``; False when it denies."""
+    errors = []
+    for name, result in sorted(results.items()):
+        if result.status not in ("fail", "error"):
+            continue
+        text = f"Policy {name} {'failed' if result.status == 'fail' else 'error'}: {result.message}"
+        actions = next(p.actions for p in run.compiled if p.name == name)
+        if "Deny" in actions:
+            errors.append(text)
+        if "Warn" in actions:
+            decision.warnings.append(text)
+    if errors:
+        decision.allowed, decision.engine = False, Engine.KYVERNO
+        decision.message = "; ".join(errors)
+        return False
+    return True
