@@ -1,0 +1,239 @@
+"""ImageValidatingPolicy: loading, CEL, and the two webhook phases.
+
+Oracles: texts printed by the real Kyverno CLI v1.19.1 (compile errors), the strings built in
+Kyverno's source (``pkg/webhooks/resource/ivpol/handler.go``: ``Policy <p> failed: …``;
+``pkg/image/verification/evaluator/policy.go``: digest, default-message and required texts),
+go-containerregistry's reference rules for ``image()``, and gobwas/glob semantics.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from labkit.errors import NoMatchingSignaturesError, PolicyError, RegistryUnreachableError
+from labkit.policy import ivp
+from labkit.policy.cel import CelError, compile_expression
+from labkit.policy.decision import Decision
+from labkit.policy.load import load_policies
+
+DIGEST = "sha256:" + "ab" * 32
+PEM = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+).decode()
+
+
+def policy_yaml(*, validations: str | None = None, extra: str = "", refs: str = '["ghcr.io/lab/*"]',
+                attestor: str | None = None) -> str:
+    key = "\n".join("            " + line for line in PEM.strip().splitlines())
+    attestor = attestor or f"""    - name: lab
+      cosign:
+        key:
+          data: |
+{key}
+        ctlog: {{insecureIgnoreTlog: true}}"""
+    validations = validations or """    - expression: images.containers.map(i, verifyImageSignatures(i, [attestors.lab])).all(e, e > 0)
+      message: unsigned image"""
+    globs = "".join(f"\n    - glob: {g}" for g in json.loads(refs))
+    return f"""apiVersion: policies.kyverno.io/v1beta1
+kind: ImageValidatingPolicy
+metadata:
+  name: p
+spec:
+{extra}  matchConstraints:
+    resourceRules:
+      - {{apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [pods]}}
+  matchImageReferences:{globs}
+  attestors:
+{attestor}
+  validations:
+{validations}
+"""
+
+
+def pod(*images: str, kind: str = "Pod") -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": kind, "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"containers": [{"name": f"c{i}", "image": im} for i, im in enumerate(images)]}}
+
+
+class FakeVerifier:
+    """Signed images verify; ``unsigned`` raise cosign's error; ``down`` are unreachable."""
+
+    def __init__(self, unsigned: Sequence[str] = (), down: Sequence[str] = ()) -> None:
+        self.unsigned, self.down, self.calls = set(unsigned), set(down), []
+
+    def __call__(self, ref: str, keys: Sequence[Any], *, annotations: Mapping[str, str] | None = None,
+                 **_: Any) -> Any:
+        self.calls.append(ref)
+        if ref in self.down:
+            raise RegistryUnreachableError("dial tcp 127.0.0.1:1: connection refused")
+        if ref in self.unsigned:
+            raise NoMatchingSignaturesError("no matching signatures: invalid signature")
+        return type("Verified", (), {"digest": DIGEST})()
+
+
+def admit(text: str, resource: dict[str, Any], verifier: Any = None,
+          resolver: Any = None) -> Decision:
+    policies = load_policies(text)
+    decision = Decision(allowed=True)
+    ivp.mutate(policies, resource, {}, resolver, decision)
+    if decision.allowed:
+        # the API server applies the mutating webhook's patches (image replaces) before validation
+        patched = copy.deepcopy(resource)
+        for patch in decision.patches:
+            index = int(patch["path"].split("/")[3])
+            patched["spec"]["containers"][index]["image"] = patch["value"]
+        ivp.validate_admission(policies, patched, {}, verifier or FakeVerifier(), decision)
+    return decision
+
+
+def test_signed_digest_image_passes_and_is_verified_once() -> None:
+    verifier = FakeVerifier()
+    d = admit(policy_yaml(), pod(f"ghcr.io/lab/app@{DIGEST}"), verifier)
+    assert d.allowed and d.message == ""
+    assert verifier.calls == [f"ghcr.io/lab/app@{DIGEST}"]
+    assert [t.attestors for t in d.trace] == [["lab: verified"]]
+
+
+def test_unsigned_image_is_denied_with_the_validation_message() -> None:
+    image = f"ghcr.io/lab/app@{DIGEST}"
+    d = admit(policy_yaml(), pod(image), FakeVerifier(unsigned=[image]))
+    assert not d.allowed
+    assert d.message == "Policy p failed: unsigned image"
+    assert d.trace[0].attestors == ["lab: no matching signatures: invalid signature"]
+
+
+def test_unmatched_images_are_not_in_images_and_nothing_is_verified() -> None:
+    verifier = FakeVerifier()
+    d = admit(policy_yaml(), pod("docker.io/library/nginx:1.27"), verifier)
+    assert d.allowed and verifier.calls == []
+
+
+def test_verify_digest_fails_a_tag_when_mutate_digest_is_off() -> None:
+    text = policy_yaml(extra="  validationConfigurations: {mutateDigest: false}\n")
+    d = admit(text, pod("ghcr.io/lab/app:v1"))
+    assert d.message == "Policy p failed: image ghcr.io/lab/app:v1 does not have a digest"
+
+
+def test_mutate_digest_pins_the_normalised_tag_then_validation_sees_the_digest() -> None:
+    resolved = []
+
+    def resolver(ref: str, **_: Any) -> str:
+        resolved.append(ref)
+        return DIGEST
+
+    d = admit(policy_yaml(refs='["ghcr.io/lab/*"]'), pod("ghcr.io/lab/app:v1"), resolver=resolver)
+    assert resolved == ["ghcr.io/lab/app:v1"]
+    assert d.allowed, d.message
+    assert d.patches == [{"op": "replace", "path": "/spec/containers/0/image",
+                          "value": f"ghcr.io/lab/app:v1@{DIGEST}"}]
+
+
+def test_mutate_digest_without_a_registry_is_an_error_that_denies() -> None:
+    d = admit(policy_yaml(), pod("ghcr.io/lab/app:v1"))
+    assert not d.allowed
+    assert d.message.startswith("Policy p error: failed to update digest: failed to resolve digest "
+                                "for image ghcr.io/lab/app:v1: ")
+
+
+def test_required_fails_a_policy_that_never_verified_its_images() -> None:
+    text = policy_yaml(validations="    - expression: \"true\"")
+    d = admit(text, pod(f"ghcr.io/lab/app@{DIGEST}"))
+    assert d.message == (f"Policy p failed: image ghcr.io/lab/app@{DIGEST} is not verified: no policy "
+                         "performed a signature or attestation check on it")
+    off = policy_yaml(validations="    - expression: \"true\"",
+                      extra="  validationConfigurations: {required: false}\n")
+    assert admit(off, pod(f"ghcr.io/lab/app@{DIGEST}")).allowed
+
+
+def test_default_message_and_message_expression() -> None:
+    image = f"ghcr.io/lab/app@{DIGEST}"
+    bare = policy_yaml(validations="    - expression: \"false\"")
+    assert admit(bare, pod(image)).message == "Policy p failed: CEL expression validation failed at index 0"
+    expr = policy_yaml(validations="    - expression: \"false\"\n"
+                                   "      messageExpression: \"'bad: ' + images.containers[0]\"")
+    assert admit(expr, pod(image)).message == f"Policy p failed: bad: {image}"
+
+
+def test_warn_and_audit_do_not_block() -> None:
+    image = f"ghcr.io/lab/app@{DIGEST}"
+    warn = admit(policy_yaml(extra="  validationActions: [Warn]\n"), pod(image), FakeVerifier(unsigned=[image]))
+    assert warn.allowed and warn.warnings == ["Policy p failed: unsigned image"]
+    audit = admit(policy_yaml(extra="  validationActions: [Audit]\n"), pod(image), FakeVerifier(unsigned=[image]))
+    assert audit.allowed and audit.warnings == [] and audit.trace[0].status == "fail"
+
+
+def test_unreachable_registry_is_an_evaluation_error() -> None:
+    image = f"ghcr.io/lab/app@{DIGEST}"
+    d = admit(policy_yaml(), pod(image), FakeVerifier(down=[image]))
+    assert d.message == ("Policy p error: failed to evaluate policy: failed to get imagedata: "
+                         "dial tcp 127.0.0.1:1: connection refused")
+
+
+def test_unsupported_attestor_is_an_explicit_error_never_a_pass() -> None:
+    keyless = """    - name: lab
+      cosign:
+        keyless:
+          identities: [{issuer: "https://token.actions.githubusercontent.com", subject: x}]"""
+    d = admit(policy_yaml(attestor=keyless), pod(f"ghcr.io/lab/app@{DIGEST}"))
+    assert not d.allowed
+    assert "labkit does not verify cosign keyless attestors (attestor 'lab')" in d.message
+    no_tlog = policy_yaml().replace("        ctlog: {insecureIgnoreTlog: true}\n", "")
+    assert "labkit checks no transparency log" in admit(no_tlog, pod(f"ghcr.io/lab/app@{DIGEST}")).message
+
+
+def test_compile_errors_use_kyverno_text() -> None:
+    # Text printed by `kyverno apply` v1.19.1 for the same expression (see ivp-invalid-cel).
+    text = policy_yaml(validations="    - expression: images.containers.size() + 'a' == 1")
+    with pytest.raises(PolicyError) as err:
+        load_policies(text)
+    assert err.value.message == (
+        "<policy>: failed to compile policy: spec.validations[0].expression: Invalid value: "
+        "\"images.containers.size() + 'a' == 1\": ERROR: <input>:1:26: found no matching overload "
+        "for '_+_' applied to '(int, string)'\n | images.containers.size() + 'a' == 1\n"
+        " | .........................^")
+
+
+def test_unknown_nested_field_is_a_strict_decoding_error() -> None:
+    text = policy_yaml().replace("        ctlog:", "        ctlogs:")
+    with pytest.raises(PolicyError) as err:
+        load_policies(text)
+    assert ('ImageValidatingPolicy in version "v1beta1" cannot be handled as a ImageValidatingPolicy: '
+            'strict decoding error: unknown field "spec.attestors[0].cosign.ctlogs"') in err.value.message
+
+
+@pytest.mark.parametrize("source, expected", [
+    # go-containerregistry name.ParseReference: Docker Hub is index.docker.io/library/…
+    ("image('nginx').registry()", "index.docker.io"),
+    ("image('nginx').repository()", "library/nginx"),
+    ("image('nginx').identifier()", "latest"),
+    ("image('ghcr.io/x/app:v1').tag()", "v1"),
+    (f"image('ghcr.io/x/app:v1@{DIGEST}').tag()", ""),
+    (f"image('ghcr.io/x/app:v1@{DIGEST}').digest()", DIGEST),
+    ("image('localhost:5000/app').containsDigest()", False),
+    ("isImage('UPPER/case')", False),
+])
+def test_image_library(source: str, expected: Any) -> None:
+    assert compile_expression(source).eval({}) == expected
+
+
+@pytest.mark.parametrize("glob, image, matches", [
+    ("ghcr.io/*", "ghcr.io/a/b/c:1", True),  # no separators: * crosses /
+    ("ghcr.io/lab/app:v?", "ghcr.io/lab/app:v1", True),
+    ("ghcr.io/{lab,ops}/*", "ghcr.io/ops/x", True),
+    ("ghcr.io/[!l]*", "ghcr.io/lab/x", False),
+    ("ghcr.io/*", "docker.io/ghcr.io/x", False),  # anchored
+])
+def test_glob_semantics(glob: str, image: str, matches: bool) -> None:
+    assert bool(ivp._glob(glob).fullmatch(image)) is matches
+
+
+def test_cel_runtime_errors_are_cel_errors() -> None:
+    with pytest.raises(CelError, match="failed to get imagedata|only available"):
+        compile_expression("verifyImageSignatures('x', []) > 0").eval({})
