@@ -5,8 +5,17 @@
     handle.stop()
 
 Decisions come from :mod:`labkit.policy`; this package carries them over TLS (its own CA),
-maps failurePolicy, resolves tags for policy-controller's mutating path, and keeps
-PolicyReports for Audit results.
+maps failurePolicy, and keeps PolicyReports for Audit results.
+
+State directory (``--state DIR``), written by the Lab, re-read when a file changes:
+
+* ``namespaces.json``: ``{"namespace": {"label": "value"}}``;
+* ``secrets.json``: the Secrets the engines read registry credentials from, as the API server
+  holds them: ``{"namespace/name": {"type": "kubernetes.io/dockerconfigjson",
+  "data": {".dockerconfigjson": "<base64>"}}}``. Kyverno looks up
+  ``imageRegistryCredentials.secrets`` in namespace ``kyverno`` (``ns/name`` since 1.18) plus the
+  pod's ``imagePullSecrets``; policy-controller the pod's ``imagePullSecrets`` and
+  ``signaturePullSecrets`` in the pod's namespace (:mod:`labkit.policy.credentials`).
 """
 
 from labkit.admission.config import webhook_configuration_yaml, webhook_configurations

@@ -1,4 +1,5 @@
-"""A verification cache: (image reference, keys, annotations) → verified result, for a TTL.
+"""A verification cache: (image reference, keys, annotations, signature repository,
+credentials) → verified result, for a TTL.
 
 Kyverno caches successful verifications per image string (``useCache``, 60 min by default);
 policy-controller caches nothing, so every admission re-verifies. labkit keeps successes only:
@@ -18,8 +19,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from labkit.oci.client import RegistryClient
-from labkit.signing.verify import VerificationResult, verify_image
+from labkit.oci.auth import Credentials
+from labkit.policy.credentials import RegistryAccess
+from labkit.signing.verify import VerificationResult
 
 DEFAULT_TTL = 60.0
 _MAX_ENTRIES = 4096
@@ -32,9 +34,9 @@ def _key_id(key: Any) -> str:
 
 @dataclass
 class CachingVerifier:
-    """``labkit.policy.Verifier`` over ``verify_image`` with a shared registry client."""
+    """``labkit.policy.Verifier`` over a :class:`RegistryAccess` (one client per credentials)."""
 
-    client: RegistryClient
+    access: RegistryAccess
     ttl: float = DEFAULT_TTL
     hits: int = 0
     misses: int = 0
@@ -42,10 +44,11 @@ class CachingVerifier:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(
-        self, ref: str, keys: Sequence[Any], *, annotations: Mapping[str, str] | None = None
+        self, ref: str, keys: Sequence[Any], *, annotations: Mapping[str, str] | None = None,
+        repository: str | None = None, credentials: Credentials | None = None,
     ) -> VerificationResult:
         cache_key = (ref, tuple(sorted(_key_id(k) for k in keys)),
-                     tuple(sorted((annotations or {}).items())))
+                     tuple(sorted((annotations or {}).items())), repository, credentials)
         now = time.monotonic()
         if self.ttl > 0:
             with self._lock:
@@ -54,7 +57,8 @@ class CachingVerifier:
                     self.hits += 1
                     return entry[1]
                 self.misses += 1
-        result = verify_image(ref, keys, client=self.client, annotations=annotations)
+        result: VerificationResult = self.access(ref, keys, annotations=annotations,
+                                                 repository=repository, credentials=credentials)
         if self.ttl > 0:
             with self._lock:
                 if len(self._entries) >= _MAX_ENTRIES:

@@ -21,6 +21,7 @@ from labkit.admission.tls import DEFAULT_DNS_NAME, TLSMaterial, default_home, en
 from labkit.admission.webhook import DEFAULT_TIMEOUT, Webhook, WebhookApp
 from labkit.errors import LabError, UsageError
 from labkit.oci.client import RegistryClient
+from labkit.policy.credentials import SecretsFile
 from labkit.registry.server import is_loopback
 
 DEFAULT_PORT = 8443
@@ -99,7 +100,7 @@ def serve(
 
     ``policies``: a directory of policy files, re-read when they change. ``home``: where the CA
     and serving certificate live (default ``$LABKIT_HOME/admission``). ``state``: a directory
-    whose ``namespaces.json`` gives namespace labels. ``cache_ttl=0`` turns the verification
+    whose ``namespaces.json`` gives namespace labels and ``secrets.json`` the pull Secrets. ``cache_ttl=0`` turns the verification
     cache off.
     """
     if not is_loopback(address):
@@ -117,6 +118,7 @@ def serve(
         client,
         cache_ttl=cache_ttl,
         no_match_policy=no_match_policy,
+        secrets=SecretsFile(Path(state) / "secrets.json" if state is not None else None),
     )
     webhook.policies.current()  # load now so a broken file is logged at start
     app = WebhookApp(webhook, timeout=timeout)

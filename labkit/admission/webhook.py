@@ -1,17 +1,21 @@
 """The webhook as a plain ASGI application: one endpoint per engine and webhook kind.
 
 =============================== ==========================================================
-``POST /mutate/kyverno``        Kyverno's mutating webhook: verify, pin tags to digests,
-                                write ``kyverno.io/verify-images``; Enforce failures deny
-``POST /validate/kyverno``      Kyverno's validating webhook: the same rules, no patch
+``POST /mutate/kyverno``        Kyverno's mutating webhook (``mutate.kyverno.svc-fail``):
+                                verify, pin tags to digests, write ``kyverno.io/verify-images``
+                                (and ``-scoped``); Enforce failures deny
+``POST /validate/kyverno``      Kyverno's validating webhook (``validate.kyverno.svc-fail``):
+                                ``missing digest for …`` / ``unverified image …``, no patch
 ``POST /mutate/policy-controller``   resolve tags to ``repo:tag@digest`` (never denies)
 ``POST /validate/policy-controller`` ClusterImagePolicies (digests required)
 ``GET /healthz``                policies in force, policy files that failed to load
 ``GET /reports``                PolicyReports of Audit results (``?namespace=`` filters)
 =============================== ==========================================================
 
-Separate endpoints let a caller apply each engine's namespaceSelector as the API server does.
-Decisions are :func:`labkit.policy.evaluate`'s; this module only carries them over HTTP, maps
+Separate endpoints let a caller apply each engine's namespaceSelector as the API server does;
+each endpoint runs one ``phase`` of :func:`labkit.policy.evaluate`, so it says only what that
+real webhook says. Pull credentials come from the lab's Secrets (``secrets.json``, see
+:mod:`labkit.admission`). Decisions are ``evaluate``'s; this module only carries them over HTTP, maps
 registry errors through failurePolicy, and bounds what a request may cost: a body limit (the
 API server's own 3 MiB request limit) and a per-review timeout (Kyverno's default 10 s).
 Malformed requests get HTTP 400 with a JSON message.
@@ -32,11 +36,11 @@ from labkit.admission.cache import CachingVerifier
 from labkit.admission.reports import ReportStore
 from labkit.admission.review import AdmissionRequest, parse_review, review_response
 from labkit.admission.sources import NamespaceLabels, PolicyDirectory
-from labkit.errors import AdmissionError, LabkitError
+from labkit.errors import AdmissionError
 from labkit.oci.client import RegistryClient
-from labkit.oci.reference import Reference
-from labkit.policy.decision import PC_INCLUDE_LABEL, evaluate
-from labkit.policy.images import Engine, extract_images
+from labkit.policy.credentials import RegistryAccess, SecretStore
+from labkit.policy.decision import evaluate
+from labkit.policy.images import Engine
 from labkit.policy.load import kyverno_failure_action
 from labkit.policy.models import KyvernoPolicy
 
@@ -82,9 +86,12 @@ class Webhook:
         *,
         cache_ttl: float,
         no_match_policy: str = "deny",
+        secrets: SecretStore | None = None,
     ) -> None:
         self.policies, self.namespaces, self.client = policies, namespaces, client
-        self.verifier = CachingVerifier(client, cache_ttl)
+        self.access = RegistryAccess(client)
+        self.verifier = CachingVerifier(self.access, cache_ttl)
+        self.secrets = secrets
         self.no_match_policy = no_match_policy
         self.reports = ReportStore()
 
@@ -102,44 +109,26 @@ class Webhook:
         if request.operation not in _REVIEWED_OPERATIONS or resource is None or request.sub_resource:
             return Outcome(True)
         labels = self.namespaces.labels(request.namespace)
-        if engine is Engine.POLICY_CONTROLLER and mutating:
-            return Outcome(True, patch=tuple(self._resolve_tags(resource, labels)))
         policies = [p for p in self.policies.current()[0] if p.engine is engine]
         if not policies:
             return Outcome(True)
         decision = evaluate(policies, resource, namespace_labels=labels, verifier=self.verifier,
-                            no_match_policy=self.no_match_policy)
+                            resolver=self.access.resolve, secrets=self.secrets,
+                            no_match_policy=self.no_match_policy,
+                            phase="mutate" if mutating else "validate")
         warnings = list(decision.warnings)
         if decision.allowed:
             # failurePolicy Ignore: an error (registry unreachable) admits, and says so.
             warnings += [f"{t.policy}/{t.rule}: {t.image}: {t.message} (failurePolicy Ignore)"
                          for t in decision.trace if t.status == "error"]
-        if engine is Engine.KYVERNO and not mutating and not request.dry_run:
+        # Reports carry the verification results, which come from the mutating webhook; the
+        # validating one only re-reads them (a report per object, so one writer keeps them).
+        if engine is Engine.KYVERNO and mutating and not request.dry_run:
             audit = {p.name for p in policies
                      if isinstance(p, KyvernoPolicy) and kyverno_failure_action(p) == "Audit"}
             self.reports.record(resource, decision.trace, audit, uid=request.uid)
         patch = tuple(decision.patches) if mutating and decision.allowed else ()
         return Outcome(decision.allowed, decision.message, tuple(warnings), patch)
-
-    def _resolve_tags(self, resource: dict[str, Any], labels: dict[str, str]) -> list[dict[str, Any]]:
-        """policy-controller's ``resolvePodSpec`` (v0.13): each init and regular container image
-        given by tag becomes ``<full name>:<tag>@<digest>``; failures leave the image as is."""
-        if labels.get(PC_INCLUDE_LABEL) != "true":
-            return []
-        patches = []
-        for c in extract_images(resource, Engine.POLICY_CONTROLLER) or []:
-            if c.list_name == "ephemeralContainers":
-                continue  # v0.13 resolves init and regular containers only
-            try:
-                ref = Reference.parse(c.image)
-                if ref.digest is not None:
-                    continue
-                digest = self.client.resolve(ref)
-            except LabkitError as exc:
-                log.debug("not resolving %s: %s", c.image, exc)
-                continue
-            patches.append({"op": "replace", "path": c.pointer, "value": f"{ref}@{digest}"})
-        return patches
 
     def health(self) -> dict[str, Any]:
         policies, errors = self.policies.current()

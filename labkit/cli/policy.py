@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -93,20 +93,20 @@ def _test(args: argparse.Namespace) -> int:
     from labkit.policy.decision import evaluate
     from labkit.policy.load import load_policies
 
-    # Imported here: signing pulls in the registry client, which lint does not need.
+    # Imported here: the registry client is what lint does not need.
     from labkit.oci.client import RegistryClient
-    from labkit.signing.verify import verify_image
+    from labkit.policy.credentials import RegistryAccess
 
     labels = parse_labels(args.namespace_labels)
     resource = _read_resource(args.resource)
     policies = [p for f in args.policy for p in load_policies(Path(f))]
     with RegistryClient(allow_insecure=args.allow_insecure_registry) as client:
-
-        def verifier(ref: str, keys: Sequence[Any], *, annotations: Mapping[str, str] | None = None) -> Any:
-            return verify_image(ref, keys, client=client, annotations=annotations)
-
-        decision = evaluate(policies, resource, namespace_labels=labels, verifier=verifier,
-                            no_match_policy=args.no_match_policy)
+        access = RegistryAccess(client)
+        try:
+            decision = evaluate(policies, resource, namespace_labels=labels, verifier=access,
+                                resolver=access.resolve, no_match_policy=args.no_match_policy)
+        finally:
+            access.close()
     _print(decision, args.output)
     return 0 if decision.allowed else 1
 

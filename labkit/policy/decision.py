@@ -1,35 +1,55 @@
 """Admit or deny one Kubernetes object under Kyverno verifyImages rules and ClusterImagePolicies.
 
-Each engine is modelled on its admission path, and the message is the one ``kubectl`` shows:
+Each engine is modelled on its admission path, phase by phase, and the message is the one
+``kubectl`` shows:
 
-* Kyverno: the mutating webhook verifies each matched image (``pkg/engine/internal/
-  imageverifier.go``), patches tags to digests, records ``kyverno.io/verify-images``; the
-  validating part checks ``verifyDigest``/``required``; a failed Enforce rule blocks with the
-  YAML message of ``pkg/webhooks/utils/block.go``.
-* policy-controller: only namespaces labelled ``policy.sigstore.dev/include=true``; every image
-  must be a digest; every matching CIP must pass, each by any one authority; no match falls to
-  the no-match policy (``pkg/webhook/validator.go``); knative ``FieldError`` text.
+* Kyverno, mutating webhook ``mutate.kyverno.svc-fail`` (``pkg/engine/internal/
+  imageverifier.go``): verify each matched image, pin tags to digests (``mutateDigest``, with a
+  registry lookup when no signature gave the digest), record ``kyverno.io/verify-images`` and,
+  as 1.19 does, ``kyverno.io/verify-images-scoped``; a failed Enforce rule blocks.
+* Kyverno, validating webhook ``validate.kyverno.svc-fail`` (``pkg/engine/handlers/
+  validation/validate_image.go``), on the mutated object: ``verifyDigest`` → ``missing digest
+  for …``, ``required`` → ``unverified image …`` unless the scoped annotation says pass/skip.
+  Both block with the YAML message of ``pkg/webhooks/utils/block.go``.
+* policy-controller, mutating webhook (``resolvePodSpec``): tags become ``name:tag@digest`` with
+  the pod's pull secrets; failures leave the image alone.
+* policy-controller, validating webhook ``policy.sigstore.dev``: only namespaces labelled
+  ``policy.sigstore.dev/include=true``; every image must be a digest; every matching CIP must
+  pass, each by any one authority; no match falls to the no-match policy
+  (``pkg/webhook/validator.go``); knative ``FieldError`` text.
 
-Signature checks are injected (``verifier``) so tests can run without a registry.
+``phase="admission"`` runs what the API server runs for a CREATE: every mutating webhook, the
+patches applied, then every validating webhook on the result. Signature checks and tag
+lookups are injected (``verifier``, ``resolver``) so tests can run without a registry;
+:class:`labkit.policy.credentials.RegistryAccess` is the real one.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import yaml
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from labkit.errors import LabkitError, RegistryUnreachableError
-from labkit.policy.images import ContainerImage, Engine, extract_images
-from labkit.policy.load import knative_error_text, kyverno_failure_action
+from labkit.oci.auth import Credentials
 from labkit.oci.reference import Reference
+from labkit.policy.credentials import (
+    SecretStore,
+    image_pull_secrets,
+    kyverno_keychain,
+    policy_controller_keychain,
+)
+from labkit.policy.images import POD_SPEC_PATHS, ContainerImage, Engine, extract_images
+from labkit.policy.load import knative_error_text, kyverno_failure_action
 from labkit.policy.match import glob_match, kyverno_normalize, wildcard_match
 from labkit.policy.models import (
     Attestor,
+    Authority,
     ClusterImagePolicy,
     ImageValidatingPolicy,
     ImageVerification,
@@ -41,8 +61,14 @@ from labkit.policy.models import (
 
 PC_INCLUDE_LABEL = "policy.sigstore.dev/include"
 VERIFY_IMAGES_ANNOTATION = "kyverno.io/verify-images"
+VERIFY_IMAGES_SCOPED_ANNOTATION = "kyverno.io/verify-images-scoped"
+KYVERNO_MUTATE_WEBHOOK = "mutate.kyverno.svc-fail"
+KYVERNO_VALIDATE_WEBHOOK = "validate.kyverno.svc-fail"
+PC_WEBHOOK = "policy.sigstore.dev"
 _AUTOGEN_KINDS = {"DaemonSet", "Deployment", "Job", "StatefulSet", "ReplicaSet",
                   "ReplicationController"}
+
+Phase = Literal["mutate", "validate", "admission"]
 
 
 class Verified(Protocol):
@@ -51,11 +77,20 @@ class Verified(Protocol):
 
 class Verifier(Protocol):
     """``labkit.signing.verify.verify_image`` with its registry client bound: returns the
-    verified result or raises NoSignaturesError / NoMatchingSignaturesError / RegistryError."""
+    verified result or raises NoSignaturesError / NoMatchingSignaturesError / RegistryError.
+    ``repository`` holds the signatures (cosign's COSIGN_REPOSITORY); ``credentials`` are the
+    ones the engine's pull secrets give for the image's registry."""
 
     def __call__(
-        self, ref: str, keys: Sequence[Any], *, annotations: Mapping[str, str] | None = None
+        self, ref: str, keys: Sequence[Any], *, annotations: Mapping[str, str] | None = None,
+        repository: str | None = None, credentials: Credentials | None = None,
     ) -> Verified: ...
+
+
+class Resolver(Protocol):
+    """The digest a tag points at in the registry (raises LabkitError when it cannot say)."""
+
+    def __call__(self, ref: str, *, credentials: Credentials | None = None) -> str: ...
 
 
 @dataclass
@@ -71,6 +106,7 @@ class ImageTrace:
     message: str = ""
     digest: str = ""
     attestors: list[str] = field(default_factory=list)  # one line per attestor/authority tried
+    phase: str = "validate"  # mutate | validate: the webhook that produced this result
 
 
 @dataclass
@@ -81,6 +117,7 @@ class Decision:
     warnings: list[str] = field(default_factory=list)
     patches: list[dict[str, Any]] = field(default_factory=list)
     trace: list[ImageTrace] = field(default_factory=list)
+    webhook: str = ""  # the webhook that denied, as kubectl names it
 
 
 def evaluate(
@@ -89,29 +126,75 @@ def evaluate(
     *,
     namespace_labels: Mapping[str, str] | None = None,
     verifier: Verifier,
+    resolver: Resolver | None = None,
+    secrets: SecretStore | None = None,
     no_match_policy: str = "deny",
+    phase: Phase = "admission",
 ) -> Decision:
     """Decide admission of ``resource`` (a CREATE) as the clusters' webhooks would.
 
-    ``no_match_policy`` is policy-controller's ``config-policy-controller`` setting
-    (``allow``/``warn``/``deny``; anything else denies, as upstream fails closed).
+    ``phase``: ``mutate`` (the mutating webhooks: patches, Kyverno's verification),
+    ``validate`` (the validating webhooks, on an object already mutated), or ``admission``
+    (both, in the API server's order). Without a ``resolver`` no tag is looked up.
+    ``secrets`` holds the pull Secrets the engines read. ``no_match_policy`` is
+    policy-controller's ``config-policy-controller`` setting (``allow``/``warn``/``deny``;
+    anything else denies, as upstream fails closed).
     """
     labels = dict(namespace_labels or {})
     decision = Decision(allowed=True)
     kyverno = [p for p in policies if isinstance(p, KyvernoPolicy)]
     cips = [p for p in policies if isinstance(p, ClusterImagePolicy)]
-    if kyverno:
-        _KyvernoRun(kyverno, resource, labels, verifier, decision).run()
+    registry = _Registry(verifier, resolver, secrets)
     ivps = [p for p in policies if isinstance(p, ImageValidatingPolicy)]
-    if ivps and decision.allowed:
+    if ivps:
         from labkit.policy import ivp  # builds the CEL environment: only when an IVP is given
-
-        ivp.mutate(ivps, resource, labels, None, decision)  # no resolver here: tags stay unpinned
-        if decision.allowed:
-            ivp.validate_admission(ivps, resource, labels, verifier, decision)
+    if phase in ("mutate", "admission"):
+        if kyverno:
+            _KyvernoRun(kyverno, resource, labels, registry, decision).mutate()
+        if ivps and decision.allowed:
+            ivp.mutate(ivps, resource, labels, resolver, decision)
+        if cips and decision.allowed:
+            decision.patches.extend(_PolicyControllerRun(
+                cips, resource, labels, registry, no_match_policy, decision).mutate())
+        if phase == "mutate" or not decision.allowed:
+            return decision
+        resource = apply_patches(resource, decision.patches)
+    if kyverno:
+        _KyvernoRun(kyverno, resource, labels, registry, decision).validate()
+    if ivps and decision.allowed:
+        ivp.validate_admission(ivps, resource, labels, verifier, decision)
     if cips and decision.allowed:
-        _PolicyControllerRun(cips, resource, labels, verifier, no_match_policy, decision).run()
+        _PolicyControllerRun(cips, resource, labels, registry, no_match_policy, decision).validate()
     return decision
+
+
+@dataclass
+class _Registry:
+    verifier: Verifier
+    resolver: Resolver | None
+    secrets: SecretStore | None
+
+
+def apply_patches(resource: Mapping[str, Any], patches: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """RFC 6902 ``add``/``replace`` on a copy: the only operations the webhooks emit."""
+    out = copy.deepcopy(dict(resource))
+    for patch in patches:
+        *parents, last = [p.replace("~1", "/").replace("~0", "~") for p in patch["path"].split("/")[1:]]
+        target: Any = out
+        for part in parents:
+            target = target[int(part)] if isinstance(target, list) else target[part]
+        if isinstance(target, list):
+            target[int(last)] = copy.deepcopy(patch["value"])
+        else:
+            target[last] = copy.deepcopy(patch["value"])
+    return out
+
+
+def _pod_spec(resource: Mapping[str, Any], engine: Engine) -> Mapping[str, Any] | None:
+    spec: Any = resource
+    for key in POD_SPEC_PATHS[engine].get(str(resource.get("kind", "")), ("-",)):
+        spec = spec.get(key) if isinstance(spec, Mapping) else None
+    return spec if isinstance(spec, Mapping) else None
 
 
 def _keys_from_pem(text: str) -> list[Any]:
@@ -214,25 +297,32 @@ def _autogen(policy: KyvernoPolicy, rule_match: MatchResources, kind: str) -> tu
 
 
 class _KyvernoRun:
+    """One pass of Kyverno's webhooks over one object: :meth:`mutate` or :meth:`validate`."""
+
     def __init__(
         self,
         policies: Sequence[KyvernoPolicy],
         resource: Mapping[str, Any],
         ns_labels: Mapping[str, str],
-        verifier: Verifier,
+        registry: _Registry,
         decision: Decision,
     ) -> None:
         self.policies, self.resource, self.ns_labels = policies, resource, ns_labels
-        self.verifier, self.decision = verifier, decision
+        self.registry, self.decision = registry, decision
         self.kind = str(resource.get("kind", ""))
+        self.namespace = str((resource.get("metadata") or {}).get("namespace") or "")
         self.images = extract_images(resource, Engine.KYVERNO) or []
+        self.pull_secrets = image_pull_secrets(_pod_spec(resource, Engine.KYVERNO))
+        # ImageVerificationMetadata: image → status, and policy → rule → image → status (1.19)
         self.annotation: dict[str, str] = {}
+        self.scoped: dict[str, dict[str, dict[str, str]]] = {}
         self.image_patches: list[dict[str, Any]] = []
         # policy → rule → message, for rules that block
         self.blocked: dict[str, dict[str, str]] = {}
 
-    def run(self) -> None:
-        namespace = str((self.resource.get("metadata") or {}).get("namespace") or "default")
+    def _rules(self) -> Any:
+        """(policy, rule name as reported, verifyImages entries) for each rule that applies."""
+        namespace = self.namespace or "default"
         for policy in self.policies:
             # a namespaced Policy governs its own namespace only
             if policy.kind == "Policy" and (policy.metadata.namespace or "default") != namespace:
@@ -253,71 +343,115 @@ class _KyvernoRun:
                     rule.exclude, self.resource, match_kind, self.ns_labels
                 ):
                     continue
-                self._rule(policy, name, rule.verify_images)
-        self._finish()
+                yield policy, name, rule.verify_images
 
-    def _rule(self, policy: KyvernoPolicy, rule: str, entries: Sequence[ImageVerification]) -> None:
-        enforce = kyverno_failure_action(policy) == "Enforce"
+    def _blocks(self, policy: KyvernoPolicy, trace: ImageTrace) -> bool:
+        if trace.status == "fail":
+            return kyverno_failure_action(policy) == "Enforce"
         webhook = policy.spec.webhook_configuration or {}
         fail_closed = (webhook.get("failurePolicy") or policy.spec.failure_policy or "Fail") == "Fail"
-        for iv in entries:
-            for container in self.images:
-                trace = self._image(policy, rule, iv, container)
-                if trace is None:
-                    continue
-                self.decision.trace.append(trace)
-                blocks = (trace.status == "fail" and enforce) or (trace.status == "error" and fail_closed)
-                if blocks:
-                    self.blocked.setdefault(policy.name, {})[rule] = trace.message
+        return trace.status == "error" and fail_closed
 
-    def _image(
+    # --- mutating webhook ----------------------------------------------------------------
+
+    def mutate(self) -> None:
+        for policy, rule, entries in self._rules():
+            for iv in entries:
+                for container in self.images:
+                    trace = self._verify(policy, rule, iv, container)
+                    if trace is None:
+                        continue
+                    self.decision.trace.append(trace)
+                    if self._blocks(policy, trace):
+                        self.blocked.setdefault(policy.name, {})[rule] = trace.message
+        if self._deny(KYVERNO_MUTATE_WEBHOOK):
+            return
+        if self.annotation:
+            annotations = (self.resource.get("metadata") or {}).get("annotations")
+            if not annotations:
+                self.decision.patches.append({"op": "add", "path": "/metadata/annotations", "value": {}})
+            self.decision.patches.append({
+                "op": "add", "path": _annotation_path(VERIFY_IMAGES_ANNOTATION),
+                "value": json.dumps(self.annotation, separators=(",", ":"), sort_keys=True),
+            })
+            if self.scoped:
+                # Go marshals the struct fields in order, the maps with sorted keys
+                policies = json.dumps(self.scoped, separators=(",", ":"), sort_keys=True)
+                self.decision.patches.append({
+                    "op": "add", "path": _annotation_path(VERIFY_IMAGES_SCOPED_ANNOTATION),
+                    "value": f'{{"version":1,"policies":{policies}}}',
+                })
+        self.decision.patches.extend(self.image_patches)
+
+    def _verify(
         self, policy: KyvernoPolicy, rule: str, iv: ImageVerification, container: ContainerImage
     ) -> ImageTrace | None:
         try:
             image = kyverno_normalize(container.image)
         except LabkitError as exc:
             return ImageTrace(Engine.KYVERNO, policy.name, rule, container.image,
-                              container.pointer, "error", exc.message)
-        name, _, spec_digest = image.partition("@")
+                              container.pointer, "error", exc.message, phase="mutate")
         patterns = iv.image_references or ([iv.image] if iv.image else [])
         if not any(wildcard_match(p, image) for p in patterns):
             return None
-        trace = ImageTrace(Engine.KYVERNO, policy.name, rule, image, container.pointer, "pass")
-        if any(wildcard_match(p, image) for p in iv.skip_image_references):
-            trace.status = "skip"
-            self.annotation[image] = "skip"
-            return trace
+        name, _, spec_digest = image.partition("@")
+        trace = ImageTrace(Engine.KYVERNO, policy.name, rule, image, container.pointer, "pass",
+                           phase="mutate")
+        keychain = kyverno_keychain(
+            self.registry.secrets,
+            iv.image_registry_credentials.secrets if iv.image_registry_credentials else [],
+            resource_namespace=self.namespace, image_pull_secrets=self.pull_secrets)
+        if keychain.secrets or keychain.missing:
+            trace.attestors.append(keychain.describe())
+        credentials = keychain.credentials(image)
+        verifies = bool(iv.attestors or iv.attestations)
         digest = spec_digest
-        try:
-            for s, aset in enumerate(iv.attestors):
-                digest = self._attestor_set(aset.entries, aset.count, f".attestors[{s}]", image, trace) or digest
-        except _RuleFailed as failed:
-            trace.status, trace.message = failed.status, failed.message
-            self.annotation[image] = "fail"
-            return trace
-        if iv.attestations:
-            trace.status, trace.message = "error", "labkit does not evaluate attestations yet"
-            return trace
-        if iv.mutate_digest and digest and not spec_digest:
-            # the tag stays in the patched image: docker.io/nginx:1.2@sha256:…
-            self.image_patches.append(
-                {"op": "replace", "path": container.pointer, "value": f"{image}@{digest}"}
-            )
+        if verifies and any(wildcard_match(p, image) for p in iv.skip_image_references):
+            trace.status, trace.message = "skip", "image skipped (skipImageReferences)"
+            self.annotation[image] = "skip"
+        elif verifies:
+            try:
+                for s, aset in enumerate(iv.attestors):
+                    digest = self._attestor_set(aset.entries, aset.count, f".attestors[{s}]", image,
+                                                iv, credentials, trace) or digest
+                if iv.attestations:
+                    raise _RuleFailed("error", "labkit does not evaluate attestations yet")
+            except _RuleFailed as failed:
+                trace.status, trace.message = failed.status, failed.message
+        if iv.mutate_digest and not spec_digest and trace.status in ("pass", "skip"):
+            if not digest:
+                digest = self._lookup(image, credentials, trace)
+            if digest:
+                # the tag stays in the patched image: docker.io/nginx:1.2@sha256:…
+                self.image_patches.append(
+                    {"op": "replace", "path": container.pointer, "value": f"{image}@{digest}"})
+                # once a digest is known the image's string form drops the tag
+                image = f"{name.rpartition(':')[0] if ':' in name.rpartition('/')[2] else name}@{digest}"
+                if trace.status == "pass" and not trace.message:
+                    trace.message = "mutated image digest" if not verifies else ""
         trace.digest = digest
-        # the annotation is keyed by the tag-less digest form once a digest is known
-        repository = name if spec_digest else name.rpartition(":")[0]
-        key = f"{repository}@{digest}" if digest else image
-        if iv.attestors:
-            self.annotation[key] = "pass"
-        # Validating webhook (validate_image.go). Its ``required`` check ("unverified image")
-        # only repeats a failure already recorded above: under Enforce the mutating webhook
-        # has blocked first, under Audit neither blocks.
-        if iv.verify_digest and not digest:
-            trace.status, trace.message = "fail", f"missing digest for {image}"
+        if verifies:
+            # ruleStatusToImageVerificationStatus: an error is recorded as a failure
+            status = trace.status if trace.status in ("pass", "skip") else "fail"
+            self.annotation[image] = status
+            key = f"{policy.metadata.namespace}/{policy.name}"
+            self.scoped.setdefault(key, {}).setdefault(rule, {})[image] = status
         return trace
 
+    def _lookup(self, image: str, credentials: Credentials | None, trace: ImageTrace) -> str:
+        """``handleMutateDigest``: the registry's digest for a tag no signature pinned."""
+        if self.registry.resolver is None:
+            trace.attestors.append("mutateDigest: no registry lookup in this run")
+            return ""
+        try:
+            return self.registry.resolver(image, credentials=credentials)
+        except LabkitError as exc:
+            trace.status, trace.message = "error", f"failed to update digest: {exc.message}"
+            return ""
+
     def _attestor_set(
-        self, entries: Sequence[Attestor], count: int | None, path: str, image: str, trace: ImageTrace
+        self, entries: Sequence[Attestor], count: int | None, path: str, image: str,
+        iv: ImageVerification, credentials: Credentials | None, trace: ImageTrace,
     ) -> str:
         expanded: list[tuple[str, Attestor, list[Any]]] = []
         for e, entry in enumerate(entries):
@@ -340,7 +474,9 @@ class _KyvernoRun:
                 errors.append(msg)
                 continue
             try:
-                result = self.verifier(image, keys, annotations=entry.annotations or None)
+                result = self.registry.verifier(
+                    image, keys, annotations=entry.annotations or None,
+                    repository=entry.repository or iv.repository or None, credentials=credentials)
             except RegistryUnreachableError as exc:
                 raise _RuleFailed("error", f"failed to verify image {image}: {epath}: {exc.message}")
             except LabkitError as exc:
@@ -354,26 +490,71 @@ class _KyvernoRun:
                 return digest
         raise _RuleFailed("fail", f"failed to verify image {image}: " + "; ".join(errors))
 
-    def _finish(self) -> None:
+    # --- validating webhook --------------------------------------------------------------
+
+    def validate(self) -> None:
+        scoped = self._scoped_annotation()
+        for policy, rule, entries in self._rules():
+            for iv in entries:
+                if not (iv.verify_digest or iv.required):
+                    continue  # HasVerifyImageChecks: the rule has nothing to check here
+                patterns = iv.image_references or ([iv.image] if iv.image else [])
+                for container in self.images:
+                    trace = self._check(policy, rule, iv, patterns, container, scoped)
+                    if trace is None:
+                        continue
+                    self.decision.trace.append(trace)
+                    if self._blocks(policy, trace):
+                        # validate_image.go stops the rule at its first failing image
+                        self.blocked.setdefault(policy.name, {}).setdefault(rule, trace.message)
+        self._deny(KYVERNO_VALIDATE_WEBHOOK)
+
+    def _scoped_annotation(self) -> dict[str, Any]:
+        raw = ((self.resource.get("metadata") or {}).get("annotations") or {}).get(
+            VERIFY_IMAGES_SCOPED_ANNOTATION, "")
+        try:
+            doc = json.loads(raw) if raw else {}
+        except ValueError:
+            return {}
+        return doc.get("policies") or {} if isinstance(doc, dict) and doc.get("version") == 1 else {}
+
+    def _check(
+        self, policy: KyvernoPolicy, rule: str, iv: ImageVerification, patterns: Sequence[str],
+        container: ContainerImage, scoped: Mapping[str, Any],
+    ) -> ImageTrace | None:
+        try:
+            image = kyverno_normalize(container.image)
+        except LabkitError:
+            return None  # the mutating webhook already reported it
+        if not any(wildcard_match(p, image) for p in patterns):
+            return None
+        trace = ImageTrace(Engine.KYVERNO, policy.name, rule, image, container.pointer, "pass",
+                           "image verified")
+        if iv.verify_digest and "@" not in image:
+            trace.status, trace.message = "fail", f"missing digest for {image}"
+        elif iv.required:
+            status = (scoped.get(f"{policy.metadata.namespace}/{policy.name}") or {}).get(rule, {}).get(image)
+            if status not in ("pass", "skip"):
+                trace.status, trace.message = "fail", f"unverified image {image}"
+            elif status == "skip":
+                trace.status, trace.message = "skip", "image skipped"
+        return trace
+
+    def _deny(self, webhook: str) -> bool:
+        if not self.blocked:
+            return False
         d = self.decision
-        if self.blocked:
-            meta = self.resource.get("metadata") or {}
-            d.allowed, d.engine = False, Engine.KYVERNO
-            body = yaml.safe_dump(self.blocked, indent=2, sort_keys=True, allow_unicode=True,
-                                  width=float("inf"), default_flow_style=False)
-            d.message = (f"\n\nresource {self.kind}/{meta.get('namespace', '')}/{meta.get('name', '')} "
-                         f"was blocked due to the following policies \n\n{body}")
-            return
-        if self.annotation:
-            annotations = (self.resource.get("metadata") or {}).get("annotations")
-            if not annotations:
-                d.patches.append({"op": "add", "path": "/metadata/annotations", "value": {}})
-            d.patches.append({
-                "op": "add",
-                "path": "/metadata/annotations/" + VERIFY_IMAGES_ANNOTATION.replace("/", "~1"),
-                "value": json.dumps(self.annotation, separators=(",", ":"), sort_keys=True),
-            })
-        d.patches.extend(self.image_patches)
+        meta = self.resource.get("metadata") or {}
+        d.allowed, d.engine, d.webhook = False, Engine.KYVERNO, webhook
+        body = yaml.safe_dump(self.blocked, indent=2, sort_keys=True, allow_unicode=True,
+                              width=float("inf"), default_flow_style=False)
+        d.message = (f"\n\nresource {self.kind}/{meta.get('namespace', '')}/{meta.get('name', '')} "
+                     f"was blocked due to the following policies \n\n{body}")
+        return True
+
+
+def _annotation_path(key: str) -> str:
+    return "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
 
 
 class _RuleFailed(Exception):
@@ -391,16 +572,45 @@ class _PolicyControllerRun:
         cips: Sequence[ClusterImagePolicy],
         resource: Mapping[str, Any],
         ns_labels: Mapping[str, str],
-        verifier: Verifier,
+        registry: _Registry,
         no_match_policy: str,
         decision: Decision,
     ) -> None:
         self.cips, self.resource, self.ns_labels = cips, resource, ns_labels
-        self.verifier, self.no_match, self.decision = verifier, no_match_policy, decision
+        self.registry, self.no_match, self.decision = registry, no_match_policy, decision
+        self.namespace = str((resource.get("metadata") or {}).get("namespace") or "default")
+        # the pod's own pull secrets, in its namespace (k8schain.Options in validator.go)
+        self.keychain = policy_controller_keychain(
+            registry.secrets, image_pull_secrets(_pod_spec(resource, Engine.POLICY_CONTROLLER)),
+            namespace=self.namespace)
         self.errors: list[tuple[str, str, str]] = []
         self.warnings: list[tuple[str, str, str]] = []
 
-    def run(self) -> None:
+    def mutate(self) -> list[dict[str, Any]]:
+        """``resolvePodSpec`` (v0.13): every container image given by tag becomes
+        ``<ggcr name>:<tag>@<digest>``; an image that does not resolve is left for the
+        validating webhook to reject."""
+        if self.ns_labels.get(PC_INCLUDE_LABEL) != "true" or self.registry.resolver is None:
+            return []
+        patches = []
+        for c in extract_images(self.resource, Engine.POLICY_CONTROLLER) or []:
+            try:
+                ref = Reference.parse(c.image)
+            except LabkitError:
+                continue
+            if ref.digest is not None:
+                continue
+            trace = self._trace("", c, "pass", "", phase="mutate")
+            try:
+                digest = self.registry.resolver(str(ref), credentials=self.keychain.credentials(c.image))
+            except LabkitError as exc:
+                trace.status, trace.message = "skip", f"tag not resolved: {exc.message}"
+                continue
+            trace.digest, trace.message = digest, f"resolved to {ref}@{digest}"
+            patches.append({"op": "replace", "path": c.pointer, "value": f"{ref}@{digest}"})
+        return patches
+
+    def validate(self) -> None:
         if self.ns_labels.get(PC_INCLUDE_LABEL) != "true":
             return  # the webhook's namespaceSelector never sends this request
         images = extract_images(self.resource, Engine.POLICY_CONTROLLER)
@@ -412,7 +622,7 @@ class _PolicyControllerRun:
         if self.warnings:
             d.warnings.append(knative_error_text(self.warnings))
         if self.errors:
-            d.allowed, d.engine = False, Engine.POLICY_CONTROLLER
+            d.allowed, d.engine, d.webhook = False, Engine.POLICY_CONTROLLER, PC_WEBHOOK
             d.message = "validation failed: " + knative_error_text(self.errors)
 
     def _matching(self, name: str) -> list[ClusterImagePolicy]:
@@ -479,8 +689,10 @@ class _PolicyControllerRun:
             elif authority.attestations:
                 messages.append(f"labkit does not evaluate attestations yet (authority {authority.name})")
             elif authority.key is not None and authority.key.data:
+                repository, credentials = self._source(authority, name)
                 try:
-                    self.verifier(name, _keys_from_pem(authority.key.data))
+                    self.registry.verifier(name, _keys_from_pem(authority.key.data),
+                                           repository=repository, credentials=credentials)
                 except LabkitError as exc:
                     messages.append(f"signature key validation failed for authority "
                                     f"{authority.name} for {name}: {_verification_message(exc)}")
@@ -492,7 +704,21 @@ class _PolicyControllerRun:
                 messages.append(f"labkit does not evaluate keyless authorities yet (authority {authority.name})")
         return False, messages
 
-    def _trace(self, policy: str, c: ContainerImage, status: str, message: str) -> ImageTrace:
-        trace = ImageTrace(Engine.POLICY_CONTROLLER, policy, "", c.image, c.field_path, status, message)
+    def _source(self, authority: Authority, name: str) -> tuple[str | None, Credentials | None]:
+        """Where the authority reads signatures (``source[].oci``) and with whose credentials:
+        its ``signaturePullSecrets`` (workload namespace) replace the pod's keychain."""
+        source = authority.source[0] if authority.source else None
+        keychain = self.keychain
+        if source is not None and source.signature_pull_secrets:
+            keychain = policy_controller_keychain(
+                self.registry.secrets, [s.name for s in source.signature_pull_secrets],
+                namespace=self.namespace)
+        repository = source.oci if source is not None and source.oci else None
+        return repository, keychain.credentials(repository or name)
+
+    def _trace(self, policy: str, c: ContainerImage, status: str, message: str,
+               phase: str = "validate") -> ImageTrace:
+        trace = ImageTrace(Engine.POLICY_CONTROLLER, policy, "", c.image, c.field_path, status, message,
+                           phase=phase)
         self.decision.trace.append(trace)
         return trace

@@ -299,12 +299,24 @@ class KeylessRef:
 
 
 @dataclass
+class LocalObjectReference:
+    name: str = ""
+
+
+@dataclass
+class Source:
+    oci: str = ""
+    signature_pull_secrets: list[LocalObjectReference] = field(default_factory=list)
+    tag_prefix: str | None = None
+
+
+@dataclass
 class Authority:
     name: str = ""
     key: KeyRef | None = None
     keyless: KeylessRef | None = None
     static: StaticRef | None = None
-    source: list[Any] = field(default_factory=list)
+    source: list[Source] = field(default_factory=list)
     ctlog: TLog | None = None
     attestations: list[Any] = field(default_factory=list)
     rfc3161timestamp: Any = None

@@ -31,7 +31,8 @@ import pytest
 import yaml
 
 from labkit.errors import PolicyError
-from labkit.policy.decision import Decision, Verifier, evaluate
+from labkit.policy.credentials import RegistryAccess
+from labkit.policy.decision import Decision, Resolver, Verifier, evaluate
 from labkit.policy.images import Engine, extract_images
 from labkit.policy.load import load_policies
 from tests.conftest import COSIGN_V2_PIN, CRANE, RunningRegistry, reference_tool
@@ -89,6 +90,7 @@ class Rendered:
     spec: dict[str, Any]
     resource: dict[str, Any]
     verifier: Verifier
+    resolver: Resolver | None = None
 
     @property
     def expect(self) -> dict[str, Any]:
@@ -102,7 +104,7 @@ def cases(engine: Engine | None = None) -> list[Any]:
     return [pytest.param(c, id=c.name) for c in ALL if engine is None or c.engine is engine]
 
 
-def offline_verifier(ref: str, keys: Sequence[Any], *, annotations: Mapping[str, str] | None = None) -> Any:
+def offline_verifier(ref: str, keys: Sequence[Any], **options: Any) -> Any:
     raise AssertionError(f"an offline case asked to verify {ref}")
 
 
@@ -154,16 +156,13 @@ def build_state(case: Case, work: Path, registry: RunningRegistry) -> dict[tuple
     return values
 
 
-def registry_verifier(stack: Any) -> Verifier:
-    verify = pytest.importorskip("labkit.signing.verify", reason="labkit.signing.verify has not landed")
+def registry_access(stack: Any) -> RegistryAccess:
+    pytest.importorskip("labkit.signing.verify", reason="labkit.signing.verify has not landed")
     from labkit.oci.client import RegistryClient
 
-    client = stack.enter_context(RegistryClient())
-
-    def verifier(ref: str, keys: Sequence[Any], *, annotations: Mapping[str, str] | None = None) -> Any:
-        return verify.verify_image(ref, keys, client=client, annotations=annotations)
-
-    return verifier
+    access = RegistryAccess(stack.enter_context(RegistryClient()))
+    stack.callback(access.close)
+    return access
 
 
 @pytest.fixture
@@ -174,10 +173,12 @@ def rendered(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     values: dict[tuple[str, str], str] = {}
     with ExitStack() as stack:
         verifier: Verifier = offline_verifier
+        resolver: Resolver | None = None
         if case.needs_registry:
             registry = request.getfixturevalue("distribution_registry")
             values = build_state(case, tmp_path, registry)
-            verifier = registry_verifier(stack)
+            verifier = access = registry_access(stack)
+            resolver = access.resolve
         for name in ("policy.yaml", "resource.yaml", "case.yaml"):
             (tmp_path / name).write_text(substitute((case.source / name).read_text(), values))
         yield Rendered(
@@ -185,6 +186,7 @@ def rendered(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
             yaml.safe_load((tmp_path / "case.yaml").read_text()),
             yaml.safe_load((tmp_path / "resource.yaml").read_text()),
             verifier,
+            resolver,
         )
 
 
@@ -202,6 +204,7 @@ def test_labkit(rendered: Rendered) -> None:
             rendered.resource,
             namespace_labels=rendered.spec.get("namespace_labels") or {},
             verifier=rendered.verifier,
+            resolver=rendered.resolver,
         )
 
     expect = rendered.expect

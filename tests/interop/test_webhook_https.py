@@ -25,6 +25,7 @@ from labkit.admission import serve
 from labkit.oci.client import RegistryClient
 from labkit.oci.model import OCI_CONFIG, OCI_LAYER, Descriptor, Image, Manifest, sha256_digest
 from labkit.oci.reference import Reference
+from labkit.policy.decision import apply_patches
 from labkit.signing.sign import sign_image
 from tests.peers import free_port
 
@@ -119,7 +120,14 @@ def test_kyverno_admits_signed_and_pins_digest(lab: Lab) -> None:
     assert {"op": "replace", "path": "/spec/containers/0/image", "value": f"{image}@{lab.signed}"} in patch
     annotation = next(p for p in patch if p["path"].endswith("kyverno.io~1verify-images"))
     assert json.loads(annotation["value"]) == {f"{lab.host}/webhook/signed@{lab.signed}": "pass"}
-    assert lab.post("/validate/kyverno", review([f"{image}@{lab.signed}"]))["allowed"] is True
+    # the validating webhook sees the mutated object: pinned, and scoped-annotated as verified
+    mutated = review([f"{image}@{lab.signed}"])
+    mutated["request"]["object"] = apply_patches(doc["request"]["object"], patch)
+    assert lab.post("/validate/kyverno", mutated)["allowed"] is True
+    # without the mutating webhook's annotation, Kyverno's validating webhook refuses it
+    bare = lab.post("/validate/kyverno", review([f"{image}@{lab.signed}"]))
+    assert bare["allowed"] is False
+    assert f"unverified image {lab.host}/webhook/signed@{lab.signed}" in bare["status"]["message"]
 
 
 def test_kyverno_denies_unsigned_with_block_message(lab: Lab) -> None:
@@ -184,7 +192,8 @@ def test_registry_down_follows_failure_policy(lab: Lab) -> None:
 
 def test_audit_results_become_policy_reports(lab: Lab) -> None:
     image = f"{lab.host}/audit/unsigned:v1"
-    response = lab.post("/validate/kyverno", review([image], name="audited", uid="uid-audit"))
+    # Kyverno verifies (and reports) in its mutating webhook
+    response = lab.post("/mutate/kyverno", review([image], name="audited", uid="uid-audit"))
     assert response["allowed"] is True
     reports = lab.http.get("/reports", params={"namespace": "default"}).json()
     assert reports["kind"] == "PolicyReportList"

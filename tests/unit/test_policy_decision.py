@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from labkit.errors import NoMatchingSignaturesError, NoSignaturesError
+from labkit.oci.auth import Credentials
 from labkit.policy.decision import evaluate
 from labkit.policy.images import Engine
 from labkit.policy.load import load_policies
@@ -40,9 +41,12 @@ class Stub:
 
     def __init__(self, signed: set[str], wrong_key: set[str] = frozenset()) -> None:  # type: ignore[assignment]
         self.signed, self.wrong_key, self.calls = signed, wrong_key, []
+        self.options: list[dict[str, Any]] = []
 
-    def __call__(self, ref: str, keys: Sequence[Any], *, annotations: Mapping[str, str] | None = None) -> Result:
+    def __call__(self, ref: str, keys: Sequence[Any], *, annotations: Mapping[str, str] | None = None,
+                 repository: str | None = None, credentials: Credentials | None = None) -> Result:
         self.calls.append(ref)
+        self.options.append({"repository": repository, "credentials": credentials})
         if ref in self.signed:
             return Result(DIGEST)
         if ref in self.wrong_key:
@@ -89,9 +93,14 @@ def test_kyverno_signed_image_is_patched_to_digest() -> None:
         {"op": "add", "path": "/metadata/annotations", "value": {}},
         {"op": "add", "path": "/metadata/annotations/kyverno.io~1verify-images",
          "value": json.dumps({f"docker.io/nginx@{DIGEST}": "pass"}, separators=(",", ":"))},
+        {"op": "add", "path": "/metadata/annotations/kyverno.io~1verify-images-scoped",
+         "value": '{"version":1,"policies":{"/check-image":{"check-image":{"docker.io/nginx@'
+                  + DIGEST + '":"pass"}}}}'},
         {"op": "replace", "path": "/spec/containers/0/image", "value": f"docker.io/nginx:1.2@{DIGEST}"},
     ]
-    assert [(t.status, t.image) for t in d.trace] == [("pass", "docker.io/nginx:1.2")]
+    # the validating webhook sees the pinned image and the scoped annotation
+    assert [(t.phase, t.status, t.image) for t in d.trace] == [
+        ("mutate", "pass", "docker.io/nginx:1.2"), ("validate", "pass", f"docker.io/nginx@{DIGEST}")]
 
 
 def test_kyverno_unsigned_image_is_blocked_with_block_go_message() -> None:
@@ -115,7 +124,7 @@ def test_kyverno_audit_admits_and_records_fail() -> None:
     d = evaluate(load_policies(kyverno_policy("Audit")), pod("nginx:1.2"), verifier=Stub(set()))
     assert d.allowed
     assert d.trace[0].status == "fail"
-    assert d.patches[-1]["value"] == '{"docker.io/nginx:1.2":"fail"}'
+    assert d.patches[1]["value"] == '{"docker.io/nginx:1.2":"fail"}'
 
 
 def test_kyverno_pattern_is_matched_against_normalised_name() -> None:
