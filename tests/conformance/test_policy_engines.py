@@ -153,6 +153,22 @@ def build_state(case: Case, work: Path, registry: RunningRegistry) -> dict[tuple
             sign = run_tool(cosign, "sign", "--key", f"{key}.key", "--tlog-upload=false", "-y",
                             f"{prefix}/{image['repository']}@{digest.stdout.strip()}", cwd=work)
             assert sign.returncode == 0, sign.stderr
+    by_name = {image["name"]: image for image in state["images"]}
+    for image in state["images"]:
+        repo = f"{prefix}/{image['repository']}"
+        if "signature_copied_from" in image:
+            # another image's signature, copied byte for byte under this digest's .sig tag
+            source = by_name[image["signature_copied_from"]]
+            sig = values[("DIGEST", source["name"])].replace(":", "-") + ".sig"
+            mine = values[("DIGEST", image["name"])].replace(":", "-") + ".sig"
+            copy = run_tool(crane, "copy", f"{prefix}/{source['repository']}:{sig}", f"{repo}:{mine}", cwd=work)
+            assert copy.returncode == 0, copy.stderr
+        if "tag_moved_to" in image:
+            # after signing, the tag is pushed again with another image's content
+            target = by_name[image["tag_moved_to"]]
+            move = run_tool(crane, "copy", f"{prefix}/{target['repository']}@{values[('DIGEST', target['name'])]}",
+                            f"{repo}:{image['tag']}", cwd=work)
+            assert move.returncode == 0, move.stderr
     return values
 
 
