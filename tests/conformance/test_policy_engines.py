@@ -86,6 +86,7 @@ class Case:
 class Rendered:
     """A case with its placeholders filled, written to a scratch directory."""
 
+    case: str
     directory: Path
     spec: dict[str, Any]
     resource: dict[str, Any]
@@ -98,6 +99,34 @@ class Rendered:
 
 
 ALL = [Case(p.name, p) for p in sorted(CASES.iterdir()) if (p / "case.yaml").is_file()]
+ARTIFACT = Path(__file__).resolve().parents[2] / "test-artifacts" / "policy-agreement.md"
+# case → column → decision, filled by the tests below and printed as the agreement table
+AGREEMENT: dict[str, dict[str, str]] = {}
+
+
+def record(case: str, column: str, decision: str) -> None:
+    AGREEMENT.setdefault(case, {})[column] = decision
+
+
+@pytest.fixture(scope="module", autouse=True)
+def agreement_table() -> Any:
+    """After the module: case × engine × decision, in ``test-artifacts/policy-agreement.md``."""
+    yield
+    if not AGREEMENT:
+        return
+    columns = ["expected", "labkit", "labkit CLI", "kyverno apply v1.19.1", "tester v0.13.1"]
+    lines = ["# Admission decisions: labkit against the real engines", "",
+             "| case | " + " | ".join(columns) + " | agree |", "|---" * (len(columns) + 2) + "|"]
+    for case in sorted(AGREEMENT):
+        row = AGREEMENT[case]
+        # a policy the CLI cannot compile shows as a rule error, its way of rejecting it
+        seen = {"invalid" if v == "error" and row.get("expected") == "invalid" else v
+                for k, v in row.items() if k != "expected"}
+        agree = "yes" if seen == {row.get("expected")} else "NO"
+        lines.append(f"| {case} | " + " | ".join(row.get(c, "–") for c in columns) + f" | {agree} |")
+    ARTIFACT.parent.mkdir(exist_ok=True)
+    ARTIFACT.write_text("\n".join(lines) + "\n")
+    print("\n" + "\n".join(lines))
 
 
 def cases(engine: Engine | None = None) -> list[Any]:
@@ -198,12 +227,17 @@ def rendered(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
         for name in ("policy.yaml", "resource.yaml", "case.yaml"):
             (tmp_path / name).write_text(substitute((case.source / name).read_text(), values))
         yield Rendered(
+            case.name,
             tmp_path,
             yaml.safe_load((tmp_path / "case.yaml").read_text()),
             yaml.safe_load((tmp_path / "resource.yaml").read_text()),
             verifier,
             resolver,
         )
+
+
+def _word(expect: Mapping[str, Any]) -> str:
+    return "invalid" if "invalid" in expect else ("admit" if expect["allowed"] else "deny")
 
 
 def assert_invalid_text(text: str, expect: Mapping[str, Any]) -> None:
@@ -224,12 +258,15 @@ def test_labkit(rendered: Rendered) -> None:
         )
 
     expect = rendered.expect
+    record(rendered.case, "expected", _word(expect))
     if "invalid" in expect:
         with pytest.raises(PolicyError) as err:
             decide()
         assert_invalid_text(err.value.message, expect)
+        record(rendered.case, "labkit", "invalid")
         return
     decision = decide()
+    record(rendered.case, "labkit", "admit" if decision.allowed else "deny")
     assert decision.allowed is expect["allowed"], decision.message
     if "message" in expect:
         assert decision.message == expect["message"]
@@ -251,6 +288,10 @@ def test_kyverno_cli_agrees(rendered: Rendered) -> None:
     assert found, run.stdout + run.stderr
     counts = dict(zip(("pass", "fail", "warn", "error", "skip"), map(int, found.groups()), strict=True))
     oracle, expect = rendered.spec["kyverno"], rendered.expect
+    record(rendered.case, "kyverno apply v1.19.1",
+           "invalid" if "Policies Skipped:" in run.stdout
+           else "admit" if counts["fail"] == 0 and counts["error"] == 0
+           else "deny" if counts["fail"] else "error")
     assert counts == oracle["counts"], run.stdout + run.stderr
     if "contains" in oracle:
         assert oracle["contains"] in run.stdout
@@ -284,6 +325,8 @@ def test_policy_controller_tester_agrees(rendered: Rendered) -> None:
     rc = max(r.returncode for r in runs)
     text = "".join(r.stdout + r.stderr for r in runs)
     oracle, expect = rendered.spec["tester"], rendered.expect
+    record(rendered.case, "tester v0.13.1",
+           "invalid" if "CIP is invalid: " in text else "admit" if rc == 0 else "deny")
     assert rc == oracle["exit"], text
     if "invalid" in expect:
         # log.Fatalf("CIP is invalid: …") wraps the webhook's text in the tester's own FieldError
@@ -307,6 +350,7 @@ def test_labkit_cli(rendered: Rendered, capsys: pytest.CaptureFixture[str]) -> N
     code = main(["policy", "test", "--policy", str(rendered.directory / "policy.yaml"),
                  "--resource", str(rendered.directory / "resource.yaml"), "--namespace-labels", labels])
     out = capsys.readouterr()
+    record(rendered.case, "labkit CLI", {0: "admit", 1: "deny", 2: "invalid"}.get(code, f"exit {code}"))
     if "invalid" in rendered.expect:
         assert code == 2 and rendered.expect["invalid"] in out.err
     else:
