@@ -1,19 +1,11 @@
-"""Run the webhook over HTTPS under uvicorn in a background thread.
-
-As with the registry, the socket is bound before uvicorn starts, so ``port=0`` yields the real
-port at once and a taken port is an error naming it rather than a log line in a thread.
-"""
+"""Run the webhook over HTTPS in a background thread (``labkit._internal.serving``)."""
 
 from __future__ import annotations
 
-import errno
-import socket
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import uvicorn
+from labkit._internal.serving import BackgroundServer, bind, is_loopback
 
 from labkit.admission.cache import DEFAULT_TTL
 from labkit.admission.sources import NamespaceLabels, PolicyDirectory
@@ -22,7 +14,6 @@ from labkit.admission.webhook import DEFAULT_TIMEOUT, Webhook, WebhookApp
 from labkit.errors import LabError, UsageError
 from labkit.oci.client import RegistryClient
 from labkit.policy.credentials import SecretsFile
-from labkit.registry.server import is_loopback
 
 DEFAULT_PORT = 8443
 
@@ -36,8 +27,7 @@ class WebhookHandle:
     tls: TLSMaterial
     webhook: Webhook
     _app: WebhookApp = field(repr=False)
-    _server: uvicorn.Server = field(repr=False)
-    _thread: threading.Thread = field(repr=False)
+    _server: BackgroundServer = field(repr=False)
 
     @property
     def url(self) -> str:
@@ -49,37 +39,13 @@ class WebhookHandle:
         return self.tls.ca_pem
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout)
+        self._server.stop(timeout)
         self._app.close()
         self.webhook.client.close()
 
     def wait(self) -> None:
         """Block until the server stops; Ctrl-C stops it."""
-        try:
-            while self._thread.is_alive():
-                self._thread.join(0.5)
-        except KeyboardInterrupt:
-            self.stop()
-            raise
-
-
-def _bind(address: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((address, port))
-    except OSError as exc:
-        sock.close()
-        busy = exc.errno == errno.EADDRINUSE
-        raise LabError(
-            f"cannot serve the admission webhook on {address}:{port}: "
-            + ("the port is already in use" if busy else str(exc.strerror)),
-            hint="choose another --port (0 picks a free one)",
-        ) from None
-    sock.listen(1024)
-    sock.setblocking(False)
-    return sock
+        self._server.wait()
 
 
 def serve(
@@ -122,28 +88,12 @@ def serve(
     )
     webhook.policies.current()  # load now so a broken file is logged at start
     app = WebhookApp(webhook, timeout=timeout)
-    sock = _bind(address, port)
-    config = uvicorn.Config(
-        app,
-        lifespan="off",
-        log_level="warning",
-        access_log=False,
-        server_header=False,
-        timeout_keep_alive=30,
-        ssl_certfile=str(tls.cert),
-        ssl_keyfile=str(tls.key),
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
-                              name=f"labkit-admission-{sock.getsockname()[1]}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + startup_timeout
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            sock.close()
-            app.close()
-            client.close()
-            raise LabError(f"the admission webhook on {address}:{port} did not start", hint="see the log above")
-        time.sleep(0.01)
-    return WebhookHandle(address, sock.getsockname()[1], tls, webhook, app, server, thread)
+    sock = bind(address, port, "the admission webhook")
+    try:
+        server = BackgroundServer(app, sock, "admission", startup_timeout=startup_timeout,
+                                  ssl_certfile=str(tls.cert), ssl_keyfile=str(tls.key))
+    except LabError:
+        app.close()
+        client.close()
+        raise
+    return WebhookHandle(address, server.port, tls, webhook, app, server)

@@ -1,26 +1,19 @@
-"""Run the registry under uvicorn in a background thread, so a notebook or a test keeps going.
-
-The socket is bound here, before uvicorn starts, so ``port=0`` yields the real port at once and a
-taken port is a clear error naming it (with a free one to try), not a log line in a thread.
-"""
+"""Run the registry in a background thread (``labkit._internal.serving``), so a notebook or a
+test keeps going while it serves."""
 
 from __future__ import annotations
 
-import errno
-import ipaddress
 import os
-import socket
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import uvicorn
-
-from labkit.errors import LabError, UsageError
+from labkit._internal.serving import BackgroundServer, bind, is_loopback
+from labkit.errors import UsageError
 from labkit.registry.app import RegistryApp
 from labkit.registry.auth import BasicAuth
 from labkit.registry.storage import Storage
+
+__all__ = ["DEFAULT_PORT", "RegistryHandle", "default_root", "is_loopback", "serve"]
 
 DEFAULT_PORT = 5001
 
@@ -30,15 +23,6 @@ def default_root() -> Path:
     return Path(os.environ.get("LABKIT_HOME") or Path.home() / ".labkit") / "registry"
 
 
-def is_loopback(address: str) -> bool:
-    if address == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
-
-
 @dataclass
 class RegistryHandle:
     """A running registry. ``host`` is what goes into image references (``127.0.0.1:PORT``)."""
@@ -46,8 +30,7 @@ class RegistryHandle:
     address: str
     port: int
     root: Path
-    _server: uvicorn.Server = field(repr=False)
-    _thread: threading.Thread = field(repr=False)
+    _server: BackgroundServer = field(repr=False)
 
     @property
     def host(self) -> str:
@@ -58,49 +41,11 @@ class RegistryHandle:
         return f"http://{self.host}"
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout)
+        self._server.stop(timeout)
 
     def wait(self) -> None:
         """Block until the server stops; Ctrl-C stops it."""
-        try:
-            while self._thread.is_alive():
-                self._thread.join(0.5)
-        except KeyboardInterrupt:
-            self.stop()
-            raise
-
-
-def _free_port(address: str) -> int | None:
-    try:
-        with socket.socket(_family(address)) as s:
-            s.bind((address, 0))
-            return s.getsockname()[1]
-    except OSError:
-        return None
-
-
-def _family(address: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ":" in address else socket.AF_INET
-
-
-def _bind(address: str, port: int) -> socket.socket:
-    sock = socket.socket(_family(address))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((address, port))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            free = _free_port(address)
-            raise LabError(
-                f"cannot serve the registry on {address}:{port}: the port is already in use",
-                hint=f"port {free} is free: try --port {free}" if free else "choose another --port",
-            ) from None
-        raise LabError(f"cannot serve the registry on {address}:{port}: {exc.strerror}") from None
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
+        self._server.wait()
 
 
 def serve(
@@ -134,25 +79,6 @@ def serve(
         auth = BasicAuth.single_user(username, password or "")
     root = Path(root) if root is not None else default_root()
     storage = Storage(root)
-    sock = _bind(address, port)
-    config = uvicorn.Config(
-        RegistryApp(storage, auth),
-        lifespan="off",
-        log_level="warning",
-        access_log=False,
-        server_header=False,
-        timeout_keep_alive=30,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name=f"labkit-registry-{sock.getsockname()[1]}", daemon=True
-    )
-    thread.start()
-    deadline = time.monotonic() + startup_timeout
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            sock.close()
-            raise LabError(f"the registry on {address}:{port} did not start", hint="see the log above")
-        time.sleep(0.01)
-    return RegistryHandle(address, sock.getsockname()[1], root, server, thread)
+    sock = bind(address, port, "the registry")
+    server = BackgroundServer(RegistryApp(storage, auth), sock, "registry", startup_timeout=startup_timeout)
+    return RegistryHandle(address, server.port, root, server)

@@ -1,0 +1,1 @@
+"""Internals shared by labkit's modules; not a public API."""
