@@ -78,11 +78,18 @@ def reg(tmp_path: Path) -> Iterator[Registry]:
 def wait_until(condition, timeout: float = 10.0) -> bool:
     """Poll for a state the server reaches asynchronously (a disconnect being noticed)."""
     deadline = time.monotonic() + timeout
-    while not condition():
+    while not _holds(condition):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.02)
     return True
+
+
+def _holds(condition) -> bool:
+    try:
+        return bool(condition())
+    except FileNotFoundError:  # the server removed a directory while the condition scanned it
+        return False
 
 
 def error_code(response: httpx.Response) -> str:
