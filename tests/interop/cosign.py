@@ -36,7 +36,9 @@ class Cosign:
             flags += ["--use-signing-config=false", "--new-bundle-format=false"]
         return flags
 
-    def run(self, *args: str, password: str = PASSWORD) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, password: str = PASSWORD, env_extra: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         env = {
             "PATH": os.environ.get("PATH", ""),
             "HOME": str(self.cwd),
@@ -47,6 +49,7 @@ class Cosign:
             "HTTPS_PROXY": "http://127.0.0.1:9",
             "HTTP_PROXY": "http://127.0.0.1:9",
             "NO_PROXY": "",
+            **(env_extra or {}),
         }
         return subprocess.run(
             [str(self.path), *args],

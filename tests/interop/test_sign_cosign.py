@@ -256,3 +256,22 @@ def test_signature_layer_shape_matches_cosign(cosign: Cosign, key_a: KeyPair, im
     config = json.loads(client.get_blob(result.signature_ref, manifest.config.digest))
     assert config["rootfs"]["diff_ids"] == [l.digest for l in manifest.layers]
     assert list(config) == ["architecture", "created", "history", "os", "rootfs", "config"]
+
+
+def test_signatures_in_another_repository(cosign, key_a, image, registry, client, capsys, monkeypatch):
+    """COSIGN_REPOSITORY moves signatures elsewhere; both tools write and read them there."""
+    elsewhere = {"COSIGN_REPOSITORY": f"{registry.host}/interop/signatures"}
+    monkeypatch.setenv("COSIGN_PASSWORD", PASSWORD)
+    monkeypatch.setenv("COSIGN_REPOSITORY", elsewhere["COSIGN_REPOSITORY"])
+    code, _, err = labkit_cli(capsys, "sign", "--key", str(key_a.key), "--tlog-upload=false", str(image))
+    assert code == 0 and f"Pushing signature to: {elsewhere['COSIGN_REPOSITORY']}" in err
+    assert SignatureImage.fetch(client, attachment_ref(image, image.digest)) is None
+    assert cosign.run("verify", "--key", str(key_a.pub), "--insecure-ignore-tlog", str(image),
+                      env_extra=elsewhere).returncode == 0
+    assert cosign.verify(key_a.pub, str(image)).returncode == 10  # not beside the image
+    pair = cosign_keys(cosign)
+    assert cosign.run("sign", "--key", str(pair.key), "-y", *cosign.legacy_sign_flags, str(image),
+                      env_extra=elsewhere).returncode == 0
+    result = verify_image(image, pair.public(), client=client,
+                          signature_repository=elsewhere["COSIGN_REPOSITORY"])
+    assert len(result.signatures) == 1
