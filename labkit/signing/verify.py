@@ -4,13 +4,22 @@ The checks and their order follow cosign's ``verifyInternal``: resolve the diges
 ``.sig`` image, and for each signature layer check the signature against the key, then the
 claims (the payload's digest must be the image's, and any required annotations must be present).
 Errors carry cosign's wording and exit codes.
+
+A :class:`VerificationCache` lets a long-lived process (a notebook, a webhook) skip the payload
+fetches and signature checks when nothing they depend on has changed: one HEAD of the ``.sig`` tag
+tells whether the signature set is still the one that verified.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import serialization
 
 from labkit import keys
 from labkit.errors import (
@@ -54,6 +63,54 @@ class VerificationResult:
         )
 
 
+_CacheKey = tuple[str, str, tuple[str, ...], tuple[tuple[str, str], ...], str]
+
+
+class VerificationCache:
+    """Successful verifications, keyed by everything that decides the outcome.
+
+    The key is the image digest, the digest of the ``.sig`` manifest (which pins every payload
+    and signature), the keys' fingerprints, the required annotations and the digest algorithm.
+    All of it is content-addressed, so an entry never goes stale: a signature added, removed or
+    replaced gives the ``.sig`` tag a new digest and the next call verifies afresh. Failures are
+    not cached. Least recently used entries are dropped beyond ``max_entries``.
+    """
+
+    def __init__(self, max_entries: int = 1024) -> None:
+        self.max_entries = max_entries
+        self.hits = 0
+        self.misses = 0
+        self._entries: OrderedDict[_CacheKey, tuple[VerifiedSignature, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: _CacheKey) -> tuple[VerifiedSignature, ...] | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+                self._entries.move_to_end(key)
+            return found
+
+    def put(self, key: _CacheKey, signatures: tuple[VerifiedSignature, ...]) -> None:
+        with self._lock:
+            self._entries[key] = signatures
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def key_fingerprint(key: keys.PublicKey) -> str:
+    """SHA-256 of the key's DER SubjectPublicKeyInfo."""
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
 def verify_image(
     ref: Reference | str,
     public_keys: keys.PublicKey | Sequence[keys.PublicKey],
@@ -62,8 +119,13 @@ def verify_image(
     annotations: Mapping[str, str] | None = None,
     signature_repository: str | None = None,
     digest_algorithm: str = "sha256",
+    cache: VerificationCache | None = None,
 ) -> VerificationResult:
-    """Return the signatures on ``ref`` that verify; raise cosign's error when none does."""
+    """Return the signatures on ``ref`` that verify; raise cosign's error when none does.
+
+    With ``cache``, a repeat verification of an unchanged signature set costs one HEAD request
+    (two for a tag reference) instead of fetching and checking every signature.
+    """
     image = Reference.parse(ref) if isinstance(ref, str) else ref
     candidates = tuple(public_keys) if isinstance(public_keys, Sequence) else (public_keys,)
     if not candidates:
@@ -72,14 +134,27 @@ def verify_image(
         digest = image.digest or client.resolve(image)
     except NotFoundError as exc:
         raise ImageTagNotFoundError(f"image tag not found: {exc}") from exc
-    sig_image = SignatureImage.fetch(
-        client, attachment_ref(image, digest, repository=signature_repository)
+    no_signatures = NoSignaturesError(
+        "no signatures found",
+        hint=f"nothing is signed for {image.name}@{digest}; sign it with `labkit sign --key …`",
     )
+    sig_ref = attachment_ref(image, digest, repository=signature_repository)
+    cache_key: _CacheKey | None = None
+    if cache is not None:
+        try:
+            sig_digest = client.resolve(sig_ref)
+        except NotFoundError:
+            raise no_signatures from None
+        cache_key = (digest, sig_digest, tuple(sorted(key_fingerprint(k) for k in candidates)),
+                     tuple(sorted((annotations or {}).items())), digest_algorithm)
+        cached = cache.get(cache_key)
+        if cached is not None:
+            return VerificationResult(image, digest, cached)
+        # Fetch exactly the signature set the key names, even if the tag moves meanwhile.
+        sig_ref = sig_ref.with_digest(sig_digest)
+    sig_image = SignatureImage.fetch(client, sig_ref)
     if sig_image is None or not sig_image.layers:
-        raise NoSignaturesError(
-            "no signatures found",
-            hint=f"nothing is signed for {image.name}@{digest}; sign it with `labkit sign --key …`",
-        )
+        raise no_signatures
     verified: list[VerifiedSignature] = []
     errors: list[str] = []
     for layer in sig_image.layers:
@@ -92,6 +167,8 @@ def verify_image(
         verified.append(VerifiedSignature(layer.payload, layer.signature_b64, key))
     if not verified:
         raise NoMatchingSignaturesError("no matching signatures: " + "\n ".join(errors))
+    if cache is not None and cache_key is not None:
+        cache.put(cache_key, tuple(verified))
     return VerificationResult(image, digest, tuple(verified))
 
 
