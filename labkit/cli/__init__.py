@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from labkit.errors import LabkitError
 
 # Each module defines ``register(subparsers)`` and sets ``func`` on its parsers.
-_VERB_MODULES = ("keys", "blob", "images", "signing", "registry", "policy", "admission")
+_VERB_MODULES = ("keys", "blob", "images", "signing", "registry", "policy", "admission", "lab")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,12 @@
+"""One lab, two backends: ``Lab.start(backend="embedded" | "kind")``.
+
+    lab = labkit.Lab.start()                  # registry + webhook on loopback, in ~/.labkit
+    lab.apply("policy.yaml")
+    print(lab.create(pod).message)            # as kubectl would print it
+    lab.stop()
+"""
+
+from labkit.lab.base import AdmissionResult, Lab, RegistryInfo
+from labkit.lab.state import LabHome
+
+__all__ = ["AdmissionResult", "Lab", "LabHome", "RegistryInfo"]

@@ -1,0 +1,292 @@
+"""The embedded lab's small API server: namespaces, Secrets, policies, and admission.
+
+It does what kube-apiserver does on ``kubectl create`` and no more: the namespace must exist,
+then each matching mutating webhook is called in turn (configurations sorted by name, each
+webhook's patch applied before the next call), then the validating webhooks see the mutated
+object; the first denial becomes kubectl's error line. Webhook names, namespaceSelectors and
+status reasons are those the real engines install:
+
+* Kyverno (``kyverno-resource-*-webhook-cfg``): ``mutate.kyverno.svc-fail`` /
+  ``validate.kyverno.svc-fail`` (``-ignore`` when every ClusterPolicy says failurePolicy
+  Ignore), ``ivpol.*`` for ImageValidatingPolicies; skips Kyverno's own and the system
+  namespaces (the chart's default resourceFilters). Its denials carry no status reason, so
+  kubectl prints ``Error from server: …``.
+* policy-controller (``policy.sigstore.dev``): namespaces labelled
+  ``policy.sigstore.dev/include=true`` only; knative answers denials with ``BadRequest``, so
+  kubectl prints ``Error from server (BadRequest): …``.
+
+State lives in ``STATE_DIR/namespaces.json`` and ``secrets.json`` (the webhook re-reads both)
+and one file per policy in the policies directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from labkit.errors import LabError, PolicyError, UsageError
+from labkit.lab.base import WORKLOAD_KINDS, AdmissionResult
+from labkit.policy.decision import apply_patches
+from labkit.policy.images import Engine, extract_images
+from labkit.policy.load import load_policies
+
+POLICY_GROUPS = {"kyverno.io": "kyverno", "policies.kyverno.io": "kyverno", "policy.sigstore.dev": "policy-controller"}
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+KYVERNO_SKIPPED_NAMESPACES = ("kyverno", "kube-system", "kube-public", "kube-node-lease")
+PC_INCLUDE = "policy.sigstore.dev/include"
+NAME_LABEL = "kubernetes.io/metadata.name"  # the API server sets it on every namespace
+
+
+def plural(kind: str) -> str:
+    return kind.lower() + "s"
+
+
+def kind_slash_name(obj: Mapping[str, Any]) -> str:
+    """kubectl's ``pod/app``, ``deployment.apps/web``, ``clusterpolicy.kyverno.io/check``."""
+    group = str(obj.get("apiVersion", "v1")).rpartition("/")[0]
+    kind = str(obj.get("kind", "")).lower()
+    return f"{kind}.{group}/{obj.get('metadata', {}).get('name', '')}" if group else \
+        f"{kind}/{obj.get('metadata', {}).get('name', '')}"
+
+
+def kubectl_error(message: str, reason: str = "", source: str | None = None) -> str:
+    """kubectl's line for a failed create (``StandardErrorMessage`` + ``AddSourceToErr``)."""
+    where = f'error when creating "{source}": ' if source else ""
+    return f"Error from server ({reason}): {where}{message}" if reason else f"Error from server: {where}{message}"
+
+
+def denied(webhook: str, status: Mapping[str, Any] | None) -> str:
+    """The API server's text for a webhook denial (``webhook/errors.ToStatusErr``)."""
+    status = status or {}
+    if status.get("message"):
+        return f'admission webhook "{webhook}" denied the request: {status["message"]}'
+    if status.get("reason"):
+        return f'admission webhook "{webhook}" denied the request: {status["reason"]}'
+    return f'admission webhook "{webhook}" denied the request without explanation'
+
+
+class ObjectStore:
+    """The lab's cluster objects that are not workloads: namespaces with labels, Secrets, policies."""
+
+    def __init__(self, policies: Path, state: Path) -> None:
+        self.policies, self.state = policies, state
+        self.namespaces_file, self.secrets_file = state / "namespaces.json", state / "secrets.json"
+
+    def initialise(self) -> None:
+        self.policies.mkdir(parents=True, exist_ok=True)
+        self.state.mkdir(parents=True, exist_ok=True)
+        if not self.namespaces_file.exists():
+            self._write(self.namespaces_file, {ns: {NAME_LABEL: ns} for ns in SYSTEM_NAMESPACES})
+        if not self.secrets_file.exists():
+            self._write(self.secrets_file, {})
+
+    def reset(self) -> None:
+        for f in self.policies.iterdir():
+            f.unlink()
+        self.namespaces_file.unlink(missing_ok=True)
+        self.secrets_file.unlink(missing_ok=True)
+        self.initialise()
+
+    def namespaces(self) -> dict[str, dict[str, str]]:
+        return self._read(self.namespaces_file)
+
+    def label_namespace(self, namespace: str, labels: Mapping[str, str | None]) -> bool:
+        """Merge labels (None removes one); True when the namespace was created."""
+        spaces = self.namespaces()
+        created = namespace not in spaces
+        current = spaces.setdefault(namespace, {NAME_LABEL: namespace})
+        for key, value in labels.items():
+            if value is None:
+                current.pop(key, None)
+            else:
+                current[key] = str(value)
+        self._write(self.namespaces_file, spaces)
+        return created
+
+    def put_secret(self, secret: Mapping[str, Any]) -> bool:
+        meta = secret.get("metadata") or {}
+        key = f"{meta.get('namespace') or 'default'}/{meta.get('name', '')}"
+        data = dict(secret.get("data") or {})
+        for k, v in (secret.get("stringData") or {}).items():  # the API server folds stringData in
+            data[k] = base64.b64encode(str(v).encode()).decode()
+        secrets = self._read(self.secrets_file)
+        created = key not in secrets
+        secrets[key] = {"type": secret.get("type", "Opaque"), "data": data}
+        self._write(self.secrets_file, secrets)
+        return created
+
+    def put_policy(self, doc: Mapping[str, Any]) -> bool:
+        text = yaml.safe_dump(dict(doc), sort_keys=False)
+        load_policies(text)  # rejected as the engine's admission would reject it, before it is stored
+        meta = doc.get("metadata") or {}
+        ns = f"{meta['namespace']}." if meta.get("namespace") else ""
+        path = self.policies / f"{str(doc['kind']).lower()}.{ns}{meta.get('name')}.yaml"
+        created = not path.exists()
+        tmp = path.with_name(f".{path.name}.tmp")  # the webhook must never read half a file
+        tmp.write_text(text)
+        tmp.replace(path)
+        return created
+
+    def kyverno_failure_policies(self) -> set[str]:
+        found = set()
+        for f in self.policies.glob("*.yaml"):
+            doc = yaml.safe_load(f.read_text()) or {}
+            if str(doc.get("apiVersion", "")).startswith("kyverno.io/"):
+                found.add(((doc.get("spec") or {}).get("failurePolicy")) or "Fail")
+        return found
+
+    @staticmethod
+    def _read(path: Path) -> dict[str, Any]:
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            return {}
+
+    @staticmethod
+    def _write(path: Path, doc: Mapping[str, Any]) -> None:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        tmp.replace(path)
+
+
+@dataclass(frozen=True)
+class Route:
+    """One webhook as the API server knows it."""
+
+    path: str
+    mutating: bool
+    engine: Engine
+    reason: str  # the status reason the real engine puts on denials
+    selects: Callable[[str, Mapping[str, str]], bool]
+
+
+def _kyverno_selects(namespace: str, labels: Mapping[str, str]) -> bool:
+    return namespace not in KYVERNO_SKIPPED_NAMESPACES
+
+
+def _pc_selects(namespace: str, labels: Mapping[str, str]) -> bool:
+    return labels.get(PC_INCLUDE) == "true" and "webhooks.knative.dev/exclude" not in labels
+
+
+# Mutating configurations run in name order: kyverno-resource-mutating-webhook-cfg < policy.sigstore.dev.
+ROUTES = (
+    Route("/mutate/kyverno", True, Engine.KYVERNO, "", _kyverno_selects),
+    Route("/mutate/policy-controller", True, Engine.POLICY_CONTROLLER, "BadRequest", _pc_selects),
+    Route("/validate/kyverno", False, Engine.KYVERNO, "", _kyverno_selects),
+    Route("/validate/policy-controller", False, Engine.POLICY_CONTROLLER, "BadRequest", _pc_selects),
+)
+
+
+class ApiServer:
+    """Creates workloads through the webhook over HTTPS, as kube-apiserver would."""
+
+    def __init__(self, store: ObjectStore, webhook_url: str, ca_file: Path) -> None:
+        self.store, self.webhook_url = store, webhook_url
+        self.http = httpx.Client(base_url=webhook_url, timeout=15,
+                                 verify=ssl.create_default_context(cafile=str(ca_file)))
+
+    def close(self) -> None:
+        self.http.close()
+
+    def webhook_name(self, route: Route, message: str = "") -> str:
+        if route.engine is Engine.POLICY_CONTROLLER:
+            return "policy.sigstore.dev"
+        step = "mutate" if route.mutating else "validate"
+        # ImageValidatingPolicies answer from their own webhooks, with "Policy <name> …" texts.
+        if message.startswith("Policy ") or message.startswith("annotations not present"):
+            return f"ivpol.{step}.kyverno.svc-fail"
+        failure = "ignore" if self.store.kyverno_failure_policies() == {"Ignore"} else "fail"
+        return f"{step}.kyverno.svc-{failure}"
+
+    def create(self, obj: Mapping[str, Any], source: str | None = None) -> AdmissionResult:
+        kind = str(obj.get("kind", ""))
+        if kind not in WORKLOAD_KINDS:
+            raise UsageError(f"cannot create {kind or 'an object without kind'} through admission",
+                             hint="lab.create takes workloads: " + ", ".join(WORKLOAD_KINDS))
+        obj = json.loads(json.dumps(obj))  # a private copy the webhooks' patches apply to
+        meta = obj.setdefault("metadata", {})
+        name = meta.get("name") or ""
+        namespace = meta.setdefault("namespace", "default")
+        base = AdmissionResult(False, "", kind=kind, name=name, namespace=namespace)
+        if not name:
+            return replace(base, message=kubectl_error(
+                f"{kind} \"\" is invalid: metadata.name: Required value: name or generateName is required",
+                "Invalid", source))
+        labels = self.store.namespaces().get(namespace)
+        if labels is None:
+            return replace(base, message=kubectl_error(f'namespaces "{namespace}" not found', "NotFound", source))
+        warnings: list[str] = []
+        consulted: list[str] = []
+        for route in ROUTES:
+            if not route.selects(namespace, labels):
+                continue
+            response = self._review(route, obj, namespace, name, kind)
+            warnings += response.get("warnings") or []
+            status = response.get("status") or {}
+            webhook = self.webhook_name(route, str(status.get("message", "")))
+            consulted.append(webhook)
+            if not response.get("allowed"):
+                return replace(base, warnings=tuple(warnings), webhooks=tuple(consulted), denied_by=webhook,
+                                controller=route.engine.value, object=obj, images=_images(obj),
+                                message=kubectl_error(denied(webhook, status),
+                                                      str(status.get("reason") or route.reason), source))
+            if route.mutating and response.get("patch"):
+                obj = apply_patches(obj, json.loads(base64.b64decode(response["patch"])))
+        return AdmissionResult(True, f"{kind_slash_name(obj)} created", kind=kind, name=name,
+                               namespace=namespace, warnings=tuple(warnings), images=_images(obj),
+                               webhooks=tuple(consulted), object=obj)
+
+    def _review(self, route: Route, obj: Mapping[str, Any], namespace: str, name: str, kind: str) -> dict[str, Any]:
+        group = WORKLOAD_KINDS[kind]
+        review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": str(uuid.uuid4()),
+            "kind": {"group": group, "version": "v1", "kind": kind},
+            "resource": {"group": group, "version": "v1", "resource": plural(kind)},
+            "requestKind": {"group": group, "version": "v1", "kind": kind},
+            "requestResource": {"group": group, "version": "v1", "resource": plural(kind)},
+            "name": name, "namespace": namespace, "operation": "CREATE",
+            "userInfo": {"username": "kubernetes-admin", "groups": ["system:masters", "system:authenticated"]},
+            "object": obj, "oldObject": None, "dryRun": False,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}}}
+        try:
+            resp = self.http.post(route.path, json=review)
+        except httpx.HTTPError as exc:
+            raise LabError(f"the lab webhook at {self.webhook_url} did not answer {route.path}: {exc}",
+                           hint="check `labkit lab status`; `labkit lab up` restarts a stopped lab") from None
+        if resp.status_code != 200:
+            raise LabError(f"the lab webhook answered {route.path} with HTTP {resp.status_code}: {resp.text[:300]}")
+        return dict(resp.json()["response"])
+
+
+def _images(obj: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(c.image for c in extract_images(obj, Engine.KYVERNO) or [])
+
+
+def store_object(store: ObjectStore, doc: Mapping[str, Any]) -> AdmissionResult:
+    """Apply one non-workload object as ``kubectl apply`` would; ``created``/``configured``."""
+    kind, meta = str(doc.get("kind", "")), doc.get("metadata") or {}
+    group = str(doc.get("apiVersion", "")).rpartition("/")[0]
+    if kind == "Namespace":
+        created = store.label_namespace(str(meta.get("name", "")), meta.get("labels") or {})
+    elif kind == "Secret":
+        created = store.put_secret(doc)
+    elif group in POLICY_GROUPS:
+        try:
+            created = store.put_policy(doc)
+        except PolicyError as exc:
+            return AdmissionResult(False, kubectl_error(str(exc)), kind=kind, name=str(meta.get("name", "")),
+                                   controller=POLICY_GROUPS[group])
+    else:
+        raise UsageError(f"the embedded lab does not store {kind} ({doc.get('apiVersion')})",
+                         hint="it takes Namespaces, Secrets, Kyverno and policy-controller policies, and workloads")
+    return AdmissionResult(True, f"{kind_slash_name(doc)} {'created' if created else 'configured'}",
+                           kind=kind, name=str(meta.get("name", "")), namespace=str(meta.get("namespace", "")))

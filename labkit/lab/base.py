@@ -1,0 +1,162 @@
+"""The ``Lab`` interface notebooks use, whatever runs behind it (loopback services or kind)."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from labkit.errors import LabError, UsageError
+from labkit.lab.state import LabHome, LabState
+
+BACKENDS = ("embedded", "kind")
+
+# Objects the lab creates through admission; everything else is configuration it stores.
+WORKLOAD_KINDS = {"Pod": "", "Deployment": "apps", "ReplicaSet": "apps", "StatefulSet": "apps",
+                  "DaemonSet": "apps", "Job": "batch", "CronJob": "batch"}
+
+
+@dataclass(frozen=True)
+class RegistryInfo:
+    """Where images go. ``host`` is what you push to from this machine; ``pod_host`` is what pod
+    specs and policies name (the same registry, as the cluster's nodes and controllers reach it)."""
+
+    host: str
+    pod_host: str
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+
+@dataclass(frozen=True)
+class AdmissionResult:
+    """What creating one object came to, as ``kubectl create`` would report it.
+
+    ``message`` is kubectl's line: ``pod/app created`` or ``Error from server: admission webhook
+    "…" denied the request: …``. ``warnings`` are the ``Warning:`` lines kubectl prints on stderr.
+    ``images`` are the container images after mutation (tags pinned to digests). ``denied_by`` is
+    the webhook that refused it and ``controller`` its engine (``kyverno`` / ``policy-controller``);
+    ``webhooks`` lists every webhook that reviewed it, in order.
+    """
+
+    admitted: bool
+    message: str
+    kind: str = ""
+    name: str = ""
+    namespace: str = ""
+    warnings: tuple[str, ...] = ()
+    images: tuple[str, ...] = ()
+    denied_by: str | None = None
+    controller: str | None = None
+    webhooks: tuple[str, ...] = ()
+    object: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    def __str__(self) -> str:
+        return "\n".join([*(f"Warning: {w}" for w in self.warnings), self.message])
+
+
+def load_documents(source: str | Path | Mapping[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+    """YAML documents from a path, a YAML string or one object; also the file name kubectl would
+    quote in ``error when creating "FILE"`` (None for objects not read from a file)."""
+    if isinstance(source, Mapping):
+        return [dict(source)], None
+    text, where = str(source), None
+    if isinstance(source, Path) or ("\n" not in text and Path(text).is_file()):
+        where = str(source)
+        try:
+            text = Path(source).read_text()
+        except OSError as exc:
+            raise UsageError(f"cannot read {source}: {exc.strerror}") from None
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{where or 'the given YAML'} is not valid YAML: {exc}") from None
+    for doc in docs:
+        if not isinstance(doc, dict) or "kind" not in doc:
+            raise UsageError(f"{where or 'the given YAML'}: every document must be a Kubernetes object "
+                             "with apiVersion and kind")
+    return docs, where
+
+
+class Lab(abc.ABC):
+    """One lab: a registry, admission control, namespaces and their labels.
+
+    ``Lab.start(backend="embedded")`` starts one (or returns the one already running in this
+    ``LABKIT_HOME``); ``Lab.connect()`` finds a running one, e.g. after a kernel restart.
+    """
+
+    backend: str
+
+    def __init__(self, home: LabHome, state: LabState) -> None:
+        self.home, self.state = home, state
+
+    @staticmethod
+    def start(backend: str = "embedded", home: Path | str | None = None, **options: Any) -> Lab:
+        if backend not in BACKENDS:
+            raise UsageError(f"unknown lab backend {backend!r}", hint=f"choose one of: {', '.join(BACKENDS)}")
+        return _backend(backend).start(LabHome.resolve(home), **options)
+
+    @staticmethod
+    def connect(home: Path | str | None = None) -> Lab:
+        lab_home = LabHome.resolve(home)
+        state = LabState.load(lab_home)
+        if state is None:
+            raise LabError(f"no lab is running in {lab_home.root} (no {lab_home.state_file.name})",
+                           hint="start one: `labkit lab up` or labkit.Lab.start() "
+                                "(LABKIT_HOME selects the lab's directory)")
+        return _backend(state.backend).attach(lab_home, state)
+
+    @property
+    @abc.abstractmethod
+    def registry(self) -> RegistryInfo: ...
+
+    @abc.abstractmethod
+    def apply(self, source: str | Path | Mapping[str, Any]) -> list[AdmissionResult]:
+        """Apply policies, Secrets, Namespaces and workloads; one result per object, in order."""
+
+    @abc.abstractmethod
+    def label_namespace(self, namespace: str, labels: Mapping[str, str | None]) -> None:
+        """Set labels on a namespace (created if missing); a None value removes the label."""
+
+    @abc.abstractmethod
+    def create(self, resource: str | Path | Mapping[str, Any]) -> AdmissionResult:
+        """Create one workload through admission control."""
+
+    @abc.abstractmethod
+    def reports(self) -> list[dict[str, Any]]:
+        """PolicyReports (wgpolicyk8s.io/v1alpha2) of the lab's Audit results."""
+
+    @abc.abstractmethod
+    def status(self) -> dict[str, Any]:
+        """backend, registry, webhook and health, for ``labkit lab status``."""
+
+    @abc.abstractmethod
+    def reset(self) -> None:
+        """Remove the lab's namespaces, policies, secrets and signatures; keep the services."""
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Stop everything the lab started and forget its state."""
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _backend(name: str) -> Any:
+    if name == "embedded":
+        from labkit.lab.embedded import EmbeddedLab
+
+        return EmbeddedLab
+    if name == "kind":
+        from labkit.lab.kind import KindLab
+
+        return KindLab
+    raise LabError(f"unknown lab backend {name!r} in the lab state", hint="run `labkit lab down`, then `labkit lab up`")
