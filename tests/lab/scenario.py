@@ -1,0 +1,90 @@
+"""The seed scenario both lab backends run, checked against tests/scenario_expectations.yaml."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from labkit import keys
+from labkit.lab import AdmissionResult, Lab
+from labkit.oci.client import RegistryClient
+from labkit.oci.model import OCI_CONFIG, OCI_LAYER, Descriptor, Image, Manifest, sha256_digest
+from labkit.oci.reference import Reference
+from labkit.signing.sign import sign_image
+
+EXPECTATIONS = Path(__file__).parent.parent / "scenario_expectations.yaml"
+IMAGES = ("kyverno/signed", "kyverno/unsigned", "pc/signed", "pc/unsigned", "other/app")
+SIGNED = ("kyverno/signed", "pc/signed")
+
+
+@dataclass(frozen=True)
+class Case:
+    object: str
+    namespace: str
+    image: str
+    admitted: bool
+    message: str
+    mutated_image: str | None = None
+
+
+def cases() -> list[Case]:
+    return [Case(**c) for c in yaml.safe_load(EXPECTATIONS.read_text())["cases"]]
+
+
+def _image(content: bytes) -> Image:
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [sha256_digest(content)]}}).encode()
+    return Image(manifest=Manifest(config=Descriptor.of(OCI_CONFIG, config), layers=(Descriptor.of(OCI_LAYER, content),)),
+                 config=config, layers=[content])
+
+
+def prepare(lab: Lab, workdir: Path) -> dict[str, str]:
+    """Push, sign, apply the policies and the namespace; return the table's substitutions."""
+    keys.generate_key_pair(workdir / "lab", b"")
+    pem = (workdir / "lab.pub").read_text().strip()
+    private = keys.load_private_key(workdir / "lab.key", b"")
+    push, pods = lab.registry.host, lab.registry.pod_host
+    digests: dict[str, str] = {}
+    with RegistryClient() as client:
+        for repo in IMAGES:
+            digests[repo] = client.push_image(Reference.parse(f"{push}/{repo}:v1"), _image(f"{repo}\n".encode()))
+        for repo in SIGNED:
+            sign_image(f"{push}/{repo}@{digests[repo]}", private, client=client)
+    policy = {"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy", "metadata": {"name": "check-signed"},
+              "spec": {"rules": [{"name": "check-signed", "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+                                  "verifyImages": [{"imageReferences": [f"{pods}/kyverno/*"], "failureAction": "Enforce",
+                                                    "mutateDigest": True, "verifyDigest": True,
+                                                    "attestors": [{"entries": [{"keys": {"publicKeys": pem}}]}]}]}]}}
+    cip = {"apiVersion": "policy.sigstore.dev/v1beta1", "kind": "ClusterImagePolicy",
+           "metadata": {"name": "signed-by-lab-key"},
+           "spec": {"images": [{"glob": f"{pods}/pc/**"}], "authorities": [{"key": {"data": pem}}]}}
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "pc"}}
+    results = lab.apply(yaml.safe_dump_all([policy, cip, namespace]))
+    assert [r.message for r in results] == ["clusterpolicy.kyverno.io/check-signed created",
+                                            "clusterimagepolicy.policy.sigstore.dev/signed-by-lab-key created",
+                                            "namespace/pc created"], results
+    lab.label_namespace("pc", {"policy.sigstore.dev/include": "true"})
+    return {"registry": pods, "kyverno_signed": digests["kyverno/signed"], "pc_signed": digests["pc/signed"]}
+
+
+def pod(case: Case, subs: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": case.object, "namespace": case.namespace},
+            "spec": {"containers": [{"name": "app", "image": fill(case.image, subs)}]}}
+
+
+def fill(text: str, subs: dict[str, str], *, escape: bool = False) -> str:
+    for key, value in subs.items():
+        text = text.replace("{" + key + "}", re.escape(value) if escape else value)
+    return text
+
+
+def check(result: AdmissionResult, case: Case, subs: dict[str, str]) -> None:
+    assert result.admitted is case.admitted, result.message
+    assert re.fullmatch(fill(case.message, subs, escape=True), result.message, re.DOTALL), result.message
+    if case.mutated_image is not None:
+        assert result.images == (fill(case.mutated_image, subs),)

@@ -1,0 +1,89 @@
+"""The seed scenario on the embedded lab, through real HTTPS AdmissionReviews.
+
+Oracles: tests/scenario_expectations.yaml (the engines' and kubectl's texts, from the reference
+fact sheets; the kind test asserts the same rows against the real controllers); signatures made by
+``labkit.signing`` (checked against real cosign in tests/interop); the kernel for processes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from labkit.errors import LabError
+from labkit.lab import Lab
+from tests.lab import scenario
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, dict[str, str]]]:
+    home = tmp_path_factory.mktemp("labkit-home")
+    lab = Lab.start("embedded", home)
+    try:
+        yield lab, scenario.prepare(lab, tmp_path_factory.mktemp("keys"))
+    finally:
+        lab.stop()
+
+
+@pytest.mark.parametrize("case", scenario.cases(), ids=lambda c: c.object)
+def test_scenario(lab: tuple[Lab, dict[str, str]], case: scenario.Case) -> None:
+    the_lab, subs = lab
+    scenario.check(the_lab.create(scenario.pod(case, subs)), case, subs)
+
+
+def test_denial_names_the_controller_and_a_file(lab: tuple[Lab, dict[str, str]], tmp_path: Path) -> None:
+    the_lab, subs = lab
+    case = next(c for c in scenario.cases() if c.object == "pc-unsigned")
+    path = tmp_path / "pod.yaml"
+    path.write_text(yaml.safe_dump(scenario.pod(case, subs)))
+    [result] = the_lab.apply(path)
+    assert result.controller == "policy-controller" and result.denied_by == "policy.sigstore.dev"
+    assert result.message.startswith(f'Error from server (BadRequest): error when creating "{path}": '
+                                     'admission webhook "policy.sigstore.dev" denied the request: ')
+    assert result.webhooks == ("mutate.kyverno.svc-fail", "policy.sigstore.dev", "validate.kyverno.svc-fail",
+                               "policy.sigstore.dev")
+
+
+def test_unknown_namespace_is_not_found(lab: tuple[Lab, dict[str, str]]) -> None:
+    result = lab[0].create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x", "namespace": "nope"},
+                            "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+    assert not result.admitted and result.message == 'Error from server (NotFound): namespaces "nope" not found'
+
+
+def test_cli_status_apply_and_connect_from_another_process(lab: tuple[Lab, dict[str, str]], tmp_path: Path) -> None:
+    the_lab, subs = lab
+    env = {**os.environ, "LABKIT_HOME": str(the_lab.home.root)}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "labkit", "lab", *args], env=env, capture_output=True,
+                              text=True, timeout=120)
+
+    status = cli("status")
+    assert status.returncode == 0, status.stderr
+    assert f"registry: {the_lab.registry.host}\n" in status.stdout and "health:   webhook: ok" in status.stdout
+    unsigned = next(c for c in scenario.cases() if c.object == "kyverno-unsigned")
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(scenario.pod(unsigned, subs)))
+    denied = cli("apply", "-f", str(tmp_path / "bad.yaml"))
+    assert denied.returncode == 1 and 'admission webhook "mutate.kyverno.svc-fail" denied' in denied.stderr
+    signed = next(c for c in scenario.cases() if c.object == "kyverno-signed")
+    (tmp_path / "good.yaml").write_text(yaml.safe_dump(scenario.pod(signed, subs)))
+    admitted = cli("apply", "-f", str(tmp_path / "good.yaml"))
+    assert admitted.returncode == 0 and admitted.stdout == "pod/kyverno-signed created\n"
+
+
+def test_two_homes_do_not_collide(lab: tuple[Lab, dict[str, str]], tmp_path: Path) -> None:
+    other = Lab.start("embedded", tmp_path)
+    try:
+        first = lab[0].state.services
+        assert {s.port for s in other.state.services.values()}.isdisjoint(s.port for s in first.values())
+        assert Lab.start("embedded", tmp_path).state == other.state  # up twice: the same lab
+    finally:
+        other.stop()
+    with pytest.raises(LabError, match="no lab is running"):
+        Lab.connect(tmp_path)
