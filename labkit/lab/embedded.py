@@ -24,10 +24,9 @@ from labkit.admission.tls import DEFAULT_DNS_NAME, ensure_tls
 from labkit.errors import LabError
 from labkit.lab.apiserver import ApiServer, ObjectStore, store_object
 from labkit.lab.base import WORKLOAD_KINDS, AdmissionResult, Lab, RegistryInfo, load_documents
+from labkit.lab.signatures import delete_signatures
 from labkit.lab.state import LabHome, LabState, Service, clear, free_port, process_start_time
-from labkit.oci.client import RegistryClient
 
-SIGNATURE_SUFFIXES = (".sig", ".att", ".sbom")
 _PORT_ATTEMPTS = 3
 
 
@@ -128,12 +127,7 @@ class EmbeddedLab(Lab):
 
     def reset(self) -> None:
         self.store.reset()
-        with RegistryClient() as client:
-            repos = httpx.get(f"{self.registry.url}/v2/_catalog?n=10000", timeout=10).json().get("repositories") or []
-            for repo in repos:
-                for tag in client.list_tags(f"{self.registry.host}/{repo}"):
-                    if tag.startswith("sha256-") and tag.endswith(SIGNATURE_SUFFIXES):
-                        client.delete_manifest(f"{self.registry.host}/{repo}:{tag}")
+        delete_signatures(self.registry.host)
 
 
 def _spawn(home: LabHome, name: str, env: Mapping[str, str], timeout: float,
