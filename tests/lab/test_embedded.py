@@ -18,6 +18,7 @@ import yaml
 
 from labkit.errors import LabError
 from labkit.lab import Lab
+from labkit.oci.client import RegistryClient
 from tests.lab import scenario
 
 
@@ -87,3 +88,21 @@ def test_two_homes_do_not_collide(lab: tuple[Lab, dict[str, str]], tmp_path: Pat
         other.stop()
     with pytest.raises(LabError, match="no lab is running"):
         Lab.connect(tmp_path)
+
+
+def test_reset_removes_policies_namespaces_and_signatures(tmp_path: Path) -> None:
+    lab = Lab.start("embedded", tmp_path / "home")
+    try:
+        subs = scenario.prepare(lab, tmp_path)
+        repo = f"{lab.registry.host}/kyverno/signed"
+        with RegistryClient() as client:
+            assert f"{subs['kyverno_signed'].replace(':', '-')}.sig" in client.list_tags(repo)
+            lab.reset()
+            assert client.list_tags(repo) == ["v1"]
+        assert list(lab.home.policies.iterdir()) == []
+        unsigned = lab.create(scenario.pod(next(c for c in scenario.cases() if c.object == "kyverno-unsigned"), subs))
+        assert unsigned.admitted and unsigned.message == "pod/kyverno-unsigned created"  # no policy any more
+        gone = lab.create(scenario.pod(next(c for c in scenario.cases() if c.object == "pc-unsigned"), subs))
+        assert gone.message == 'Error from server (NotFound): namespaces "pc" not found'
+    finally:
+        lab.stop()
