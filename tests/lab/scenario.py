@@ -18,8 +18,8 @@ from labkit.oci.reference import Reference
 from labkit.signing.sign import sign_image
 
 EXPECTATIONS = Path(__file__).parent.parent / "scenario_expectations.yaml"
-IMAGES = ("kyverno/signed", "kyverno/unsigned", "pc/signed", "pc/unsigned", "other/app")
-SIGNED = ("kyverno/signed", "pc/signed")
+IMAGES = ("kyverno/signed", "kyverno/unsigned", "ivp/signed", "ivp/unsigned", "pc/signed", "pc/unsigned", "other/app")
+SIGNED = ("kyverno/signed", "ivp/signed", "pc/signed")
 
 
 @dataclass(frozen=True)
@@ -63,13 +63,23 @@ def prepare(lab: Lab, workdir: Path) -> dict[str, str]:
     cip = {"apiVersion": "policy.sigstore.dev/v1beta1", "kind": "ClusterImagePolicy",
            "metadata": {"name": "signed-by-lab-key"},
            "spec": {"images": [{"glob": f"{pods}/pc/**"}], "authorities": [{"key": {"data": pem}}]}}
+    ivp = {"apiVersion": "policies.kyverno.io/v1beta1", "kind": "ImageValidatingPolicy", "metadata": {"name": "check-ivp"},
+           "spec": {"matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                                                            "operations": ["CREATE"], "resources": ["pods"]}]},
+                    "matchImageReferences": [{"glob": f"{pods}/ivp/*"}],
+                    "attestors": [{"name": "lab", "cosign": {"key": {"data": pem + "\n"},
+                                                             "ctlog": {"insecureIgnoreTlog": True}}}],
+                    "validations": [{"expression": "images.containers.map(i, verifyImageSignatures(i, "
+                                                   "[attestors.lab])).all(e, e > 0)", "message": "unsigned image"}]}}
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "pc"}}
-    results = lab.apply(yaml.safe_dump_all([policy, cip, namespace]))
+    results = lab.apply(yaml.safe_dump_all([policy, ivp, cip, namespace]))
     assert [r.message for r in results] == ["clusterpolicy.kyverno.io/check-signed created",
+                                            "imagevalidatingpolicy.policies.kyverno.io/check-ivp created",
                                             "clusterimagepolicy.policy.sigstore.dev/signed-by-lab-key created",
                                             "namespace/pc created"], results
     lab.label_namespace("pc", {"policy.sigstore.dev/include": "true"})
-    return {"registry": pods, "kyverno_signed": digests["kyverno/signed"], "pc_signed": digests["pc/signed"]}
+    return {"registry": pods, "kyverno_signed": digests["kyverno/signed"], "ivp_signed": digests["ivp/signed"],
+            "pc_signed": digests["pc/signed"]}
 
 
 def pod(case: Case, subs: dict[str, str]) -> dict[str, Any]:
