@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import abc
+import base64
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any
 import yaml
 
 from labkit.errors import LabError, UsageError
+from labkit.oci.auth import Credentials
 from labkit.lab.state import LabHome, LabState
 
 BACKENDS = ("embedded", "kind")
@@ -31,6 +34,25 @@ class RegistryInfo:
     @property
     def url(self) -> str:
         return f"http://{self.host}"
+
+
+@dataclass(frozen=True)
+class PrivateRegistry(RegistryInfo):
+    """A registry that wants basic auth: push with ``credentials()``, let the cluster pull with
+    the Secret from ``pull_secret()`` (what ``kubectl create secret docker-registry`` makes)."""
+
+    username: str = ""
+    password: str = field(default="", repr=False)
+
+    def credentials(self) -> Credentials:
+        return Credentials(self.username, self.password)
+
+    def pull_secret(self, name: str = "regcred", namespace: str = "default") -> dict[str, Any]:
+        auth = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        config = {"auths": {self.pod_host: {"username": self.username, "password": self.password, "auth": auth}}}
+        return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+                "metadata": {"name": name, "namespace": namespace},
+                "data": {".dockerconfigjson": base64.b64encode(json.dumps(config).encode()).decode()}}
 
 
 @dataclass(frozen=True)
@@ -114,6 +136,11 @@ class Lab(abc.ABC):
     @property
     @abc.abstractmethod
     def registry(self) -> RegistryInfo: ...
+
+    @property
+    def private_registry(self) -> PrivateRegistry:
+        """A second registry that needs credentials, for the private-registry exercise."""
+        raise LabError(f"the {self.backend} lab has no private registry", hint="use the embedded backend for it")
 
     @abc.abstractmethod
     def apply(self, source: str | Path | Mapping[str, Any]) -> list[AdmissionResult]:

@@ -9,6 +9,7 @@ AdmissionReviews to the webhook, mutating then validating, as kube-apiserver ord
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import ssl
 import subprocess
@@ -23,11 +24,13 @@ import httpx
 from labkit.admission.tls import DEFAULT_DNS_NAME, ensure_tls
 from labkit.errors import LabError
 from labkit.lab.apiserver import ApiServer, ObjectStore, store_object
-from labkit.lab.base import WORKLOAD_KINDS, AdmissionResult, Lab, RegistryInfo, load_documents
+from labkit.lab.base import WORKLOAD_KINDS, AdmissionResult, Lab, PrivateRegistry, RegistryInfo, load_documents
 from labkit.lab.signatures import delete_signatures
 from labkit.lab.state import LabHome, LabState, Service, clear, free_port, process_start_time
 
 _PORT_ATTEMPTS = 3
+PRIVATE_USER = "labkit"
+PRIVATE_AUTH_FILE = "private-registry.password"  # 0600, read by lab.private_registry
 
 
 class EmbeddedLab(Lab):
@@ -62,6 +65,12 @@ class EmbeddedLab(Lab):
             services["registry"] = _spawn(home, "registry", env, timeout, lambda port: [
                 "registry", "serve", "--port", str(port), "--root", str(home.registry)],
                 lambda port: _registry_healthy(port))
+            password = secrets.token_urlsafe(18)
+            services["private-registry"] = _spawn(home, "private-registry", env, timeout, lambda port: [
+                "registry", "serve", "--port", str(port), "--root", str(home.root / "private-registry"),
+                "--username", PRIVATE_USER, "--password-stdin"], lambda port: _registry_healthy(port, auth=True),
+                stdin=password + "\n")
+            _write_private(home.root / PRIVATE_AUTH_FILE, password)
             services["webhook"] = _spawn(home, "webhook", env, timeout, lambda port: [
                 "admission", "serve", "--port", str(port), "--policies", str(home.policies),
                 "--state", str(home.state)], lambda port: _webhook_healthy(port, home))
@@ -94,6 +103,12 @@ class EmbeddedLab(Lab):
         return RegistryInfo(host=host, pod_host=host)  # pods here are reviewed, never pulled
 
     @property
+    def private_registry(self) -> PrivateRegistry:
+        host = f"127.0.0.1:{self.state.services['private-registry'].port}"
+        password = (self.home.root / PRIVATE_AUTH_FILE).read_text().strip()
+        return PrivateRegistry(host=host, pod_host=host, username=PRIVATE_USER, password=password)
+
+    @property
     def webhook_url(self) -> str:
         return f"https://127.0.0.1:{self.state.services['webhook'].port}"
 
@@ -115,8 +130,11 @@ class EmbeddedLab(Lab):
         return list(self.api.http.get("/reports").json().get("items", []))
 
     def status(self) -> dict[str, Any]:
-        health: dict[str, Any] = {"registry": "ok" if _registry_healthy(self.state.services["registry"].port)
-                                  else "not answering"}
+        services = self.state.services
+        health: dict[str, Any] = {
+            "registry": "ok" if _registry_healthy(services["registry"].port) else "not answering",
+            "private-registry": "ok" if _registry_healthy(services["private-registry"].port, auth=True)
+            else "not answering"}
         try:
             health["webhook"] = self.api.http.get("/healthz").json()
         except httpx.HTTPError as exc:
@@ -128,18 +146,24 @@ class EmbeddedLab(Lab):
     def reset(self) -> None:
         self.store.reset()
         delete_signatures(self.registry.host)
+        private = self.private_registry
+        delete_signatures(private.host, private.credentials())
 
 
 def _spawn(home: LabHome, name: str, env: Mapping[str, str], timeout: float,
-           argv: Any, healthy: Any) -> Service:
+           argv: Any, healthy: Any, stdin: str | None = None) -> Service:
     """Start ``python -m labkit ARGV(port)`` detached; a port taken in the meantime means another try."""
     log_path = home.logs / f"{name}.log"
     for _ in range(_PORT_ATTEMPTS):
         port = free_port()
         with open(log_path, "ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "labkit", *argv(port)], stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen([sys.executable, "-m", "labkit", *argv(port)],
+                                    stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
                                     stdout=log, stderr=subprocess.STDOUT, env=dict(env), start_new_session=True,
                                     cwd=home.root)
+        if stdin is not None and proc.stdin is not None:  # a password: never on the command line
+            proc.stdin.write(stdin.encode())
+            proc.stdin.close()
         service = Service(proc.pid, port, process_start_time(proc.pid))
         deadline = time.monotonic() + timeout
         while proc.poll() is None and time.monotonic() < deadline:
@@ -157,15 +181,22 @@ def _spawn(home: LabHome, name: str, env: Mapping[str, str], timeout: float,
     raise LabError(f"no free port for the lab {name} after {_PORT_ATTEMPTS} tries", hint=f"see {log_path}")
 
 
+def _write_private(path: Path, password: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(password + "\n")
+
+
 def _tail(path: Path, size: int = 1500) -> bytes:
     with open(path, "rb") as f:
         f.seek(max(0, f.seek(0, 2) - size))
         return f.read()
 
 
-def _registry_healthy(port: int) -> bool:
+def _registry_healthy(port: int, auth: bool = False) -> bool:
+    """``/v2/`` answers: 200, or 401 for a registry that wants credentials."""
     try:
-        return httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 200
+        return httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == (401 if auth else 200)
     except httpx.HTTPError:
         return False
 

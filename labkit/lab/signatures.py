@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import httpx
 
+from labkit.oci.auth import Credentials
 from labkit.oci.client import RegistryClient
 
 # cosign's tag-schema artifacts: signatures, attestations, SBOMs of sha256:… digests.
 ARTIFACT_SUFFIXES = (".sig", ".att", ".sbom")
 
 
-def delete_signatures(host: str) -> int:
+def delete_signatures(host: str, credentials: Credentials | None = None) -> int:
     """Delete every ``sha256-….sig/.att/.sbom`` tag in the registry at ``host``; how many went."""
     deleted = 0
-    with RegistryClient() as client:
-        repos = httpx.get(f"http://{host}/v2/_catalog", params={"n": 10000}, timeout=10).json().get("repositories") or []
+    auth = (credentials.username, credentials.password) if credentials else None
+    with RegistryClient(credentials=credentials) as client:
+        catalog = httpx.get(f"http://{host}/v2/_catalog", params={"n": 10000}, auth=auth, timeout=10)
+        repos = catalog.json().get("repositories") or []
         for repo in repos:
             for tag in client.list_tags(f"{host}/{repo}"):
                 if tag.startswith("sha256-") and tag.endswith(ARTIFACT_SUFFIXES):

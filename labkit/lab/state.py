@@ -3,6 +3,7 @@
     $LABKIT_HOME/
       lab.json              backend, and each service's pid, process start time and port
       registry/             the embedded registry's storage
+      private-registry/     the second, password-protected registry (password: private-registry.password, 0600)
       admission/            the webhook's CA and serving certificate
       policies/             policy files the webhook serves (one file per object)
       state/                namespaces.json, secrets.json: what the API server would hold
