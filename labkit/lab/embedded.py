@@ -58,7 +58,7 @@ class EmbeddedLab(Lab):
             clear(home)
         home.create()
         ObjectStore(home.policies, home.state).initialise()
-        ensure_tls(home.admission, [DEFAULT_DNS_NAME])  # made once here, reused by the webhook process
+        ca = ensure_tls(home.admission, [DEFAULT_DNS_NAME]).ca_cert  # made once here, reused by the webhook
         env = {**os.environ, "LABKIT_HOME": str(home.root)}
         services: dict[str, Service] = {}
         try:
@@ -73,7 +73,7 @@ class EmbeddedLab(Lab):
             _write_private(home.root / PRIVATE_AUTH_FILE, password)
             services["webhook"] = _spawn(home, "webhook", env, timeout, lambda port: [
                 "admission", "serve", "--port", str(port), "--policies", str(home.policies),
-                "--state", str(home.state)], lambda port: _webhook_healthy(port, home))
+                "--state", str(home.state)], lambda port: _webhook_healthy(port, ca))
         except BaseException:
             _terminate(services)
             raise
@@ -201,8 +201,7 @@ def _registry_healthy(port: int, auth: bool = False) -> bool:
         return False
 
 
-def _webhook_healthy(port: int, home: LabHome) -> bool:
-    ca = ensure_tls(home.admission, [DEFAULT_DNS_NAME]).ca_cert
+def _webhook_healthy(port: int, ca: Path) -> bool:
     try:
         return httpx.get(f"https://127.0.0.1:{port}/healthz", timeout=1,
                          verify=ssl.create_default_context(cafile=str(ca))).status_code == 200
