@@ -9,35 +9,39 @@ noise hits both tools alike; prints the median of N runs of each and the ratio l
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import _common  # noqa: F401  (puts the repository on sys.path)
+from _common import LABKIT, Result, cosign_binary, interleaved_medians, print_table, push_small_image, timed, tool_env
 
-from labkit import keys  # noqa: E402
-from labkit.oci.client import RegistryClient  # noqa: E402
-from labkit.oci.model import OCI_CONFIG, OCI_LAYER, Descriptor, Image, Manifest  # noqa: E402
-from labkit.oci.reference import Reference  # noqa: E402
-from labkit.signing.sign import sign_image  # noqa: E402
-from tests.conftest import TOOLS_DIR  # noqa: E402
-from tests.peers import run_distribution  # noqa: E402
+from labkit import keys
+from labkit.oci.client import RegistryClient
+from labkit.signing.sign import sign_image
+from tests.peers import run_distribution
 
 PASSWORD = b"bench"
 
 
-def timed(argv: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    proc = subprocess.run(argv, env=env, capture_output=True, stdin=subprocess.DEVNULL)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{argv[0]} failed: {proc.stderr.decode()[-500:]}")
-    return elapsed
+def measure(runs: int = 10, cosign_name: str = "cosign-v2.6.1") -> Result:
+    cosign = cosign_binary(cosign_name)
+    with tempfile.TemporaryDirectory() as tmp, run_distribution(Path(tmp) / "registry") as registry:
+        work = Path(tmp)
+        paths = keys.generate_key_pair(work / "bench", PASSWORD)
+        with RegistryClient() as client:
+            image = push_small_image(client, f"{registry.host}/bench/app:v1", b"bench layer")
+            sign_image(image, keys.load_private_key(paths.private_key, PASSWORD), client=client)
+        env = tool_env(work)
+        tagged = str(image.with_tag("v1"))
+        ours, theirs = interleaved_medians([
+            lambda: timed([LABKIT, "verify", "--key", paths.public_key, "--insecure-ignore-tlog", tagged], env),
+            lambda: timed([cosign, "verify", "--key", paths.public_key, "--insecure-ignore-tlog", tagged], env),
+        ], runs)
+    print(f"labkit verify          median of {runs}: {ours * 1000:7.1f} ms")
+    print(f"{cosign_name} verify median of {runs}: {theirs * 1000:7.1f} ms")
+    ratio = ours / theirs
+    return Result("`labkit verify` whole process / `cosign verify`", ratio, "×", "≤ 1.0", ratio <= 1.0,
+                  f"{ours * 1000:.0f} vs {theirs * 1000:.0f} ms, median of {runs}")
 
 
 def main() -> None:
@@ -45,46 +49,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--cosign", default="cosign-v2.6.1")
     args = parser.parse_args()
-    cosign = TOOLS_DIR / args.cosign
-    if not cosign.exists():
-        raise SystemExit(f"needs {cosign}: run `make tools`")
-
-    with tempfile.TemporaryDirectory() as tmp, run_distribution(Path(tmp) / "registry") as registry:
-        work = Path(tmp)
-        host = registry.host
-        paths = keys.generate_key_pair(work / "bench", PASSWORD)
-        client = RegistryClient()
-        config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
-        layer = b"bench layer"
-        image = Image(
-            Manifest(Descriptor.of(OCI_CONFIG, config), (Descriptor.of(OCI_LAYER, layer),)),
-            config,
-            [layer],
-        )
-        ref = Reference.parse(f"{host}/bench/app:v1")
-        digest = client.push_image(ref, image)
-        sign_image(ref.with_digest(digest), keys.load_private_key(paths.private_key, PASSWORD), client=client)
-
-        # cosign looks for a TUF root online: a dead loopback proxy keeps it on this machine.
-        env = dict(os.environ, HOME=str(work), TUF_ROOT=str(work / "tuf"),
-                   HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9", NO_PROXY="")
-        # Measure what users run: with bytecode caches, after one warm-up run of each tool.
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        labkit_cmd = [str(Path(sys.executable).parent / "labkit"), "verify", "--key",
-                      str(paths.public_key), "--insecure-ignore-tlog", str(ref)]
-        cosign_cmd = [str(cosign), "verify", "--key", str(paths.public_key),
-                      "--insecure-ignore-tlog", str(ref)]
-        timed(labkit_cmd, env)
-        timed(cosign_cmd, env)
-        ours, theirs = [], []
-        for _ in range(args.runs):
-            ours.append(timed(labkit_cmd, env))
-            theirs.append(timed(cosign_cmd, env))
-
-    lab, cos = statistics.median(ours), statistics.median(theirs)
-    print(f"labkit verify   median of {args.runs}: {lab * 1000:7.1f} ms")
-    print(f"{args.cosign} verify median of {args.runs}: {cos * 1000:7.1f} ms")
-    print(f"ratio labkit/cosign: {lab / cos:.2f}")
+    print_table([measure(args.runs, args.cosign)])
 
 
 if __name__ == "__main__":

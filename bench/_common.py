@@ -1,0 +1,103 @@
+"""What the bench scripts share: the result row, timing a process, a signed image on a registry,
+and an environment that keeps cosign offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from labkit.oci.client import RegistryClient  # noqa: E402
+from labkit.oci.model import OCI_CONFIG, OCI_LAYER, Descriptor, Image, Manifest, sha256_digest  # noqa: E402
+from labkit.oci.reference import Reference  # noqa: E402
+from tests.conftest import TOOLS_DIR  # noqa: E402
+
+LABKIT = Path(sys.executable).parent / "labkit"
+
+
+@dataclass(frozen=True)
+class Result:
+    """One row of the issue's table, as ``bench/results.json`` holds it."""
+
+    name: str
+    value: float | None
+    unit: str
+    goal: str
+    met: bool | None  # None: not measured on this run (the note says why)
+    note: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        row = asdict(self)
+        del row["note"]
+        return row
+
+
+def print_table(results: Sequence[Result]) -> None:
+    print(f"\n| measure | value | goal | met |\n|---|---|---|---|")
+    for r in results:
+        value = "—" if r.value is None else f"{r.value:.3g} {r.unit}"
+        met = {True: "yes", False: "NO", None: "—"}[r.met]
+        note = f" ({r.note})" if r.note else ""
+        print(f"| {r.name}{note} | {value} | {r.goal} | {met} |")
+
+
+def write_results(results: Sequence[Result], path: Path) -> None:
+    path.write_text(json.dumps([r.as_json() for r in results], indent=2, ensure_ascii=False) + "\n")
+
+
+def cosign_binary(name: str) -> Path:
+    path = TOOLS_DIR / name
+    if not path.exists():
+        raise SystemExit(f"needs {path}: run `make tools`")
+    return path
+
+
+def tool_env(home: Path, **extra: str) -> dict[str, str]:
+    """Both tools' state under ``home``; cosign looks for a TUF root online, and a dead loopback
+    proxy keeps it on this machine. Bytecode caches stay on: measure what users run."""
+    env = dict(os.environ, HOME=str(home), LABKIT_HOME=str(home / "labkit"), TUF_ROOT=str(home / "tuf"),
+               HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9", NO_PROXY="", **extra)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def timed(argv: Sequence[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(list(argv), env=env, capture_output=True, stdin=subprocess.DEVNULL, timeout=120)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(map(str, argv[:2]))} failed: {proc.stderr.decode()[-500:]}")
+    return elapsed
+
+
+def interleaved_medians(commands: Sequence[Callable[[], float]], runs: int) -> list[float]:
+    """Median of ``runs`` timings of each command, run in turn so noise hits all alike (after
+    one warm-up each)."""
+    for command in commands:
+        command()
+    samples: list[list[float]] = [[] for _ in commands]
+    for _ in range(runs):
+        for i, command in enumerate(commands):
+            samples[i].append(command())
+    return [statistics.median(s) for s in samples]
+
+
+def push_small_image(client: RegistryClient, ref: Reference | str, content: bytes) -> Reference:
+    """A one-layer image holding ``content``; returns ``ref`` pinned to its digest."""
+    r = Reference.parse(ref) if isinstance(ref, str) else ref
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [sha256_digest(content)]}}).encode()
+    image = Image(Manifest(Descriptor.of(OCI_CONFIG, config), (Descriptor.of(OCI_LAYER, content),)),
+                  config, [content])
+    return r.with_digest(client.push_image(r, image))
