@@ -14,6 +14,7 @@ Admission of a policy has three stages, and the first that fails is the one repo
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from collections.abc import Iterator
@@ -43,6 +44,11 @@ _KINDS: dict[tuple[str, str], type] = {
 }
 
 
+# libyaml's loader when PyYAML was built with it: the pure-Python one spent two thirds of the
+# time of loading 500 policies (bench/growth.py).
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_policies(source: str | Path) -> list[Policy]:
     """Policies from YAML text or a file path (several ``---`` documents allowed).
 
@@ -50,7 +56,7 @@ def load_policies(source: str | Path) -> list[Policy]:
     """
     text, origin = _read(source)
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = [d for d in yaml.load_all(text, Loader=_YAML_LOADER) if d is not None]
     except yaml.YAMLError as exc:
         raise PolicyError(f"{origin}: not valid YAML: {exc}", hint="fix the YAML syntax") from exc
     policies: list[Policy] = []
@@ -160,8 +166,7 @@ class _Decoder:
     def _object(self, cls: type, value: Any, path: str) -> Any:
         if not isinstance(value, dict):
             return self._wrong(path, value, "object", None)
-        hints = typing.get_type_hints(cls)
-        fields = {_json_name(f): f for f in dataclasses.fields(cls)}
+        hints, fields = _schema(cls)
         for name in value:
             if name not in fields:
                 self.unknown.append(f"{path}.{name}" if path else str(name))
@@ -174,6 +179,12 @@ class _Decoder:
                 self.invalid.append(f"{sub}: Required value")
                 kwargs[f.name] = _empty(hints[f.name])
         return cls(**kwargs)
+
+
+@functools.cache
+def _schema(cls: type) -> tuple[dict[str, Any], dict[str, dataclasses.Field[Any]]]:
+    """A model's resolved type hints and its fields by JSON name (resolving hints is slow)."""
+    return typing.get_type_hints(cls), {_json_name(f): f for f in dataclasses.fields(cls)}
 
 
 def _empty(tp: Any) -> Any:
