@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: lab test tools system-deps venv clean
+.PHONY: lab test bench tools system-deps venv clean
 
 venv: $(STAMP)
 
@@ -30,6 +30,10 @@ system-deps:
 test: $(STAMP) tools system-deps
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
+
+# Benchmarks beside the reference tools (bench/README.md); writes bench/results.json.
+bench: $(STAMP) tools system-deps
+	@$(PY) bench/run_all.py
 
 lab: $(STAMP)
 	@tools/lab.sh
