@@ -44,7 +44,7 @@ class Result:
 
 
 def print_table(results: Sequence[Result]) -> None:
-    print(f"\n| measure | value | goal | met |\n|---|---|---|---|")
+    print("\n| measure | value | goal | met |\n|---|---|---|---|")
     for r in results:
         value = "—" if r.value is None else f"{r.value:.3g} {r.unit}"
         met = {True: "yes", False: "NO", None: "—"}[r.met]

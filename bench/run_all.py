@@ -27,16 +27,19 @@ import verify_whole_process
 from _common import ROOT, Result, print_table, write_results
 
 
-def suite(quick: bool) -> list[tuple[str, Callable[[], Result]]]:
+def suite(quick: bool) -> list[tuple[str, str, Callable[[], Result]]]:
+    """(row name, goal, measurement) in the issue's order; the name and goal label a failed row."""
     runs = 4 if quick else 10
     return [
-        ("`labkit verify` whole process / `cosign verify`", lambda: verify_whole_process.measure(runs)),
-        ("`labkit sign` whole process / `cosign sign`", lambda: sign_whole_process.measure(runs)),
-        ("in-process verify, warm", lambda: verify_in_process.measure(50 if quick else 200)),
-        ("registry push+pull 64 MiB", lambda: registry_throughput.measure(2 if quick else 5)),
-        ("admission webhook p99, cached", lambda: admission_latency.measure(seconds=1.0 if quick else 5.0)),
-        ("whole notebook suite, cold", notebooks_cold.measure),
-        ("growth", lambda: growth.measure(2 if quick else 5)),
+        ("`labkit verify` whole process / `cosign verify`", "≤ 1.0",
+         lambda: verify_whole_process.measure(runs)),
+        ("`labkit sign` whole process / `cosign sign`", "≤ 1.0", lambda: sign_whole_process.measure(runs)),
+        ("in-process verify, warm", "≤ 2 ms", lambda: verify_in_process.measure(50 if quick else 200)),
+        ("registry push+pull 64 MiB", "≥ 0.70", lambda: registry_throughput.measure(2 if quick else 5)),
+        ("admission webhook p99, cached", "≤ 10 ms",
+         lambda: admission_latency.measure(seconds=1.0 if quick else 5.0)),
+        ("whole notebook suite, cold", "≤ 90 s", notebooks_cold.measure),
+        ("growth", "linear; ≤ 1 s", lambda: growth.measure(2 if quick else 5)),
     ]
 
 
@@ -46,14 +49,14 @@ def main() -> None:
     args = parser.parse_args()
     results: list[Result] = []
     failed = False
-    for name, measure in suite(args.quick):
+    for name, goal, measure in suite(args.quick):
         print(f"\n== {name}", flush=True)
         try:
             results.append(measure())
         except (Exception, SystemExit) as exc:  # one broken script must not hide the others' figures
             traceback.print_exc()
             failed = True
-            results.append(Result(name, None, "", "", False, f"did not run: {exc}"))
+            results.append(Result(name, None, "", goal, False, f"did not run: {exc}"))
     write_results(results, ROOT / "bench" / "results.json")
     print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
           f"{' (--quick)' if args.quick else ''}; wrote bench/results.json")
