@@ -101,3 +101,12 @@ def push_small_image(client: RegistryClient, ref: Reference | str, content: byte
     image = Image(Manifest(Descriptor.of(OCI_CONFIG, config), (Descriptor.of(OCI_LAYER, content),)),
                   config, [content])
     return r.with_digest(client.push_image(r, image))
+
+
+def whole_process_result(verb: str, ours: float, theirs: float, runs: int, cosign_name: str) -> Result:
+    """Print both medians and return the ratio row for `labkit VERB` against `cosign VERB`."""
+    print(f"labkit {verb} median of {runs}: {ours * 1000:7.1f} ms")
+    print(f"{cosign_name} {verb} median of {runs}: {theirs * 1000:7.1f} ms")
+    ratio = ours / theirs
+    return Result(f"`labkit {verb}` whole process / `cosign {verb}`", ratio, "×", "≤ 1.0", ratio <= 1.0,
+                  f"{ours * 1000:.0f} vs {theirs * 1000:.0f} ms, median of {runs}")

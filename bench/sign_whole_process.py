@@ -15,7 +15,10 @@ import tempfile
 from pathlib import Path
 
 import _common  # noqa: F401  (puts the repository on sys.path)
-from _common import LABKIT, Result, cosign_binary, interleaved_medians, print_table, push_small_image, timed, tool_env
+from _common import (
+    LABKIT, Result, cosign_binary, interleaved_medians, print_table, push_small_image, timed, tool_env,
+    whole_process_result,
+)
 
 from labkit import keys
 from labkit.oci.client import RegistryClient
@@ -40,11 +43,7 @@ def measure(runs: int = 10, cosign_name: str = "cosign-v2.6.1") -> Result:
             lambda: timed([LABKIT, "sign", *flags, next(images["labkit"])], env),
             lambda: timed([cosign, "sign", *flags, next(images["cosign"])], env),
         ], runs)
-    print(f"labkit sign          median of {runs}: {ours * 1000:7.1f} ms")
-    print(f"{cosign_name} sign median of {runs}: {theirs * 1000:7.1f} ms")
-    ratio = ours / theirs
-    return Result("`labkit sign` whole process / `cosign sign`", ratio, "×", "≤ 1.0", ratio <= 1.0,
-                  f"{ours * 1000:.0f} vs {theirs * 1000:.0f} ms, median of {runs}")
+    return whole_process_result("sign", ours, theirs, runs, cosign_name)
 
 
 def main() -> None:

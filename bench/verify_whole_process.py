@@ -13,7 +13,10 @@ import tempfile
 from pathlib import Path
 
 import _common  # noqa: F401  (puts the repository on sys.path)
-from _common import LABKIT, Result, cosign_binary, interleaved_medians, print_table, push_small_image, timed, tool_env
+from _common import (
+    LABKIT, Result, cosign_binary, interleaved_medians, print_table, push_small_image, timed, tool_env,
+    whole_process_result,
+)
 
 from labkit import keys
 from labkit.oci.client import RegistryClient
@@ -37,11 +40,7 @@ def measure(runs: int = 10, cosign_name: str = "cosign-v2.6.1") -> Result:
             lambda: timed([LABKIT, "verify", "--key", paths.public_key, "--insecure-ignore-tlog", tagged], env),
             lambda: timed([cosign, "verify", "--key", paths.public_key, "--insecure-ignore-tlog", tagged], env),
         ], runs)
-    print(f"labkit verify          median of {runs}: {ours * 1000:7.1f} ms")
-    print(f"{cosign_name} verify median of {runs}: {theirs * 1000:7.1f} ms")
-    ratio = ours / theirs
-    return Result("`labkit verify` whole process / `cosign verify`", ratio, "×", "≤ 1.0", ratio <= 1.0,
-                  f"{ours * 1000:.0f} vs {theirs * 1000:.0f} ms, median of {runs}")
+    return whole_process_result("verify", ours, theirs, runs, cosign_name)
 
 
 def main() -> None:
