@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: lab test bench tools system-deps venv clean
+.PHONY: lab test test-notebooks notebooks bench tools system-deps venv clean
 
 venv: $(STAMP)
 
@@ -30,6 +30,15 @@ system-deps:
 test: $(STAMP) tools system-deps
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
+
+# Only the notebook regression: every notebook re-run on the embedded lab, outputs diffed.
+test-notebooks: $(STAMP)
+	@$(PY) -m pytest tests/notebooks $(PYTEST_ARGS)
+
+# Authors: rebuild notebooks/*.ipynb from notebooks/src/*.py, execute them, store outputs.
+notebooks: $(STAMP)
+	@for src in notebooks/src/*.py; do $(PY) tools/notebook_from_py.py $$src notebooks/$$(basename $$src .py).ipynb; done
+	@LABKIT_NOTEBOOKS_REGEN=1 $(PY) -m pytest tests/notebooks -q $(PYTEST_ARGS)
 
 # Benchmarks beside the reference tools (bench/README.md); writes bench/results.json.
 bench: $(STAMP) tools system-deps

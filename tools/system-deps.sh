@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests use as independent peers, when missing.
+# Installs the Debian packages the tests use, when missing: peers (distribution's registry)
+# and the browser for the JupyterLab test.
 # Needs root and apt; elsewhere it says what is missing and the tests needing it skip.
 set -euo pipefail
 
 need=()
 [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
+[ -x /usr/bin/chromium ] || need+=(chromium)  # the JupyterLab browser test drives it with Playwright
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then

@@ -1,0 +1,210 @@
+"""Checkpoints: ``labkit.check.<topic>()`` looks at the learner's real state (files, registry,
+lab) and says precisely what is missing and how to fix it.
+
+Each returns a :class:`Checkpoint`; a notebook cell shows it as a short list of ✓ / ✗ lines.
+Checkpoints never change anything: they read the key files, the registry and the lab.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from labkit import workshop
+from labkit.errors import LabkitError
+
+if TYPE_CHECKING:
+    from labkit.lab import Lab
+    from labkit.oci.client import RegistryClient
+
+
+@dataclass(frozen=True)
+class Item:
+    """One thing a checkpoint looked at; ``fix`` is the next step when it is not in place."""
+
+    ok: bool
+    what: str
+    fix: str | None = None
+
+    def __str__(self) -> str:
+        return f"✓ {self.what}" if self.ok else f"✗ {self.what}\n    → {self.fix}"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    topic: str
+    items: tuple[Item, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(item.ok for item in self.items)
+
+    @property
+    def missing(self) -> tuple[Item, ...]:
+        return tuple(item for item in self.items if not item.ok)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __str__(self) -> str:
+        head = (f"Checkpoint {self.topic}: all {len(self.items)} checks pass" if self.passed else
+                f"Checkpoint {self.topic}: {len(self.missing)} of {len(self.items)} checks to fix")
+        return "\n".join([head, *(f"  {item}".replace("\n", "\n  ") for item in self.items)])
+
+    def _repr_pretty_(self, printer: object, cycle: bool) -> None:
+        printer.text(str(self))  # type: ignore[attr-defined]
+
+
+def _checkpoint(topic: str) -> Callable[[Callable[..., Iterator[Item]]], Callable[..., Checkpoint]]:
+    """Collect a generator's items into a Checkpoint; a generator stops at the first item later
+    ones depend on (no key, nothing to verify), so the learner sees one clear next step."""
+
+    def wrap(fn: Callable[..., Iterator[Item]]) -> Callable[..., Checkpoint]:
+        def run(*args: object, **kwargs: object) -> Checkpoint:
+            return Checkpoint(topic, tuple(fn(*args, **kwargs)))
+
+        run.__name__, run.__doc__, run.__qualname__ = fn.__name__, fn.__doc__, fn.__qualname__
+        return run
+
+    return wrap
+
+
+def _client() -> RegistryClient:
+    from labkit.oci.client import RegistryClient
+
+    return RegistryClient(allow_insecure=True)
+
+
+def image_ref(lab: Lab) -> str:
+    """The sample image's tag in the lab registry, as the learner pushes it in notebook 02."""
+    return f"{lab.registry.host}/{workshop.IMAGE_REPOSITORY}:{workshop.IMAGE_TAG}"
+
+
+# --- notebook 00 -------------------------------------------------------------------------------
+
+
+@_checkpoint("lab")
+def lab(lab: Lab) -> Iterator[Item]:
+    """The lab's registry and admission webhook answer."""
+    status = lab.status()
+    for name, health in status["health"].items():
+        text = health if isinstance(health, str) else health.get("status", "")
+        yield Item(text == "ok", f"the lab's {name} answers",
+                   f"it reports {text!r}: restart the lab (`labkit lab down`, then `labkit lab up`); "
+                   f"its log is in {lab.home.logs}")
+
+
+# --- notebook 01 -------------------------------------------------------------------------------
+
+
+@_checkpoint("keys")
+def keys(home: Path | str | None = None) -> Iterator[Item]:
+    """A cosign key pair in the workshop directory: encrypted, 0600, the .pub matching the .key."""
+    from labkit import keys as keylib
+
+    key_path, pub_path = workshop.key(home), workshop.public_key(home)
+    if not key_path.exists():
+        yield Item(False, f"a private key at {key_path}",
+                   "run `labkit generate-key-pair` in the workshop directory (notebook 01, step 1)")
+        return
+    yield Item(True, f"a private key at {key_path}")
+    mode = key_path.stat().st_mode & 0o777
+    yield Item(mode == 0o600, f"{key_path.name} is readable by you alone (mode {mode:04o})",
+               f"chmod 600 {key_path}: cosign writes keys 0600, and so should you")
+    block = keylib.pem_decode_first(key_path.read_bytes())
+    encrypted = block is not None and block.type in (keylib.SIGSTORE_PRIVATE_KEY_PEM_TYPE,
+                                                      keylib.COSIGN_PRIVATE_KEY_PEM_TYPE)
+    yield Item(encrypted, f"{key_path.name} is an encrypted cosign key",
+               "regenerate it with `labkit generate-key-pair --force` (or import a PEM key with "
+               "`labkit import-key-pair --key my.pem`)")
+    if not encrypted:
+        return
+    workshop.use_password(home)
+    try:
+        private = keylib.load_private_key(key_path, keylib.read_password(confirm=False))
+    except LabkitError as exc:
+        yield Item(False, f"the workshop password opens {key_path.name}",
+                   f"{exc.message}; if you set COSIGN_PASSWORD yourself, set it to this key's password")
+        return
+    yield Item(True, f"the workshop password opens {key_path.name}")
+    if not pub_path.exists():
+        yield Item(False, f"a public key at {pub_path}",
+                   f"write it from the private key: `labkit public-key --key {key_path.name} "
+                   f"--outfile {pub_path.name}`")
+        return
+    matches = pub_path.read_text() == keylib.public_key_pem(private)
+    yield Item(matches, f"{pub_path.name} is the public half of {key_path.name}",
+               f"the files are from different pairs: `labkit public-key --key {key_path.name} "
+               f"--outfile {pub_path.name}`")
+
+
+# --- notebook 02 -------------------------------------------------------------------------------
+
+
+@_checkpoint("image")
+def image(lab: Lab) -> Iterator[Item]:
+    """The sample image pushed to the lab registry, multi-arch, with the reproducible digest."""
+    from labkit.errors import NotFoundError, RegistryError
+    from labkit.oci.build import build_image
+    from labkit.oci.model import Platform
+
+    ref = image_ref(lab)
+    with _client() as client:
+        try:
+            fetched = client.get_manifest(ref)
+        except NotFoundError:
+            yield Item(False, f"{ref} is in the lab registry",
+                       f"build and push it: `labkit build {workshop.SAMPLE_APP} -t {ref} "
+                       "--platform linux/amd64,linux/arm64/v8 --push` (notebook 02)")
+            return
+        except RegistryError as exc:
+            yield Item(False, "the lab registry answers", f"{exc.message}; start the lab: `labkit lab up`")
+            return
+    yield Item(True, f"{ref} is in the lab registry")
+    platforms = [str(d.platform) for d in getattr(fetched.parsed(), "manifests", ()) if d.platform]
+    yield Item(len(platforms) >= 2, f"it is a multi-platform index ({', '.join(platforms) or 'one image'})",
+               "rebuild with --platform linux/amd64,linux/arm64/v8 and push again")
+    expected = build_image(workshop.SAMPLE_APP, platforms=[Platform.parse(p) for p in platforms] or None)
+    want = expected.digest
+    yield Item(fetched.digest == want, f"its digest is the reproducible build's ({want[:19]}…)",
+               "the pushed image was not built from the sample app unchanged: rebuild it from "
+               f"{workshop.SAMPLE_APP} and push again")
+
+
+# --- notebooks 03 and 04 -----------------------------------------------------------------------
+
+
+@_checkpoint("signed")
+def signed(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
+    """The sample image signed by digest with the workshop key, and every platform image too."""
+    from labkit import keys as keylib
+    from labkit.errors import RegistryError, VerificationError
+    from labkit.signing.verify import verify_image
+
+    pub = workshop.public_key(home)
+    if not pub.exists():
+        yield Item(False, f"the workshop public key {pub}", "finish notebook 01 first: check.keys() says what is missing")
+        return
+    public_key = keylib.load_public_key(pub)
+    ref = image_ref(lab)
+    with _client() as client:
+        try:
+            index = client.get_manifest(ref)
+        except RegistryError as exc:
+            yield Item(False, f"{ref} is in the lab registry", f"{exc.message}; finish notebook 02 first")
+            return
+        name = ref.rsplit(":", 1)[0]
+        targets = [("the index", index.digest)] + [
+            (f"the {d.platform} image", d.digest) for d in getattr(index.parsed(), "manifests", ()) if d.platform]
+        for what, digest in targets:
+            try:
+                verify_image(f"{name}@{digest}", public_key, client=client)
+            except VerificationError as exc:
+                fix = (f"sign it by digest: `labkit sign --key cosign.key --tlog-upload=false --recursive "
+                       f"{name}@{index.digest}`" if what == "the index" else
+                       "sign with --recursive so each platform image carries a signature too")
+                yield Item(False, f"{what} ({digest[:19]}…) has a signature cosign.pub verifies ({exc.message})", fix)
+                continue
+            yield Item(True, f"{what} ({digest[:19]}…) has a signature cosign.pub verifies")

@@ -1,0 +1,175 @@
+"""What the workshop notebooks share: where the learner's files live, the key password, and
+running a ``labkit`` verb so the cell shows the real tool's command beside it.
+
+    from labkit import workshop
+    workshop.use_password()                     # COSIGN_PASSWORD, never printed
+    workshop.run(f"labkit sign --key {workshop.key()} --tlog-upload=false {ref}")
+
+The learner's keys live in ``$LABKIT_HOME/workshop/`` (0700), never next to the notebooks, so a
+``git add notebooks/`` cannot pick up a private key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import secrets
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from labkit.keys import PASSWORD_ENV
+from labkit.lab.state import LabHome
+
+IMAGE_REPOSITORY = "workshop/hello"  # the repository every notebook pushes the sample image to
+IMAGE_TAG = "v1"
+SAMPLE_APP = Path(__file__).parent / "samples" / "hello-flask"
+PASSWORD_FILE = "password"
+
+# labkit verbs whose flags, output and exit codes are cosign's (or crane's) own.
+_COSIGN_VERBS = {"generate-key-pair", "import-key-pair", "public-key", "sign", "verify",
+                 "sign-blob", "verify-blob", "triangulate", "tree"}
+# labkit's own verbs whose flags match another tool's command.
+_OTHER_TOOLS = {"digest": "crane digest", "build": "docker buildx build"}
+
+
+def workdir(home: Path | str | None = None) -> Path:
+    """``$LABKIT_HOME/workshop``: the learner's keys and files, created 0700 on first use."""
+    path = LabHome.resolve(home).root / "workshop"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def key(home: Path | str | None = None) -> Path:
+    """The learner's cosign private key (``generate-key-pair`` writes it in notebook 01)."""
+    return workdir(home) / "cosign.key"
+
+
+def public_key(home: Path | str | None = None) -> Path:
+    return workdir(home) / "cosign.pub"
+
+
+def copy_sample(home: Path | str | None = None) -> Path:
+    """The sample app, copied into the workshop directory as ``hello-flask/`` for the learner to
+    build (and change). An existing copy is left as the learner made it."""
+    import shutil
+
+    target = workdir(home) / SAMPLE_APP.name
+    if not target.exists():
+        shutil.copytree(SAMPLE_APP, target)
+    return target
+
+
+def use_password(home: Path | str | None = None) -> None:
+    """Set ``COSIGN_PASSWORD`` for this kernel, as cosign reads it, without showing it.
+
+    A Jupyter kernel has no terminal to prompt on, so cosign (and labkit) would read the password
+    from stdin. An explicit ``COSIGN_PASSWORD`` wins; otherwise the workshop makes one random
+    password per lab and keeps it in ``workshop/password`` (0600) so every notebook opens the key.
+    """
+    if PASSWORD_ENV in os.environ:
+        return
+    path = workdir(home) / PASSWORD_FILE
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(18))
+    os.environ[PASSWORD_ENV] = path.read_text().strip()
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """One ``labkit`` run: what was typed, what the real tool would have been, what it printed."""
+
+    argv: tuple[str, ...]
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    @property
+    def equivalent(self) -> str | None:
+        """The same command for the real tool, when labkit's verb is a drop-in for it."""
+        verb, rest = self.argv[0], self.argv[1:]
+        if verb in _COSIGN_VERBS:
+            return shlex.join(["cosign", verb, *rest])
+        if verb in _OTHER_TOOLS:
+            return " ".join([_OTHER_TOOLS[verb], shlex.join(rest)])
+        return None
+
+    def transcript(self) -> str:
+        lines = [f"$ {shlex.join(['labkit', *self.argv])}"]
+        if self.equivalent:
+            lines.append(f"  (real tool: {self.equivalent})")
+        # cosign writes its progress to stderr and results to stdout; a terminal shows both.
+        text = self.stderr + self.stdout
+        lines.extend(text.rstrip("\n").splitlines() if text.strip() else [])
+        if self.exit_code:
+            lines.append(f"[exit code {self.exit_code}]")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.transcript()
+
+    def _ipython_display_(self) -> None:
+        """Nothing: ``run`` already showed the transcript as the command ran (print it to see it again)."""
+
+
+def run(command: str, *, show: bool = True) -> CommandResult:
+    """Run ``labkit VERB …`` in this process and show it as a terminal would.
+
+    The verb runs exactly as on the command line (same parser, output and exit code), so what
+    a cell shows is what the learner will see when they type it, and what cosign prints.
+    """
+    from labkit.cli import main
+
+    argv = shlex.split(command)
+    if not argv or argv[0] != "labkit":
+        raise ValueError(f"workshop.run runs labkit verbs; got {command!r}")
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv[1:])
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code if isinstance(exc.code, int) else 2
+    result = CommandResult(tuple(argv[1:]), code, out.getvalue(), err.getvalue())
+    if show:
+        print(result.transcript())
+    return result
+
+
+def describe_key_file(path: str | Path) -> str:
+    """A cosign private key file's header and structure, without its secret parts."""
+    import base64
+    import json
+
+    from labkit.keys import pem_decode_first
+
+    data = Path(path).read_bytes()
+    mode = Path(path).stat().st_mode & 0o777
+    block = pem_decode_first(data)
+    if block is None:
+        return f"{path}: not a PEM file"
+    lines = [f"{path}  (mode {mode:04o}, {len(data)} bytes)",
+             f"-----BEGIN {block.type}-----   <- the PEM header cosign writes",
+             "  base64 of a JSON envelope:"]
+    try:
+        envelope = json.loads(block.body)
+    except ValueError:
+        lines.append(f"  (not JSON: {len(block.body)} bytes of DER — an unencrypted key, not cosign's format)")
+        return "\n".join(lines)
+    kdf, cipher = envelope.get("kdf", {}), envelope.get("cipher", {})
+    params = kdf.get("params", {})
+    lines += [
+        f"  kdf:    {kdf.get('name')} (N={params.get('N')}, r={params.get('r')}, p={params.get('p')}), "
+        f"salt {len(base64.b64decode(kdf.get('salt', '')))} random bytes",
+        f"  cipher: {cipher.get('name')}, nonce {len(base64.b64decode(cipher.get('nonce', '')))} random bytes",
+        f"  ciphertext: {len(base64.b64decode(envelope.get('ciphertext', '')))} bytes "
+        "(the PKCS#8 private key, sealed with a key derived from your password)",
+        f"-----END {block.type}-----",
+    ]
+    return "\n".join(lines)

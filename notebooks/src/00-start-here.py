@@ -1,0 +1,108 @@
+# %% [markdown]
+# # 00 · Start here: why image trust matters
+#
+# **You will**
+# - see how a tag can be moved under you (the tag-hijack story),
+# - learn the three ideas this workshop builds on: *digests*, *signatures*, *admission control*,
+# - start the lab every later notebook uses.
+#
+# Every step shows the `labkit` call next to the real tool's command (`cosign`, `crane`,
+# `kubectl`) and prints exactly what that tool would print.
+
+# %% [markdown]
+# ## The tag-hijack story
+#
+# Monday: your team deploys `registry.example/shop/web:1.4`. Tuesday: someone with push rights
+# (a leaked CI token, a compromised laptop) pushes a different image **under the same tag**.
+# Wednesday: a node restarts a pod, pulls `:1.4` again, and runs the attacker's code. Nothing in
+# the YAML changed; nobody approved anything.
+#
+# A tag is a *name that can move*. A **digest** (`sha256:…`) is the hash of the image manifest:
+# change one byte of the image and the digest changes. Signing a digest says *"I vouch for exactly
+# these bytes"*; admission control then refuses, at the cluster's front door, any image nobody
+# vouched for.
+#
+# You will play both sides: push, move a tag, sign by digest, and watch Kyverno and the Sigstore
+# policy-controller admit or refuse workloads.
+
+# %% [markdown]
+# ## Start the lab
+#
+# The **embedded** lab (the default) needs no Docker and no internet: an OCI registry and an HTTPS
+# admission webhook run on loopback, and the webhook answers real `AdmissionReview`s the way
+# Kyverno and the policy-controller do. With `LAB_BACKEND=kind` the same calls drive a real kind
+# cluster with Kyverno and the policy-controller installed by Helm. Notebooks do not change.
+
+# %%
+import os
+
+import labkit
+
+lab = labkit.Lab.start(backend=os.environ.get("LAB_BACKEND", "embedded"))
+print("backend: ", lab.backend)
+print("registry:", lab.registry.host, "(push here)")
+print("pods see:", lab.registry.pod_host)
+
+# %% [markdown]
+# `Lab.start()` is idempotent: it returns the running lab if there is one, so every notebook
+# starts with it. The terminal equivalent is `labkit lab up`; `labkit lab status` reports health:
+
+# %%
+from labkit import workshop
+
+workshop.run("labkit lab status")
+
+# %% [markdown]
+# ## Watch a tag move
+#
+# Push two different images under one tag and ask the registry what the tag points to each time.
+# `labkit build` takes `docker buildx build`'s flags but runs no containers: it packs the files
+# the Dockerfile `COPY`s into one layer, reproducibly (it says which steps it skipped).
+# `labkit digest` is `crane digest`: it resolves a reference to the manifest digest.
+
+# %%
+os.chdir(workshop.workdir())      # your files live in $LABKIT_HOME/workshop
+workshop.copy_sample()             # the sample app, as hello-flask/
+demo = f"{lab.registry.host}/workshop/tag-demo:latest"
+first = workshop.run(f"labkit build hello-flask -t {demo} --push")
+moved = workshop.run(f"labkit build hello-flask -t {demo} --platform linux/arm64/v8 --push")
+workshop.run(f"labkit digest {demo}")
+
+# %% [markdown]
+# **What just happened.** Both pushes used the tag `latest`; the second replaced the first. Anyone
+# deploying `tag-demo:latest` now gets the arm64 image, and nothing in their YAML tells them.
+# The first image is still there, reachable by its digest only:
+
+# %%
+first_digest = first.stdout.strip().split("@")[1]
+workshop.run(f"labkit digest {demo.rsplit(':', 1)[0]}@{first_digest}")
+
+# %% [markdown]
+# ## Checkpoint
+#
+# Each notebook ends its main part with a checkpoint: it looks at your real state and says
+# precisely what is missing. This one checks the lab answers.
+
+# %%
+from labkit import check
+
+check.lab(lab)
+
+# %% [markdown]
+# ## Exercise
+#
+# Push the sample under a tag of your own (say `workshop/tag-demo:mine`) and print its digest.
+# Is it the same as `first_digest`? Why?
+
+# %% solution
+mine = workshop.run(f"labkit build hello-flask -t {lab.registry.host}/workshop/tag-demo:mine --push")
+print("same digest as the first push:", mine.stdout.strip().endswith(first_digest))
+# Same bytes, same digest: the build is reproducible, and a digest names content, not a place.
+
+# %% [markdown]
+# ## Key points
+# - A tag is a movable name; a digest names exact bytes.
+# - Sign digests, deploy digests, and let admission control refuse what nobody signed.
+# - The lab runs on loopback (embedded) or on kind; notebooks talk to one `Lab` interface.
+#
+# Next: **01 · keys**.

@@ -1,0 +1,84 @@
+"""Every workshop notebook, re-run on the embedded lab and diffed against its committed outputs.
+
+The notebooks share one fresh ``LABKIT_HOME`` and run in order (01 makes the key 03 signs
+with), as a learner works through them. Only values that must vary are masked (MASKS); image
+digests are not, because builds are reproducible. ``LABKIT_NOTEBOOKS_REGEN=1`` (``make
+notebooks``) writes the new outputs back instead of comparing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pytest_notebook", reason="pytest-notebook is in the test extra: pip install -e '.[test,lab]'")
+pytest.importorskip("ipykernel", reason="running notebooks needs ipykernel (the lab extra)")
+from pytest_notebook.nb_regression import NBRegressionFixture  # noqa: E402
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("[0-9][0-9]-*.ipynb"))
+REGEN = os.environ.get("LABKIT_NOTEBOOKS_REGEN") == "1"
+
+OUTPUTS = "/cells/*/outputs"
+# (what varies, pattern, replacement): applied to committed and new outputs alike before diffing.
+MASKS = (
+    ("loopback ports", r"(127\.0\.0\.1|localhost):\d{2,5}", r"\1:PORT"),
+    ("lab home", r"(/[\w.+-]+)+/(?=workshop\b|lab\.json|registry/|policies/|logs/)", "$LABKIT_HOME/"),
+    ("lab home in `lab status`", r"(?m)^(home:\s+)\S+", r"\1$LABKIT_HOME"),
+    ("ECDSA signatures (base64 DER)", r"ME[QUY]CI[A-Za-z0-9+/]{60,}={0,2}", "<signature>"),
+    ("public key bodies", r"(-----BEGIN PUBLIC KEY-----\n)[A-Za-z0-9+/=\n]+?(?=-----END)", r"\1<public key>\n"),
+    ("timestamps", r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?", "<timestamp>"),
+    ("signature manifests (random signatures give new digests)", r"sha256:[0-9a-f]{64}(?=\s*\(signatures\))",
+     "sha256:<signature manifest>"),
+    ("memory addresses", r" at 0x[0-9a-f]+", " at 0x…"),
+)
+IGNORED = (
+    "/cells/*/outputs/*/execution_count",
+    "/cells/*/execution_count",
+    "/cells/*/metadata",
+    "/metadata/language_info",
+    "/metadata/widgets",
+    "/cells/*/outputs/*/data/application/vnd.jupyter.widget-view+json",
+    "/cells/*/outputs/*/data/image/png",  # charts: their data is checked in text next to them
+)
+
+
+@pytest.fixture(scope="module")
+def lab_home(tmp_path_factory: pytest.TempPathFactory):
+    home = tmp_path_factory.mktemp("labkit-home")
+    yield home
+    subprocess.run([sys.executable, "-m", "labkit", "lab", "down"], env={**os.environ, "LABKIT_HOME": str(home)},
+                   capture_output=True, timeout=60)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[n.stem for n in NOTEBOOKS])
+def test_notebook(notebook: Path, lab_home: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("COSIGN_PASSWORD", "COSIGN_REPOSITORY")}
+    env.update(LABKIT_HOME=str(lab_home), LAB_BACKEND="embedded", PYTHONWARNINGS="ignore")
+    fixture = NBRegressionFixture(
+        exec_timeout=300,
+        exec_env=env,
+        diff_ignore=IGNORED,
+        diff_replace=tuple((OUTPUTS, pattern, repl) for _, pattern, repl in MASKS),
+        diff_color_words=False,
+        diff_use_color=False,
+        force_regen=REGEN,
+    )
+    # Regenerating, the fixture reports the difference it wrote back; only execution errors count.
+    result = fixture.check(str(notebook), raise_errors=not REGEN)
+    if REGEN and result.nb_final is not None:
+        errors = [o for c in result.nb_final.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors, f"{notebook.name}: a cell raised {errors[0]['ename']}: {errors[0]['evalue']}"
+
+
+def test_masks_are_narrow() -> None:
+    """A mask must not swallow what the notebooks teach: digests, tags, exit codes."""
+    digest = "sha256:" + "ab" * 32
+    for _, pattern, _repl in MASKS:
+        assert not re.search(pattern, digest), pattern
+        assert not re.search(pattern, "127.0.0.1/workshop/hello:v1"), pattern
+        assert not re.search(pattern, "[exit code 10]"), pattern
