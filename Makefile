@@ -36,9 +36,12 @@ test-notebooks: $(STAMP)
 	@$(PY) -m pytest tests/notebooks $(PYTEST_ARGS)
 
 # Authors: rebuild notebooks/*.ipynb from notebooks/src/*.py, execute them, store outputs.
+# NB=03,04 rebuilds only those (the rest still run: later notebooks need their state).
+NB ?= 1
 notebooks: $(STAMP)
-	@for src in notebooks/src/*.py; do $(PY) tools/notebook_from_py.py $$src notebooks/$$(basename $$src .py).ipynb; done
-	@LABKIT_NOTEBOOKS_REGEN=1 $(PY) -m pytest tests/notebooks -q $(PYTEST_ARGS)
+	@for src in notebooks/src/*.py; do n=$$(basename $$src .py); \
+	  case ",$(NB)," in *",1,"*|*",$${n%%-*},"*) $(PY) tools/notebook_from_py.py $$src notebooks/$$n.ipynb;; esac; done
+	@LABKIT_NOTEBOOKS_REGEN=$(NB) $(PY) -m pytest tests/notebooks -q $(PYTEST_ARGS)
 
 # Benchmarks beside the reference tools (bench/README.md); writes bench/results.json.
 bench: $(STAMP) tools system-deps

@@ -21,7 +21,11 @@ pytest.importorskip("ipykernel", reason="running notebooks needs ipykernel (the 
 from pytest_notebook.nb_regression import NBRegressionFixture  # noqa: E402
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("[0-9][0-9]-*.ipynb"))
-REGEN = os.environ.get("LABKIT_NOTEBOOKS_REGEN") == "1"
+_REGEN = os.environ.get("LABKIT_NOTEBOOKS_REGEN", "")
+
+
+def regenerates(notebook: Path) -> bool:
+    return _REGEN == "1" or notebook.name[:2] in _REGEN.split(",")
 
 OUTPUTS = "/cells/*/outputs"
 # (what varies, pattern, replacement): applied to committed and new outputs alike before diffing.
@@ -59,6 +63,7 @@ def lab_home(tmp_path_factory: pytest.TempPathFactory):
 def test_notebook(notebook: Path, lab_home: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("COSIGN_PASSWORD", "COSIGN_REPOSITORY")}
     env.update(LABKIT_HOME=str(lab_home), LAB_BACKEND="embedded", PYTHONWARNINGS="ignore")
+    regen = regenerates(notebook)
     fixture = NBRegressionFixture(
         exec_timeout=300,
         exec_env=env,
@@ -66,11 +71,11 @@ def test_notebook(notebook: Path, lab_home: Path) -> None:
         diff_replace=tuple((OUTPUTS, pattern, repl) for _, pattern, repl in MASKS),
         diff_color_words=False,
         diff_use_color=False,
-        force_regen=REGEN,
+        force_regen=regen,
     )
     # Regenerating, the fixture reports the difference it wrote back; only execution errors count.
-    result = fixture.check(str(notebook), raise_errors=not REGEN)
-    if REGEN and result.nb_final is not None:
+    result = fixture.check(str(notebook), raise_errors=not regen)
+    if regen and result.nb_final is not None:
         errors = [o for c in result.nb_final.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
         assert not errors, f"{notebook.name}: a cell raised {errors[0]['ename']}: {errors[0]['evalue']}"
 
@@ -82,3 +87,24 @@ def test_masks_are_narrow() -> None:
         assert not re.search(pattern, digest), pattern
         assert not re.search(pattern, "127.0.0.1/workshop/hello:v1"), pattern
         assert not re.search(pattern, "[exit code 10]"), pattern
+
+
+def _drafts() -> list[Path]:
+    return sorted((NOTEBOOKS[0].parent / "src").glob("*.py")) if NOTEBOOKS else []
+
+
+@pytest.mark.parametrize("draft", _drafts(), ids=lambda p: p.stem)
+def test_notebook_matches_its_draft(draft: Path) -> None:
+    """notebooks/src/NN-*.py is what authors edit; the committed notebook must be built from it."""
+    import importlib.util
+
+    import nbformat
+
+    spec = importlib.util.spec_from_file_location("notebook_from_py", draft.parents[2] / "tools" / "notebook_from_py.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    notebook = draft.parents[1] / f"{draft.stem}.ipynb"
+    assert notebook.exists(), f"{notebook.name} is missing: run `make notebooks NB={draft.stem[:2]}`"
+    committed = [(c.cell_type, c.source) for c in nbformat.read(notebook, as_version=4).cells]
+    drafted = [(c.cell_type, c.source) for c in module.cells_from(draft.read_text())]
+    assert committed == drafted, f"{notebook.name} is stale: run `make notebooks NB={draft.stem[:2]}`"
