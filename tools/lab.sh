@@ -1,24 +1,23 @@
 #!/usr/bin/env bash
-# `make lab`: the embedded lab's registry on loopback, then JupyterLab on the notebooks.
-# Everything stops on Ctrl-C. State lives under LABKIT_HOME (default ~/.labkit).
+# `make lab`: start the lab (`labkit lab up`), then JupyterLab on notebook 00.
+# LAB_BACKEND=kind selects the kind cluster; LABKIT_HOME the lab's directory (default ~/.labkit).
+# Ctrl-C stops JupyterLab and the lab; images and keys stay in LABKIT_HOME for next time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=.venv
 export LABKIT_HOME="${LABKIT_HOME:-$HOME/.labkit}"
-PORT="${LABKIT_REGISTRY_PORT:-5001}"
-mkdir -p "$LABKIT_HOME" notebooks
+export LAB_BACKEND="${LAB_BACKEND:-embedded}"
+PORT="${LAB_JUPYTER_PORT:-8888}"
 
-"$VENV/bin/labkit" registry serve --port "$PORT" --root "$LABKIT_HOME/registry" &
-registry=$!
-trap 'kill "$registry" 2>/dev/null; wait "$registry" 2>/dev/null || true' EXIT INT TERM
+if [ "$LAB_BACKEND" = kind ] && ! "$VENV/bin/python" -c 'import sh' 2>/dev/null; then
+  "$VENV/bin/pip" install --quiet -e '.[kind]'  # the kind backend drives docker, kind, helm and kubectl
+fi
+"$VENV/bin/labkit" lab up --backend "$LAB_BACKEND"
+trap '"$VENV/bin/labkit" lab down >/dev/null 2>&1 && echo "lab: stopped (keys and images stay in $LABKIT_HOME)"' EXIT
+trap 'exit 0' INT TERM  # Ctrl-C is how the lab is meant to end
 
-for _ in $(seq 50); do
-  "$VENV/bin/python" -c "import httpx,sys; httpx.get('http://127.0.0.1:$PORT/v2/', timeout=0.2)" 2>/dev/null && break
-  kill -0 "$registry" 2>/dev/null || { echo "lab: the registry did not start (is port $PORT taken? set LABKIT_REGISTRY_PORT)" >&2; exit 1; }
-  sleep 0.1
-done
-echo "lab: registry at 127.0.0.1:$PORT (push images as 127.0.0.1:$PORT/workshop/NAME:TAG)"
-echo "lab: opening JupyterLab; Ctrl-C stops the lab"
+echo "lab: JupyterLab opens on notebook 00; the URL with its token follows. Ctrl-C stops everything."
 root_flag=(); [ "$(id -u)" -eq 0 ] && root_flag=(--allow-root)  # containers and CI often run as root
-"$VENV/bin/jupyter" lab --no-browser --ip 127.0.0.1 --notebook-dir notebooks "${root_flag[@]}"
+"$VENV/bin/jupyter" lab --no-browser --ip 127.0.0.1 --port "$PORT" --ServerApp.root_dir=notebooks \
+  --LabApp.default_url=/lab/tree/00-start-here.ipynb "${root_flag[@]}"
