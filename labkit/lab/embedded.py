@@ -9,7 +9,6 @@ AdmissionReviews to the webhook, mutating then validating, as kube-apiserver ord
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import ssl
 import subprocess
@@ -26,11 +25,9 @@ from labkit.errors import LabError
 from labkit.lab.apiserver import ApiServer, ObjectStore, store_object
 from labkit.lab.base import WORKLOAD_KINDS, AdmissionResult, Lab, PrivateRegistry, RegistryInfo, load_documents
 from labkit.lab.signatures import delete_signatures
-from labkit.lab.state import LabHome, LabState, Service, clear, free_port, process_start_time
+from labkit.lab.state import PRIVATE_USER, LabHome, LabState, Service, clear, free_port, process_start_time
 
 _PORT_ATTEMPTS = 3
-PRIVATE_USER = "labkit"
-PRIVATE_AUTH_FILE = "private-registry.password"  # 0600, read by lab.private_registry
 
 
 class EmbeddedLab(Lab):
@@ -65,12 +62,11 @@ class EmbeddedLab(Lab):
             services["registry"] = _spawn(home, "registry", env, timeout, lambda port: [
                 "registry", "serve", "--port", str(port), "--root", str(home.registry)],
                 lambda port: _registry_healthy(port))
-            password = secrets.token_urlsafe(18)
+            password = home.new_private_password()
             services["private-registry"] = _spawn(home, "private-registry", env, timeout, lambda port: [
                 "registry", "serve", "--port", str(port), "--root", str(home.root / "private-registry"),
                 "--username", PRIVATE_USER, "--password-stdin"], lambda port: _registry_healthy(port, auth=True),
                 stdin=password + "\n")
-            _write_private(home.root / PRIVATE_AUTH_FILE, password)
             services["webhook"] = _spawn(home, "webhook", env, timeout, lambda port: [
                 "admission", "serve", "--port", str(port), "--policies", str(home.policies),
                 "--state", str(home.state)], lambda port: _webhook_healthy(port, ca))
@@ -105,8 +101,7 @@ class EmbeddedLab(Lab):
     @property
     def private_registry(self) -> PrivateRegistry:
         host = f"127.0.0.1:{self.state.services['private-registry'].port}"
-        password = (self.home.root / PRIVATE_AUTH_FILE).read_text().strip()
-        return PrivateRegistry(host=host, pod_host=host, username=PRIVATE_USER, password=password)
+        return PrivateRegistry(host=host, pod_host=host, username=PRIVATE_USER, password=self.home.private_password())
 
     @property
     def webhook_url(self) -> str:
@@ -179,12 +174,6 @@ def _spawn(home: LabHome, name: str, env: Mapping[str, str], timeout: float,
             raise LabError(f"the lab {name} exited at start (status {proc.returncode}): "
                            f"{_tail(log_path).decode(errors='replace').strip()}", hint=f"full log: {log_path}")
     raise LabError(f"no free port for the lab {name} after {_PORT_ATTEMPTS} tries", hint=f"see {log_path}")
-
-
-def _write_private(path: Path, password: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(password + "\n")
 
 
 def _tail(path: Path, size: int = 1500) -> bytes:

@@ -11,6 +11,12 @@ aliased ``registry.local`` on the ``kind`` network, so containerd on the nodes (
 registry. policy-controller's go-containerregistry falls back to plain HTTP for ``*.local``;
 Kyverno's rules on the lab registry get ``imageRegistryCredentials.allowInsecureRegistry``.
 
+The private registry (the credentials exercise) is a second ``registry:3.0.0`` with htpasswd
+basic auth, wired the same way: ``localhost:5002`` from the host, ``registry-private.local:5000``
+from nodes and pods. Its password is made per lab and kept 0600 in ``LABKIT_HOME``; pods and
+policies get it only through the dockerconfigjson Secret learners create from
+``lab.private_registry.pull_secret()``.
+
 Workloads are created with ``kubectl create``, so messages are kubectl's own.
 """
 
@@ -29,9 +35,9 @@ import yaml
 
 from labkit.errors import LabError
 from labkit.lab.apiserver import POLICY_GROUPS, kind_slash_name
-from labkit.lab.base import WORKLOAD_KINDS, AdmissionResult, Lab, RegistryInfo, load_documents
+from labkit.lab.base import WORKLOAD_KINDS, AdmissionResult, Lab, PrivateRegistry, RegistryInfo, load_documents
 from labkit.lab.signatures import delete_signatures
-from labkit.lab.state import LabHome, LabState, clear
+from labkit.lab.state import PRIVATE_USER, LabHome, LabState, clear
 from labkit.policy.images import Engine, extract_images
 
 KIND_VERSION = "v0.32.0"
@@ -39,6 +45,11 @@ NODE_IMAGE = "kindest/node:v1.36.1@sha256:3489c7674813ba5d8b1a9977baea8a6e553784
 REGISTRY_IMAGE = "registry:3.0.0"
 REGISTRY_NAME, REGISTRY_ALIAS = "kind-registry", "registry.local"
 PUSH_HOST, POD_HOST = "localhost:5001", "registry.local:5000"
+PRIVATE_NAME, PRIVATE_ALIAS = "kind-registry-private", "registry-private.local"
+PRIVATE_PUSH_HOST, PRIVATE_POD_HOST = "localhost:5002", "registry-private.local:5000"
+# container → (its host port, the names nodes and pods use for it)
+REGISTRIES = {REGISTRY_NAME: (5001, REGISTRY_ALIAS, (PUSH_HOST, POD_HOST)),
+              PRIVATE_NAME: (5002, PRIVATE_ALIAS, (PRIVATE_PUSH_HOST, PRIVATE_POD_HOST))}
 CLUSTER = "labkit"
 KYVERNO_CHART = ("kyverno", "https://kyverno.github.io/kyverno/", "kyverno/kyverno", "3.9.1", "kyverno")
 POLICY_CONTROLLER_CHART = ("sigstore", "https://sigstore.github.io/helm-charts", "sigstore/policy-controller",
@@ -103,7 +114,12 @@ class KindLab(Lab):
         kubeconfig = home.kind / "kubeconfig"
         created: list[str] = []
         try:
-            _ensure_registry(sh, created)
+            _ensure_registry(sh, REGISTRY_NAME, [], created)
+            sh.docker("rm", "-f", PRIVATE_NAME, _ok_code=[0, 1])  # its htpasswd is this lab's: start it afresh
+            htpasswd = _write_htpasswd(home.kind / "htpasswd", home.new_private_password())
+            _ensure_registry(sh, PRIVATE_NAME, ["-v", f"{htpasswd}:/auth/htpasswd:ro",
+                                                "-e", "REGISTRY_AUTH=htpasswd", "-e", "REGISTRY_AUTH_HTPASSWD_REALM=labkit",
+                                                "-e", "REGISTRY_AUTH_HTPASSWD_PATH=/auth/htpasswd"], created)
             _create_cluster(sh, kubeconfig, home.kind, timeout, created)
             _wire_registry(sh)
             state = LabState(cls.backend, info={"cluster": CLUSTER, "kubeconfig": str(kubeconfig)})
@@ -131,12 +147,17 @@ class KindLab(Lab):
     def stop(self) -> None:
         import sh
 
-        _teardown(sh, [f"cluster:{CLUSTER}", f"container:{REGISTRY_NAME}"])
+        _teardown(sh, [f"cluster:{CLUSTER}", *(f"container:{name}" for name in REGISTRIES)])
         clear(self.home)
 
     @property
     def registry(self) -> RegistryInfo:
         return RegistryInfo(host=PUSH_HOST, pod_host=POD_HOST)
+
+    @property
+    def private_registry(self) -> PrivateRegistry:
+        return PrivateRegistry(host=PRIVATE_PUSH_HOST, pod_host=PRIVATE_POD_HOST, username=PRIVATE_USER,
+                               password=self.home.private_password())
 
     # --- objects ---------------------------------------------------------------------------
 
@@ -227,6 +248,7 @@ class KindLab(Lab):
                       "--ignore-not-found")
         self._kubectl("delete", "secrets", "-n", "default", "--field-selector", "type=kubernetes.io/dockerconfigjson")
         delete_signatures(PUSH_HOST)
+        delete_signatures(PRIVATE_PUSH_HOST, self.private_registry.credentials())
 
     # --- set-up steps ----------------------------------------------------------------------
 
@@ -263,28 +285,40 @@ class KindLab(Lab):
 
 
 def _allow_lab_registry(doc: dict[str, Any]) -> dict[str, Any]:
-    """Kyverno verifies from a pod over HTTPS unless told the lab registry is plain HTTP."""
+    """Kyverno verifies from a pod over HTTPS unless told the lab registries are plain HTTP."""
     doc = json.loads(json.dumps(doc))
     spec = doc.get("spec") or {}
+    pod_hosts = (POD_HOST, PRIVATE_POD_HOST)
     if doc.get("kind") == "ImageValidatingPolicy":
-        if any(POD_HOST in str(g) for g in spec.get("matchImageReferences") or []):
+        if any(host in str(g) for g in spec.get("matchImageReferences") or [] for host in pod_hosts):
             spec.setdefault("credentials", {})["allowInsecureRegistry"] = True
         return doc
     for rule in spec.get("rules") or []:
         for verify in rule.get("verifyImages") or []:
-            if any(str(ref).startswith(POD_HOST) for ref in verify.get("imageReferences") or []):
+            if any(str(ref).startswith(pod_hosts) for ref in verify.get("imageReferences") or []):
                 verify.setdefault("imageRegistryCredentials", {})["allowInsecureRegistry"] = True
     return doc
 
 
-def _ensure_registry(sh: Any, created: list[str]) -> None:
-    running = str(sh.docker("inspect", "-f", "{{.State.Running}}", REGISTRY_NAME, _ok_code=[0, 1])).strip()
+def _ensure_registry(sh: Any, name: str, extra: list[str], created: list[str]) -> None:
+    port = REGISTRIES[name][0]
+    running = str(sh.docker("inspect", "-f", "{{.State.Running}}", name, _ok_code=[0, 1])).strip()
     if running == "false":
-        sh.docker("start", REGISTRY_NAME)
+        sh.docker("start", name)
     elif running != "true":
-        sh.docker("run", "-d", "--restart=always", "-p", "127.0.0.1:5001:5000", "--network", "bridge",
-                  "-e", "REGISTRY_STORAGE_DELETE_ENABLED=true", "--name", REGISTRY_NAME, REGISTRY_IMAGE)
-        created.append(f"container:{REGISTRY_NAME}")
+        sh.docker("run", "-d", "--restart=always", "-p", f"127.0.0.1:{port}:5000", "--network", "bridge",
+                  "-e", "REGISTRY_STORAGE_DELETE_ENABLED=true", *extra, "--name", name, REGISTRY_IMAGE)
+        created.append(f"container:{name}")
+
+
+def _write_htpasswd(path: Path, password: str) -> Path:
+    """distribution's htpasswd file: bcrypt only (it refuses other hash types)."""
+    import bcrypt
+
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()
+    path.write_text(f"{PRIVATE_USER}:{hashed}\n")
+    path.chmod(0o644)  # read by the registry process inside its container
+    return path
 
 
 def _create_cluster(sh: Any, kubeconfig: Path, workdir: Path, timeout: float, created: list[str]) -> None:
@@ -297,22 +331,28 @@ def _create_cluster(sh: Any, kubeconfig: Path, workdir: Path, timeout: float, cr
 
 
 def _wire_registry(sh: Any) -> None:
-    """hosts.toml on every node for both names, and the registry on the kind network."""
-    hosts = f'[host."http://{REGISTRY_NAME}:5000"]\n'
-    for node in str(sh.kind("get", "nodes", "--name", CLUSTER)).split():
-        for name in (PUSH_HOST, POD_HOST):
-            directory = f"/etc/containerd/certs.d/{name}"
-            sh.docker("exec", node, "mkdir", "-p", directory)
-            sh.docker("exec", "-i", node, "cp", "/dev/stdin", f"{directory}/hosts.toml", _in=hosts)
-    networks = str(sh.docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", REGISTRY_NAME))
-    if '"kind"' not in networks:
-        sh.docker("network", "connect", "--alias", REGISTRY_ALIAS, "kind", REGISTRY_NAME)
+    """hosts.toml on every node for both names of each registry, and the registries on the kind network."""
+    nodes = str(sh.kind("get", "nodes", "--name", CLUSTER)).split()
+    for container, (_port, alias, names) in REGISTRIES.items():
+        hosts = f'[host."http://{container}:5000"]\n'
+        for node in nodes:
+            for name in names:
+                directory = f"/etc/containerd/certs.d/{name}"
+                sh.docker("exec", node, "mkdir", "-p", directory)
+                sh.docker("exec", "-i", node, "cp", "/dev/stdin", f"{directory}/hosts.toml", _in=hosts)
+        networks = str(sh.docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", container))
+        if '"kind"' not in networks:
+            sh.docker("network", "connect", "--alias", alias, "kind", container)
+        _wait_resolves(sh, container, alias)
+
+
+def _wait_resolves(sh: Any, container: str, alias: str) -> None:
     for _ in range(60):  # Docker's DNS answers for the alias once the connection is made
-        if sh.docker("exec", f"{CLUSTER}-control-plane", "getent", "hosts", REGISTRY_ALIAS, _ok_code=[0, 2]).strip():
+        if sh.docker("exec", f"{CLUSTER}-control-plane", "getent", "hosts", alias, _ok_code=[0, 2]).strip():
             return
         time.sleep(1)
-    raise LabError(f"{REGISTRY_ALIAS} does not resolve on the kind network",
-                   hint=f"check `docker network inspect kind` lists {REGISTRY_NAME} with alias {REGISTRY_ALIAS}")
+    raise LabError(f"{alias} does not resolve on the kind network",
+                   hint=f"check `docker network inspect kind` lists {container} with alias {alias}")
 
 
 def _teardown(sh: Any, created: list[str]) -> None:

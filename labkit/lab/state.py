@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from pathlib import Path
 from labkit.errors import LabError
 
 STATE_FILE = "lab.json"
+PRIVATE_USER = "labkit"  # the private registry's user, on both backends
 
 
 def default_home() -> Path:
@@ -69,6 +71,26 @@ class LabHome:
     @property
     def kind(self) -> Path:
         return self.root / "kind"
+
+    @property
+    def private_password_file(self) -> Path:
+        return self.root / "private-registry.password"
+
+    def new_private_password(self) -> str:
+        """A fresh password for the private registry, kept 0600 so ``lab.private_registry`` can
+        hand it to learners' pushes and pull Secrets without it ever being printed."""
+        password = secrets.token_urlsafe(18)
+        fd = os.open(self.private_password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(password + "\n")
+        return password
+
+    def private_password(self) -> str:
+        try:
+            return self.private_password_file.read_text().strip()
+        except FileNotFoundError:
+            raise LabError(f"the private registry's password is missing ({self.private_password_file})",
+                           hint="restart the lab: `labkit lab down`, then `labkit lab up`") from None
 
     def create(self) -> None:
         for d in (self.root, self.policies, self.state, self.logs):

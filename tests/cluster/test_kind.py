@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -47,6 +48,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, dict[st
 def test_scenario(lab: tuple[Lab, dict[str, str]], case: scenario.Case) -> None:
     the_lab, subs = lab
     scenario.check(the_lab.create(scenario.pod(case, subs)), case, subs)
+
+
+def test_private_registry_needs_the_pull_secret(lab: tuple[Lab, dict[str, str]], tmp_path: Path) -> None:
+    scenario.private_registry_round_trip(lab[0], tmp_path)
 
 
 def test_status_reports_both_controllers(lab: tuple[Lab, dict[str, str]]) -> None:

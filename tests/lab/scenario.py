@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from labkit import keys
+from labkit.errors import AuthenticationError
 from labkit.lab import AdmissionResult, Lab
 from labkit.oci.client import RegistryClient
 from labkit.oci.model import OCI_CONFIG, OCI_LAYER, Descriptor, Image, Manifest, sha256_digest
@@ -98,3 +100,33 @@ def check(result: AdmissionResult, case: Case, subs: dict[str, str]) -> None:
     assert re.fullmatch(fill(case.message, subs, escape=True), result.message, re.DOTALL), result.message
     if case.mutated_image is not None:
         assert result.images == (fill(case.mutated_image, subs),)
+
+
+def private_registry_round_trip(the_lab: Lab, tmp_path: Path) -> None:
+    """The private registry refuses anonymous pulls; a Kyverno rule naming the pull Secret
+    verifies once learners create it from ``lab.private_registry.pull_secret()``."""
+    private = the_lab.private_registry
+    assert private.password not in repr(private)
+    with RegistryClient() as anonymous, pytest.raises(AuthenticationError):
+        anonymous.list_tags(f"{private.host}/app")
+    keys.generate_key_pair(tmp_path / "p", b"")
+    pem = (tmp_path / "p.pub").read_text().strip()
+    with RegistryClient(credentials=private.credentials()) as owner:
+        digest = owner.push_image(f"{private.host}/private/app:v1", _image(b"private\n"))
+        sign_image(f"{private.host}/private/app@{digest}", keys.load_private_key(tmp_path / "p.key", b""), client=owner)
+    policy = {"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy", "metadata": {"name": "private"},
+              "spec": {"rules": [{"name": "private", "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+                                  "verifyImages": [{"imageReferences": [f"{private.pod_host}/private/*"],
+                                                    "imageRegistryCredentials": {"secrets": ["default/regcred"]},
+                                                    "failureAction": "Enforce",
+                                                    "attestors": [{"entries": [{"keys": {"publicKeys": pem}}]}]}]}]}}
+    the_lab.apply(policy)
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "private-app"},
+           "spec": {"containers": [{"name": "c", "image": f"{private.pod_host}/private/app:v1"}]}}
+    without = the_lab.create(pod)
+    assert not without.admitted and without.denied_by == "mutate.kyverno.svc-fail", without.message
+    [stored] = the_lab.apply(private.pull_secret("regcred", "default"))
+    assert stored.message == "secret/regcred created"
+    admitted = the_lab.create(pod)
+    assert admitted.admitted, admitted.message
+    assert admitted.images == (f"{private.pod_host}/private/app:v1@{digest}",)

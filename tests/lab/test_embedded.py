@@ -16,11 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labkit import keys
-from labkit.errors import AuthenticationError, LabError
+from labkit.errors import LabError
 from labkit.lab import Lab
 from labkit.oci.client import RegistryClient
-from labkit.signing.sign import sign_image
 from tests.lab import scenario
 
 
@@ -112,29 +110,5 @@ def test_reset_removes_policies_namespaces_and_signatures(tmp_path: Path) -> Non
 
 def test_private_registry_needs_the_pull_secret(lab: tuple[Lab, dict[str, str]], tmp_path: Path) -> None:
     the_lab = lab[0]
-    private = the_lab.private_registry
-    assert private.password not in repr(private)
-    with RegistryClient() as anonymous, pytest.raises(AuthenticationError):
-        anonymous.list_tags(f"{private.host}/app")
-    keys.generate_key_pair(tmp_path / "p", b"")
-    pem = (tmp_path / "p.pub").read_text().strip()
-    with RegistryClient(credentials=private.credentials()) as owner:
-        digest = owner.push_image(f"{private.host}/private/app:v1", scenario._image(b"private\n"))
-        sign_image(f"{private.host}/private/app@{digest}", keys.load_private_key(tmp_path / "p.key", b""), client=owner)
-    policy = {"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy", "metadata": {"name": "private"},
-              "spec": {"rules": [{"name": "private", "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
-                                  "verifyImages": [{"imageReferences": [f"{private.pod_host}/private/*"],
-                                                    "imageRegistryCredentials": {"secrets": ["default/regcred"]},
-                                                    "failureAction": "Enforce",
-                                                    "attestors": [{"entries": [{"keys": {"publicKeys": pem}}]}]}]}]}}
-    the_lab.apply(policy)
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "private-app"},
-           "spec": {"containers": [{"name": "c", "image": f"{private.pod_host}/private/app:v1"}]}}
-    without = the_lab.create(pod)
-    assert not without.admitted and without.denied_by == "mutate.kyverno.svc-fail", without.message
-    [stored] = the_lab.apply(private.pull_secret("regcred", "default"))
-    assert stored.message == "secret/regcred created"
-    admitted = the_lab.create(pod)
-    assert admitted.admitted, admitted.message
-    assert admitted.images == (f"{private.pod_host}/private/app:v1@{digest}",)
-    assert private.password not in (the_lab.home.logs / "private-registry.log").read_text()
+    scenario.private_registry_round_trip(the_lab, tmp_path)
+    assert the_lab.private_registry.password not in (the_lab.home.logs / "private-registry.log").read_text()

@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import httpx
 import pytest
 
 from labkit.errors import LabError
 from labkit.lab import Lab
-from labkit.lab.kind import POD_HOST, _allow_lab_registry
+from labkit.lab.kind import POD_HOST, PRIVATE_POD_HOST, _allow_lab_registry, _write_htpasswd
+from labkit.lab.state import PRIVATE_USER
+from tests.peers import PeerMissing, run_distribution
 
 
 def _tool(directory: Path, name: str, status: int) -> None:
@@ -56,3 +59,27 @@ def test_kyverno_rules_on_the_lab_registry_allow_http() -> None:
     ivp = {"apiVersion": "policies.kyverno.io/v1beta1", "kind": "ImageValidatingPolicy", "metadata": {"name": "i"},
            "spec": {"matchImageReferences": [{"glob": f"{POD_HOST}/*"}]}}
     assert _allow_lab_registry(ivp)["spec"]["credentials"] == {"allowInsecureRegistry": True}
+
+
+def test_private_registry_rules_allow_http_and_keep_their_secrets() -> None:
+    policy = {"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy", "metadata": {"name": "p"},
+              "spec": {"rules": [{"name": "private", "verifyImages": [{
+                  "imageReferences": [f"{PRIVATE_POD_HOST}/private/*"],
+                  "imageRegistryCredentials": {"secrets": ["default/regcred"]}}]}]}}
+    rule = _allow_lab_registry(policy)["spec"]["rules"][0]["verifyImages"][0]
+    assert rule["imageRegistryCredentials"] == {"secrets": ["default/regcred"], "allowInsecureRegistry": True}
+
+
+def test_private_registry_htpasswd_is_accepted_by_distribution(tmp_path: Path) -> None:
+    """The kind lab's private registry is distribution with this htpasswd file; Debian's
+    distribution build reads it the same way (it accepts bcrypt entries only)."""
+    htpasswd = _write_htpasswd(tmp_path / "htpasswd", "s3cret-pass")
+    auth = f"auth: {{htpasswd: {{realm: labkit, path: {htpasswd}}}}}\n"
+    try:
+        with run_distribution(tmp_path / "registry", extra_config=auth) as registry:
+            url = f"http://{registry.host}/v2/"
+            assert httpx.get(url).status_code == 401
+            assert httpx.get(url, auth=(PRIVATE_USER, "wrong")).status_code == 401
+            assert httpx.get(url, auth=(PRIVATE_USER, "s3cret-pass")).status_code == 200
+    except PeerMissing as exc:
+        pytest.skip(str(exc))
