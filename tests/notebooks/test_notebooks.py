@@ -59,13 +59,26 @@ def lab_home(tmp_path_factory: pytest.TempPathFactory):
                    capture_output=True, timeout=60)
 
 
+def problems(nb) -> list[str]:
+    """Cells that raised, and checkpoints that did not pass: a notebook must end all green."""
+    found = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                found.append(f"a cell raised {out['ename']}: {out['evalue']}")
+            text = out.get("text") or out.get("data", {}).get("text/plain", "")
+            found += [line for line in text.splitlines() if line.startswith("Checkpoint ") and "checks to fix" in line]
+    return found
+
+
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[n.stem for n in NOTEBOOKS])
 def test_notebook(notebook: Path, lab_home: Path) -> None:
+    backend = os.environ.get("LAB_BACKEND", "embedded")
     env = {k: v for k, v in os.environ.items() if k not in ("COSIGN_PASSWORD", "COSIGN_REPOSITORY")}
-    env.update(LABKIT_HOME=str(lab_home), LAB_BACKEND="embedded", PYTHONWARNINGS="ignore")
-    regen = regenerates(notebook)
+    env.update(LABKIT_HOME=str(lab_home), LAB_BACKEND=backend, PYTHONWARNINGS="ignore")
+    regen = regenerates(notebook) and backend == "embedded"
     fixture = NBRegressionFixture(
-        exec_timeout=300,
+        exec_timeout=300 if backend == "embedded" else 900,
         exec_env=env,
         diff_ignore=IGNORED,
         diff_replace=tuple((OUTPUTS, pattern, repl) for _, pattern, repl in MASKS),
@@ -73,11 +86,11 @@ def test_notebook(notebook: Path, lab_home: Path) -> None:
         diff_use_color=False,
         force_regen=regen,
     )
-    # Regenerating, the fixture reports the difference it wrote back; only execution errors count.
-    result = fixture.check(str(notebook), raise_errors=not regen)
-    if regen and result.nb_final is not None:
-        errors = [o for c in result.nb_final.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
-        assert not errors, f"{notebook.name}: a cell raised {errors[0]['ename']}: {errors[0]['evalue']}"
+    # Outputs are committed from the embedded lab. On kind (the cluster workflow) hosts and
+    # timings differ, so there every cell must run and every checkpoint pass, without a diff;
+    # regenerating, the fixture reports the difference it wrote back, and the same holds.
+    result = fixture.check(str(notebook), raise_errors=backend == "embedded" and not regen)
+    assert not problems(result.nb_final), f"{notebook.name}: " + "; ".join(problems(result.nb_final))
 
 
 def test_masks_are_narrow() -> None:
