@@ -208,3 +208,30 @@ def signed(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
                 yield Item(False, f"{what} ({digest[:19]}…) has a signature cosign.pub verifies ({exc.message})", fix)
                 continue
             yield Item(True, f"{what} ({digest[:19]}…) has a signature cosign.pub verifies")
+
+
+# --- notebook 09 -------------------------------------------------------------------------------
+
+
+@_checkpoint("reset")
+def reset(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
+    """After ``lab reset``: no signatures on the sample image, the image and the keys kept."""
+    from labkit.errors import RegistryError
+    from labkit.lab.signatures import ARTIFACT_SUFFIXES
+
+    ref = image_ref(lab)
+    repository = ref.rsplit(":", 1)[0]
+    with _client() as client:
+        try:
+            digest = client.resolve(ref)
+            tags = client.list_tags(repository)
+        except RegistryError as exc:
+            yield Item(False, f"{ref} is still in the lab registry",
+                       f"{exc.message}; a reset keeps images: rebuild it as in notebook 02")
+            return
+    yield Item(True, f"{ref} is still in the lab registry ({digest[:19]}…)")
+    left = [t for t in tags if t.startswith("sha256-") and t.endswith(ARTIFACT_SUFFIXES)]
+    yield Item(not left, f"no signatures are left in {repository}",
+               f"{', '.join(left)} remain: run `labkit lab reset` (lab.reset())")
+    yield Item(workshop.key(home).exists(), "your workshop key pair is kept",
+               "a reset never removes keys: make a new pair as in notebook 01")
