@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -51,10 +52,20 @@ IGNORED = (
 )
 
 
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+_timings: dict[str, float] = {}  # notebook → seconds, written for the instructor guide; never asserted
+
+
 @pytest.fixture(scope="module")
 def lab_home(tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("labkit-home")
     yield home
+    if _timings:
+        ARTIFACTS.mkdir(exist_ok=True)
+        rows = [f"| {name} | {seconds:.1f} |" for name, seconds in _timings.items()]
+        (ARTIFACTS / "notebook-timings.md").write_text(
+            "| notebook | execution and diff, s |\n|---|---|\n" + "\n".join(rows)
+            + f"\n| all | {sum(_timings.values()):.1f} |\n")
     subprocess.run([sys.executable, "-m", "labkit", "lab", "down"], env={**os.environ, "LABKIT_HOME": str(home)},
                    capture_output=True, timeout=60)
 
@@ -89,7 +100,9 @@ def test_notebook(notebook: Path, lab_home: Path) -> None:
     # Outputs are committed from the embedded lab. On kind (the cluster workflow) hosts and
     # timings differ, so there every cell must run and every checkpoint pass, without a diff;
     # regenerating, the fixture reports the difference it wrote back, and the same holds.
+    start = time.perf_counter()
     result = fixture.check(str(notebook), raise_errors=backend == "embedded" and not regen)
+    _timings[notebook.stem] = time.perf_counter() - start
     assert not problems(result.nb_final), f"{notebook.name}: " + "; ".join(problems(result.nb_final))
 
 
