@@ -140,6 +140,25 @@ class Descriptor:
         )
 
 
+def _envelope(obj: Manifest | Index, body: dict[str, Any]) -> dict[str, Any]:
+    """The fields manifests and indexes share, around their body, in the order ggcr writes them."""
+    d: dict[str, Any] = {"schemaVersion": 2, "mediaType": obj.media_type}
+    if obj.artifact_type:
+        d["artifactType"] = obj.artifact_type
+    d.update(body)
+    if obj.annotations:
+        d["annotations"] = dict(obj.annotations)
+    if obj.subject:
+        d["subject"] = obj.subject.to_dict()
+    return d
+
+
+def _envelope_fields(d: dict[str, Any]) -> dict[str, Any]:
+    return {"annotations": d.get("annotations") or None,
+            "subject": Descriptor.from_dict(d["subject"]) if d.get("subject") else None,
+            "artifact_type": d.get("artifactType")}
+
+
 @dataclass(frozen=True)
 class Manifest:
     config: Descriptor
@@ -150,16 +169,7 @@ class Manifest:
     artifact_type: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"schemaVersion": 2, "mediaType": self.media_type}
-        if self.artifact_type:
-            d["artifactType"] = self.artifact_type
-        d["config"] = self.config.to_dict()
-        d["layers"] = [layer.to_dict() for layer in self.layers]
-        if self.annotations:
-            d["annotations"] = dict(self.annotations)
-        if self.subject:
-            d["subject"] = self.subject.to_dict()
-        return d
+        return _envelope(self, {"config": self.config.to_dict(), "layers": [x.to_dict() for x in self.layers]})
 
     def to_json(self) -> bytes:
         return canonical_json(self.to_dict())
@@ -170,9 +180,7 @@ class Manifest:
             config=Descriptor.from_dict(d["config"]),
             layers=tuple(Descriptor.from_dict(x) for x in d.get("layers") or ()),
             media_type=d.get("mediaType", OCI_MANIFEST),
-            annotations=d.get("annotations") or None,
-            subject=Descriptor.from_dict(d["subject"]) if d.get("subject") else None,
-            artifact_type=d.get("artifactType"),
+            **_envelope_fields(d),
         )
 
 
@@ -185,15 +193,7 @@ class Index:
     artifact_type: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"schemaVersion": 2, "mediaType": self.media_type}
-        if self.artifact_type:
-            d["artifactType"] = self.artifact_type
-        d["manifests"] = [m.to_dict() for m in self.manifests]
-        if self.annotations:
-            d["annotations"] = dict(self.annotations)
-        if self.subject:
-            d["subject"] = self.subject.to_dict()
-        return d
+        return _envelope(self, {"manifests": [m.to_dict() for m in self.manifests]})
 
     def to_json(self) -> bytes:
         return canonical_json(self.to_dict())
@@ -203,9 +203,7 @@ class Index:
         return cls(
             manifests=tuple(Descriptor.from_dict(x) for x in d.get("manifests") or ()),
             media_type=d.get("mediaType", OCI_INDEX),
-            annotations=d.get("annotations") or None,
-            subject=Descriptor.from_dict(d["subject"]) if d.get("subject") else None,
-            artifact_type=d.get("artifactType"),
+            **_envelope_fields(d),
         )
 
 
