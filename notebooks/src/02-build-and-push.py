@@ -1,0 +1,108 @@
+# %% [markdown]
+# # 02 · Build and push
+#
+# **You will**
+# - build the sample app into a multi-platform image (amd64 and arm64) and push it to the lab registry,
+# - see why the digest is the same on every machine (reproducible builds),
+# - tell an index digest from each platform's digest, and resolve tags with `digest`.
+
+# %%
+import json
+import os
+
+import labkit
+from labkit import check, workshop
+from labkit.oci.client import RegistryClient
+
+lab = labkit.Lab.start(backend=os.environ.get("LAB_BACKEND", "embedded"))
+os.chdir(workshop.workdir())
+workshop.copy_sample()
+image = check.image_ref(lab)  # {registry}/workshop/hello:v1
+print(image)
+
+# %% [markdown]
+# ## Step 1: build and push
+#
+# `labkit build` takes `docker buildx build`'s flags. It runs no containers: it packs the files the
+# Dockerfile `COPY`s into one layer and writes the image config from `WORKDIR`, `ENV`, `EXPOSE` and
+# `CMD` (it says which steps it skipped). Two platforms give an **image index**: one manifest per
+# platform, and a list pointing at both.
+
+# %%
+pushed = workshop.run(f"labkit build hello-flask -t {image} --platform linux/amd64,linux/arm64/v8 --push")
+
+# %% [markdown]
+# **What just happened.** The last line is `REPOSITORY@DIGEST`: the digest of the index, the
+# SHA-256 of its manifest bytes. Everyone in the room who built the same sources has the same
+# digest, because the build fixes everything that usually varies:
+#
+# - file times come from `SOURCE_DATE_EPOCH` (0 unless set), not from your checkout;
+# - tar entries are sorted, with fixed owners and modes; gzip writes no timestamp;
+# - the config's `created` time is that same epoch.
+#
+# So a digest is a name for *content*: build it twice, anywhere, and you get the same one.
+
+# %%
+again = workshop.run("labkit build hello-flask -t example.invalid/workshop/hello:v1 --platform linux/amd64,linux/arm64/v8")
+print("same digest without pushing:", pushed.stdout.strip().endswith(again.stdout.strip()))
+
+# %% [markdown]
+# ## Step 2: digests vs tags
+#
+# A tag resolves to a digest *at the moment you ask*. `labkit digest` is `crane digest`:
+
+# %%
+index_digest = workshop.run(f"labkit digest {image}").stdout.strip()
+
+# %% [markdown]
+# The index lists one manifest per platform, each with its own digest. A node pulls the index,
+# picks its platform's entry, and pulls that manifest by digest — so every hop is content-addressed:
+
+# %%
+with RegistryClient() as client:
+    index = json.loads(client.get_manifest(image).data)
+for entry in index["manifests"]:
+    platform = entry["platform"]
+    arch = platform["architecture"] + (f"/{platform['variant']}" if platform.get("variant") else "")
+    print(f"{platform['os']}/{arch:10} {entry['digest']}  ({entry['size']} bytes, {entry['mediaType']})")
+
+# %% [markdown]
+# Each platform digest resolves on its own too (`crane digest REPO@DIGEST` prints it back), and the
+# repository keeps all three manifests:
+
+# %%
+repository = image.rsplit(":", 1)[0]
+workshop.run(f"labkit digest {repository}@{index['manifests'][1]['digest']}")
+
+# %% [markdown]
+# ## Checkpoint
+
+# %%
+check.image(lab)
+
+# %% [markdown]
+# ## Exercise
+#
+# Change one character in `hello-flask/app.py`, build **without pushing**, and compare the digest
+# with `index_digest`. Then change it back and build again. What do you expect each time?
+
+# %% solution
+app = "hello-flask/app.py"
+original = open(app).read()
+with open(app, "w") as fh:
+    fh.write(original.replace("Hello", "Hallo", 1))
+changed = workshop.run(f"labkit build hello-flask -t {image} --platform linux/amd64,linux/arm64/v8", show=False)
+with open(app, "w") as fh:
+    fh.write(original)
+restored = workshop.run(f"labkit build hello-flask -t {image} --platform linux/amd64,linux/arm64/v8", show=False)
+print("changed app, same digest? ", changed.stdout.strip() == index_digest)
+print("restored app, same digest?", restored.stdout.strip() == index_digest)
+
+# %% [markdown]
+# ## Key points
+# - An image is a manifest (config + layers); a multi-platform image is an index of manifests.
+#   Each is named by the SHA-256 of its bytes.
+# - Reproducible builds make digests portable: the same sources give the same digest everywhere.
+# - Tags are pointers you look up; digests are what you sign and deploy.
+#
+# Next: **03 · sign by digest**.
