@@ -37,8 +37,8 @@ MASKS = (
     ("ECDSA signatures (base64 DER)", r"ME[QUY]CI[A-Za-z0-9+/]{60,}={0,2}", "<signature>"),
     ("public key bodies", r"(-----BEGIN PUBLIC KEY-----\n)[A-Za-z0-9+/=\n]+?(?=-----END)", r"\1<public key>\n"),
     ("timestamps", r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?", "<timestamp>"),
-    ("signature manifests (random signatures give new digests)", r"sha256:[0-9a-f]{64}(?=\s*\(signatures\))",
-     "sha256:<signature manifest>"),
+    # A signed payload names the image as HOST:PORT/repo, so its digest follows the port.
+    ("signature payload digests in `tree`", r"(🍒 )sha256:[0-9a-f]{64}", r"\1sha256:<payload>"),
     ("memory addresses", r" at 0x[0-9a-f]+", " at 0x…"),
 )
 IGNORED = (
