@@ -173,3 +173,38 @@ def describe_key_file(path: str | Path) -> str:
         f"-----END {block.type}-----",
     ]
     return "\n".join(lines)
+
+
+def describe_signature_artifact(ref: str, *, allow_insecure: bool = False) -> str:
+    """The ``sha256-<digest>.sig`` artifact cosign reads for ``ref``, taken apart: the manifest's
+    media types, and per signature its annotation and the signed payload.
+
+    Digests of the artifact's own parts are left out: they hash payloads that name the registry
+    (host and port), so they differ on every machine, and the text says what each is a hash of.
+    """
+    import json
+
+    from labkit.errors import NoSignaturesError
+    from labkit.oci.client import RegistryClient
+    from labkit.oci.reference import Reference
+    from labkit.signing.artifact import SignatureImage, attachment_ref, signature_repository_from_env
+
+    image = Reference.parse(ref)
+    with RegistryClient(allow_insecure=allow_insecure) as client:
+        digest = image.digest or client.resolve(image)
+        sig_ref = attachment_ref(image, digest, repository=signature_repository_from_env())
+        sig = SignatureImage.fetch(client, sig_ref, with_config=True)
+    if sig is None:
+        raise NoSignaturesError("no signatures found", hint=f"nothing is signed for {image.name}@{digest}")
+    lines = [f"{sig_ref}", f"  an OCI image manifest ({sig.media_type})",
+             f"  config: {len(sig.config.get('rootfs', {}).get('diff_ids', []))} diff_ids, one per layer "
+             "(each the sha256 of a payload)"]
+    for number, layer in enumerate(sig.layers, 1):
+        lines.append(f"  layer {number}: {layer.media_type}, {len(layer.payload)} bytes "
+                     "(its digest is the sha256 of the payload)")
+        for key, value in layer.annotations.items():
+            lines.append(f"    annotation {key}: {value}")
+        payload = json.dumps(json.loads(layer.payload), indent=2)
+        lines.append("    payload (what the signature covers):")
+        lines.extend(f"      {line}" for line in payload.splitlines())
+    return "\n".join(lines)

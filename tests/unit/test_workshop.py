@@ -1,0 +1,76 @@
+"""labkit.workshop: what notebook cells show. Oracles: labkit's CLI (the same verb run directly),
+cosign's key-file format (the fields keys.encrypt_private_key writes) and a signed image in
+labkit's registry."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from labkit import keys, workshop
+from labkit.oci.client import RegistryClient
+from labkit.signing.sign import sign_image
+from tests.lab.scenario import _image
+
+
+def test_run_shows_the_command_its_real_tool_and_output(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COSIGN_PASSWORD", "pw")
+    result = workshop.run("labkit generate-key-pair --output-key-prefix demo")
+    assert result.ok and result.equivalent == "cosign generate-key-pair --output-key-prefix demo"
+    shown = capsys.readouterr().out
+    assert shown.splitlines()[:3] == ["$ labkit generate-key-pair --output-key-prefix demo",
+                                      "  (real tool: cosign generate-key-pair --output-key-prefix demo)",
+                                      "Private key written to demo.key"]
+    wrong = workshop.run(f"labkit verify --key demo.pub --insecure-ignore-tlog 127.0.0.1:1/ws/app@sha256:{'0' * 64}",
+                         show=False)
+    assert wrong.exit_code == 1 and wrong.stderr.startswith("WARNING: Skipping tlog verification")
+    assert wrong.transcript().endswith("[exit code 1]")
+    usage = workshop.run("labkit verify", show=False)  # argparse: no image, no --key
+    assert usage.exit_code == 2
+    assert workshop.run("labkit digest x.io/a/b:c", show=False).equivalent == "crane digest x.io/a/b:c"
+    assert workshop.run("labkit lab status", show=False).equivalent is None
+    with pytest.raises(ValueError):
+        workshop.run("cosign sign x")
+
+
+def test_use_password_keeps_an_explicit_one_and_makes_a_private_file(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COSIGN_PASSWORD", "mine")
+    workshop.use_password(tmp_path)
+    assert os.environ["COSIGN_PASSWORD"] == "mine" and not (tmp_path / "workshop" / "password").exists()
+    monkeypatch.delenv("COSIGN_PASSWORD")
+    workshop.use_password(tmp_path)
+    made = tmp_path / "workshop" / "password"
+    assert made.stat().st_mode & 0o777 == 0o600 and (tmp_path / "workshop").stat().st_mode & 0o777 == 0o700
+    assert os.environ["COSIGN_PASSWORD"] == made.read_text().strip() and len(os.environ["COSIGN_PASSWORD"]) >= 20
+
+
+def test_describe_key_file_shows_structure_never_secrets(tmp_path: Path) -> None:
+    paths = keys.generate_key_pair(tmp_path / "k", b"pw")
+    pem = paths.private_key.read_text()
+    text = workshop.describe_key_file(paths.private_key)
+    envelope = json.loads(keys.pem_decode_first(pem.encode()).body)
+    assert "ENCRYPTED SIGSTORE PRIVATE KEY" in text and "scrypt (N=65536, r=8, p=1)" in text
+    assert "nacl/secretbox" in text and "mode 0600" in text
+    for secret in (envelope["ciphertext"], envelope["kdf"]["salt"], envelope["cipher"]["nonce"]):
+        assert secret not in text
+    assert all(line not in text for line in pem.splitlines()[1:-1])
+
+
+def test_describe_signature_artifact_shows_payload_and_annotation(labkit_registry, tmp_path: Path) -> None:
+    paths = keys.generate_key_pair(tmp_path / "k", b"")
+    with RegistryClient() as client:
+        digest = client.push_image(f"{labkit_registry.host}/ws/app:v1", _image(b"workshop\n"))
+        [result] = sign_image(f"{labkit_registry.host}/ws/app@{digest}", keys.load_private_key(paths.private_key, b""),
+                              client=client, annotations={"env": "test"})
+    text = workshop.describe_signature_artifact(f"{labkit_registry.host}/ws/app:v1")
+    assert f"ws/app:{digest.replace(':', '-')}.sig" in text
+    assert f"dev.cosignproject.cosign/signature: {result.signature}" in text
+    assert f'"docker-manifest-digest": "{digest}"' in text and '"env": "test"' in text
+    with pytest.raises(Exception, match="no signatures found"):
+        workshop.describe_signature_artifact(f"{labkit_registry.host}/ws/app@sha256:{'0' * 64}")
