@@ -12,12 +12,9 @@ import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from labkit.errors import UsageError
-
-if TYPE_CHECKING:
-    from labkit.policy.decision import Decision
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -90,44 +87,19 @@ def _read_resource(path: str) -> Mapping[str, Any]:
 
 
 def _test(args: argparse.Namespace) -> int:
-    from labkit.policy.decision import evaluate
+    from labkit.policy.decision import decide_against_registry, format_decision
     from labkit.policy.load import load_policies
-
-    # Imported here: the registry client is what lint does not need.
-    from labkit.oci.client import RegistryClient
-    from labkit.policy.credentials import RegistryAccess
 
     labels = parse_labels(args.namespace_labels)
     resource = _read_resource(args.resource)
     policies = [p for f in args.policy for p in load_policies(Path(f))]
-    with RegistryClient(allow_insecure=args.allow_insecure_registry) as client:
-        access = RegistryAccess(client)
-        try:
-            decision = evaluate(policies, resource, namespace_labels=labels, verifier=access,
-                                resolver=access.resolve, no_match_policy=args.no_match_policy)
-        finally:
-            access.close()
-    _print(decision, args.output)
-    return 0 if decision.allowed else 1
-
-
-def _print(decision: Decision, output: str) -> None:
-    if output == "json":
+    decision = decide_against_registry(policies, resource, namespace_labels=labels,
+                                       no_match_policy=args.no_match_policy,
+                                       allow_insecure_registry=args.allow_insecure_registry)
+    if args.output == "json":
         print(json.dumps(dataclasses.asdict(decision), indent=2, default=str))
-        return
-    for warning in decision.warnings:
-        print(f"Warning: {warning}", file=sys.stderr)
-    if decision.allowed:
-        print("admitted")
     else:
-        engine = decision.engine.value if decision.engine else "policy"
-        sep = "" if decision.message.startswith("\n") else " "  # Kyverno's starts with newlines
-        print(f"denied by {engine}:{sep}{decision.message}")
-    for t in decision.trace:
-        where = f"{t.policy}/{t.rule}" if t.rule else t.policy or "-"
-        print(f"  [{t.engine.value}] {where} {t.path} {t.image}: {t.status}"
-              + (f" ({t.message})" if t.message else ""))
-        for line in t.attestors:
-            print(f"      {line}")
-    if decision.patches:
-        print("patches: " + json.dumps(decision.patches))
+        for warning in decision.warnings:
+            print(f"Warning: {warning}", file=sys.stderr)
+        print(format_decision(decision))
+    return 0 if decision.allowed else 1

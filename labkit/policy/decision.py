@@ -39,6 +39,7 @@ from labkit.errors import LabkitError, RegistryUnreachableError
 from labkit.oci.auth import Credentials
 from labkit.oci.reference import Reference
 from labkit.policy.credentials import (
+    RegistryAccess,
     SecretStore,
     image_pull_secrets,
     kyverno_keychain,
@@ -118,6 +119,46 @@ class Decision:
     patches: list[dict[str, Any]] = field(default_factory=list)
     trace: list[ImageTrace] = field(default_factory=list)
     webhook: str = ""  # the webhook that denied, as kubectl names it
+
+
+def format_decision(decision: Decision) -> str:
+    """The decision as ``labkit policy test`` prints it: the verdict, one line per image trace
+    (with the attestors tried), and the digest patches. Warnings are separate
+    (``decision.warnings``): the CLI prints them on stderr, as kubectl does."""
+    if decision.allowed:
+        lines = ["admitted"]
+    else:
+        engine = decision.engine.value if decision.engine else "policy"
+        sep = "" if decision.message.startswith("\n") else " "  # Kyverno's starts with newlines
+        lines = [f"denied by {engine}:{sep}{decision.message}"]
+    for t in decision.trace:
+        where = f"{t.policy}/{t.rule}" if t.rule else t.policy or "-"
+        lines.append(f"  [{t.engine.value}] {where} {t.path} {t.image}: {t.status}"
+                     + (f" ({t.message})" if t.message else ""))
+        lines.extend(f"      {line}" for line in t.attestors)
+    if decision.patches:
+        lines.append("patches: " + json.dumps(decision.patches))
+    return "\n".join(lines)
+
+
+def decide_against_registry(
+    policies: Sequence[Policy],
+    resource: Mapping[str, Any],
+    *,
+    namespace_labels: Mapping[str, str] | None = None,
+    no_match_policy: str = "deny",
+    allow_insecure_registry: bool = False,
+) -> Decision:
+    """``evaluate`` with signatures and tags read from the real registries the images name."""
+    from labkit.oci.client import RegistryClient  # the registry client loads httpx: only when used
+
+    with RegistryClient(allow_insecure=allow_insecure_registry) as client:
+        access = RegistryAccess(client)
+        try:
+            return evaluate(policies, resource, namespace_labels=namespace_labels, verifier=access,
+                            resolver=access.resolve, no_match_policy=no_match_policy)
+        finally:
+            access.close()
 
 
 def evaluate(
