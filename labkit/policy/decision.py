@@ -193,7 +193,7 @@ def evaluate(
         if kyverno:
             _KyvernoRun(kyverno, resource, labels, registry, decision).mutate()
         if ivps and decision.allowed:
-            ivp.mutate(ivps, resource, labels, resolver, decision)
+            ivp.mutate(ivps, resource, labels, resolver, decision, secrets)
         if cips and decision.allowed:
             decision.patches.extend(_PolicyControllerRun(
                 cips, resource, labels, registry, no_match_policy, decision).mutate())
@@ -203,7 +203,7 @@ def evaluate(
     if kyverno:
         _KyvernoRun(kyverno, resource, labels, registry, decision).validate()
     if ivps and decision.allowed:
-        ivp.validate_admission(ivps, resource, labels, verifier, decision)
+        ivp.validate_admission(ivps, resource, labels, verifier, decision, secrets)
     if cips and decision.allowed:
         _PolicyControllerRun(cips, resource, labels, registry, no_match_policy, decision).validate()
     return decision

@@ -24,7 +24,8 @@ Admission (``pkg/cel/policies/ivpol/engine/engine.go``, ``pkg/webhooks/resource/
 Credentials: ``credentials.secrets`` names are looked up in the Kyverno namespace, as since
 1.17.1 (PR #15136). From 1.14.0 to 1.17.0 the admission engine looked secrets up with no
 namespace, got NotFound, ignored it and pulled anonymously (#15120); ``KYVERNO_SECRET_BUG``
-describes that for teaching. labkit's verifier brings its own registry credentials.
+describes that for teaching: ``credentials.kyverno_ivp_keychain`` follows the released
+behaviour of the pinned version.
 
 Not evaluated (an explicit ``error`` result, never a silent pass): keyless, certificate,
 KMS and expression keys, notary, alternate signature repositories, transparency-log checks
@@ -40,6 +41,7 @@ from typing import Any
 
 from labkit.errors import LabkitError, NoMatchingSignaturesError, NoSignaturesError
 from labkit.policy.cel import CURRENT, CelError, Program, compile_expression, field_invalid
+from labkit.policy.credentials import SecretStore, kyverno_ivp_keychain
 from labkit.policy.images import Engine, extract_images
 from labkit.policy.match import kyverno_normalize
 from labkit.policy.models import ImageValidatingPolicy
@@ -54,7 +56,7 @@ KYVERNO_SECRET_BUG = (
     "PR #15220): names resolve in the Kyverno namespace. labkit follows 1.17.1 and later."
 )
 
-ResolveDigest = Callable[[str], str]
+ResolveDigest = Callable[..., str]  # (image, *, credentials) -> digest: decision.Resolver
 
 
 # --- the nested spec, for strict decoding (api/policies.kyverno.io/v1beta1) ------------------
@@ -164,6 +166,7 @@ class CompiledPolicy:
     config: ValidationConfiguration
     actions: set[str]
     failure_policy: str
+    credentials: Credentials
 
     @property
     def name(self) -> str:
@@ -282,6 +285,7 @@ def compile_policy(policy: ImageValidatingPolicy) -> CompiledPolicy:
         image_ref_programs=ref_programs,
         attestors={a.name: a for a in attestors},
         config=values["validationConfigurations"] or ValidationConfiguration(),
+        credentials=values["credentials"] or Credentials(),
         actions=set(spec.validation_actions or ["Deny"]),
         failure_policy=spec.failure_policy or "Fail",
     )
@@ -317,8 +321,8 @@ class Result:
 class _Request:
     """One admission request: the shared verification record, and the verifier."""
 
-    def __init__(self, verifier: Any) -> None:
-        self.verifier = verifier
+    def __init__(self, verifier: Any, secrets: SecretStore | None) -> None:
+        self.verifier, self.secrets = verifier, secrets
         self.verified: dict[str, bool] = {}  # image → any attestor verified it (monotonic)
         self.attempts: dict[str, list[str]] = {}  # image → one line per attestor tried
         self.policy: CompiledPolicy | None = None
@@ -333,6 +337,10 @@ class _Request:
             return 0  # images outside matchImageReferences count 0, not an error
         count = 0
         lines = self.attempts.setdefault(image, [])
+        keychain = kyverno_ivp_keychain(self.secrets, policy.credentials.secrets)
+        if keychain.secrets or keychain.missing:
+            lines.append(keychain.describe())
+        credentials = keychain.credentials(image)
         for raw in attestors:
             name, keys_pem, annotations = _cosign_key(raw)
             try:
@@ -341,7 +349,7 @@ class _Request:
                 lines.append(f"{name}: failed to load public key: {exc}")
                 continue
             try:
-                self.verifier(image, keys, annotations=annotations or None)
+                self.verifier(image, keys, annotations=annotations or None, credentials=credentials)
             except (NoSignaturesError, NoMatchingSignaturesError) as exc:
                 lines.append(f"{name}: {exc.message}")
                 continue
@@ -387,10 +395,10 @@ class Run:
 
     def __init__(self, policies: Sequence[ImageValidatingPolicy], resource: Mapping[str, Any],
                  ns_labels: Mapping[str, str], verifier: Any,
-                 resolve_digest: ResolveDigest | None) -> None:
+                 resolve_digest: ResolveDigest | None, secrets: SecretStore | None = None) -> None:
         self.compiled = [compile_policy(p) for p in policies]
         self.resource, self.ns_labels = resource, ns_labels
-        self.request = _Request(verifier)
+        self.request = _Request(verifier, secrets)
         self.resolve_digest = resolve_digest
         group, _, version = str(resource.get("apiVersion", "")).rpartition("/")
         self.group, self.version = group, version
@@ -459,7 +467,7 @@ class Run:
                 if "@" in image or not policy.matches_image(image):
                     continue
                 try:
-                    digest = self._resolve(image)
+                    digest = self._resolve(image, policy)
                 except (LabkitError, ValueError) as exc:
                     text = exc.message if isinstance(exc, LabkitError) else str(exc)
                     failures.append(f"failed to resolve digest for image {image}: {text}")
@@ -470,10 +478,11 @@ class Run:
                 errors[policy.name] = Result("error", "failed to update digest: " + "; ".join(failures))
         return patches, errors
 
-    def _resolve(self, image: str) -> str:
+    def _resolve(self, image: str, policy: CompiledPolicy) -> str:
         if self.resolve_digest is None:
             raise ValueError("labkit was given no registry client to resolve tags")
-        return self.resolve_digest(image)
+        keychain = kyverno_ivp_keychain(self.request.secrets, policy.credentials.secrets)
+        return self.resolve_digest(image, credentials=keychain.credentials(image))
 
     # phase 2 ----------------------------------------------------------------------------
     def validate(self, obj: Mapping[str, Any]) -> dict[str, Result]:
@@ -547,10 +556,11 @@ class Run:
 
 
 def mutate(policies: Sequence[ImageValidatingPolicy], resource: Mapping[str, Any],
-           ns_labels: Mapping[str, str], resolver: ResolveDigest | None, decision: Any) -> None:
+           ns_labels: Mapping[str, str], resolver: ResolveDigest | None, decision: Any,
+           secrets: SecretStore | None = None) -> None:
     """The mutating webhook ``ivpol.mutate.kyverno.svc-fail``: pin tags (``decision.patches``)
     or deny with the digest-resolution error."""
-    run = Run(policies, resource, ns_labels, None, resolver)
+    run = Run(policies, resource, ns_labels, None, resolver, secrets)
     patches, errors = run.mutate()
     for name, result in sorted(errors.items()):
         decision.trace.append(_trace(name, "", result, [], "mutate"))
@@ -559,9 +569,10 @@ def mutate(policies: Sequence[ImageValidatingPolicy], resource: Mapping[str, Any
 
 
 def validate_admission(policies: Sequence[ImageValidatingPolicy], resource: Mapping[str, Any],
-                       ns_labels: Mapping[str, str], verifier: Any, decision: Any) -> None:
+                       ns_labels: Mapping[str, str], verifier: Any, decision: Any,
+                       secrets: SecretStore | None = None) -> None:
     """The validating webhook ``ivpol.validate.kyverno.svc-fail``, on the mutated object."""
-    run = Run(policies, resource, ns_labels, verifier, None)
+    run = Run(policies, resource, ns_labels, verifier, None, secrets)
     results = run.validate(resource)
     for name, result in sorted(results.items()):
         for image in result.images or [""]:

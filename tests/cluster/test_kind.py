@@ -50,6 +50,11 @@ def test_scenario(lab: tuple[Lab, dict[str, str]], case: scenario.Case) -> None:
     scenario.check(the_lab.create(scenario.pod(case, subs)), case, subs)
 
 
+def test_ivp_pulls_with_credentials_secrets_in_the_kyverno_namespace(lab: tuple[Lab, dict[str, str]],
+                                                                      tmp_path: Path) -> None:
+    scenario.private_registry_ivp_round_trip(lab[0], tmp_path)
+
+
 def test_private_registry_needs_the_pull_secret(lab: tuple[Lab, dict[str, str]], tmp_path: Path) -> None:
     scenario.private_registry_round_trip(lab[0], tmp_path)
 

@@ -130,3 +130,40 @@ def private_registry_round_trip(the_lab: Lab, tmp_path: Path) -> None:
     admitted = the_lab.create(pod)
     assert admitted.admitted, admitted.message
     assert admitted.images == (f"{private.pod_host}/private/app:v1@{digest}",)
+
+
+def private_registry_ivp_round_trip(the_lab: Lab, tmp_path: Path) -> None:
+    """An ImageValidatingPolicy pulls with ``credentials.secrets``, looked up in the Kyverno
+    namespace (1.17.1+, PR #15136), never with the pod's ``imagePullSecrets`` (#17080): a Secret
+    in the pod's namespace leaves it anonymous, and the registry says UNAUTHORIZED."""
+    private = the_lab.private_registry
+    keys.generate_key_pair(tmp_path / "ivp", b"")
+    pem = (tmp_path / "ivp.pub").read_text().strip()
+    with RegistryClient(credentials=private.credentials()) as owner:
+        digest = owner.push_image(f"{private.host}/private/ivp-app:v1", _image(b"private ivp\n"))
+        sign_image(f"{private.host}/private/ivp-app@{digest}", keys.load_private_key(tmp_path / "ivp.key", b""),
+                   client=owner)
+    policy = {"apiVersion": "policies.kyverno.io/v1", "kind": "ImageValidatingPolicy", "metadata": {"name": "private-ivp"},
+              "spec": {"validationActions": ["Deny"],
+                       "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                                                               "operations": ["CREATE"], "resources": ["pods"]}]},
+                       "matchImageReferences": [{"glob": f"{private.pod_host}/private/ivp-*"}],
+                       "credentials": {"secrets": ["ivpcred"]},
+                       "attestors": [{"name": "lab", "cosign": {"key": {"data": pem},
+                                                                 "ctlog": {"insecureIgnoreTlog": True,
+                                                                           "insecureIgnoreSCT": True}}}],
+                       "validations": [{"expression": "images.containers.map(image, verifyImageSignatures("
+                                                      "image, [attestors.lab])).all(e, e > 0)",
+                                        "message": "failed to verify image with cosign key"}]}}
+    the_lab.apply(policy)
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "private-ivp-app"},
+           "spec": {"imagePullSecrets": [{"name": "ivpcred"}],
+                    "containers": [{"name": "c", "image": f"{private.pod_host}/private/ivp-app@{digest}"}]}}
+    the_lab.apply(private.pull_secret("ivpcred", "default"))  # the pod's namespace: not where IVP looks
+    anonymous = the_lab.create(pod)
+    assert not anonymous.admitted and "UNAUTHORIZED" in anonymous.message.upper(), anonymous.message
+    the_lab.label_namespace("kyverno", {})
+    [stored] = the_lab.apply(private.pull_secret("ivpcred", "kyverno"))
+    assert stored.message == "secret/ivpcred created"
+    admitted = the_lab.create(pod)
+    assert admitted.admitted, admitted.message

@@ -108,6 +108,11 @@ def test_reset_removes_policies_namespaces_and_signatures(tmp_path: Path) -> Non
         lab.stop()
 
 
+def test_ivp_pulls_with_credentials_secrets_in_the_kyverno_namespace(lab: tuple[Lab, dict[str, str]],
+                                                                      tmp_path: Path) -> None:
+    scenario.private_registry_ivp_round_trip(lab[0], tmp_path)
+
+
 def test_private_registry_needs_the_pull_secret(lab: tuple[Lab, dict[str, str]], tmp_path: Path) -> None:
     the_lab = lab[0]
     scenario.private_registry_round_trip(the_lab, tmp_path)
