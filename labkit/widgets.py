@@ -1,0 +1,237 @@
+"""Notebook widgets (ipywidgets): a key panel, a sign/verify panel, a policy playground and a
+supply-chain tree view. Each widget is a thin face on a plain function that is tested without
+a browser; buttons run the same ``labkit`` verbs a terminal would (``labkit.workshop.run``).
+
+Stable DOM hooks for browser tests: the playground's editor is a textarea inside an element with
+class ``labkit-policy-editor``, and its verdict is the element with class ``labkit-decision``
+(its text starts with ``admitted``, ``denied by …`` or ``invalid policy``).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from labkit import workshop
+from labkit.errors import LabkitError
+
+# --- the policy playground ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlaygroundResult:
+    """``allowed`` is None when the policy itself does not load (then ``text`` says why)."""
+
+    allowed: bool | None
+    text: str
+
+
+def playground_pod(image: str, namespace: str = "default") -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "playground", "namespace": namespace},
+            "spec": {"containers": [{"name": "app", "image": image}]}}
+
+
+def playground_decision(policy_yaml: str, image: str, *, namespace_labels: str = "",
+                        no_match_policy: str = "deny") -> PlaygroundResult:
+    """Decide a one-container Pod running ``image`` under the policies in ``policy_yaml``, verifying
+    signatures in the registry the image names — what ``labkit policy test`` prints."""
+    from labkit.cli.policy import parse_labels
+    from labkit.policy.decision import decide_against_registry, format_decision
+    from labkit.policy.load import load_policies
+
+    try:
+        policies = load_policies(policy_yaml)
+        labels = parse_labels(namespace_labels)
+        decision = decide_against_registry(policies, playground_pod(image), namespace_labels=labels,
+                                           no_match_policy=no_match_policy)
+    except LabkitError as exc:
+        return PlaygroundResult(None, f"invalid policy: {exc}")
+    warnings = "".join(f"Warning: {w}\n" for w in decision.warnings)
+    return PlaygroundResult(decision.allowed, warnings + format_decision(decision))
+
+
+class PolicyPlayground:
+    """Edit policy YAML, pick an image, see the decision and its trace; re-decided on each edit
+    (when the editor loses focus, so half-typed YAML is not judged)."""
+
+    def __init__(self, policy_yaml: str, images: Sequence[str], *, namespace_labels: str = "") -> None:
+        import ipywidgets as w
+
+        self.editor = w.Textarea(value=policy_yaml, continuous_update=False,
+                                 layout=w.Layout(width="100%", height="22em"))
+        self.editor.add_class("labkit-policy-editor")
+        self.image = w.Combobox(value=images[0] if images else "", options=list(images),
+                                description="image", continuous_update=False, layout=w.Layout(width="100%"))
+        self.labels = w.Text(value=namespace_labels, description="ns labels", continuous_update=False,
+                             placeholder="k=v,… (policy.sigstore.dev/include=true opts in)")
+        self.output = w.HTML()
+        self.output.add_class("labkit-decision")
+        for control in (self.editor, self.image, self.labels):
+            control.observe(lambda _change: self.update(), names="value")
+        self.widget = w.VBox([self.editor, self.image, self.labels, self.output])
+        self.result = PlaygroundResult(None, "")
+        self.update()
+
+    def update(self) -> PlaygroundResult:
+        self.result = playground_decision(self.editor.value, self.image.value, namespace_labels=self.labels.value)
+        colour = {True: "#1a7f37", False: "#cf222e", None: "#9a6700"}[self.result.allowed]
+        self.output.value = (f'<pre style="border-left: 4px solid {colour}; padding-left: .6em; '
+                             f'white-space: pre-wrap">{html.escape(self.result.text)}</pre>')
+        return self.result
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+
+# --- keys --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyRow:
+    name: str  # the pair's prefix: NAME.key / NAME.pub
+    private_mode: str  # e.g. 0600, or "missing"
+    algorithm: str
+    fingerprint: str  # SHA-256 of the public key's DER, as cosign's key IDs are derived
+
+
+def key_rows(directory: Path | None = None) -> list[KeyRow]:
+    """The key pairs in the workshop directory (a ``.pub`` makes a row; its ``.key`` may be absent)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    from labkit import keys
+    from labkit.signing.verify import key_fingerprint
+
+    directory = directory or workshop.workdir()
+    rows = []
+    for pub in sorted(directory.glob("*.pub")):
+        private = pub.with_suffix(".key")
+        mode = f"{private.stat().st_mode & 0o777:04o}" if private.exists() else "missing"
+        try:
+            key = keys.load_public_key(pub)
+        except LabkitError as exc:
+            rows.append(KeyRow(pub.stem, mode, f"unreadable: {exc.message}", ""))
+            continue
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            algorithm = {"secp256r1": "ECDSA P-256", "secp384r1": "ECDSA P-384",
+                         "secp521r1": "ECDSA P-521"}.get(key.curve.name, key.curve.name)
+        elif isinstance(key, rsa.RSAPublicKey):
+            algorithm = f"RSA {key.key_size}"
+        else:
+            algorithm = "Ed25519" if isinstance(key, ed25519.Ed25519PublicKey) else type(key).__name__
+        rows.append(KeyRow(pub.stem, mode, algorithm, key_fingerprint(key)))
+    return rows
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+class KeyPanel:
+    """The workshop's key pairs, and a button that makes a new one (``generate-key-pair``)."""
+
+    def __init__(self) -> None:
+        import ipywidgets as w
+
+        self.table = w.HTML()
+        self.prefix = w.Text(value="extra", description="prefix")
+        self.button = w.Button(description="Generate key pair", icon="key")
+        self.log = w.Output()
+        self.button.on_click(lambda _b: self.generate(self.prefix.value))
+        self.widget = w.VBox([self.table, w.HBox([self.prefix, self.button]), self.log])
+        self.refresh()
+
+    def refresh(self) -> None:
+        rows = [(r.name, r.private_mode, r.algorithm, r.fingerprint[:16] + "…") for r in key_rows()]
+        self.table.value = _table(("pair", ".key mode", "algorithm", "public key SHA-256"), rows)
+
+    def generate(self, prefix: str) -> workshop.CommandResult:
+        workshop.use_password()
+        with self.log:
+            result = workshop.run(f"labkit generate-key-pair --output-key-prefix {workshop.workdir() / prefix}")
+        self.refresh()
+        return result
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+
+# --- sign and verify ---------------------------------------------------------------------------
+
+
+class SignVerifyPanel:
+    """Sign or verify an image with one of the workshop's keys, showing cosign's output."""
+
+    def __init__(self, image: str = "") -> None:
+        import ipywidgets as w
+
+        names = [r.name for r in key_rows()] or ["cosign"]
+        self.image = w.Text(value=image, description="image", layout=w.Layout(width="100%"))
+        self.key = w.Dropdown(options=names, value="cosign" if "cosign" in names else names[0], description="key")
+        self.sign_button = w.Button(description="Sign", icon="pencil")
+        self.verify_button = w.Button(description="Verify", icon="check")
+        self.log = w.Output()
+        self.sign_button.on_click(lambda _b: self.sign())
+        self.verify_button.on_click(lambda _b: self.verify())
+        self.widget = w.VBox([self.image, w.HBox([self.key, self.sign_button, self.verify_button]), self.log])
+
+    def sign(self) -> workshop.CommandResult:
+        workshop.use_password()
+        key = workshop.workdir() / f"{self.key.value}.key"
+        return self._run(f"labkit sign --key {key} --tlog-upload=false {self.image.value}")
+
+    def verify(self) -> workshop.CommandResult:
+        key = workshop.workdir() / f"{self.key.value}.pub"
+        return self._run(f"labkit verify --key {key} --insecure-ignore-tlog -o text {self.image.value}")
+
+    def _run(self, command: str) -> workshop.CommandResult:
+        self.log.clear_output()
+        with self.log:
+            return workshop.run(command)
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+
+# --- the supply-chain tree -----------------------------------------------------------------------
+
+
+def tree_text(ref: str) -> str:
+    """``cosign tree`` for ``ref``, followed by each signature's signed digest and annotations."""
+    import json
+
+    from labkit.oci.client import RegistryClient
+    from labkit.oci.reference import Reference
+    from labkit.signing.artifact import SignatureImage, attachment_ref, signature_repository_from_env
+    from labkit.signing.tree import format_tree, tree
+
+    image, repository = Reference.parse(ref), signature_repository_from_env()
+    with RegistryClient() as client:
+        nodes = tree(image, client=client, repository=repository)
+        lines = [format_tree(ref, nodes).rstrip("\n")]
+        digest = image.digest or client.resolve(image)
+        sig = SignatureImage.fetch(client, attachment_ref(image, digest, repository=repository))
+    for layer in sig.layers if sig else []:
+        claims = json.loads(layer.payload)
+        optional = claims.get("optional") or {}
+        signed = claims["critical"]["image"]["docker-manifest-digest"]
+        extra = ", ".join(f"{k}={v}" for k, v in optional.items()) or "no annotations"
+        lines.append(f"   signed {signed[:19]}… ({extra})")
+    return "\n".join(lines)
+
+
+def tree_view(ref: str) -> Any:
+    """:func:`tree_text` as a widget."""
+    import ipywidgets as w
+
+    return w.HTML(f"<pre>{html.escape(tree_text(ref))}</pre>")

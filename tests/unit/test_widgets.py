@@ -1,0 +1,84 @@
+"""labkit.widgets: the playground decides as `labkit policy test` does (which the policy corpus
+holds to the real Kyverno CLI); the key panel reads what generate-key-pair wrote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from labkit import keys, widgets
+from labkit.oci.client import RegistryClient
+from labkit.signing.sign import sign_image
+from tests.lab.scenario import _image
+
+POLICY = """apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata: {{name: signed}}
+spec:
+  rules:
+    - name: signed
+      match: {{any: [{{resources: {{kinds: [Pod]}}}}]}}
+      verifyImages:
+        - imageReferences: ["{host}/pg/*"]
+          failureAction: Enforce
+          attestors:
+            - entries:
+                - keys:
+                    publicKeys: |-
+{pem}
+"""
+
+
+@pytest.fixture(scope="module")
+def signed(labkit_registry, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    work = tmp_path_factory.mktemp("pg")
+    keys.generate_key_pair(work / "a", b"")
+    keys.generate_key_pair(work / "b", b"")
+    host = labkit_registry.host
+    with RegistryClient() as client:
+        good = client.push_image(f"{host}/pg/signed:v1", _image(b"signed\n"))
+        client.push_image(f"{host}/pg/unsigned:v1", _image(b"unsigned\n"))
+        sign_image(f"{host}/pg/signed@{good}", keys.load_private_key(work / "a.key", b""), client=client)
+    indent = lambda p: "\n".join("                      " + line for line in p.read_text().strip().splitlines())  # noqa: E731
+    return {"host": host, "digest": good, "a": POLICY.format(host=host, pem=indent(work / "a.pub")),
+            "b": POLICY.format(host=host, pem=indent(work / "b.pub"))}
+
+
+def test_editing_the_key_flips_the_decision(signed: dict[str, str]) -> None:
+    image = f"{signed['host']}/pg/signed:v1"
+    with_a = widgets.playground_decision(signed["a"], image)
+    assert with_a.allowed is True and with_a.text.startswith("admitted")
+    assert f"{image}@{signed['digest']}" in with_a.text  # the digest patch Kyverno would add
+    with_b = widgets.playground_decision(signed["b"], image)
+    assert with_b.allowed is False and "denied by kyverno" in with_b.text
+    unsigned = widgets.playground_decision(signed["a"], f"{signed['host']}/pg/unsigned:v1")
+    assert unsigned.allowed is False and "no signatures found" in unsigned.text
+
+
+def test_a_broken_policy_says_why_instead_of_deciding(signed: dict[str, str]) -> None:
+    broken = widgets.playground_decision(signed["a"].replace("failureAction", "failureActon"), "x.io/a/b:c")
+    assert broken.allowed is None and broken.text.startswith("invalid policy:") and "failureActon" in broken.text
+    yaml_error = widgets.playground_decision("spec: [unclosed", "x.io/a/b:c")
+    assert yaml_error.allowed is None and "not valid YAML" in yaml_error.text
+
+
+def test_playground_widget_updates_on_edit(signed: dict[str, str]) -> None:
+    pytest.importorskip("ipywidgets")
+    pg = widgets.PolicyPlayground(signed["a"], [f"{signed['host']}/pg/signed:v1"])
+    assert pg.result.allowed is True and "admitted" in pg.output.value
+    assert "labkit-decision" in pg.output._dom_classes and "labkit-policy-editor" in pg.editor._dom_classes
+    pg.editor.value = signed["b"]
+    assert pg.result.allowed is False and "denied by kyverno" in pg.output.value
+
+
+def test_key_rows_list_pairs_with_mode_and_algorithm(tmp_path: Path) -> None:
+    keys.generate_key_pair(tmp_path / "cosign", b"")
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    keys.write_key_pair(tmp_path / "team", ec.generate_private_key(ec.SECP384R1()), b"")
+    (tmp_path / "team.key").chmod(0o644)
+    rows = {r.name: r for r in widgets.key_rows(tmp_path)}
+    assert rows["cosign"].private_mode == "0600" and rows["cosign"].algorithm == "ECDSA P-256"
+    assert rows["team"].private_mode == "0644" and rows["team"].algorithm == "ECDSA P-384"
+    assert len(rows["cosign"].fingerprint) == 64
