@@ -25,6 +25,7 @@ from labkit.lab.state import LabHome
 IMAGE_REPOSITORY = "workshop/hello"  # the repository every notebook pushes the sample image to
 IMAGE_TAG = "v1"
 SAMPLE_APP = Path(__file__).parent / "samples" / "hello-flask"
+POLICY_TEMPLATES = Path(__file__).parent / "samples" / "policies"
 PASSWORD_FILE = "password"
 
 # labkit verbs whose flags, output and exit codes are cosign's (or crane's) own.
@@ -58,6 +59,32 @@ def copy_sample(home: Path | str | None = None) -> Path:
     target = workdir(home) / SAMPLE_APP.name
     if not target.exists():
         shutil.copytree(SAMPLE_APP, target)
+    return target
+
+
+def write_policy(template: str, target: str | Path, *, public_key: str | Path, **values: str) -> Path:
+    """Fill ``samples/policies/TEMPLATE.yaml`` and write it to ``target``; return ``target``.
+
+    ``${PUBLIC_KEY}`` (alone on its line) becomes the PEM of ``public_key`` at that line's
+    indentation; ``${NAME}`` becomes ``values["name"]`` (``registry="…"`` fills ``${REGISTRY}``).
+    A placeholder left unfilled is an error, so a template and its caller cannot drift apart.
+    """
+    import re
+
+    text = (POLICY_TEMPLATES / f"{template}.yaml").read_text()
+    pem = Path(public_key).read_text().strip().splitlines()
+
+    def key_block(match: re.Match[str]) -> str:
+        return "\n".join(match.group(1) + line for line in pem)
+
+    text = re.sub(r"(?m)^([ \t]*)\$\{PUBLIC_KEY\}$", key_block, text)
+    for name, value in values.items():
+        text = text.replace("${" + name.upper() + "}", value)
+    left = sorted(set(re.findall(r"\$\{([A-Z_]+)\}", text)))
+    if left:
+        raise ValueError(f"{template}: no value for {', '.join(left)}")
+    target = Path(target)
+    target.write_text(text)
     return target
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,26 @@ def test_describe_signature_artifact_shows_payload_and_annotation(labkit_registr
     assert f'"docker-manifest-digest": "{digest}"' in text and '"env": "test"' in text
     with pytest.raises(Exception, match="no signatures found"):
         workshop.describe_signature_artifact(f"{labkit_registry.host}/ws/app@sha256:{'0' * 64}")
+
+
+@pytest.mark.parametrize("template, values", [
+    ("imagevalidatingpolicy", {}),
+    ("imagevalidatingpolicy-private", {"credentials": "  credentials:\n    secrets: [regcred]"}),
+    ("clusterpolicy", {"action": "Enforce", "mutate_digest": "true"}),
+    ("clusterimagepolicy", {"mode": "enforce"}),
+])
+def test_policy_templates_fill_into_policies_the_engines_accept(template: str, values: dict[str, str],
+                                                                tmp_path: Path) -> None:
+    from labkit.policy.load import load_policies
+    from labkit.signing.verify import key_fingerprint
+
+    keys.generate_key_pair(tmp_path / "cosign", b"")
+    path = workshop.write_policy(template, tmp_path / "p.yaml", public_key=tmp_path / "cosign.pub",
+                                 registry="127.0.0.1:5001", **values)
+    [policy] = load_policies(path)  # strict: unknown fields and the engines' own checks
+    assert "${" not in path.read_text() and "127.0.0.1:5001/" in path.read_text()
+    block = re.search(r"-----BEGIN PUBLIC KEY-----.*?-----END PUBLIC KEY-----", path.read_text(), re.DOTALL)
+    embedded = keys.load_public_key("\n".join(line.strip() for line in block.group(0).splitlines()).encode())
+    assert key_fingerprint(embedded) == key_fingerprint(keys.load_public_key(tmp_path / "cosign.pub"))
+    with pytest.raises(ValueError, match="no value for REGISTRY"):
+        workshop.write_policy(template, tmp_path / "q.yaml", public_key=tmp_path / "cosign.pub", **values)
