@@ -207,7 +207,7 @@ class ApiServer:
         failure = "ignore" if self.store.kyverno_failure_policies() == {"Ignore"} else "fail"
         return f"{step}.kyverno.svc-{failure}"
 
-    def create(self, obj: Mapping[str, Any], source: str | None = None) -> AdmissionResult:
+    def create(self, obj: Mapping[str, Any], source: str | None = None, *, dry_run: bool = False) -> AdmissionResult:
         kind = str(obj.get("kind", ""))
         if kind not in WORKLOAD_KINDS:
             raise UsageError(f"cannot create {kind or 'an object without kind'} through admission",
@@ -229,7 +229,7 @@ class ApiServer:
         for route in ROUTES:
             if not route.selects(namespace, labels):
                 continue
-            response = self._review(route, obj, namespace, name, kind)
+            response = self._review(route, obj, namespace, name, kind, dry_run)
             warnings += response.get("warnings") or []
             status = response.get("status") or {}
             webhook = self.webhook_name(route, str(status.get("message", "")))
@@ -241,11 +241,13 @@ class ApiServer:
                                                       str(status.get("reason") or route.reason), source))
             if route.mutating and response.get("patch"):
                 obj = apply_patches(obj, json.loads(base64.b64decode(response["patch"])))
-        return AdmissionResult(True, f"{kind_slash_name(obj)} created", kind=kind, name=name,
+        created = f"{kind_slash_name(obj)} created" + (" (server dry run)" if dry_run else "")
+        return AdmissionResult(True, created, kind=kind, name=name,
                                namespace=namespace, warnings=tuple(warnings), images=_images(obj),
                                webhooks=tuple(consulted), object=obj)
 
-    def _review(self, route: Route, obj: Mapping[str, Any], namespace: str, name: str, kind: str) -> dict[str, Any]:
+    def _review(self, route: Route, obj: Mapping[str, Any], namespace: str, name: str, kind: str,
+                dry_run: bool) -> dict[str, Any]:
         group = WORKLOAD_KINDS[kind]
         review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
             "uid": str(uuid.uuid4()),
@@ -255,7 +257,7 @@ class ApiServer:
             "requestResource": {"group": group, "version": "v1", "resource": plural(kind)},
             "name": name, "namespace": namespace, "operation": "CREATE",
             "userInfo": {"username": "kubernetes-admin", "groups": ["system:masters", "system:authenticated"]},
-            "object": obj, "oldObject": None, "dryRun": False,
+            "object": obj, "oldObject": None, "dryRun": dry_run,
             "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}}}
         try:
             resp = self.http.post(route.path, json=review)

@@ -151,8 +151,9 @@ class Lab(abc.ABC):
         """Set labels on a namespace (created if missing); a None value removes the label."""
 
     @abc.abstractmethod
-    def create(self, resource: str | Path | Mapping[str, Any]) -> AdmissionResult:
-        """Create one workload through admission control."""
+    def create(self, resource: str | Path | Mapping[str, Any], *, dry_run: bool = False) -> AdmissionResult:
+        """Create one workload through admission control. ``dry_run`` is ``kubectl create
+        --dry-run=server``: the webhooks decide (and record no reports), nothing is kept."""
 
     @abc.abstractmethod
     def reports(self) -> list[dict[str, Any]]:

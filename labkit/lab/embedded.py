@@ -115,11 +115,11 @@ class EmbeddedLab(Lab):
     def label_namespace(self, namespace: str, labels: Mapping[str, str | None]) -> None:
         self.store.label_namespace(namespace, labels)
 
-    def create(self, resource: str | Path | Mapping[str, Any]) -> AdmissionResult:
+    def create(self, resource: str | Path | Mapping[str, Any], *, dry_run: bool = False) -> AdmissionResult:
         docs, where = load_documents(resource)
         if len(docs) != 1:
             raise LabError(f"lab.create takes one object, got {len(docs)}", hint="use lab.apply for several")
-        return self.api.create(docs[0], where)
+        return self.api.create(docs[0], where, dry_run=dry_run)
 
     def reports(self) -> list[dict[str, Any]]:
         return list(self.api.http.get("/reports").json().get("items", []))

@@ -171,11 +171,11 @@ class KindLab(Lab):
                 results.append(self._apply(doc))
         return results
 
-    def create(self, resource: str | Path | Mapping[str, Any]) -> AdmissionResult:
+    def create(self, resource: str | Path | Mapping[str, Any], *, dry_run: bool = False) -> AdmissionResult:
         docs, where = load_documents(resource)
         if len(docs) != 1:
             raise LabError(f"lab.create takes one object, got {len(docs)}", hint="use lab.apply for several")
-        return self._create(docs[0], where)
+        return self._create(docs[0], where, dry_run=dry_run)
 
     def _apply(self, doc: dict[str, Any]) -> AdmissionResult:
         group = str(doc.get("apiVersion", "")).rpartition("/")[0]
@@ -193,11 +193,12 @@ class KindLab(Lab):
         return AdmissionResult(True, out.stdout.strip(), kind=str(doc["kind"]), name=str(meta.get("name", "")),
                                namespace=str(meta.get("namespace", "")))
 
-    def _create(self, doc: Mapping[str, Any], source: str | None) -> AdmissionResult:
+    def _create(self, doc: Mapping[str, Any], source: str | None, *, dry_run: bool = False) -> AdmissionResult:
         meta = doc.get("metadata") or {}
         namespace = str(meta.get("namespace") or "default")
         # One document at a time through stdin; kubectl names the file as it would have read it.
-        out = self._kubectl("create", "-o", "json", "-f", "-", stdin=json.dumps(doc))
+        out = self._kubectl("create", "-o", "json", *(["--dry-run=server"] if dry_run else []), "-f", "-",
+                            stdin=json.dumps(doc))
         warnings = tuple(line[len("Warning: "):] for line in out.stderr.splitlines() if line.startswith("Warning: "))
         base = dict(kind=str(doc.get("kind")), name=str(meta.get("name", "")), namespace=namespace, warnings=warnings)
         if out.returncode != 0:
@@ -211,7 +212,8 @@ class KindLab(Lab):
             return AdmissionResult(False, message.strip(), denied_by=name, controller=controller, **base)
         created = json.loads(out.stdout)
         images = tuple(c.image for c in extract_images(created, Engine.KYVERNO) or [])
-        return AdmissionResult(True, f"{kind_slash_name(created)} created", images=images, object=created, **base)
+        message = f"{kind_slash_name(created)} created" + (" (server dry run)" if dry_run else "")
+        return AdmissionResult(True, message, images=images, object=created, **base)
 
     def label_namespace(self, namespace: str, labels: Mapping[str, str | None]) -> None:
         from kubernetes.client.exceptions import ApiException

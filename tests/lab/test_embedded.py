@@ -117,3 +117,12 @@ def test_private_registry_needs_the_pull_secret(lab: tuple[Lab, dict[str, str]],
     the_lab = lab[0]
     scenario.private_registry_round_trip(the_lab, tmp_path)
     assert the_lab.private_registry.password not in (the_lab.home.logs / "private-registry.log").read_text()
+
+
+def test_server_dry_run_decides_like_create(lab: tuple[Lab, dict[str, str]]) -> None:
+    """``kubectl create --dry-run=server``: the same webhooks and verdicts, kubectl's suffix."""
+    the_lab, subs = lab
+    for case in scenario.cases()[:4]:
+        real, dry = the_lab.create(scenario.pod(case, subs)), the_lab.create(scenario.pod(case, subs), dry_run=True)
+        assert (dry.admitted, dry.denied_by, dry.images) == (real.admitted, real.denied_by, real.images)
+        assert dry.message == (real.message + " (server dry run)" if real.admitted else real.message)
