@@ -47,7 +47,9 @@ NAME_LABEL = "kubernetes.io/metadata.name"  # the API server sets it on every na
 
 
 def plural(kind: str) -> str:
-    return kind.lower() + "s"
+    """The resource name the API server serves ``kind`` as (``ClusterPolicy`` → ``clusterpolicies``)."""
+    kind = kind.lower()
+    return kind[:-1] + "ies" if kind.endswith("y") and kind[-2:-1] not in "aeiou" else kind + "s"
 
 
 def kind_slash_name(obj: Mapping[str, Any]) -> str:
@@ -135,6 +137,16 @@ class ObjectStore:
         tmp.write_text(text)
         tmp.replace(path)
         return created
+
+    def delete_policy(self, doc: Mapping[str, Any]) -> bool:
+        """Remove a stored policy; False when there was none of that kind and name."""
+        meta = doc.get("metadata") or {}
+        ns = f"{meta['namespace']}." if meta.get("namespace") else ""
+        path = self.policies / f"{str(doc['kind']).lower()}.{ns}{meta.get('name')}.yaml"
+        if not path.exists():
+            return False
+        path.unlink()
+        return True
 
     def kyverno_failure_policies(self) -> set[str]:
         found = set()
@@ -271,6 +283,21 @@ class ApiServer:
 
 def _images(obj: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(c.image for c in extract_images(obj, Engine.KYVERNO) or [])
+
+
+def delete_object(store: ObjectStore, doc: Mapping[str, Any]) -> AdmissionResult:
+    """``kubectl delete`` of one policy: ``clusterpolicy.kyverno.io "name" deleted`` or NotFound."""
+    kind, meta = str(doc.get("kind", "")), doc.get("metadata") or {}
+    group = str(doc.get("apiVersion", "")).rpartition("/")[0]
+    if group not in POLICY_GROUPS:
+        raise UsageError(f"the embedded lab deletes policies only, not {kind} ({doc.get('apiVersion')})",
+                         hint="`labkit lab reset` removes namespaces and Secrets too")
+    name = str(meta.get("name", ""))
+    resource = f"{kind.lower()}.{group}"
+    if store.delete_policy(doc):
+        return AdmissionResult(True, f'{resource} "{name}" deleted', kind=kind, name=name)
+    return AdmissionResult(False, kubectl_error(f'{plural(kind)}.{group} "{name}" not found', "NotFound"),
+                           kind=kind, name=name)
 
 
 def store_object(store: ObjectStore, doc: Mapping[str, Any]) -> AdmissionResult:

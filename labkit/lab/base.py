@@ -147,6 +147,10 @@ class Lab(abc.ABC):
         """Apply policies, Secrets, Namespaces and workloads; one result per object, in order."""
 
     @abc.abstractmethod
+    def delete(self, source: str | Path | Mapping[str, Any]) -> list[AdmissionResult]:
+        """``kubectl delete -f``: remove the policies named in ``source``; one result per object."""
+
+    @abc.abstractmethod
     def label_namespace(self, namespace: str, labels: Mapping[str, str | None]) -> None:
         """Set labels on a namespace (created if missing); a None value removes the label."""
 

@@ -22,7 +22,7 @@ import httpx
 
 from labkit.admission.tls import DEFAULT_DNS_NAME, ensure_tls
 from labkit.errors import LabError
-from labkit.lab.apiserver import ApiServer, ObjectStore, store_object
+from labkit.lab.apiserver import ApiServer, ObjectStore, delete_object, store_object
 from labkit.lab.base import WORKLOAD_KINDS, AdmissionResult, Lab, PrivateRegistry, RegistryInfo, load_documents
 from labkit.lab.signatures import delete_signatures
 from labkit.lab.state import PRIVATE_USER, LabHome, LabState, Service, clear, free_port, process_start_time
@@ -111,6 +111,9 @@ class EmbeddedLab(Lab):
         docs, where = load_documents(source)
         return [self.api.create(doc, where) if doc.get("kind") in WORKLOAD_KINDS else store_object(self.store, doc)
                 for doc in docs]
+
+    def delete(self, source: str | Path | Mapping[str, Any]) -> list[AdmissionResult]:
+        return [delete_object(self.store, doc) for doc in load_documents(source)[0]]
 
     def label_namespace(self, namespace: str, labels: Mapping[str, str | None]) -> None:
         self.store.label_namespace(namespace, labels)

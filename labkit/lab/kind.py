@@ -215,6 +215,16 @@ class KindLab(Lab):
         message = f"{kind_slash_name(created)} created" + (" (server dry run)" if dry_run else "")
         return AdmissionResult(True, message, images=images, object=created, **base)
 
+    def delete(self, source: str | Path | Mapping[str, Any]) -> list[AdmissionResult]:
+        results = []
+        for doc in load_documents(source)[0]:
+            meta = doc.get("metadata") or {}
+            out = self._kubectl("delete", "-f", "-", stdin=yaml.safe_dump(doc))
+            ok = out.returncode == 0
+            results.append(AdmissionResult(ok, (out.stdout if ok else out.stderr).strip(), kind=str(doc.get("kind")),
+                                           name=str(meta.get("name", "")), namespace=str(meta.get("namespace", ""))))
+        return results
+
     def label_namespace(self, namespace: str, labels: Mapping[str, str | None]) -> None:
         from kubernetes.client.exceptions import ApiException
 

@@ -126,3 +126,16 @@ def test_server_dry_run_decides_like_create(lab: tuple[Lab, dict[str, str]]) -> 
         real, dry = the_lab.create(scenario.pod(case, subs)), the_lab.create(scenario.pod(case, subs), dry_run=True)
         assert (dry.admitted, dry.denied_by, dry.images) == (real.admitted, real.denied_by, real.images)
         assert dry.message == (real.message + " (server dry run)" if real.admitted else real.message)
+
+
+def test_delete_removes_a_policy_as_kubectl_delete_does(lab: tuple[Lab, dict[str, str]]) -> None:
+    the_lab, subs = lab
+    policy = {"apiVersion": "policy.sigstore.dev/v1beta1", "kind": "ClusterImagePolicy",
+              "metadata": {"name": "to-delete"},
+              "spec": {"images": [{"glob": "example.invalid/**"}], "authorities": [{"static": {"action": "fail"}}]}}
+    the_lab.apply(policy)
+    assert [r.message for r in the_lab.delete(policy)] == ['clusterimagepolicy.policy.sigstore.dev "to-delete" deleted']
+    [again] = the_lab.delete(policy)
+    assert not again.admitted
+    assert again.message == ('Error from server (NotFound): clusterimagepolicies.policy.sigstore.dev "to-delete" '
+                             'not found')
