@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "admission and print what kubectl would. Exit status 1 when one is denied.")
     apply.add_argument("-f", "--filename", required=True, help="YAML file (several documents allowed)")
     apply.set_defaults(func=_apply)
+    delete = verbs.add_parser("delete", help="delete the policies named in a file (as kubectl delete -f)")
+    delete.add_argument("-f", "--filename", required=True, help="YAML file (several documents allowed)")
+    delete.set_defaults(func=_delete)
     label = verbs.add_parser("label", help="label a namespace: k=v sets, k- removes (as kubectl label)")
     label.add_argument("namespace")
     label.add_argument("labels", nargs="+", metavar="k=v")
@@ -69,6 +72,18 @@ def _apply(args: argparse.Namespace) -> int:
         print(result.message, file=sys.stdout if result.admitted else sys.stderr)
         denied |= not result.admitted
     return 1 if denied else 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from labkit.lab import Lab
+
+    failed = False
+    for result in Lab.connect().delete(Path(args.filename)):
+        print(result.message, file=sys.stdout if result.admitted else sys.stderr)
+        failed |= not result.admitted
+    return 1 if failed else 0
 
 
 def _label(args: argparse.Namespace) -> int:
