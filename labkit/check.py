@@ -235,3 +235,103 @@ def reset(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
                f"{', '.join(left)} remain: run `labkit lab reset` (lab.reset())")
     yield Item(workshop.key(home).exists(), "your workshop key pair is kept",
                "a reset never removes keys: make a new pair as in notebook 01")
+
+
+# --- notebooks 05 to 07: admission ----------------------------------------------------------------
+
+
+def images_for(lab: Lab) -> tuple[str, str]:
+    """What pods name in notebooks 05–07: the signed sample by tag, and the unsigned image."""
+    return (f"{lab.registry.pod_host}/{workshop.IMAGE_REPOSITORY}:{workshop.IMAGE_TAG}",
+            f"{lab.registry.pod_host}/workshop/unsigned:{workshop.IMAGE_TAG}")
+
+
+def _policy_file(name: str, kind: str, notebook: str, home: Path | str | None) -> Iterator[Item]:
+    """The learner's policy file exists and loads (strictly) as ``kind``; yields nothing more if not."""
+    from labkit.policy.load import load_policies
+
+    path = workshop.workdir(home) / name
+    if not path.exists():
+        yield Item(False, f"your policy file {name}", f"write it as in notebook {notebook} (workshop.write_policy)")
+        return
+    try:
+        kinds = [p.kind for p in load_policies(path)]
+    except LabkitError as exc:
+        yield Item(False, f"{name} is a valid policy", exc.message)
+        return
+    yield Item(kind in kinds, f"{name} is a valid {kind}", f"it holds {', '.join(kinds)}; start again from notebook {notebook}")
+
+
+def _admission(lab: Lab, what: str, image: str, *, admitted: bool, namespace: str = "default",
+               denied_by: str = "", pinned: bool = False, warned: bool = False, fix: str) -> Item:
+    """Ask admission (a server dry run: nothing is kept) about a one-container pod."""
+    from labkit.lab import pod
+
+    result = lab.create(pod("checkpoint", image, namespace), dry_run=True)
+    ok = result.admitted is admitted and (not denied_by or denied_by in (result.denied_by or ""))
+    ok = ok and (not pinned or all("@sha256:" in i for i in result.images)) and (not warned or bool(result.warnings))
+    said = result.message.splitlines()[-1] if result.message else ""
+    return Item(ok, what, f"{fix} (admission said: {said})")
+
+
+@_checkpoint("ivp")
+def ivp(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
+    """Notebook 05: the ImageValidatingPolicy admits the signed image and denies the unsigned one."""
+    items = list(_policy_file("ivp.yaml", "ImageValidatingPolicy", "05", home))
+    yield from items
+    if not all(i.ok for i in items):
+        return
+    signed, unsigned = images_for(lab)
+    yield _admission(lab, f"a pod running {signed} is admitted, its image pinned to a digest", signed,
+                     admitted=True, pinned=True, fix="apply ivp.yaml (lab.apply) and sign the image (notebook 03)")
+    yield _admission(lab, f"a pod running {unsigned} is denied by the IVP webhook", unsigned, admitted=False,
+                     denied_by="ivpol.", fix="apply ivp.yaml (lab.apply); is the unsigned image pushed?")
+
+
+@_checkpoint("verify_images")
+def verify_images(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
+    """Notebook 06: the ClusterPolicy pins the signed image's tag to its digest; the unsigned image
+    is denied (Enforce) or admitted and reported (Audit)."""
+    import yaml
+
+    items = list(_policy_file("clusterpolicy.yaml", "ClusterPolicy", "06", home))
+    yield from items
+    if not all(i.ok for i in items):
+        return
+    signed, unsigned = images_for(lab)
+    yield _admission(lab, f"a pod running {signed} is admitted, its tag pinned to the signed digest", signed,
+                     admitted=True, pinned=True, fix="apply clusterpolicy.yaml (lab.apply) with mutateDigest: true")
+    doc = yaml.safe_load((workshop.workdir(home) / "clusterpolicy.yaml").read_text())
+    action = doc["spec"]["rules"][0]["verifyImages"][0].get("failureAction", "Audit")
+    if action == "Enforce":
+        yield _admission(lab, f"a pod running {unsigned} is denied (Enforce)", unsigned, admitted=False,
+                         denied_by="kyverno", fix="apply clusterpolicy.yaml (lab.apply)")
+        return
+    reported = [r for report in lab.reports() for r in report.get("results", [])
+                if r.get("result") == "fail" and r.get("policy") == doc["metadata"]["name"]]
+    yield Item(bool(reported), "the Audit policy reported a failing pod (lab.reports())",
+               "create the unsigned pod once under the Audit policy (notebook 06, step 4)")
+
+
+@_checkpoint("cip")
+def cip(lab: Lab, home: Path | str | None = None, namespace: str = "secure") -> Iterator[Item]:
+    """Notebook 07: policy-controller checks only the opted-in namespace; there it admits the signed
+    image and refuses the unsigned one (or warns, in warn mode)."""
+    import yaml
+
+    items = list(_policy_file("cip.yaml", "ClusterImagePolicy", "07", home))
+    yield from items
+    if not all(i.ok for i in items):
+        return
+    signed, unsigned = images_for(lab)
+    yield _admission(lab, f"in {namespace} (opted in), a pod running {signed} is admitted", signed, admitted=True,
+                     namespace=namespace, fix=f"label the namespace: lab.label_namespace({namespace!r}, "
+                     "{'policy.sigstore.dev/include': 'true'}) and apply cip.yaml")
+    warn = yaml.safe_load((workshop.workdir(home) / "cip.yaml").read_text())["spec"].get("mode") == "warn"
+    if warn:
+        yield _admission(lab, f"in {namespace}, {unsigned} is admitted with a warning (mode: warn)", unsigned,
+                         admitted=True, warned=True, namespace=namespace, fix="apply cip.yaml (lab.apply)")
+    else:
+        yield _admission(lab, f"in {namespace}, a pod running {unsigned} is denied by policy.sigstore.dev",
+                         unsigned, admitted=False, denied_by="policy.sigstore.dev", namespace=namespace,
+                         fix=f"apply cip.yaml and label {namespace} policy.sigstore.dev/include=true")

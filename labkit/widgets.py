@@ -18,6 +18,19 @@ from typing import Any
 from labkit import workshop
 from labkit.errors import LabkitError
 
+class _Panel:
+    """A widget with a short plain-text face: what a notebook saved without widget state (a web
+    page, a diff) shows instead of the widget's whole repr."""
+
+    widget: Any
+    summary = "labkit widget"
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        bundle = dict(self.widget._repr_mimebundle_(**kwargs))
+        bundle["text/plain"] = f"{self.summary} (run the notebook in JupyterLab to use it)"
+        return bundle
+
+
 # --- the policy playground ---------------------------------------------------------------------
 
 
@@ -29,23 +42,19 @@ class PlaygroundResult:
     text: str
 
 
-def playground_pod(image: str, namespace: str = "default") -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "playground", "namespace": namespace},
-            "spec": {"containers": [{"name": "app", "image": image}]}}
-
-
 def playground_decision(policy_yaml: str, image: str, *, namespace_labels: str = "",
                         no_match_policy: str = "deny") -> PlaygroundResult:
     """Decide a one-container Pod running ``image`` under the policies in ``policy_yaml``, verifying
     signatures in the registry the image names — what ``labkit policy test`` prints."""
     from labkit.cli.policy import parse_labels
+    from labkit.lab import pod
     from labkit.policy.decision import decide_against_registry, format_decision
     from labkit.policy.load import load_policies
 
     try:
         policies = load_policies(policy_yaml)
         labels = parse_labels(namespace_labels)
-        decision = decide_against_registry(policies, playground_pod(image), namespace_labels=labels,
+        decision = decide_against_registry(policies, pod("playground", image), namespace_labels=labels,
                                            no_match_policy=no_match_policy)
     except LabkitError as exc:
         return PlaygroundResult(None, f"invalid policy: {exc}")
@@ -53,9 +62,11 @@ def playground_decision(policy_yaml: str, image: str, *, namespace_labels: str =
     return PlaygroundResult(decision.allowed, warnings + format_decision(decision))
 
 
-class PolicyPlayground:
+class PolicyPlayground(_Panel):
     """Edit policy YAML, pick an image, see the decision and its trace; re-decided on each edit
     (when the editor loses focus, so half-typed YAML is not judged)."""
+
+    summary = "Policy playground: edit the policy, pick an image, see the decision"
 
     def __init__(self, policy_yaml: str, images: Sequence[str], *, namespace_labels: str = "") -> None:
         import ipywidgets as w
@@ -82,10 +93,6 @@ class PolicyPlayground:
                              f'white-space: pre-wrap">{html.escape(self.result.text)}</pre>')
         return self.result
 
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self.widget)
 
 
 # --- keys --------------------------------------------------------------------------------------
@@ -133,8 +140,10 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-class KeyPanel:
+class KeyPanel(_Panel):
     """The workshop's key pairs, and a button that makes a new one (``generate-key-pair``)."""
+
+    summary = "Key panel: the workshop's key pairs, and a button to generate one"
 
     def __init__(self) -> None:
         import ipywidgets as w
@@ -158,17 +167,15 @@ class KeyPanel:
         self.refresh()
         return result
 
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self.widget)
 
 
 # --- sign and verify ---------------------------------------------------------------------------
 
 
-class SignVerifyPanel:
+class SignVerifyPanel(_Panel):
     """Sign or verify an image with one of the workshop's keys, showing cosign's output."""
+
+    summary = "Sign/verify panel: sign or verify an image with a workshop key"
 
     def __init__(self, image: str = "") -> None:
         import ipywidgets as w
@@ -197,10 +204,6 @@ class SignVerifyPanel:
         with self.log:
             return workshop.run(command)
 
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self.widget)
 
 
 # --- the supply-chain tree -----------------------------------------------------------------------

@@ -6,7 +6,7 @@
     lab.stop()
 """
 
-from labkit.lab.base import AdmissionResult, Lab, PrivateRegistry, RegistryInfo
+from labkit.lab.base import AdmissionResult, Lab, PrivateRegistry, RegistryInfo, pod
 from labkit.lab.state import LabHome
 
-__all__ = ["AdmissionResult", "Lab", "LabHome", "PrivateRegistry", "RegistryInfo"]
+__all__ = ["AdmissionResult", "Lab", "LabHome", "PrivateRegistry", "RegistryInfo", "pod"]

@@ -82,6 +82,13 @@ class AdmissionResult:
         return "\n".join([*(f"Warning: {w}" for w in self.warnings), self.message])
 
 
+def pod(name: str, image: str, namespace: str = "default") -> dict[str, Any]:
+    """A one-container Pod, as ``kubectl run NAME --image IMAGE -n NAMESPACE --dry-run=client -o yaml``
+    would write it (minus its defaults)."""
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"containers": [{"name": name, "image": image}]}}
+
+
 def load_documents(source: str | Path | Mapping[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
     """YAML documents from a path, a YAML string or one object; also the file name kubectl would
     quote in ``error when creating "FILE"`` (None for objects not read from a file)."""
