@@ -34,7 +34,8 @@ MASKS = (
     ("loopback ports", r"(127\.0\.0\.1|localhost):\d{2,5}", r"\1:PORT"),
     ("lab home", r"(/[\w.+-]+)+/(?=workshop\b|lab\.json|registry/|policies/|logs/)", "$LABKIT_HOME/"),
     ("lab home in `lab status`", r"(?m)^(home:\s+)\S+", r"\1$LABKIT_HOME"),
-    ("public key bodies", r"(-----BEGIN PUBLIC KEY-----\n)[A-Za-z0-9+/=\n]+?(?=-----END)", r"\1<public key>\n"),
+    ("public key bodies (also indented in policy YAML)", r"(-----BEGIN PUBLIC KEY-----\n)[A-Za-z0-9+/= \n]+?(?=[ ]*-----END)",
+     r"\1<public key>\n"),
     # base64 of a DER ECDSA signature: a SEQUENCE, so "M" then 60+ base64 characters (P-256, P-384)
     ("ECDSA signatures (base64 DER)", r"\bM[A-Za-z0-9+/]{60,}={0,2}", "<signature>"),
     ("timestamps", r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?", "<timestamp>"),
