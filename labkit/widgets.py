@@ -238,3 +238,41 @@ def tree_view(ref: str) -> Any:
     import ipywidgets as w
 
     return w.HTML(f"<pre>{html.escape(tree_text(ref))}</pre>")
+
+
+# --- policy reports ------------------------------------------------------------------------------
+
+
+def report_table(reports: Sequence[dict[str, Any]]) -> Any:
+    """PolicyReport results as an HTML table (``kubectl get policyreports -o wide``, flattened)."""
+    from IPython.display import HTML
+
+    from labkit.admission.reports import report_rows
+
+    rows = [(r.namespace, r.resource, r.policy, r.rule, r.result, r.message) for r in report_rows(reports)]
+    return HTML(_table(("namespace", "resource", "policy", "rule", "result", "message"), rows))
+
+
+def report_chart(reports: Sequence[dict[str, Any]]) -> Any:
+    """A stacked bar per policy: how many pass / fail / warn / error / skip results it reported."""
+    import matplotlib
+
+    matplotlib.use("agg")  # no display needed; notebooks show the figure inline
+    import matplotlib.pyplot as plt
+
+    from labkit.admission.reports import result_counts
+
+    counts = result_counts(reports)
+    colours = {"pass": "#1a7f37", "fail": "#cf222e", "warn": "#9a6700", "error": "#8250df", "skip": "#6e7781"}
+    figure, axes = plt.subplots(figsize=(6, 1 + 0.5 * max(1, len(counts))))
+    policies = list(counts)
+    left = [0] * len(policies)
+    for result, colour in colours.items():
+        values = [counts[p][result] for p in policies]
+        axes.barh(policies, values, left=left, color=colour, label=result)
+        left = [a + b for a, b in zip(left, values)]
+    axes.set_xlabel("results in PolicyReports")
+    axes.legend(loc="lower right", fontsize="small")
+    figure.tight_layout()
+    plt.close(figure)
+    return figure

@@ -78,3 +78,38 @@ class ReportStore:
 
 def _default_message(t: ImageTrace) -> str:
     return {"pass": "verified image signatures", "skip": "image skipped"}.get(t.status, t.status)
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """One result of one PolicyReport, flattened: what ``kubectl get policyreports -o wide`` and
+    Kyverno's Policy Reporter show per row."""
+
+    namespace: str
+    resource: str  # Kind/name
+    policy: str
+    rule: str
+    result: str
+    message: str
+
+
+def report_rows(reports: Sequence[Mapping[str, Any]]) -> list[ReportRow]:
+    """Rows of a ``PolicyReportList``'s items (embedded webhook or a cluster), in a stable order."""
+    rows = []
+    for report in reports:
+        scope = report.get("scope") or {}
+        resource = f"{scope.get('kind', '?')}/{scope.get('name', '?')}"
+        namespace = str((report.get("metadata") or {}).get("namespace", ""))
+        for r in report.get("results") or []:
+            rows.append(ReportRow(namespace, resource, str(r.get("policy", "")), str(r.get("rule", "")),
+                                  str(r.get("result", "")), str(r.get("message", ""))))
+    return sorted(rows, key=lambda r: (r.namespace, r.resource, r.policy, r.rule))
+
+
+def result_counts(reports: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per policy, how many results of each kind (pass, fail, warn, error, skip)."""
+    counts: dict[str, dict[str, int]] = {}
+    for row in report_rows(reports):
+        per_policy = counts.setdefault(row.policy, dict.fromkeys(_RESULTS, 0))
+        per_policy[row.result] = per_policy.get(row.result, 0) + 1
+    return counts

@@ -82,3 +82,20 @@ def test_key_rows_list_pairs_with_mode_and_algorithm(tmp_path: Path) -> None:
     assert rows["cosign"].private_mode == "0600" and rows["cosign"].algorithm == "ECDSA P-256"
     assert rows["team"].private_mode == "0644" and rows["team"].algorithm == "ECDSA P-384"
     assert len(rows["cosign"].fingerprint) == 64
+
+
+def test_report_rows_and_counts_from_a_policy_report() -> None:
+    """The PolicyReport shape of wgpolicyk8s.io/v1alpha2 (as Kyverno writes it)."""
+    from labkit.admission.reports import report_rows, result_counts
+
+    report = {"apiVersion": "wgpolicyk8s.io/v1alpha2", "kind": "PolicyReport",
+              "metadata": {"name": "uid-1", "namespace": "default"},
+              "scope": {"apiVersion": "v1", "kind": "Pod", "name": "web", "namespace": "default"},
+              "results": [{"source": "kyverno", "policy": "p", "rule": "r1", "result": "fail", "message": "no sig"},
+                          {"source": "kyverno", "policy": "p", "rule": "r0", "result": "pass", "message": ""}]}
+    rows = report_rows([report])
+    assert [(r.resource, r.rule, r.result) for r in rows] == [("Pod/web", "r0", "pass"), ("Pod/web", "r1", "fail")]
+    assert result_counts([report, report]) == {"p": {"pass": 2, "fail": 2, "warn": 0, "error": 0, "skip": 0}}
+    assert "<td>no sig</td>" in widgets.report_table([report]).data
+    figure = widgets.report_chart([report])
+    assert [t.get_text() for t in figure.axes[0].get_yticklabels()] == ["p"]
