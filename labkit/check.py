@@ -299,10 +299,11 @@ def verify_images(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
     if not all(i.ok for i in items):
         return
     signed, unsigned = images_for(lab)
-    yield _admission(lab, f"a pod running {signed} is admitted, its tag pinned to the signed digest", signed,
-                     admitted=True, pinned=True, fix="apply clusterpolicy.yaml (lab.apply) with mutateDigest: true")
     doc = yaml.safe_load((workshop.workdir(home) / "clusterpolicy.yaml").read_text())
-    action = doc["spec"]["rules"][0]["verifyImages"][0].get("failureAction", "Audit")
+    rule = doc["spec"]["rules"][0]["verifyImages"][0]
+    action, pins = rule.get("failureAction", "Audit"), rule.get("mutateDigest", True) is not False
+    yield _admission(lab, f"a pod running {signed} is admitted" + (", its tag pinned to the signed digest" if pins else ""),
+                     signed, admitted=True, pinned=pins, fix="apply clusterpolicy.yaml (lab.apply)")
     if action == "Enforce":
         yield _admission(lab, f"a pod running {unsigned} is denied (Enforce)", unsigned, admitted=False,
                          denied_by="kyverno", fix="apply clusterpolicy.yaml (lab.apply)")

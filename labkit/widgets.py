@@ -255,16 +255,13 @@ def report_table(reports: Sequence[dict[str, Any]]) -> Any:
 
 def report_chart(reports: Sequence[dict[str, Any]]) -> Any:
     """A stacked bar per policy: how many pass / fail / warn / error / skip results it reported."""
-    import matplotlib
-
-    matplotlib.use("agg")  # no display needed; notebooks show the figure inline
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # in a notebook, pyplot's inline backend renders the returned figure
 
     from labkit.admission.reports import result_counts
 
     counts = result_counts(reports)
     colours = {"pass": "#1a7f37", "fail": "#cf222e", "warn": "#9a6700", "error": "#8250df", "skip": "#6e7781"}
-    figure, axes = plt.subplots(figsize=(6, 1 + 0.5 * max(1, len(counts))))
+    figure, axes = plt.subplots(figsize=(7, 1.6 + 0.5 * max(1, len(counts))))
     policies = list(counts)
     left = [0] * len(policies)
     for result, colour in colours.items():
@@ -272,7 +269,8 @@ def report_chart(reports: Sequence[dict[str, Any]]) -> Any:
         axes.barh(policies, values, left=left, color=colour, label=result)
         left = [a + b for a, b in zip(left, values)]
     axes.set_xlabel("results in PolicyReports")
-    axes.legend(loc="lower right", fontsize="small")
+    axes.xaxis.get_major_locator().set_params(integer=True)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
     figure.tight_layout()
     plt.close(figure)
     return figure

@@ -40,6 +40,9 @@ from labkit.policy.images import Engine, extract_images
 from labkit.policy.load import load_policies
 
 POLICY_GROUPS = {"kyverno.io": "kyverno", "policies.kyverno.io": "kyverno", "policy.sigstore.dev": "policy-controller"}
+# The webhooks that validate policy objects themselves (Kyverno's kyverno-policy-validating-webhook-cfg,
+# policy-controller's validating.clusterimagepolicy.sigstore.dev).
+POLICY_WEBHOOKS = {"kyverno": "validate-policy.kyverno.svc", "policy-controller": "validating.clusterimagepolicy.sigstore.dev"}
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 KYVERNO_SKIPPED_NAMESPACES = ("kyverno", "kube-system", "kube-public", "kube-node-lease")
 PC_INCLUDE = "policy.sigstore.dev/include"
@@ -312,8 +315,12 @@ def store_object(store: ObjectStore, doc: Mapping[str, Any]) -> AdmissionResult:
         try:
             created = store.put_policy(doc)
         except PolicyError as exc:
-            return AdmissionResult(False, kubectl_error(str(exc)), kind=kind, name=str(meta.get("name", "")),
-                                   controller=POLICY_GROUPS[group])
+            # The engines validate policies in their own webhooks; kubectl quotes the webhook.
+            webhook = POLICY_WEBHOOKS[POLICY_GROUPS[group]]
+            detail = exc.message.removeprefix("<policy>: ")
+            return AdmissionResult(False, kubectl_error(f'admission webhook "{webhook}" denied the request: {detail}'),
+                                   kind=kind, name=str(meta.get("name", "")), controller=POLICY_GROUPS[group],
+                                   denied_by=webhook)
     else:
         raise UsageError(f"the embedded lab does not store {kind} ({doc.get('apiVersion')})",
                          hint="it takes Namespaces, Secrets, Kyverno and policy-controller policies, and workloads")
