@@ -336,3 +336,27 @@ def cip(lab: Lab, home: Path | str | None = None, namespace: str = "secure") -> 
         yield _admission(lab, f"in {namespace}, a pod running {unsigned} is denied by policy.sigstore.dev",
                          unsigned, admitted=False, denied_by="policy.sigstore.dev", namespace=namespace,
                          fix=f"apply cip.yaml and label {namespace} policy.sigstore.dev/include=true")
+
+
+# --- notebook 08 -------------------------------------------------------------------------------
+
+
+@_checkpoint("ci_workflow")
+def ci_workflow(path: Path | str | None = None, home: Path | str | None = None) -> Iterator[Item]:
+    """Your copy of the CI template signs the build step's digest and pins every action."""
+    from labkit.ci_workflow import check_workflow
+
+    path = Path(path) if path is not None else workshop.workdir(home) / "sign-by-digest.yml"
+    if not path.exists():
+        yield Item(False, f"your workflow at {path}", "copy the template as in notebook 08, step 1")
+        return
+    try:
+        findings = check_workflow(path)
+    except LabkitError as exc:
+        yield Item(False, f"{path.name} is a GitHub Actions workflow", exc.message)
+        return
+    if not any("cosign sign" in f.what or "signs" in f.what for f in findings):
+        yield Item(False, f"{path.name} signs the image", "add the `cosign sign … \"${IMAGE}@${DIGEST}\"` step")
+    for finding in findings:
+        yield Item(finding.ok, finding.what, "sign \"${IMAGE}@${DIGEST}\" with DIGEST from "
+                   "${{ steps.build.outputs.digest }}; pin actions to a full commit SHA (# vX.Y.Z)")

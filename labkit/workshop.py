@@ -235,3 +235,10 @@ def describe_signature_artifact(ref: str, *, allow_insecure: bool = False) -> st
         lines.append("    payload (what the signature covers):")
         lines.extend(f"      {line}" for line in payload.splitlines())
     return "\n".join(lines)
+
+
+def numbered(path: str | Path, first: int = 1, last: int | None = None) -> str:
+    """Lines ``first``..``last`` (1-based, inclusive) of a text file, numbered as an editor shows them."""
+    lines = Path(path).read_text().splitlines()
+    last = len(lines) if last is None else last
+    return "\n".join(f"{n:3}  {lines[n - 1]}" for n in range(first, last + 1))
