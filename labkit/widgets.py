@@ -234,10 +234,10 @@ def tree_text(ref: str) -> str:
 
 
 def tree_view(ref: str) -> Any:
-    """:func:`tree_text` as a widget."""
-    import ipywidgets as w
+    """:func:`tree_text` as static HTML: it stays readable in a saved notebook on a web page."""
+    from IPython.display import HTML
 
-    return w.HTML(f"<pre>{html.escape(tree_text(ref))}</pre>")
+    return HTML(f"<pre>{html.escape(tree_text(ref))}</pre>")
 
 
 # --- policy reports ------------------------------------------------------------------------------

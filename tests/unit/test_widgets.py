@@ -99,3 +99,14 @@ def test_report_rows_and_counts_from_a_policy_report() -> None:
     assert "<td>no sig</td>" in widgets.report_table([report]).data
     figure = widgets.report_chart([report])
     assert [t.get_text() for t in figure.axes[0].get_yticklabels()] == ["p"]
+
+
+def test_tree_text_is_cosign_tree_plus_what_each_signature_covers(signed: dict[str, str]) -> None:
+    from labkit.oci.client import RegistryClient
+    from labkit.signing.tree import format_tree, tree
+
+    ref = f"{signed['host']}/pg/signed:v1"
+    text = widgets.tree_text(ref)
+    with RegistryClient() as client:
+        assert text.startswith(format_tree(ref, tree(ref, client=client)).rstrip("\n"))
+    assert text.endswith(f"signed {signed['digest'][:19]}… (no annotations)")
