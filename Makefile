@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: lab test test-notebooks notebooks bench tools system-deps venv clean
+.PHONY: lab test test-notebooks test-browser notebooks bench tools system-deps venv clean
 
 venv: $(STAMP)
 
@@ -36,6 +36,10 @@ test: $(STAMP) tools system-deps
 # Only the notebook regression: every notebook re-run on the embedded lab, outputs diffed.
 test-notebooks: $(STAMP)
 	@$(PY) -m pytest tests/notebooks $(PYTEST_ARGS)
+
+# Only the browser test: JupyterLab in Debian's Chromium, driven by Playwright (notebook 05).
+test-browser: $(STAMP) system-deps
+	@$(PY) -m pytest tests/browser $(PYTEST_ARGS)
 
 # Authors: rebuild notebooks/*.ipynb from notebooks/src/*.py, execute them, store outputs.
 # NB=03,04 rebuilds only those (the rest still run: later notebooks need their state).
