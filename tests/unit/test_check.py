@@ -1,0 +1,171 @@
+"""Checkpoints, in the passing state and in each failing state a learner can reach.
+
+Oracles: files written by labkit's cosign-compatible key code (checked against real cosign in
+tests/interop), images in a real embedded lab registry, and admission decisions of the lab's
+webhook (held to the real engines by tests/conformance).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from labkit import check, keys, workshop
+from labkit.ci_workflow import TEMPLATE
+from labkit.lab import Lab
+from labkit.oci.build import build_image
+from labkit.oci.client import RegistryClient
+from labkit.oci.model import Platform
+from labkit.signing.sign import sign_image
+
+PLATFORMS = [Platform.parse("linux/amd64"), Platform.parse("linux/arm64/v8")]
+
+
+def _failed(cp: check.Checkpoint) -> list[str]:
+    return [item.what for item in cp.missing]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    the_lab = Lab.start("embedded", tmp_path_factory.mktemp("labkit-home"))
+    try:
+        yield the_lab
+    finally:
+        the_lab.stop()
+
+
+@pytest.fixture
+def home(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("COSIGN_PASSWORD", raising=False)
+    shutil.rmtree(lab.home.root / "workshop", ignore_errors=True)
+    return lab.home.root
+
+
+def _keys(home: Path) -> None:
+    workshop.use_password(home)
+    keys.generate_key_pair(workshop.workdir(home) / "cosign", os.environ["COSIGN_PASSWORD"].encode())
+
+
+def test_keys_pass_and_each_failure_names_its_fix(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = check.keys(home)
+    assert not missing and "generate-key-pair" in missing.missing[0].fix
+    _keys(home)
+    assert check.keys(home).passed, str(check.keys(home))
+    key = workshop.key(home)
+    key.chmod(0o644)
+    assert _failed(check.keys(home)) == ["cosign.key is readable by you alone (mode 0644)"]
+    key.chmod(0o600)
+    monkeypatch.setenv("COSIGN_PASSWORD", "not-it")
+    wrong = check.keys(home)
+    assert _failed(wrong) == ["the workshop password opens cosign.key"] and "decryption failed" in wrong.missing[0].fix
+    monkeypatch.delenv("COSIGN_PASSWORD")
+    other = ec.generate_private_key(ec.SECP256R1())
+    workshop.public_key(home).write_text(keys.public_key_pem(other))
+    assert _failed(check.keys(home)) == ["cosign.pub is the public half of cosign.key"]
+    key.write_bytes(other.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption()))
+    plain = check.keys(home)
+    assert _failed(plain) == ["cosign.key is an encrypted cosign key"] and "import-key-pair" in plain.missing[0].fix
+
+
+def test_image_and_signed(lab: Lab, home: Path) -> None:
+    _keys(home)
+    ref = check.image_ref(lab)
+    absent = check.image(lab)
+    assert not absent and "labkit build" in absent.missing[0].fix
+    sample = build_image(workshop.SAMPLE_APP, platforms=PLATFORMS)
+    with RegistryClient() as client:
+        client.push_image(ref, build_image(workshop.SAMPLE_APP))  # one platform only
+        assert _failed(check.image(lab)) == ["it is a multi-platform index (one image)"]
+        client.push_image(ref, sample)
+        assert check.image(lab).passed
+        unsigned = check.signed(lab, home)
+        assert len(unsigned.missing) == 3 and "--recursive" in unsigned.missing[0].fix
+        private = keys.load_private_key(workshop.key(home), os.environ["COSIGN_PASSWORD"].encode())
+        sign_image(f"{ref.rsplit(':', 1)[0]}@{sample.digest}", private, client=client)
+        index_only = check.signed(lab, home)
+        assert [i.ok for i in index_only.items] == [True, False, False]
+        sign_image(f"{ref.rsplit(':', 1)[0]}@{sample.digest}", private, client=client, recursive=True)
+        assert check.signed(lab, home).passed
+    other = workshop.workdir(home) / "other"
+    shutil.copytree(workshop.SAMPLE_APP, other)
+    (other / "app.py").write_text("changed\n")
+    with RegistryClient() as client:
+        client.push_image(ref, build_image(other, platforms=PLATFORMS))
+    assert _failed(check.image(lab))[0].startswith("its digest is the reproducible build's")
+
+
+def test_admission_checkpoints(lab: Lab, home: Path) -> None:
+    _keys(home)
+    signed, unsigned = check.images_for(lab)
+    sample = build_image(workshop.SAMPLE_APP, platforms=PLATFORMS)
+    with RegistryClient() as client:
+        client.push_image(check.image_ref(lab), sample)
+        client.push_image(f"{lab.registry.host}/workshop/unsigned:v1", build_image(workshop.SAMPLE_APP))
+        private = keys.load_private_key(workshop.key(home), os.environ["COSIGN_PASSWORD"].encode())
+        sign_image(f"{lab.registry.host}/workshop/hello@{sample.digest}", private, client=client, recursive=True)
+    work = workshop.workdir(home)
+    assert "notebook 05" in check.ivp(lab, home).missing[0].fix  # no policy file yet
+    workshop.write_policy("imagevalidatingpolicy", work / "ivp.yaml", public_key=work / "cosign.pub",
+                          registry=lab.registry.pod_host)
+    unapplied = check.ivp(lab, home)  # written, not applied: no pin, no denial
+    assert _failed(unapplied) == [f"a pod running {signed} is admitted, its image pinned to a digest",
+                                  f"a pod running {unsigned} is denied by the IVP webhook"]
+    lab.apply(work / "ivp.yaml")
+    assert check.ivp(lab, home).passed
+    lab.delete(work / "ivp.yaml")
+
+    workshop.write_policy("clusterpolicy", work / "clusterpolicy.yaml", public_key=work / "cosign.pub",
+                          registry=lab.registry.pod_host, action="Enforce", mutate_digest="true")
+    assert len(check.verify_images(lab, home).missing) == 2  # written, not applied: no pin, no denial
+    lab.apply(work / "clusterpolicy.yaml")
+    assert check.verify_images(lab, home).passed
+    lab.delete(work / "clusterpolicy.yaml")
+
+    workshop.write_policy("clusterimagepolicy", work / "cip.yaml", public_key=work / "cosign.pub",
+                          registry=lab.registry.pod_host, mode="enforce")
+    lab.apply(work / "cip.yaml")
+    lab.label_namespace("secure", {})
+    opted_out = check.cip(lab, home)
+    assert _failed(opted_out) == [f"in secure, a pod running {unsigned} is denied by policy.sigstore.dev"]
+    lab.label_namespace("secure", {"policy.sigstore.dev/include": "true"})
+    assert check.cip(lab, home).passed
+    lab.delete(work / "cip.yaml")
+
+
+def test_reset_and_ci_workflow(lab: Lab, home: Path) -> None:
+    _keys(home)
+    sample = build_image(workshop.SAMPLE_APP, platforms=PLATFORMS)
+    with RegistryClient() as client:
+        client.push_image(check.image_ref(lab), sample)
+        private = keys.load_private_key(workshop.key(home), os.environ["COSIGN_PASSWORD"].encode())
+        sign_image(f"{lab.registry.host}/workshop/hello@{sample.digest}", private, client=client)
+    assert _failed(check.reset(lab, home)) == [f"no signatures are left in {lab.registry.host}/workshop/hello"]
+    lab.reset()
+    assert check.reset(lab, home).passed
+
+    assert "notebook 08" in check.ci_workflow(home=home).missing[0].fix
+    copy = workshop.workdir(home) / "sign-by-digest.yml"
+    copy.write_text(TEMPLATE.read_text().replace('"${IMAGE}@${DIGEST}"', '"${IMAGE}:latest"'))
+    assert len(check.ci_workflow(home=home).missing) == 1
+    shutil.copy(TEMPLATE, copy)
+    assert check.ci_workflow(home=home).passed
+
+
+def test_lab_checkpoint_names_a_service_that_does_not_answer(lab: Lab) -> None:
+    assert check.lab(lab).passed
+
+    class Broken:
+        home = lab.home
+
+        def status(self) -> dict:
+            return {"health": {"registry": "ok", "webhook": "not answering (connection refused)"}}
+
+    broken = check.lab(Broken())  # type: ignore[arg-type]
+    assert _failed(broken) == ["the lab's webhook answers"] and "labkit lab down" in broken.missing[0].fix
