@@ -59,15 +59,20 @@ def test_keys_pass_and_each_failure_names_its_fix(home: Path, monkeypatch: pytes
     assert check.keys(home).passed, str(check.keys(home))
     key = workshop.key(home)
     key.chmod(0o644)
-    assert _failed(check.keys(home)) == ["cosign.key is readable by you alone (mode 0644)"]
+    loose = check.keys(home)
+    assert _failed(loose) == ["cosign.key is readable by you alone (mode 0644)"]
+    assert loose.missing[0].fix.startswith(f"chmod 600 {key}")
     key.chmod(0o600)
     monkeypatch.setenv("COSIGN_PASSWORD", "not-it")
     wrong = check.keys(home)
-    assert _failed(wrong) == ["the workshop password opens cosign.key"] and "decryption failed" in wrong.missing[0].fix
+    assert _failed(wrong) == ["the workshop password opens cosign.key"]
+    assert "decryption failed" in wrong.missing[0].fix and "COSIGN_PASSWORD" in wrong.missing[0].fix
     monkeypatch.delenv("COSIGN_PASSWORD")
     other = ec.generate_private_key(ec.SECP256R1())
     workshop.public_key(home).write_text(keys.public_key_pem(other))
-    assert _failed(check.keys(home)) == ["cosign.pub is the public half of cosign.key"]
+    mismatched = check.keys(home)
+    assert _failed(mismatched) == ["cosign.pub is the public half of cosign.key"]
+    assert "`labkit public-key --key cosign.key --outfile cosign.pub`" in mismatched.missing[0].fix
     key.write_bytes(other.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                         serialization.NoEncryption()))
     plain = check.keys(home)
@@ -82,15 +87,21 @@ def test_image_and_signed(lab: Lab, home: Path) -> None:
     sample = build_image(workshop.SAMPLE_APP, platforms=PLATFORMS)
     with RegistryClient() as client:
         client.push_image(ref, build_image(workshop.SAMPLE_APP))  # one platform only
-        assert _failed(check.image(lab)) == ["it is a multi-platform index (one image)"]
+        single = check.image(lab)
+        assert _failed(single) == ["it is a multi-platform index (one image)"]
+        assert "--platform linux/amd64,linux/arm64/v8" in single.missing[0].fix
         client.push_image(ref, sample)
         assert check.image(lab).passed
         unsigned = check.signed(lab, home)
-        assert len(unsigned.missing) == 3 and "--recursive" in unsigned.missing[0].fix
+        assert len(unsigned.missing) == 3 and "no signatures found" in unsigned.missing[0].what
+        assert (f"`labkit sign --key cosign.key --tlog-upload=false --recursive {ref.rsplit(':', 1)[0]}@{sample.digest}`"
+                in unsigned.missing[0].fix)
         private = keys.load_private_key(workshop.key(home), os.environ["COSIGN_PASSWORD"].encode())
         sign_image(f"{ref.rsplit(':', 1)[0]}@{sample.digest}", private, client=client)
         index_only = check.signed(lab, home)
         assert [i.ok for i in index_only.items] == [True, False, False]
+        assert [i.what.split(" (")[0] for i in index_only.missing] == ["the linux/amd64 image", "the linux/arm64/v8 image"]
+        assert all("--recursive" in i.fix for i in index_only.missing)
         sign_image(f"{ref.rsplit(':', 1)[0]}@{sample.digest}", private, client=client, recursive=True)
         assert check.signed(lab, home).passed
     other = workshop.workdir(home) / "other"
@@ -98,7 +109,9 @@ def test_image_and_signed(lab: Lab, home: Path) -> None:
     (other / "app.py").write_text("changed\n")
     with RegistryClient() as client:
         client.push_image(ref, build_image(other, platforms=PLATFORMS))
-    assert _failed(check.image(lab))[0].startswith("its digest is the reproducible build's")
+    changed = check.image(lab)
+    assert _failed(changed) == [f"its digest is the reproducible build's ({sample.digest[:19]}…)"]
+    assert f"rebuild it from {workshop.SAMPLE_APP}" in changed.missing[0].fix
 
 
 def test_admission_checkpoints(lab: Lab, home: Path) -> None:
