@@ -13,7 +13,7 @@ from pathlib import Path
 
 from labkit.cli._flags import registry_flags
 from labkit.errors import BuildError, UsageError
-from labkit.oci.model import DEFAULT_PLATFORM, Image, Platform
+from labkit.oci.model import DEFAULT_PLATFORM, Image, ImageIndex, Platform
 from labkit.oci.reference import Reference
 
 
@@ -82,7 +82,13 @@ def _build(args: argparse.Namespace) -> int:
                   "layer (add --base IMAGE to build on it)", file=sys.stderr)
         image = build_image(context, platforms=platforms, base=base)
         if args.push:
-            pushed = client.push_image(ref, image)
+            from labkit._internal.progress import byte_bar
+
+            images = image.images if isinstance(image, ImageIndex) else [image]
+            total = sum(len(b) for img in images for b in img.blobs().values())
+            # A bar only on a terminal: captured output stays exactly what docker/crane users see.
+            with byte_bar(total, f"pushing {ref}", enabled=sys.stderr.isatty()) as advance:
+                pushed = client.push_image(ref, image, progress=advance)
             print(ref.with_digest(pushed))
         else:
             print(image.digest)

@@ -33,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from labkit._internal.progress import interactive, step_bar
 from labkit.errors import LabError
 from labkit.lab.apiserver import POLICY_GROUPS, kind_slash_name
 from labkit.lab.base import WORKLOAD_KINDS, AdmissionResult, Lab, PrivateRegistry, RegistryInfo, load_documents
@@ -113,19 +114,25 @@ class KindLab(Lab):
         home.kind.mkdir(exist_ok=True)
         kubeconfig = home.kind / "kubeconfig"
         created: list[str] = []
+        steps = ["registries", "kind cluster", "registry wiring", "Kyverno and policy-controller (Helm)"]
         try:
-            _ensure_registry(sh, REGISTRY_NAME, [], created)
-            sh.docker("rm", "-f", PRIVATE_NAME, _ok_code=[0, 1])  # its htpasswd is this lab's: start it afresh
-            htpasswd = _write_htpasswd(home.kind / "htpasswd", home.new_private_password())
-            _ensure_registry(sh, PRIVATE_NAME, ["-v", f"{htpasswd}:/auth/htpasswd:ro",
-                                                "-e", "REGISTRY_AUTH=htpasswd", "-e", "REGISTRY_AUTH_HTPASSWD_REALM=labkit",
-                                                "-e", "REGISTRY_AUTH_HTPASSWD_PATH=/auth/htpasswd"], created)
-            _create_cluster(sh, kubeconfig, home.kind, timeout, created)
-            _wire_registry(sh)
-            state = LabState(cls.backend, info={"cluster": CLUSTER, "kubeconfig": str(kubeconfig)})
-            lab = cls(home, state)
-            lab._publish_registry()
-            lab._install_controllers(sh, timeout)
+            with step_bar(steps, "kind lab", enabled=interactive()) as step:
+                step(steps[0])
+                _ensure_registry(sh, REGISTRY_NAME, [], created)
+                sh.docker("rm", "-f", PRIVATE_NAME, _ok_code=[0, 1])  # its htpasswd is this lab's: start afresh
+                htpasswd = _write_htpasswd(home.kind / "htpasswd", home.new_private_password())
+                _ensure_registry(sh, PRIVATE_NAME, ["-v", f"{htpasswd}:/auth/htpasswd:ro", "-e", "REGISTRY_AUTH=htpasswd",
+                                                    "-e", "REGISTRY_AUTH_HTPASSWD_REALM=labkit",
+                                                    "-e", "REGISTRY_AUTH_HTPASSWD_PATH=/auth/htpasswd"], created)
+                step(steps[1])
+                _create_cluster(sh, kubeconfig, home.kind, timeout, created)
+                step(steps[2])
+                _wire_registry(sh)
+                state = LabState(cls.backend, info={"cluster": CLUSTER, "kubeconfig": str(kubeconfig)})
+                lab = cls(home, state)
+                lab._publish_registry()
+                step(steps[3])
+                lab._install_controllers(sh, timeout)
             state.save(home)
             return lab
         except BaseException:

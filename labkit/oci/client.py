@@ -16,6 +16,8 @@ Transport rules, as cosign and crane apply them:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import json
 import re
 import ssl
@@ -567,15 +569,19 @@ class RegistryClient:
 
     # --- whole images -----------------------------------------------------------------------
 
-    def push_image(self, ref: RefLike, image: Image | ImageIndex) -> str:
-        """Push blobs (skipping those present), then manifests children first; returns the digest."""
+    def push_image(self, ref: RefLike, image: Image | ImageIndex, *,
+                   progress: Callable[[int], None] | None = None) -> str:
+        """Push blobs (skipping those present), then manifests children first; returns the digest.
+        ``progress`` is called with each blob's size once it is in the registry."""
         r = _as_ref(ref)
         if isinstance(image, ImageIndex):
             for child in image.images:
-                self.push_image(r.with_digest(child.digest), child)
+                self.push_image(r.with_digest(child.digest), child, progress=progress)
         else:
             for blob_digest, blob in image.blobs().items():
                 self.push_blob(r, blob, digest=blob_digest)
+                if progress is not None:
+                    progress(len(blob))
         media_type = image.index.media_type if isinstance(image, ImageIndex) else image.manifest.media_type
         return self.put_manifest(r, image.manifest_bytes, media_type)
 
