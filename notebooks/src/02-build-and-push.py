@@ -55,16 +55,17 @@ print("same digest without pushing:", pushed.stdout.strip().endswith(again.stdou
 index_digest = workshop.run(f"labkit digest {image}").stdout.strip()
 
 # %% [markdown]
-# The index lists one manifest per platform, each with its own digest. A node pulls the index,
-# picks its platform's entry, and pulls that manifest by digest — so every hop is content-addressed:
+# That digest is the SHA-256 of the index manifest, which the registry serves as JSON
+# (`crane manifest IMAGE | jq .` shows the same). It lists one manifest per platform, each with its
+# own digest. A node pulls the index, picks its platform's entry, and pulls that manifest by digest
+# — so every hop is content-addressed:
 
 # %%
 with RegistryClient() as client:
-    index = json.loads(client.get_manifest(image).data)
-for entry in index["manifests"]:
-    platform = entry["platform"]
-    arch = platform["architecture"] + (f"/{platform['variant']}" if platform.get("variant") else "")
-    print(f"{platform['os']}/{arch:10} {entry['digest']}  ({entry['size']} bytes, {entry['mediaType']})")
+    fetched = client.get_manifest(image)
+index = json.loads(fetched.data)
+print("Content-Type:", fetched.media_type)
+print(json.dumps(index, indent=2))
 
 # %% [markdown]
 # Each platform digest resolves on its own too (`crane digest REPO@DIGEST` prints it back), and the
