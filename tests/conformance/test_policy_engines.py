@@ -56,9 +56,9 @@ def offline_env(home: Path) -> dict[str, str]:
     }
 
 
-def run_tool(tool: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_tool(tool: Path, *args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(tool), *args], cwd=cwd, env=offline_env(cwd), stdin=subprocess.DEVNULL,
+        [str(tool), *args], cwd=cwd, env={**offline_env(cwd), **(env or {})}, stdin=subprocess.DEVNULL,
         capture_output=True, text=True, timeout=300, check=False,
     )
 
@@ -178,9 +178,12 @@ def build_state(case: Case, work: Path, registry: RunningRegistry) -> dict[tuple
         digest = run_tool(crane, "digest", ref, cwd=work)
         assert digest.returncode == 0, digest.stderr
         values[("DIGEST", image["name"])] = digest.stdout.strip()
+        # signature_repository: cosign keeps the signatures in another repository (COSIGN_REPOSITORY)
+        elsewhere = {"COSIGN_REPOSITORY": f"{prefix}/{image['signature_repository']}"} \
+            if image.get("signature_repository") else None
         for key in image.get("signed_with") or []:
             sign = run_tool(cosign, "sign", "--key", f"{key}.key", "--tlog-upload=false", "-y",
-                            f"{prefix}/{image['repository']}@{digest.stdout.strip()}", cwd=work)
+                            f"{prefix}/{image['repository']}@{digest.stdout.strip()}", cwd=work, env=elsewhere)
             assert sign.returncode == 0, sign.stderr
     by_name = {image["name"]: image for image in state["images"]}
     for image in state["images"]:
@@ -272,6 +275,8 @@ def test_labkit(rendered: Rendered) -> None:
         assert decision.message == expect["message"]
     if "message_contains" in expect:
         assert expect["message_contains"] in decision.message
+    if "warnings" in expect:
+        assert decision.warnings == expect["warnings"]
     if "trace" in expect:
         assert [t.status for t in decision.trace] == expect["trace"]
     if "patches" in expect:
