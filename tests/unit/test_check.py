@@ -182,3 +182,18 @@ def test_lab_checkpoint_names_a_service_that_does_not_answer(lab: Lab) -> None:
 
     broken = check.lab(Broken())  # type: ignore[arg-type]
     assert _failed(broken) == ["the lab's webhook answers"] and "labkit lab down" in broken.missing[0].fix
+
+
+def test_lab_checkpoint_reads_a_kind_labs_deployment_counts(lab: Lab) -> None:
+    class Kind:
+        home = lab.home
+
+        def __init__(self, kyverno: str) -> None:
+            self.kyverno = kyverno
+
+        def status(self) -> dict:
+            return {"health": {"kyverno": self.kyverno,
+                               "policy-controller": "policy-controller-webhook=1/1 "}}
+
+    assert check.lab(Kind("kyverno-admission-controller=1/1 kyverno-reports-controller=1/1 ")).passed  # type: ignore[arg-type]
+    assert _failed(check.lab(Kind("kyverno-admission-controller=/1 "))) == ["the lab's kyverno answers"]  # type: ignore[arg-type]
