@@ -243,9 +243,18 @@ class KindLab(Lab):
             self.core.create_namespace({"metadata": {"name": namespace}})
         self.core.patch_namespace(namespace, {"metadata": {"labels": dict(labels)}})  # None deletes a label
 
-    def reports(self) -> list[dict[str, Any]]:
-        listed = self.custom.list_cluster_custom_object("wgpolicyk8s.io", "v1alpha2", "policyreports")
-        return list(listed.get("items", []))
+    def reports(self, *, settle: float = 30.0) -> list[dict[str, Any]]:
+        """PolicyReports once Kyverno's reports controller has caught up: it aggregates admission
+        results asynchronously, so poll until the result count stops changing (at most ``settle`` s)."""
+        deadline, last = time.monotonic() + settle, None
+        while True:
+            listed = self.custom.list_cluster_custom_object("wgpolicyk8s.io", "v1alpha2", "policyreports")
+            items = list(listed.get("items", []))
+            count = sum(len(r.get("results") or []) for r in items)
+            if (count and count == last) or time.monotonic() > deadline:
+                return items
+            last = count
+            time.sleep(3)
 
     def status(self) -> dict[str, Any]:
         health = {}
