@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.notebooks.test_notebooks import problems
 from tests.peers import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -55,6 +56,7 @@ def workshop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, d
             nb = nbformat.read(notebooks / name, as_version=4)
             nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
                                     resources={"metadata": {"path": str(notebooks)}}).execute()
+            assert not problems(nb), f"{name}: " + "; ".join(problems(nb))  # 05 needs their state
         yield notebooks, env
     finally:
         os.environ.clear()
