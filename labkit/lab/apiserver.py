@@ -206,7 +206,7 @@ class ApiServer:
 
     def __init__(self, store: ObjectStore, webhook_url: str, ca_file: Path) -> None:
         self.store, self.webhook_url = store, webhook_url
-        self.http = httpx.Client(base_url=webhook_url, timeout=15,
+        self.http = httpx.Client(base_url=webhook_url, timeout=15, trust_env=False,  # loopback: never proxied
                                  verify=ssl.create_default_context(cafile=str(ca_file)))
 
     def close(self) -> None:

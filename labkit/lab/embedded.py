@@ -188,14 +188,14 @@ def _tail(path: Path, size: int = 1500) -> bytes:
 def _registry_healthy(port: int, auth: bool = False) -> bool:
     """``/v2/`` answers: 200, or 401 for a registry that wants credentials."""
     try:
-        return httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == (401 if auth else 200)
+        return httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1, trust_env=False).status_code == (401 if auth else 200)
     except httpx.HTTPError:
         return False
 
 
 def _webhook_healthy(port: int, ca: Path) -> bool:
     try:
-        return httpx.get(f"https://127.0.0.1:{port}/healthz", timeout=1,
+        return httpx.get(f"https://127.0.0.1:{port}/healthz", timeout=1, trust_env=False,
                          verify=ssl.create_default_context(cafile=str(ca))).status_code == 200
     except httpx.HTTPError:
         return False

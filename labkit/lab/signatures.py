@@ -16,7 +16,8 @@ def delete_signatures(host: str, credentials: Credentials | None = None) -> int:
     deleted = 0
     auth = (credentials.username, credentials.password) if credentials else None
     with RegistryClient(credentials=credentials) as client:
-        catalog = httpx.get(f"http://{host}/v2/_catalog", params={"n": 10000}, auth=auth, timeout=10)
+        # the lab's registries are on this machine: no proxy, as Go tools never proxy loopback
+        catalog = httpx.get(f"http://{host}/v2/_catalog", params={"n": 10000}, auth=auth, timeout=10, trust_env=False)
         repos = catalog.json().get("repositories") or []
         for repo in repos:
             for tag in client.list_tags(f"{host}/{repo}"):

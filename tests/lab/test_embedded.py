@@ -139,3 +139,19 @@ def test_delete_removes_a_policy_as_kubectl_delete_does(lab: tuple[Lab, dict[str
     assert not again.admitted
     assert again.message == ('Error from server (NotFound): clusterimagepolicies.policy.sigstore.dev "to-delete" '
                              'not found')
+
+
+def test_lab_works_behind_a_proxy_that_does_not_exempt_loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP(S)_PROXY set for the internet, NO_PROXY empty: the lab's own loopback calls (health
+    checks, AdmissionReviews, the catalog) must not go to the proxy, as Go tools' would not."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "")
+    lab = Lab.start("embedded", tmp_path / "home")
+    try:
+        assert all(h == "ok" or h.get("status") == "ok" for h in lab.status()["health"].values())
+        assert lab.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                           "spec": {"containers": [{"name": "c", "image": "example.invalid/a/b:c"}]}}).admitted
+        lab.reset()
+    finally:
+        lab.stop()

@@ -98,3 +98,14 @@ def test_policy_templates_fill_into_policies_the_engines_accept(template: str, v
     assert key_fingerprint(embedded) == key_fingerprint(keys.load_public_key(tmp_path / "cosign.pub"))
     with pytest.raises(ValueError, match="no value for REGISTRY"):
         workshop.write_policy(template, tmp_path / "q.yaml", public_key=tmp_path / "cosign.pub", **values)
+
+
+def test_loopback_registries_ignore_proxy_settings(labkit_registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A learner behind a corporate proxy (HTTP_PROXY set, NO_PROXY not covering loopback) still
+    reaches the lab registry: Go's http.ProxyFromEnvironment, and so cosign and crane, never proxy
+    loopback (labkit's client takes no proxy from the environment at all)."""
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "")
+    with RegistryClient() as client:
+        digest = client.push_image(f"{labkit_registry.host}/ws/proxy:v1", _image(b"proxy\n"))
+        assert client.resolve(f"{labkit_registry.host}/ws/proxy:v1") == digest
