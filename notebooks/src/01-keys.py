@@ -108,6 +108,21 @@ workshop.run("labkit public-key --key cosign.key")
 os.environ["COSIGN_PASSWORD"] = saved
 
 # %% [markdown]
+# ## Your keys at a glance
+#
+# The key panel lists the pairs in the workshop directory — mode, algorithm, public key
+# fingerprint — and makes new ones with a click (`generate-key-pair` underneath):
+
+# %%
+from labkit import widgets
+
+widgets.KeyPanel()
+
+# %%
+for row in widgets.key_rows():
+    print(f"{row.name:8} {row.private_mode:8} {row.algorithm:12} sha256:{row.fingerprint[:16]}…")
+
+# %% [markdown]
 # ## Checkpoint
 
 # %%

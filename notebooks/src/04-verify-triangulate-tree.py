@@ -98,6 +98,17 @@ print(workshop.describe_signature_artifact(signed_ref))
 # repository, and `optional` holds your annotations.
 
 # %% [markdown]
+# ## Try it: the sign/verify panel
+#
+# Pick a key, paste any image reference from this notebook, and press Verify (or Sign): the panel
+# runs the same `labkit` commands and shows cosign's output.
+
+# %%
+from labkit import widgets
+
+widgets.SignVerifyPanel(signed_ref)
+
+# %% [markdown]
 # ## Checkpoint
 
 # %%

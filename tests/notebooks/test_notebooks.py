@@ -38,6 +38,7 @@ MASKS = (
      r"\1<public key>\n"),
     # base64 of a DER ECDSA signature: a SEQUENCE, so "M" then 60+ base64 characters (P-256, P-384)
     ("ECDSA signatures (base64 DER)", r"\bM[A-Za-z0-9+/]{60,}={0,2}", "<signature>"),
+    ("key fingerprints (keys are made at run time)", r"sha256:[0-9a-f]{16}…", "sha256:<key fingerprint>…"),
     ("timestamps", r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?", "<timestamp>"),
     # A signed payload names the image as HOST:PORT/repo, so its digest follows the port.
     ("signature payload digests in `tree`", r"(🍒 )sha256:[0-9a-f]{64}", r"\1sha256:<payload>"),
