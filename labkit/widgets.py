@@ -43,9 +43,19 @@ class PlaygroundResult:
 
 
 def playground_decision(policy_yaml: str, image: str, *, namespace_labels: str = "",
-                        no_match_policy: str = "deny") -> PlaygroundResult:
+                        no_match_policy: str = "deny", reach: tuple[str, str] | None = None) -> PlaygroundResult:
     """Decide a one-container Pod running ``image`` under the policies in ``policy_yaml``, verifying
-    signatures in the registry the image names — what ``labkit policy test`` prints."""
+    signatures in the registry the image names — what ``labkit policy test`` prints.
+
+    ``reach`` is ``(pod_host, host)`` when pods name the registry differently from this machine
+    (kind: ``registry.local:5000`` vs ``localhost:5001``): the decision is made through ``host``
+    and reported with ``pod_host``, as the cluster would see it.
+    """
+    if reach and reach[0] != reach[1]:
+        pod_host, host = reach
+        result = playground_decision(policy_yaml.replace(pod_host, host), image.replace(pod_host, host),
+                                     namespace_labels=namespace_labels, no_match_policy=no_match_policy)
+        return PlaygroundResult(result.allowed, result.text.replace(host, pod_host))
     from labkit.cli.policy import parse_labels
     from labkit.lab import pod
     from labkit.policy.decision import decide_against_registry, format_decision
@@ -68,9 +78,11 @@ class PolicyPlayground(_Panel):
 
     summary = "Policy playground: edit the policy, pick an image, see the decision"
 
-    def __init__(self, policy_yaml: str, images: Sequence[str], *, namespace_labels: str = "") -> None:
+    def __init__(self, policy_yaml: str, images: Sequence[str], *, namespace_labels: str = "",
+                 lab: Any = None) -> None:
         import ipywidgets as w
 
+        self.reach = (lab.registry.pod_host, lab.registry.host) if lab is not None else None
         self.editor = w.Textarea(value=policy_yaml, continuous_update=False,
                                  layout=w.Layout(width="100%", height="22em"))
         self.editor.add_class("labkit-policy-editor")
@@ -87,7 +99,8 @@ class PolicyPlayground(_Panel):
         self.update()
 
     def update(self) -> PlaygroundResult:
-        self.result = playground_decision(self.editor.value, self.image.value, namespace_labels=self.labels.value)
+        self.result = playground_decision(self.editor.value, self.image.value, namespace_labels=self.labels.value,
+                                          reach=self.reach)
         colour = {True: "#1a7f37", False: "#cf222e", None: "#9a6700"}[self.result.allowed]
         self.output.value = (f'<pre style="border-left: 4px solid {colour}; padding-left: .6em; '
                              f'white-space: pre-wrap">{html.escape(self.result.text)}</pre>')

@@ -76,7 +76,7 @@ print(lab.create(pod("unsigned", unsigned_image)))
 # for the policy as written is printed below it.)
 
 # %%
-playground = widgets.PolicyPlayground(open("ivp.yaml").read(), [unsigned_image, signed_image])
+playground = widgets.PolicyPlayground(open("ivp.yaml").read(), [unsigned_image, signed_image], lab=lab)
 playground
 
 # %%
@@ -148,8 +148,9 @@ check.ivp(lab)
 text = open("ivp.yaml").read().replace(
     "        ctlog: {insecureIgnoreTlog: true, insecureIgnoreSCT: true}",
     "        ctlog: {insecureIgnoreTlog: true, insecureIgnoreSCT: true}\n        annotations:\n          env: workshop")
-print(widgets.playground_decision(text, signed_image).text.splitlines()[0])
-print(widgets.playground_decision(text.replace("env: workshop", "env: prod"), signed_image).text.splitlines()[0])
+reach = (lab.registry.pod_host, lab.registry.host)  # decide from this machine, as pods name the registry
+print(widgets.playground_decision(text, signed_image, reach=reach).text.splitlines()[0])
+print(widgets.playground_decision(text.replace("env: workshop", "env: prod"), signed_image, reach=reach).text.splitlines()[0])
 
 # %% [markdown]
 # ## Key points

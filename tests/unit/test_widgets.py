@@ -110,3 +110,13 @@ def test_tree_text_is_cosign_tree_plus_what_each_signature_covers(signed: dict[s
     with RegistryClient() as client:
         assert text.startswith(format_tree(ref, tree(ref, client=client)).rstrip("\n"))
     assert text.endswith(f"signed {signed['digest'][:19]}… (no annotations)")
+
+
+def test_playground_reaches_a_registry_pods_name_differently(signed: dict[str, str]) -> None:
+    """kind: pods and policies say registry.local:5000, this machine pushes to localhost:5001."""
+    pod_host = "registry.local:5000"
+    policy, image = signed["a"].replace(signed["host"], pod_host), f"{pod_host}/pg/signed:v1"
+    unreachable = widgets.playground_decision(policy, image)
+    assert unreachable.allowed is False and "admitted" not in unreachable.text
+    seen = widgets.playground_decision(policy, image, reach=(pod_host, signed["host"]))
+    assert seen.allowed is True and f"{image}@{signed['digest']}" in seen.text and signed["host"] not in seen.text
