@@ -111,13 +111,13 @@ def keys(home: Path | str | None = None) -> Iterator[Item]:
 
     key_path, pub_path = workshop.key(home), workshop.public_key(home)
     if not key_path.exists():
-        yield Item(False, f"a private key at {key_path}",
+        yield Item(False, f"a private key at {workshop.shown(key_path, home)}",
                    "run `labkit generate-key-pair` in the workshop directory (notebook 01, step 1)")
         return
-    yield Item(True, f"a private key at {key_path}")
+    yield Item(True, f"a private key at {workshop.shown(key_path, home)}")
     mode = key_path.stat().st_mode & 0o777
     yield Item(mode == 0o600, f"{key_path.name} is readable by you alone (mode {mode:04o})",
-               f"chmod 600 {key_path}: cosign writes keys 0600, and so should you")
+               f"chmod 600 {workshop.shown(key_path, home)}: cosign writes keys 0600, and so should you")
     block = keylib.pem_decode_first(key_path.read_bytes())
     encrypted = block is not None and block.type in (keylib.SIGSTORE_PRIVATE_KEY_PEM_TYPE,
                                                       keylib.COSIGN_PRIVATE_KEY_PEM_TYPE)
@@ -135,7 +135,7 @@ def keys(home: Path | str | None = None) -> Iterator[Item]:
         return
     yield Item(True, f"the workshop password opens {key_path.name}")
     if not pub_path.exists():
-        yield Item(False, f"a public key at {pub_path}",
+        yield Item(False, f"a public key at {workshop.shown(pub_path, home)}",
                    f"write it from the private key: `labkit public-key --key {key_path.name} "
                    f"--outfile {pub_path.name}`")
         return
@@ -190,7 +190,7 @@ def signed(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
 
     pub = workshop.public_key(home)
     if not pub.exists():
-        yield Item(False, f"the workshop public key {pub}", "finish notebook 01 first: check.keys() says what is missing")
+        yield Item(False, f"the workshop public key {workshop.shown(pub, home)}", "finish notebook 01 first: check.keys() says what is missing")
         return
     public_key = keylib.load_public_key(pub)
     ref = image_ref(lab)
@@ -353,7 +353,7 @@ def ci_workflow(path: Path | str | None = None, home: Path | str | None = None) 
 
     path = Path(path) if path is not None else workshop.workdir(home) / "sign-by-digest.yml"
     if not path.exists():
-        yield Item(False, f"your workflow at {path}", "copy the template as in notebook 08, step 1")
+        yield Item(False, f"your workflow at {workshop.shown(path, home)}", "copy the template as in notebook 08, step 1")
         return
     try:
         findings = check_workflow(path)

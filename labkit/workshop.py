@@ -42,6 +42,18 @@ def workdir(home: Path | str | None = None) -> Path:
     return path
 
 
+def shown(path: Path, home: Path | str | None = None) -> str:
+    """``path`` as learners can type it: under the lab's home it reads ``$LABKIT_HOME/…`` (or
+    ``~/.labkit/…`` for the default home), so a saved notebook shows no machine's temp paths."""
+    root = LabHome.resolve(home).root
+    try:
+        rest = Path(path).resolve().relative_to(root)
+    except ValueError:
+        return str(path)
+    prefix = "$LABKIT_HOME" if home is not None or os.environ.get("LABKIT_HOME") else "~/.labkit"
+    return f"{prefix}/{rest}"
+
+
 def key(home: Path | str | None = None) -> Path:
     """The learner's cosign private key (``generate-key-pair`` writes it in notebook 01)."""
     return workdir(home) / "cosign.key"

@@ -61,7 +61,7 @@ def test_keys_pass_and_each_failure_names_its_fix(home: Path, monkeypatch: pytes
     key.chmod(0o644)
     loose = check.keys(home)
     assert _failed(loose) == ["cosign.key is readable by you alone (mode 0644)"]
-    assert loose.missing[0].fix.startswith(f"chmod 600 {key}")
+    assert loose.missing[0].fix.startswith("chmod 600 $LABKIT_HOME/workshop/cosign.key")
     key.chmod(0o600)
     monkeypatch.setenv("COSIGN_PASSWORD", "not-it")
     wrong = check.keys(home)

@@ -109,3 +109,12 @@ def test_loopback_registries_ignore_proxy_settings(labkit_registry, monkeypatch:
     with RegistryClient() as client:
         digest = client.push_image(f"{labkit_registry.host}/ws/proxy:v1", _image(b"proxy\n"))
         assert client.resolve(f"{labkit_registry.host}/ws/proxy:v1") == digest
+
+
+def test_paths_are_shown_relative_to_the_lab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
+    assert workshop.shown(tmp_path / "workshop" / "cosign.key") == "$LABKIT_HOME/workshop/cosign.key"
+    assert workshop.shown(Path("/etc/hosts")) == "/etc/hosts"
+    monkeypatch.delenv("LABKIT_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert workshop.shown(tmp_path / ".labkit" / "workshop" / "x") == "~/.labkit/workshop/x"
