@@ -65,7 +65,7 @@ os.chdir(workshop.workdir())      # your files live in $LABKIT_HOME/workshop
 workshop.copy_sample()             # the sample app, as hello-flask/
 demo = f"{lab.registry.host}/workshop/tag-demo:latest"
 first = workshop.run(f"labkit build hello-flask -t {demo} --push")
-moved = workshop.run(f"labkit build hello-flask -t {demo} --platform linux/arm64/v8 --push")
+workshop.run(f"labkit build hello-flask -t {demo} --platform linux/arm64/v8 --push")
 workshop.run(f"labkit digest {demo}")
 
 # %% [markdown]
