@@ -151,13 +151,13 @@ class ObjectStore:
         path.unlink()
         return True
 
+    def list_policies(self) -> list[dict[str, Any]]:
+        """The stored policies, ordered by kind and name (temporary ``.*.tmp`` files are skipped)."""
+        return [yaml.safe_load(f.read_text()) or {} for f in sorted(self.policies.glob("*.yaml"))]
+
     def kyverno_failure_policies(self) -> set[str]:
-        found = set()
-        for f in self.policies.glob("*.yaml"):
-            doc = yaml.safe_load(f.read_text()) or {}
-            if str(doc.get("apiVersion", "")).startswith("kyverno.io/"):
-                found.add(((doc.get("spec") or {}).get("failurePolicy")) or "Fail")
-        return found
+        return {((doc.get("spec") or {}).get("failurePolicy")) or "Fail" for doc in self.list_policies()
+                if str(doc.get("apiVersion", "")).startswith("kyverno.io/")}
 
     @staticmethod
     def _read(path: Path) -> dict[str, Any]:

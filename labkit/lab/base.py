@@ -158,6 +158,11 @@ class Lab(abc.ABC):
         """``kubectl delete -f``: remove the policies named in ``source``; one result per object."""
 
     @abc.abstractmethod
+    def policies(self) -> list[dict[str, Any]]:
+        """``kubectl get clusterpolicies,policies,imagevalidatingpolicies,clusterimagepolicies -A``:
+        the policies in the lab, as objects (each can be passed to ``delete``)."""
+
+    @abc.abstractmethod
     def label_namespace(self, namespace: str, labels: Mapping[str, str | None]) -> None:
         """Set labels on a namespace (created if missing); a None value removes the label."""
 

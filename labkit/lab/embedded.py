@@ -115,6 +115,9 @@ class EmbeddedLab(Lab):
     def delete(self, source: str | Path | Mapping[str, Any]) -> list[AdmissionResult]:
         return [delete_object(self.store, doc) for doc in load_documents(source)[0]]
 
+    def policies(self) -> list[dict[str, Any]]:
+        return self.store.list_policies()
+
     def label_namespace(self, namespace: str, labels: Mapping[str, str | None]) -> None:
         self.store.label_namespace(namespace, labels)
 

@@ -232,6 +232,12 @@ class KindLab(Lab):
                                            name=str(meta.get("name", "")), namespace=str(meta.get("namespace", ""))))
         return results
 
+    def policies(self) -> list[dict[str, Any]]:
+        out = self._kubectl("get", ",".join(POLICY_RESOURCES), "--all-namespaces", "-o", "json")
+        if out.returncode != 0:
+            raise LabError(f"kubectl get policies failed: {out.stderr.strip()}")
+        return list(json.loads(out.stdout).get("items", []))
+
     def label_namespace(self, namespace: str, labels: Mapping[str, str | None]) -> None:
         from kubernetes.client.exceptions import ApiException
 

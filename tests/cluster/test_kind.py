@@ -59,6 +59,12 @@ def test_private_registry_needs_the_pull_secret(lab: tuple[Lab, dict[str, str]],
     scenario.private_registry_round_trip(lab[0], tmp_path)
 
 
+def test_policies_lists_what_delete_removes(lab: tuple[Lab, dict[str, str]]) -> None:
+    scenario.list_and_delete_policy(lab[0], scenario.POLICY_TO_DELETE)
+    [again] = lab[0].delete(scenario.POLICY_TO_DELETE)
+    assert not again.admitted and "NotFound" in again.message
+
+
 def test_status_reports_both_controllers(lab: tuple[Lab, dict[str, str]]) -> None:
     status = lab[0].status()
     assert status["backend"] == "kind" and status["registry"] == "localhost:5001"

@@ -14,6 +14,7 @@ import yaml
 from labkit import keys
 from labkit.errors import AuthenticationError
 from labkit.lab import AdmissionResult, Lab
+from labkit.lab.apiserver import kind_slash_name
 from labkit.oci.client import RegistryClient
 from labkit.oci.model import OCI_CONFIG, OCI_LAYER, Descriptor, Image, Manifest, sha256_digest
 from labkit.oci.reference import Reference
@@ -100,6 +101,23 @@ def check(result: AdmissionResult, case: Case, subs: dict[str, str]) -> None:
     assert re.fullmatch(fill(case.message, subs, escape=True), result.message, re.DOTALL), result.message
     if case.mutated_image is not None:
         assert result.images == (fill(case.mutated_image, subs),)
+
+
+POLICY_TO_DELETE = {"apiVersion": "policy.sigstore.dev/v1beta1", "kind": "ClusterImagePolicy",
+                    "metadata": {"name": "to-delete"},
+                    "spec": {"images": [{"glob": "example.invalid/**"}], "authorities": [{"static": {"action": "fail"}}]}}
+
+
+def list_and_delete_policy(the_lab: Lab, policy: dict[str, Any]) -> None:
+    """``kubectl get … -o name`` lists an applied policy; the listed object is what ``delete``
+    takes (notebooks 06-07 clean up this way), with kubectl's ``deleted`` line."""
+    the_lab.apply(policy)
+    [listed] = [p for p in the_lab.policies() if p["metadata"]["name"] == policy["metadata"]["name"]]
+    assert kind_slash_name(listed) == kind_slash_name(policy)
+    assert listed["spec"]["images"] == policy["spec"]["images"]
+    resource, name = kind_slash_name(policy).split("/")
+    assert [r.message for r in the_lab.delete(listed)] == [f'{resource} "{name}" deleted']
+    assert name not in [p["metadata"]["name"] for p in the_lab.policies()]
 
 
 def private_registry_round_trip(the_lab: Lab, tmp_path: Path) -> None:

@@ -130,11 +130,8 @@ def test_server_dry_run_decides_like_create(lab: tuple[Lab, dict[str, str]]) -> 
 
 def test_delete_removes_a_policy_as_kubectl_delete_does(lab: tuple[Lab, dict[str, str]]) -> None:
     the_lab, subs = lab
-    policy = {"apiVersion": "policy.sigstore.dev/v1beta1", "kind": "ClusterImagePolicy",
-              "metadata": {"name": "to-delete"},
-              "spec": {"images": [{"glob": "example.invalid/**"}], "authorities": [{"static": {"action": "fail"}}]}}
-    the_lab.apply(policy)
-    assert [r.message for r in the_lab.delete(policy)] == ['clusterimagepolicy.policy.sigstore.dev "to-delete" deleted']
+    policy = scenario.POLICY_TO_DELETE
+    scenario.list_and_delete_policy(the_lab, policy)
     [again] = the_lab.delete(policy)
     assert not again.admitted
     assert again.message == ('Error from server (NotFound): clusterimagepolicies.policy.sigstore.dev "to-delete" '
