@@ -21,13 +21,17 @@ signed_image, unsigned_image = check.images_for(lab)
 # %% [markdown]
 # ## Step 0: one policy at a time
 #
-# Notebook 05's ImageValidatingPolicies are still in the lab; they would answer first. Remove them,
-# as `kubectl delete -f ivp.yaml -f ivp-private.yaml` would:
+# Policies from earlier notebooks are still in the lab
+# (`kubectl get clusterpolicies,imagevalidatingpolicies,clusterimagepolicies`). Notebook 05's
+# ImageValidatingPolicies would answer before this notebook's policy, so remove every Kyverno policy
+# (`kubectl delete imagevalidatingpolicy workshop-signed`, …). A ClusterImagePolicy may stay:
+# policy-controller only looks at namespaces that opt in (notebook 07), and `default` does not.
 
 # %%
-for name in ("ivp.yaml", "ivp-private.yaml"):
-    for result in lab.delete(name):
-        print(result)
+for policy in lab.policies():
+    print(policy["kind"], policy["metadata"]["name"])
+    if "kyverno.io" in policy["apiVersion"]:
+        print(lab.delete(policy)[0])
 
 # %% [markdown]
 # ## Step 1: the policy, in Enforce mode
@@ -118,22 +122,37 @@ print(result_counts(reports))
 check.verify_images(lab)
 
 # %% [markdown]
-# ## Exercise
+# ## Exercise: rotate the key
 #
-# Put the policy back in Enforce mode (with digest mutation) and show that the unsigned pod is denied
-# again while the signed one is pinned.
+# Your team is moving to a new key, `team.pub` (imported in notebook 01); while images signed with
+# either key are around, the policy must accept both. Back in Enforce mode, add a second entry with
+# `team.pub` to the attestor and create the signed pod: it is **denied**, because without `count`
+# every entry of an attestor must verify. Then set `count: 1` on the attestor (any one entry is
+# enough) and show the signed pod admitted and pinned again.
 
 # %% solution
+import copy
+
+import yaml
+
 workshop.write_policy("clusterpolicy", "clusterpolicy.yaml", public_key="cosign.pub",
                       registry=lab.registry.pod_host, action="Enforce", mutate_digest="true")
-lab.apply("clusterpolicy.yaml")
-print(lab.create(pod("again-unsigned", unsigned_image)))
-print(lab.create(pod("again-signed", signed_image)).images[0])
+policy = yaml.safe_load(open("clusterpolicy.yaml"))
+attestor = policy["spec"]["rules"][0]["verifyImages"][0]["attestors"][0]
+team = copy.deepcopy(attestor["entries"][0])
+team["keys"]["publicKeys"] = open("team.pub").read().strip()
+attestor["entries"].append(team)
+lab.apply(policy)
+print(lab.create(pod("rotation-both-keys", signed_image)))
+attestor["count"] = 1
+lab.apply(policy)
+print(lab.create(pod("rotation-either-key", signed_image)).images[0])
 
 # %% [markdown]
 # ## Key points
 # - `verifyImages` verifies in Kyverno's mutating webhook and pins tags to verified digests.
 # - Enforce denies; Audit admits and reports — and needs `mutateDigest: false`.
 # - PolicyReports (`wgpolicyk8s.io/v1alpha2`) hold the audit trail, one per resource.
+# - An attestor's entries must all verify unless `count` says how many are enough (key rotation).
 #
 # Next: **07 · policy-controller ClusterImagePolicy**.

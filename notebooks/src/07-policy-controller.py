@@ -22,12 +22,15 @@ signed_image, unsigned_image = check.images_for(lab)
 # %% [markdown]
 # ## Step 0: only policy-controller this time
 #
-# Remove notebook 06's Kyverno policy (`kubectl delete -f clusterpolicy.yaml`), so every decision
-# below is policy-controller's:
+# Kyverno checks every namespace, so its policies from notebooks 05–06 would answer here too. List
+# the lab's policies and remove Kyverno's (`kubectl delete clusterpolicy workshop-verify-images`),
+# so every decision below is policy-controller's:
 
 # %%
-for result in lab.delete("clusterpolicy.yaml"):
-    print(result)
+for policy in lab.policies():
+    print(policy["kind"], policy["metadata"]["name"])
+    if "kyverno.io" in policy["apiVersion"]:
+        print(lab.delete(policy)[0])
 
 # %% [markdown]
 # ## Step 1: the policy
