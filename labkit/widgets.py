@@ -4,7 +4,8 @@ a browser; buttons run the same ``labkit`` verbs a terminal would (``labkit.work
 
 Stable DOM hooks for browser tests: the playground's editor is a textarea inside an element with
 class ``labkit-policy-editor``, and its verdict is the element with class ``labkit-decision``
-(its text starts with ``admitted``, ``denied by …`` or ``invalid policy``).
+(its text starts with ``admitted``, ``denied by …``, ``invalid policy`` or ``invalid namespace
+labels``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from labkit import workshop
 from labkit.errors import LabkitError
+
 
 class _Panel:
     """A widget with a short plain-text face: what a notebook saved without widget state (a web
@@ -62,8 +64,11 @@ def playground_decision(policy_yaml: str, image: str, *, namespace_labels: str =
     from labkit.policy.load import load_policies
 
     try:
-        policies = load_policies(policy_yaml)
         labels = parse_labels(namespace_labels)
+    except LabkitError as exc:
+        return PlaygroundResult(None, f"invalid namespace labels: {exc}")
+    try:
+        policies = load_policies(policy_yaml)
         decision = decide_against_registry(policies, pod("playground", image), namespace_labels=labels,
                                            no_match_policy=no_match_policy)
     except LabkitError as exc:
@@ -105,7 +110,6 @@ class PolicyPlayground(_Panel):
         self.output.value = (f'<pre style="border-left: 4px solid {colour}; padding-left: .6em; '
                              f'white-space: pre-wrap">{html.escape(self.result.text)}</pre>')
         return self.result
-
 
 
 # --- keys --------------------------------------------------------------------------------------
@@ -181,7 +185,6 @@ class KeyPanel(_Panel):
         return result
 
 
-
 # --- sign and verify ---------------------------------------------------------------------------
 
 
@@ -216,7 +219,6 @@ class SignVerifyPanel(_Panel):
         self.log.clear_output()
         with self.log:
             return workshop.run(command)
-
 
 
 # --- the supply-chain tree -----------------------------------------------------------------------

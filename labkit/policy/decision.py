@@ -133,7 +133,9 @@ def format_decision(decision: Decision) -> str:
         lines = [f"denied by {engine}:{sep}{decision.message}"]
     for t in decision.trace:
         where = f"{t.policy}/{t.rule}" if t.rule else t.policy or "-"
-        lines.append(f"  [{t.engine.value}] {where} {t.path} {t.image}: {t.status}"
+        # an ImageValidatingPolicy result has no field path, and none of its images when it matched none
+        subject = "".join(f" {part}" for part in (t.path, t.image) if part)
+        lines.append(f"  [{t.engine.value}] {where}{subject}: {t.status}"
                      + (f" ({t.message})" if t.message else ""))
         lines.extend(f"      {line}" for line in t.attestors)
     if decision.patches:

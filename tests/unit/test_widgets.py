@@ -120,3 +120,80 @@ def test_playground_reaches_a_registry_pods_name_differently(signed: dict[str, s
     assert unreachable.allowed is False and "admitted" not in unreachable.text
     seen = widgets.playground_decision(policy, image, reach=(pod_host, signed["host"]))
     assert seen.allowed is True and f"{image}@{signed['digest']}" in seen.text and signed["host"] not in seen.text
+
+
+def test_notebook_05s_policy_in_the_playground(labkit_registry, tmp_path: Path) -> None:
+    """The workshop's ImageValidatingPolicy template: the messages are Kyverno's, as in the
+    conformance cases ivp-unsigned-denied and ivp-invalid-cel (agreed with kyverno apply)."""
+    from labkit import workshop
+
+    keys.generate_key_pair(tmp_path / "cosign", b"")
+    host = labkit_registry.host
+    with RegistryClient() as client:
+        good = client.push_image(f"{host}/workshop/hello:v1", _image(b"hello ivp\n"))
+        client.push_image(f"{host}/workshop/unsigned:v1", _image(b"unsigned ivp\n"))
+        sign_image(f"{host}/workshop/hello@{good}", keys.load_private_key(tmp_path / "cosign.key", b""), client=client)
+    policy = workshop.write_policy("imagevalidatingpolicy", tmp_path / "ivp.yaml", public_key=tmp_path / "cosign.pub",
+                                   registry=host).read_text()
+    signed, unsigned = f"{host}/workshop/hello:v1", f"{host}/workshop/unsigned:v1"
+
+    admitted = widgets.playground_decision(policy, signed)
+    assert admitted.allowed is True and f"{signed}@{good}" in admitted.text  # pinned by mutateDigest
+    denied = widgets.playground_decision(policy, unsigned)
+    assert denied.allowed is False
+    assert denied.text.startswith("denied by kyverno: Policy workshop-signed failed: "
+                                  "failed to verify image with the workshop key\n")
+    assert "workshop: no signatures found" in denied.text
+    audit = widgets.playground_decision(policy.replace("validationActions: [Deny]", "validationActions: [Audit]"),
+                                        unsigned)
+    assert audit.allowed is True and ": fail (failed to verify image with the workshop key)" in audit.text
+    narrowed = widgets.playground_decision(policy.replace("/workshop/*", "/workshop/hello*"), unsigned)
+    assert narrowed.allowed is True and "[kyverno] workshop-signed/workshop-signed: pass" in narrowed.text
+
+    misspelt = widgets.playground_decision(policy.replace("verifyImageSignatures", "verifyImageSignature"), signed)
+    assert misspelt.allowed is None
+    assert "failed to compile policy: spec.validations[0].expression: Invalid value: " in misspelt.text
+    assert "undeclared reference to 'verifyImageSignature' (in container '')" in misspelt.text
+
+
+def test_bad_namespace_labels_are_named_as_such(signed: dict[str, str]) -> None:
+    result = widgets.playground_decision(signed["a"], f"{signed['host']}/pg/signed:v1", namespace_labels="team")
+    assert result.allowed is None and result.text.startswith("invalid namespace labels: ") and "'team'" in result.text
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("COSIGN_PASSWORD", "panel-pw")
+    return tmp_path / "home"
+
+
+def test_key_panel_generates_a_pair_and_lists_it(home: Path) -> None:
+    pytest.importorskip("ipywidgets")
+    panel = widgets.KeyPanel()
+    assert "<tbody></tbody>" in panel.table.value  # no keys yet
+    result = panel.generate("team")
+    assert result.ok, result.transcript()
+    key = home / "workshop" / "team.key"
+    assert f"Private key written to {key}" in result.stderr + result.stdout  # cosign's line
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert "<td>team</td><td>0600</td><td>ECDSA P-256</td>" in panel.table.value
+    keys.load_private_key(key, b"panel-pw")  # sealed with the workshop password
+
+
+def test_sign_verify_panel_runs_cosigns_verbs(home: Path, labkit_registry) -> None:
+    pytest.importorskip("ipywidgets")
+    from labkit import workshop
+
+    keys.generate_key_pair(workshop.workdir() / "cosign", b"panel-pw")
+    with RegistryClient() as client:
+        digest = client.push_image(f"{labkit_registry.host}/sv/app:v1", _image(b"sign verify panel\n"))
+    ref = f"{labkit_registry.host}/sv/app@{digest}"
+    panel = widgets.SignVerifyPanel(ref)
+    before = panel.verify()
+    assert not before.ok and "no signatures found" in before.stderr
+    assert panel.sign().ok
+    after = panel.verify()
+    assert after.ok, after.transcript()
+    assert f"Verification for {ref} --" in after.stderr  # cosign's header, then the checks it made
+    assert after.equivalent is not None and after.equivalent.startswith("cosign verify --key ")
