@@ -50,12 +50,20 @@ for result in lab.apply("ivp.yaml"):
 # %% [markdown]
 # ## Step 2: admit the signed image, deny the unsigned one
 #
-# `kubectl run hello --image …` is `lab.create(pod("hello", …))`; the result prints what kubectl prints.
+# `kubectl run hello --image <image>` is `lab.create(pod("hello", <image>))`; the result prints what
+# kubectl prints. The pod names the tag `v1`; admission decides which digest runs.
 
 # %%
 hello = lab.create(pod("hello", signed_image))
 print(hello)
 print("image after admission:", hello.images[0])
+
+# %% [markdown]
+# That digest is the index you signed by digest (`--recursive`) in notebook 03 — `crane digest` of the tag:
+
+# %%
+signed_digest = workshop.run(f"labkit digest {check.image_ref(lab)}").stdout.strip()
+print("pinned to the signed digest:", hello.images[0].endswith(signed_digest))
 
 # %%
 print(lab.create(pod("unsigned", unsigned_image)))
