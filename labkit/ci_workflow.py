@@ -52,7 +52,7 @@ def check_workflow(path: str | Path) -> list[Finding]:
     for job_name, job in load_workflow(path)["jobs"].items():
         steps = [s for s in (job or {}).get("steps") or [] if isinstance(s, Mapping)]
         builds = {s["id"] for s in steps if s.get("id") and "build-push-action" in str(s.get("uses", ""))}
-        env = {**{k: str(v) for k, v in ((job or {}).get("env") or {}).items()}}
+        env = {k: str(v) for k, v in ((job or {}).get("env") or {}).items()}
         for index, step in enumerate(steps):
             label = step.get("name") or step.get("id") or str(step.get("uses", "")).split("@")[0] or index + 1
             where = f"job {job_name}, step {label}"

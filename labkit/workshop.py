@@ -18,9 +18,13 @@ import secrets
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from labkit.keys import PASSWORD_ENV
 from labkit.lab.state import LabHome
+
+if TYPE_CHECKING:
+    from labkit.lab import Lab
 
 IMAGE_REPOSITORY = "workshop/hello"  # the repository every notebook pushes the sample image to
 IMAGE_TAG = "v1"
@@ -98,6 +102,17 @@ def write_policy(template: str, target: str | Path, *, public_key: str | Path, *
     target = Path(target)
     target.write_text(text)
     return target
+
+
+def clear_policies(lab: Lab, engine: str) -> None:
+    """``kubectl delete`` every policy of one engine (``kyverno`` or ``policy-controller``) in the
+    lab, printing what was there: later notebooks start without earlier notebooks' policies."""
+    from labkit.lab.apiserver import POLICY_GROUPS
+
+    for policy in lab.policies():
+        print(policy["kind"], policy["metadata"]["name"])
+        if POLICY_GROUPS.get(str(policy["apiVersion"]).rpartition("/")[0]) == engine:
+            print(lab.delete(policy)[0])
 
 
 def use_password(home: Path | str | None = None) -> None:
@@ -194,7 +209,8 @@ def describe_key_file(path: str | Path) -> str:
     if block is None:
         return f"{path}: not a PEM file"
     lines = [f"{path}  (mode {mode:04o}, {len(data)} bytes)",
-             f"-----BEGIN {block.type}-----   <- the PEM header cosign writes",
+             # The armor lines are described, not printed: a saved notebook must never look like a key.
+             f"PEM block type: {block.type} (the header cosign writes)",
              "  base64 of a JSON envelope:"]
     try:
         envelope = json.loads(block.body)
@@ -209,7 +225,6 @@ def describe_key_file(path: str | Path) -> str:
         f"  cipher: {cipher.get('name')}, nonce {len(base64.b64decode(cipher.get('nonce', '')))} random bytes",
         f"  ciphertext: {len(base64.b64decode(envelope.get('ciphertext', '')))} bytes "
         "(the PKCS#8 private key, sealed with a key derived from your password)",
-        f"-----END {block.type}-----",
     ]
     return "\n".join(lines)
 

@@ -28,10 +28,7 @@ signed_image, unsigned_image = check.images_for(lab)
 # policy-controller only looks at namespaces that opt in (notebook 07), and `default` does not.
 
 # %%
-for policy in lab.policies():
-    print(policy["kind"], policy["metadata"]["name"])
-    if "kyverno.io" in policy["apiVersion"]:
-        print(lab.delete(policy)[0])
+workshop.clear_policies(lab, "kyverno")
 
 # %% [markdown]
 # ## Step 1: the policy, in Enforce mode

@@ -27,10 +27,7 @@ signed_image, unsigned_image = check.images_for(lab)
 # so every decision below is policy-controller's:
 
 # %%
-for policy in lab.policies():
-    print(policy["kind"], policy["metadata"]["name"])
-    if "kyverno.io" in policy["apiVersion"]:
-        print(lab.delete(policy)[0])
+workshop.clear_policies(lab, "kyverno")
 
 # %% [markdown]
 # ## Step 1: the policy

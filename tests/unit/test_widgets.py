@@ -30,16 +30,22 @@ spec:
 """
 
 
+def _signed_and_unsigned(signed: str, unsigned: str, key: Path, content: bytes) -> str:
+    """Push two distinct images tagged v1; sign the first by digest with ``key``; its digest."""
+    with RegistryClient() as client:
+        digest = client.push_image(f"{signed}:v1", _image(b"signed " + content + b"\n"))
+        client.push_image(f"{unsigned}:v1", _image(b"unsigned " + content + b"\n"))
+        sign_image(f"{signed}@{digest}", keys.load_private_key(key, b""), client=client)
+    return digest
+
+
 @pytest.fixture(scope="module")
 def signed(labkit_registry, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     work = tmp_path_factory.mktemp("pg")
     keys.generate_key_pair(work / "a", b"")
     keys.generate_key_pair(work / "b", b"")
     host = labkit_registry.host
-    with RegistryClient() as client:
-        good = client.push_image(f"{host}/pg/signed:v1", _image(b"signed\n"))
-        client.push_image(f"{host}/pg/unsigned:v1", _image(b"unsigned\n"))
-        sign_image(f"{host}/pg/signed@{good}", keys.load_private_key(work / "a.key", b""), client=client)
+    good = _signed_and_unsigned(f"{host}/pg/signed", f"{host}/pg/unsigned", work / "a.key", b"pg")
     indent = lambda p: "\n".join("                      " + line for line in p.read_text().strip().splitlines())  # noqa: E731
     return {"host": host, "digest": good, "a": POLICY.format(host=host, pem=indent(work / "a.pub")),
             "b": POLICY.format(host=host, pem=indent(work / "b.pub"))}
@@ -129,10 +135,7 @@ def test_notebook_05s_policy_in_the_playground(labkit_registry, tmp_path: Path) 
 
     keys.generate_key_pair(tmp_path / "cosign", b"")
     host = labkit_registry.host
-    with RegistryClient() as client:
-        good = client.push_image(f"{host}/workshop/hello:v1", _image(b"hello ivp\n"))
-        client.push_image(f"{host}/workshop/unsigned:v1", _image(b"unsigned ivp\n"))
-        sign_image(f"{host}/workshop/hello@{good}", keys.load_private_key(tmp_path / "cosign.key", b""), client=client)
+    good = _signed_and_unsigned(f"{host}/workshop/hello", f"{host}/workshop/unsigned", tmp_path / "cosign.key", b"ivp")
     policy = workshop.write_policy("imagevalidatingpolicy", tmp_path / "ivp.yaml", public_key=tmp_path / "cosign.pub",
                                    registry=host).read_text()
     signed, unsigned = f"{host}/workshop/hello:v1", f"{host}/workshop/unsigned:v1"
