@@ -132,20 +132,22 @@ class ObjectStore:
     def put_policy(self, doc: Mapping[str, Any]) -> bool:
         text = yaml.safe_dump(dict(doc), sort_keys=False)
         load_policies(text)  # rejected as the engine's admission would reject it, before it is stored
-        meta = doc.get("metadata") or {}
-        ns = f"{meta['namespace']}." if meta.get("namespace") else ""
-        path = self.policies / f"{str(doc['kind']).lower()}.{ns}{meta.get('name')}.yaml"
+        path = self._policy_path(doc)
         created = not path.exists()
         tmp = path.with_name(f".{path.name}.tmp")  # the webhook must never read half a file
         tmp.write_text(text)
         tmp.replace(path)
         return created
 
-    def delete_policy(self, doc: Mapping[str, Any]) -> bool:
-        """Remove a stored policy; False when there was none of that kind and name."""
+    def _policy_path(self, doc: Mapping[str, Any]) -> Path:
+        """One file per object: ``KIND[.NAMESPACE].NAME.yaml``."""
         meta = doc.get("metadata") or {}
         ns = f"{meta['namespace']}." if meta.get("namespace") else ""
-        path = self.policies / f"{str(doc['kind']).lower()}.{ns}{meta.get('name')}.yaml"
+        return self.policies / f"{str(doc['kind']).lower()}.{ns}{meta.get('name')}.yaml"
+
+    def delete_policy(self, doc: Mapping[str, Any]) -> bool:
+        """Remove a stored policy; False when there was none of that kind and name."""
+        path = self._policy_path(doc)
         if not path.exists():
             return False
         path.unlink()
