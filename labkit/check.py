@@ -7,6 +7,7 @@ Checkpoints never change anything: they read the key files, the registry and the
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,10 +63,10 @@ def _checkpoint(topic: str) -> Callable[[Callable[..., Iterator[Item]]], Callabl
     ones depend on (no key, nothing to verify), so the learner sees one clear next step."""
 
     def wrap(fn: Callable[..., Iterator[Item]]) -> Callable[..., Checkpoint]:
+        @functools.wraps(fn)
         def run(*args: object, **kwargs: object) -> Checkpoint:
             return Checkpoint(topic, tuple(fn(*args, **kwargs)))
 
-        run.__name__, run.__doc__, run.__qualname__ = fn.__name__, fn.__doc__, fn.__qualname__
         return run
 
     return wrap
