@@ -104,6 +104,17 @@ def write_policy(template: str, target: str | Path, *, public_key: str | Path, *
     return target
 
 
+def start(home: Path | str | None = None) -> Lab:
+    """Every notebook's first step: the lab (``LAB_BACKEND``, default embedded; started or
+    reconnected), the workshop directory as the working directory, and the key password set."""
+    from labkit.lab import Lab
+
+    lab = Lab.start(backend=os.environ.get("LAB_BACKEND", "embedded"), home=home)
+    os.chdir(workdir(home))
+    use_password(home)
+    return lab
+
+
 def clear_policies(lab: Lab, engine: str) -> None:
     """``kubectl delete`` every policy of one engine (``kyverno`` or ``policy-controller``) in the
     lab, printing what was there: later notebooks start without earlier notebooks' policies."""

@@ -45,7 +45,8 @@ print("pods see:", lab.registry.pod_host)
 
 # %% [markdown]
 # `Lab.start()` is idempotent: it returns the running lab if there is one, so every notebook
-# starts with it. The terminal equivalent is `labkit lab up`; `labkit lab status` reports health:
+# starts with it (from 02 on as `lab = workshop.start()`, which also moves to the workshop
+# directory and sets the key password). The terminal equivalent is `labkit lab up`; `labkit lab status` reports health:
 
 # %%
 from labkit import workshop

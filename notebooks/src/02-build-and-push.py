@@ -8,14 +8,11 @@
 
 # %%
 import json
-import os
 
-import labkit
 from labkit import check, workshop
 from labkit.oci.client import RegistryClient
 
-lab = labkit.Lab.start(backend=os.environ.get("LAB_BACKEND", "embedded"))
-os.chdir(workshop.workdir())
+lab = workshop.start()  # the lab (LAB_BACKEND), cd to the workshop directory, the key password
 workshop.copy_sample()
 image = check.image_ref(lab)  # {registry}/workshop/hello:v1
 print(image)

@@ -7,14 +7,9 @@
 # - learn what `--tlog-upload=false` turns off: the Rekor transparency log entry.
 
 # %%
-import os
-
-import labkit
 from labkit import check, workshop
 
-lab = labkit.Lab.start(backend=os.environ.get("LAB_BACKEND", "embedded"))
-os.chdir(workshop.workdir())
-workshop.use_password()
+lab = workshop.start()  # the lab (LAB_BACKEND), cd to the workshop directory, the key password
 image = check.image_ref(lab)
 repository = image.rsplit(":", 1)[0]
 digest = workshop.run(f"labkit digest {image}").stdout.strip()

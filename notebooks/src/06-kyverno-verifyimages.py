@@ -7,15 +7,10 @@
 # - switch from Enforce to Audit, and read the PolicyReports as a table and a chart.
 
 # %%
-import os
-
-import labkit
 from labkit import check, widgets, workshop
 from labkit.lab import pod
 
-lab = labkit.Lab.start(backend=os.environ.get("LAB_BACKEND", "embedded"))
-os.chdir(workshop.workdir())
-workshop.use_password()
+lab = workshop.start()  # the lab (LAB_BACKEND), cd to the workshop directory, the key password
 signed_image, unsigned_image = check.images_for(lab)
 
 # %% [markdown]

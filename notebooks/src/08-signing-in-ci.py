@@ -7,16 +7,12 @@
 # - run the same pipeline against the lab, step by step.
 
 # %%
-import os
 import shutil
 
-import labkit
 from labkit import check, workshop
 from labkit.ci_workflow import TEMPLATE
 
-lab = labkit.Lab.start(backend=os.environ.get("LAB_BACKEND", "embedded"))
-os.chdir(workshop.workdir())
-workshop.use_password()
+lab = workshop.start()  # the lab (LAB_BACKEND), cd to the workshop directory, the key password
 shutil.copy(TEMPLATE, "sign-by-digest.yml")  # your copy; the original is labkit/samples/github-actions/
 print("copied", TEMPLATE.name)
 

@@ -7,14 +7,9 @@
 # - know where to go next: keyless signing, attestations, and policies for them.
 
 # %%
-import os
-
-import labkit
 from labkit import check, workshop
 
-lab = labkit.Lab.start(backend=os.environ.get("LAB_BACKEND", "embedded"))
-os.chdir(workshop.workdir())
-workshop.use_password()
+lab = workshop.start()  # the lab (LAB_BACKEND), cd to the workshop directory, the key password
 image = check.image_ref(lab)
 
 # %% [markdown]
