@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -108,6 +108,8 @@ class Webhook:
         resource = request.resource()
         if request.operation not in _REVIEWED_OPERATIONS or resource is None or request.sub_resource:
             return Outcome(True)
+        if engine is Engine.POLICY_CONTROLLER and _policy_controller_skips(request):
+            return Outcome(True)
         labels = self.namespaces.labels(request.namespace)
         policies = [p for p in self.policies.current()[0] if p.engine is engine]
         if not policies:
@@ -141,6 +143,29 @@ class Webhook:
             "errors": problems,
             "cache": {"hits": self.verifier.hits, "misses": self.verifier.misses},
         }
+
+
+# The kinds policy-controller reviews as PodScalable (cmd/webhook/main.go:205-207 at v0.13.1).
+_POD_SCALABLE = ("Deployment", "ReplicaSet", "StatefulSet")
+
+
+def _policy_controller_skips(request: AdmissionRequest) -> bool:
+    """What policy-controller v0.13.1 admits without resolving or checking anything
+    (pkg/webhook/validator.go): an object being deleted (``isDeletedOrStatusUpdate``, :73) and a
+    PodScalable UPDATE that lowers ``spec.replicas`` (``IsScalingDown``,
+    pkg/apis/duck/v1beta1/podscalable_types.go:108) — whatever its new images are."""
+    obj, old = request.object or {}, request.old_object or {}
+    if (obj.get("metadata") or {}).get("deletionTimestamp"):
+        return True
+    if request.operation != "UPDATE" or obj.get("kind") not in _POD_SCALABLE or not old:
+        return False
+
+    def replicas(o: Mapping[str, Any]) -> int:
+        # The API server has defaulted spec.replicas to 1 before any webhook sees the object.
+        value = (o.get("spec") or {}).get("replicas")
+        return 1 if value is None else int(value)
+
+    return replicas(obj) < replicas(old)
 
 
 class WebhookApp:

@@ -15,8 +15,13 @@ status reasons are those the real engines install:
   ``policy.sigstore.dev/include=true`` only; knative answers denials with ``BadRequest``, so
   kubectl prints ``Error from server (BadRequest): …``.
 
-State lives in ``STATE_DIR/namespaces.json`` and ``secrets.json`` (the webhook re-reads both)
-and one file per policy in the policies directory.
+Admitted workloads are kept (``workloads.json``), as etcd would keep them: ``kubectl create`` of
+a name that exists fails with ``AlreadyExists`` once the webhooks have admitted it (the storage
+layer decides after admission), and ``kubectl replace`` (:meth:`ApiServer.update`) sends an
+``UPDATE`` review whose ``oldObject`` is the stored object.
+
+State lives in ``STATE_DIR/namespaces.json``, ``secrets.json`` (the webhook re-reads both) and
+``workloads.json``, and one file per policy in the policies directory.
 """
 
 from __future__ import annotations
@@ -63,9 +68,10 @@ def kind_slash_name(obj: Mapping[str, Any]) -> str:
         f"{kind}/{obj.get('metadata', {}).get('name', '')}"
 
 
-def kubectl_error(message: str, reason: str = "", source: str | None = None) -> str:
-    """kubectl's line for a failed create (``StandardErrorMessage`` + ``AddSourceToErr``)."""
-    where = f'error when creating "{source}": ' if source else ""
+def kubectl_error(message: str, reason: str = "", source: str | None = None, verb: str = "creating") -> str:
+    """kubectl's line for a failed create (``StandardErrorMessage`` + ``AddSourceToErr``; ``verb``
+    is ``replacing`` for ``kubectl replace``)."""
+    where = f'error when {verb} "{source}": ' if source else ""
     return f"Error from server ({reason}): {where}{message}" if reason else f"Error from server: {where}{message}"
 
 
@@ -85,6 +91,7 @@ class ObjectStore:
     def __init__(self, policies: Path, state: Path) -> None:
         self.policies, self.state = policies, state
         self.namespaces_file, self.secrets_file = state / "namespaces.json", state / "secrets.json"
+        self.workloads_file = state / "workloads.json"
 
     def initialise(self) -> None:
         self.policies.mkdir(parents=True, exist_ok=True)
@@ -99,6 +106,7 @@ class ObjectStore:
             f.unlink()
         self.namespaces_file.unlink(missing_ok=True)
         self.secrets_file.unlink(missing_ok=True)
+        self.workloads_file.unlink(missing_ok=True)
         self.initialise()
 
     def namespaces(self) -> dict[str, dict[str, str]]:
@@ -128,6 +136,17 @@ class ObjectStore:
         secrets[key] = {"type": secret.get("type", "Opaque"), "data": data}
         self._write(self.secrets_file, secrets)
         return created
+
+    def workload(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The stored (admitted, mutated) workload, or None."""
+        return self._read(self.workloads_file).get(_workload_key(kind, namespace, name))
+
+    def put_workload(self, obj: Mapping[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        workloads = self._read(self.workloads_file)
+        workloads[_workload_key(str(obj.get("kind", "")), str(meta.get("namespace") or "default"),
+                                str(meta.get("name", "")))] = dict(obj)
+        self._write(self.workloads_file, workloads)
 
     def put_policy(self, doc: Mapping[str, Any]) -> bool:
         text = yaml.safe_dump(dict(doc), sort_keys=False)
@@ -241,12 +260,65 @@ class ApiServer:
         labels = self.store.namespaces().get(namespace)
         if labels is None:
             return replace(base, message=kubectl_error(f'namespaces "{namespace}" not found', "NotFound", source))
+        # One uid per request, which the stored object keeps (Kyverno names reports by it).
+        uid = str(uuid.uuid4())
+        result = self._admit(base, obj, labels, None, source, dry_run, uid)
+        if not result.admitted:
+            return result
+        # The storage layer runs after admission, so a denial wins over AlreadyExists.
+        if self.store.workload(kind, namespace, name) is not None:
+            return replace(result, admitted=False, message=kubectl_error(
+                f'{_qualified_resource(kind)} "{name}" already exists', "AlreadyExists", source))
+        if not dry_run:
+            stored = json.loads(json.dumps(result.object))
+            stored["metadata"].setdefault("uid", uid)  # as the API server fills it in
+            self.store.put_workload(stored)
+        return replace(result, message=f"{kind_slash_name(obj)} created" + (" (server dry run)" if dry_run else ""))
+
+    def update(self, obj: Mapping[str, Any], source: str | None = None, *, dry_run: bool = False) -> AdmissionResult:
+        """``kubectl replace -f``: the stored object must exist (else NotFound, before any webhook);
+        the webhooks get an UPDATE review with the stored object as ``oldObject``; what they
+        admit replaces it (``pod/NAME replaced``)."""
+        kind = str(obj.get("kind", ""))
+        if kind not in WORKLOAD_KINDS:
+            raise UsageError(f"cannot replace {kind or 'an object without kind'} through admission",
+                             hint="lab.update takes workloads: " + ", ".join(WORKLOAD_KINDS))
+        obj = json.loads(json.dumps(obj))
+        meta = obj.setdefault("metadata", {})
+        name = meta.get("name") or ""
+        namespace = meta.setdefault("namespace", "default")
+        base = AdmissionResult(False, "", kind=kind, name=name, namespace=namespace)
+        if not name:
+            return replace(base, message=kubectl_error(
+                f"{kind} \"\" is invalid: metadata.name: Required value: name or generateName is required",
+                "Invalid", source, "replacing"))
+        old = self.store.workload(kind, namespace, name)
+        labels = self.store.namespaces().get(namespace)
+        if old is None or labels is None:
+            return replace(base, message=kubectl_error(f'{_qualified_resource(kind)} "{name}" not found',
+                                                       "NotFound", source, "replacing"))
+        # The API server carries the stored uid over (rest.BeforeUpdate); a replaced object keeps it.
+        uid = str((old.get("metadata") or {}).get("uid") or uuid.uuid4())
+        meta.setdefault("uid", uid)
+        result = self._admit(base, obj, labels, old, source, dry_run, str(uuid.uuid4()))
+        if not result.admitted:
+            return result
+        if not dry_run:
+            self.store.put_workload(json.loads(json.dumps(result.object)))
+        return replace(result, message=f"{kind_slash_name(obj)} replaced" + (" (server dry run)" if dry_run else ""))
+
+    def _admit(self, base: AdmissionResult, obj: dict[str, Any], labels: Mapping[str, str],
+               old: Mapping[str, Any] | None, source: str | None, dry_run: bool, uid: str) -> AdmissionResult:
+        """Every selected webhook in the API server's order: mutating (patches applied in turn),
+        then validating; the first denial is kubectl's error line."""
+        kind, name, namespace = base.kind, base.name, base.namespace
+        verb = "creating" if old is None else "replacing"
         warnings: list[str] = []
         consulted: list[str] = []
         for route in ROUTES:
             if not route.selects(namespace, labels):
                 continue
-            response = self._review(route, obj, namespace, name, kind, dry_run)
+            response = self._review(route, obj, namespace, name, kind, dry_run, old, uid)
             warnings += response.get("warnings") or []
             status = response.get("status") or {}
             webhook = self.webhook_name(route, str(status.get("message", "")))
@@ -255,27 +327,27 @@ class ApiServer:
                 return replace(base, warnings=tuple(warnings), webhooks=tuple(consulted), denied_by=webhook,
                                 controller=route.engine.value, object=obj, images=_images(obj),
                                 message=kubectl_error(denied(webhook, status),
-                                                      str(status.get("reason") or route.reason), source))
+                                                      str(status.get("reason") or route.reason), source, verb))
             if route.mutating and response.get("patch"):
                 obj = apply_patches(obj, json.loads(base64.b64decode(response["patch"])))
-        created = f"{kind_slash_name(obj)} created" + (" (server dry run)" if dry_run else "")
-        return AdmissionResult(True, created, kind=kind, name=name,
+        return AdmissionResult(True, "", kind=kind, name=name,
                                namespace=namespace, warnings=tuple(warnings), images=_images(obj),
                                webhooks=tuple(consulted), object=obj)
 
     def _review(self, route: Route, obj: Mapping[str, Any], namespace: str, name: str, kind: str,
-                dry_run: bool) -> dict[str, Any]:
+                dry_run: bool, old: Mapping[str, Any] | None = None, uid: str | None = None) -> dict[str, Any]:
         group = WORKLOAD_KINDS[kind]
+        operation, options = ("CREATE", "CreateOptions") if old is None else ("UPDATE", "UpdateOptions")
         review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-            "uid": str(uuid.uuid4()),
+            "uid": uid or str(uuid.uuid4()),
             "kind": {"group": group, "version": "v1", "kind": kind},
             "resource": {"group": group, "version": "v1", "resource": plural(kind)},
             "requestKind": {"group": group, "version": "v1", "kind": kind},
             "requestResource": {"group": group, "version": "v1", "resource": plural(kind)},
-            "name": name, "namespace": namespace, "operation": "CREATE",
+            "name": name, "namespace": namespace, "operation": operation,
             "userInfo": {"username": "kubernetes-admin", "groups": ["system:masters", "system:authenticated"]},
-            "object": obj, "oldObject": None, "dryRun": dry_run,
-            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}}}
+            "object": obj, "oldObject": old, "dryRun": dry_run,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": options}}}
         try:
             resp = self.http.post(route.path, json=review)
         except httpx.HTTPError as exc:
@@ -284,6 +356,16 @@ class ApiServer:
         if resp.status_code != 200:
             raise LabError(f"the lab webhook answered {route.path} with HTTP {resp.status_code}: {resp.text[:300]}")
         return dict(resp.json()["response"])
+
+
+def _workload_key(kind: str, namespace: str, name: str) -> str:
+    return f"{kind}/{namespace}/{name}"
+
+
+def _qualified_resource(kind: str) -> str:
+    """``pods``, ``deployments.apps``: the resource as the API server's status errors name it."""
+    group = WORKLOAD_KINDS.get(kind, "")
+    return f"{plural(kind)}.{group}" if group else plural(kind)
 
 
 def _images(obj: Mapping[str, Any]) -> tuple[str, ...]:

@@ -172,6 +172,13 @@ class Lab(abc.ABC):
         --dry-run=server``: the webhooks decide (and record no reports), nothing is kept."""
 
     @abc.abstractmethod
+    def update(self, resource: str | Path | Mapping[str, Any], *, dry_run: bool = False) -> AdmissionResult:
+        """``kubectl replace -f``: replace one existing workload through admission control. The
+        webhooks see an UPDATE with the stored object as ``oldObject``; the message is
+        ``pod/NAME replaced`` (NotFound when there is no such object). ``dry_run`` is
+        ``--dry-run=server``."""
+
+    @abc.abstractmethod
     def reports(self) -> list[dict[str, Any]]:
         """PolicyReports (wgpolicyk8s.io/v1alpha2) of the lab's Audit results."""
 

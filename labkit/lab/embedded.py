@@ -127,6 +127,12 @@ class EmbeddedLab(Lab):
             raise LabError(f"lab.create takes one object, got {len(docs)}", hint="use lab.apply for several")
         return self.api.create(docs[0], where, dry_run=dry_run)
 
+    def update(self, resource: str | Path | Mapping[str, Any], *, dry_run: bool = False) -> AdmissionResult:
+        docs, where = load_documents(resource)
+        if len(docs) != 1:
+            raise LabError(f"lab.update takes one object, got {len(docs)}", hint="replace one workload at a time")
+        return self.api.update(docs[0], where, dry_run=dry_run)
+
     def reports(self) -> list[dict[str, Any]]:
         return list(self.api.http.get("/reports").json().get("items", []))
 

@@ -73,9 +73,14 @@ def test_cli_status_apply_and_connect_from_another_process(lab: tuple[Lab, dict[
     denied = cli("apply", "-f", str(tmp_path / "bad.yaml"))
     assert denied.returncode == 1 and 'admission webhook "mutate.kyverno.svc-fail" denied' in denied.stderr
     signed = next(c for c in scenario.cases() if c.object == "kyverno-signed")
-    (tmp_path / "good.yaml").write_text(yaml.safe_dump(scenario.pod(signed, subs)))
+    good = scenario.pod(signed, subs)
+    good["metadata"]["name"] = "cli-signed"  # test_scenario already created kyverno-signed
+    (tmp_path / "good.yaml").write_text(yaml.safe_dump(good))
     admitted = cli("apply", "-f", str(tmp_path / "good.yaml"))
-    assert admitted.returncode == 0 and admitted.stdout == "pod/kyverno-signed created\n"
+    assert admitted.returncode == 0 and admitted.stdout == "pod/cli-signed created\n"
+    # The object is stored where every process sees it: this process's lab finds it too.
+    again = the_lab.create(good)
+    assert again.message == 'Error from server (AlreadyExists): pods "cli-signed" already exists'
 
 
 def test_two_homes_do_not_collide(lab: tuple[Lab, dict[str, str]], tmp_path: Path) -> None:
@@ -123,7 +128,9 @@ def test_server_dry_run_decides_like_create(lab: tuple[Lab, dict[str, str]]) -> 
     """``kubectl create --dry-run=server``: the same webhooks and verdicts, kubectl's suffix."""
     the_lab, subs = lab
     for case in scenario.cases()[:4]:
-        real, dry = the_lab.create(scenario.pod(case, subs)), the_lab.create(scenario.pod(case, subs), dry_run=True)
+        obj = scenario.pod(case, subs)
+        obj["metadata"]["name"] = f"dry-{case.object}"  # a name no other test created
+        dry, real = the_lab.create(obj, dry_run=True), the_lab.create(obj)  # the dry run stores nothing
         assert (dry.admitted, dry.denied_by, dry.images) == (real.admitted, real.denied_by, real.images)
         assert dry.message == (real.message + " (server dry run)" if real.admitted else real.message)
 
@@ -152,3 +159,76 @@ def test_lab_works_behind_a_proxy_that_does_not_exempt_loopback(tmp_path: Path, 
         lab.reset()
     finally:
         lab.stop()
+
+
+def _deployment(name: str, image: str, namespace: str, replicas: int) -> dict[str, object]:
+    labels = {"app": name}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels},
+                                  "spec": {"containers": [{"name": "app", "image": image}]}}}}
+
+
+def test_create_of_an_existing_name_is_already_exists_after_admission(lab: tuple[Lab, dict[str, str]],
+                                                                        tmp_path: Path) -> None:
+    """The storage layer answers after the webhooks: AlreadyExists for an admitted object, the
+    webhook's denial for a refused one; a server dry run checks the name too."""
+    the_lab, subs = lab
+    signed = scenario.pod(scenario.Case("twice", "default", "{registry}/kyverno/signed:v1", True, ""), subs)
+    assert the_lab.create(signed).message == "pod/twice created"
+    assert the_lab.create(signed).message == 'Error from server (AlreadyExists): pods "twice" already exists'
+    assert the_lab.create(signed, dry_run=True).message.endswith('pods "twice" already exists')
+    path = tmp_path / "twice.yaml"
+    path.write_text(yaml.safe_dump(signed))
+    assert the_lab.create(path).message == ('Error from server (AlreadyExists): error when creating '
+                                            f'"{path}": pods "twice" already exists')
+    unsigned = scenario.pod(scenario.Case("twice", "default", "{registry}/kyverno/unsigned:v1", False, ""), subs)
+    assert the_lab.create(unsigned).denied_by == "mutate.kyverno.svc-fail"
+    deployment = _deployment("twice", f"{subs['registry']}/other/app:v1", "default", 1)
+    assert the_lab.create(deployment).message == "deployment.apps/twice created"  # another kind, another object
+    assert the_lab.create(deployment).message == ('Error from server (AlreadyExists): deployments.apps "twice" '
+                                                  'already exists')
+
+
+def test_update_is_kubectl_replace_through_an_update_review(lab: tuple[Lab, dict[str, str]], tmp_path: Path) -> None:
+    the_lab, subs = lab
+    image = f"{subs['registry']}/kyverno/signed:v1"
+    obj = scenario.pod(scenario.Case("replaced", "default", "{registry}/kyverno/signed:v1", True, ""), subs)
+    missing = the_lab.update(obj)
+    assert not missing.admitted and missing.message == 'Error from server (NotFound): pods "replaced" not found'
+    assert the_lab.create(obj).admitted
+    obj["metadata"]["labels"] = {"tier": "web"}
+    dry = the_lab.update(obj, dry_run=True)
+    assert dry.admitted and dry.message == "pod/replaced replaced (server dry run)"
+    replaced = the_lab.update(obj)
+    assert replaced.admitted and replaced.message == "pod/replaced replaced", replaced.message
+    assert replaced.images == (f"{image}@{subs['kyverno_signed']}",)
+    assert replaced.object is not None and replaced.object["metadata"]["labels"] == {"tier": "web"}
+    obj["spec"]["containers"][0]["image"] = f"{subs['registry']}/kyverno/unsigned:v1"
+    path = tmp_path / "replace.yaml"
+    path.write_text(yaml.safe_dump(obj))
+    refused = the_lab.update(path)
+    assert not refused.admitted and refused.denied_by == "mutate.kyverno.svc-fail"
+    assert refused.message.startswith(f'Error from server: error when replacing "{path}": admission webhook '
+                                      '"mutate.kyverno.svc-fail" denied the request: \n\nresource '
+                                      'Pod/default/replaced was blocked'), refused.message
+    with pytest.raises(LabError, match="one object"):
+        the_lab.update(yaml.safe_dump_all([obj, obj]))
+
+
+def test_policy_controller_skips_a_scale_down_update(lab: tuple[Lab, dict[str, str]]) -> None:
+    """The UPDATE review carries the stored object: policy-controller lets a PodScalable that
+    scales down through unchecked, unsigned image and all (IsScalingDown), and checks a scale-up."""
+    the_lab, subs = lab
+    registry = subs["registry"]
+    assert the_lab.create(_deployment("scaled", f"{registry}/pc/signed:v1", "pc", 3)).admitted
+    down = the_lab.update(_deployment("scaled", f"{registry}/pc/unsigned:v1", "pc", 2))
+    assert down.admitted and down.message == "deployment.apps/scaled replaced", down.message
+    assert down.images == (f"{registry}/pc/unsigned:v1",)  # not even resolved
+    up = the_lab.update(_deployment("scaled", f"{registry}/pc/unsigned:v1", "pc", 3))
+    assert not up.admitted and up.denied_by == "policy.sigstore.dev"
+    assert "failed policy: signed-by-lab-key: spec.template.spec.containers[0].image" in up.message, up.message
+    # replicas left out are the API server's default, 1: still a scale-down from 2
+    default = _deployment("scaled", f"{registry}/pc/unsigned:v1", "pc", 1)
+    del default["spec"]["replicas"]  # type: ignore[attr-defined]
+    assert the_lab.update(default).admitted
