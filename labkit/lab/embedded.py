@@ -9,11 +9,8 @@ AdmissionReviews to the webhook, mutating then validating, as kube-apiserver ord
 from __future__ import annotations
 
 import os
-import signal
 import ssl
-import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,10 +22,9 @@ from labkit.errors import LabError
 from labkit.lab.apiserver import ApiServer, ObjectStore, delete_object, store_object
 from labkit.lab.base import WORKLOAD_KINDS, AdmissionResult, Lab, PrivateRegistry, RegistryInfo, load_documents
 from labkit.lab.signatures import delete_signatures
-from labkit.lab.state import PRIVATE_USER, LabHome, LabState, Service, clear, free_port, process_start_time
-
-_PORT_ATTEMPTS = 3
-
+from labkit.lab.processes import spawn_labkit, terminate
+from labkit.lab.registries import registry_healthy, start_registries
+from labkit.lab.state import PRIVATE_USER, LabHome, LabState, Service, clear
 
 class EmbeddedLab(Lab):
     backend = "embedded"
@@ -51,7 +47,7 @@ class EmbeddedLab(Lab):
                                hint="stop it first (`labkit lab down`) or use another LABKIT_HOME")
             if not state.stale():
                 return cls(home, state)
-            _terminate(state.services)  # half-dead lab: stop what is left, then start afresh
+            terminate(state.services)  # half-dead lab: stop what is left, then start afresh
             clear(home)
         home.create()
         ObjectStore(home.policies, home.state).initialise()
@@ -59,19 +55,12 @@ class EmbeddedLab(Lab):
         env = {**os.environ, "LABKIT_HOME": str(home.root)}
         services: dict[str, Service] = {}
         try:
-            services["registry"] = _spawn(home, "registry", env, timeout, lambda port: [
-                "registry", "serve", "--port", str(port), "--root", str(home.registry)],
-                lambda port: _registry_healthy(port))
-            password = home.new_private_password()
-            services["private-registry"] = _spawn(home, "private-registry", env, timeout, lambda port: [
-                "registry", "serve", "--port", str(port), "--root", str(home.root / "private-registry"),
-                "--username", PRIVATE_USER, "--password-stdin"], lambda port: _registry_healthy(port, auth=True),
-                stdin=password + "\n")
-            services["webhook"] = _spawn(home, "webhook", env, timeout, lambda port: [
+            services.update(start_registries(home, env, timeout))
+            services["webhook"] = spawn_labkit(home, "webhook", env, timeout, lambda port: [
                 "admission", "serve", "--port", str(port), "--policies", str(home.policies),
                 "--state", str(home.state)], lambda port: _webhook_healthy(port, ca))
         except BaseException:
-            _terminate(services)
+            terminate(services)
             raise
         state = LabState(cls.backend, services)
         state.save(home)
@@ -88,7 +77,7 @@ class EmbeddedLab(Lab):
 
     def stop(self) -> None:
         self.api.close()
-        _terminate(self.state.services)
+        terminate(self.state.services)
         clear(self.home)
 
     # --- the interface ---------------------------------------------------------------------
@@ -139,8 +128,8 @@ class EmbeddedLab(Lab):
     def status(self) -> dict[str, Any]:
         services = self.state.services
         health: dict[str, Any] = {
-            "registry": "ok" if _registry_healthy(services["registry"].port) else "not answering",
-            "private-registry": "ok" if _registry_healthy(services["private-registry"].port, auth=True)
+            "registry": "ok" if registry_healthy(services["registry"].port) else "not answering",
+            "private-registry": "ok" if registry_healthy(services["private-registry"].port, auth=True)
             else "not answering"}
         try:
             health["webhook"] = self.api.http.get("/healthz").json()
@@ -157,79 +146,9 @@ class EmbeddedLab(Lab):
         delete_signatures(private.host, private.credentials())
 
 
-def _spawn(home: LabHome, name: str, env: Mapping[str, str], timeout: float,
-           argv: Any, healthy: Any, stdin: str | None = None) -> Service:
-    """Start ``python -m labkit ARGV(port)`` detached; a port taken in the meantime means another try."""
-    log_path = home.logs / f"{name}.log"
-    for _ in range(_PORT_ATTEMPTS):
-        port = free_port()
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "labkit", *argv(port)],
-                                    stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
-                                    stdout=log, stderr=subprocess.STDOUT, env=dict(env), start_new_session=True,
-                                    cwd=home.root)
-        if stdin is not None and proc.stdin is not None:  # a password: never on the command line
-            proc.stdin.write(stdin.encode())
-            proc.stdin.close()
-        service = Service(proc.pid, port, process_start_time(proc.pid))
-        deadline = time.monotonic() + timeout
-        while proc.poll() is None and time.monotonic() < deadline:
-            if healthy(port):
-                return service
-            time.sleep(0.05)
-        if proc.poll() is None:
-            _terminate({name: service})
-            raise LabError(f"the lab {name} did not become healthy within {timeout:g}s",
-                           hint=f"see {log_path}")
-        proc.wait()
-        if b"already in use" not in _tail(log_path):
-            raise LabError(f"the lab {name} exited at start (status {proc.returncode}): "
-                           f"{_tail(log_path).decode(errors='replace').strip()}", hint=f"full log: {log_path}")
-    raise LabError(f"no free port for the lab {name} after {_PORT_ATTEMPTS} tries", hint=f"see {log_path}")
-
-
-def _tail(path: Path, size: int = 1500) -> bytes:
-    with open(path, "rb") as f:
-        f.seek(max(0, f.seek(0, 2) - size))
-        return f.read()
-
-
-def _registry_healthy(port: int, auth: bool = False) -> bool:
-    """``/v2/`` answers: 200, or 401 for a registry that wants credentials."""
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1, trust_env=False).status_code == (401 if auth else 200)
-    except httpx.HTTPError:
-        return False
-
-
 def _webhook_healthy(port: int, ca: Path) -> bool:
     try:
         return httpx.get(f"https://127.0.0.1:{port}/healthz", timeout=1, trust_env=False,
                          verify=ssl.create_default_context(cafile=str(ca))).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def _terminate(services: Mapping[str, Service], grace: float = 5.0) -> None:
-    """SIGTERM then SIGKILL each service that is still the process the lab started."""
-    live = [s for s in services.values() if s.alive()]
-    for s in live:
-        _signal(s.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while any(s.alive() for s in live) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    for s in live:
-        if s.alive():
-            _signal(s.pid, signal.SIGKILL)
-    for s in live:  # reap our own children so they do not linger as zombies
-        try:
-            os.waitpid(s.pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass

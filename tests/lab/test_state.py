@@ -16,7 +16,7 @@ import pytest
 
 from labkit.errors import LabError
 from labkit.lab import Lab, LabHome
-from labkit.lab import embedded
+from labkit.lab import processes
 from labkit.lab.apiserver import NAME_LABEL, ObjectStore
 from labkit.lab.state import LabState, Service, process_start_time
 
@@ -69,8 +69,8 @@ def test_start_replaces_stale_state_and_retries_a_taken_port(tmp_path: Path, mon
     taken.listen()
     port = taken.getsockname()[1]
     ports = iter([port])
-    real = embedded.free_port
-    monkeypatch.setattr(embedded, "free_port", lambda: next(ports, None) or real())
+    real = processes.free_port
+    monkeypatch.setattr(processes, "free_port", lambda: next(ports, None) or real())
     try:
         lab = Lab.start("embedded", tmp_path)
         try:

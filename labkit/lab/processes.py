@@ -1,0 +1,111 @@
+"""Background processes a lab starts: spawned detached, watched until healthy, stopped with a bound.
+
+A lab's services (labkit's registry and webhook; on the native backend etcd, kube-apiserver and
+the engines) run in sessions of their own, so they outlive the kernel or shell that started
+them; ``lab.json`` keeps each one's pid and start time (:class:`labkit.lab.state.Service`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from labkit.errors import LabError
+from labkit.lab.state import LabHome, Service, free_port, process_start_time
+
+POLL = 0.05
+
+
+def spawn(name: str, argv: Sequence[str], *, log: Path, env: Mapping[str, str], cwd: Path, port: int,
+          healthy: Callable[[], bool], timeout: float, stdin: str | None = None) -> Service:
+    """Start ``argv`` detached, its output appended to ``log``; return once ``healthy()`` holds.
+
+    A process that exits first or stays unhealthy past ``timeout`` is an error quoting its log's
+    tail (and the latter is killed), so a failed start never leaves a half-started service."""
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+                                stdout=out, stderr=subprocess.STDOUT, env=dict(env), start_new_session=True,
+                                cwd=cwd)
+    if stdin is not None and proc.stdin is not None:  # a secret: never on the command line
+        proc.stdin.write(stdin.encode())
+        proc.stdin.close()
+    service = Service(proc.pid, port, process_start_time(proc.pid))
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        if healthy():
+            return service
+        time.sleep(POLL)
+    if proc.poll() is None:
+        terminate({name: service})
+        raise LabError(f"the lab's {name} did not become ready within {timeout:g}s: "
+                       f"{tail(log).decode(errors='replace').strip()[-600:]}", hint=f"full log: {log}")
+    raise StartFailed(name, proc.returncode, log)
+
+
+class StartFailed(LabError):
+    """A service exited while starting; ``log`` says why (a taken port, a bad flag)."""
+
+    def __init__(self, name: str, status: int, log: Path) -> None:
+        self.log = log
+        super().__init__(f"the lab's {name} exited at start (status {status}): "
+                         f"{tail(log).decode(errors='replace').strip()[-600:]}", hint=f"full log: {log}")
+
+
+def tail(path: Path, size: int = 1500) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(max(0, f.seek(0, 2) - size))
+        return f.read()
+
+
+def terminate(services: Mapping[str, Service], grace: float = 5.0) -> list[str]:
+    """SIGTERM each service that is still the process the lab started, SIGKILL it after ``grace``
+    seconds; the names of those that had to be killed."""
+    live = {name: s for name, s in services.items() if s.alive()}
+    for s in live.values():
+        _signal(s.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while any(s.alive() for s in live.values()) and time.monotonic() < deadline:
+        time.sleep(POLL)
+    killed = [name for name, s in live.items() if s.alive()]
+    for name in killed:
+        _signal(live[name].pid, signal.SIGKILL)
+    deadline = time.monotonic() + grace
+    while any(s.alive() for s in live.values()) and time.monotonic() < deadline:
+        time.sleep(POLL)
+    for s in live.values():  # reap our own children so they do not linger as zombies
+        try:
+            os.waitpid(s.pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+    return killed
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+PORT_ATTEMPTS = 3
+
+
+def spawn_labkit(home: LabHome, name: str, env: Mapping[str, str], timeout: float,
+                 argv: Callable[[int], list[str]], healthy: Callable[[int], bool], stdin: str | None = None) -> Service:
+    """Start ``python -m labkit ARGV(port)`` detached on a free port; a port taken in the meantime
+    means another try."""
+    log = home.logs / f"{name}.log"
+    for _ in range(PORT_ATTEMPTS):
+        port = free_port()
+        try:
+            return spawn(name, [sys.executable, "-m", "labkit", *argv(port)], log=log, env=env, cwd=home.root,
+                         port=port, healthy=lambda: healthy(port), timeout=timeout, stdin=stdin)
+        except StartFailed as exc:
+            if b"already in use" not in tail(exc.log):
+                raise
+    raise LabError(f"no free port for the lab's {name} after {PORT_ATTEMPTS} tries", hint=f"see {log}")
