@@ -23,23 +23,18 @@ Workloads are created with ``kubectl create``, so messages are kubectl's own.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import time
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from labkit._internal.progress import interactive, step_bar
 from labkit.errors import LabError
-from labkit.lab.apiserver import POLICY_GROUPS, kind_slash_name
-from labkit.lab.base import WORKLOAD_KINDS, AdmissionResult, Lab, PrivateRegistry, RegistryInfo, load_documents
-from labkit.lab.signatures import delete_signatures
+from labkit.lab.base import PrivateRegistry, RegistryInfo
+from labkit.lab.kubectl import KubectlLab
 from labkit.lab.state import PRIVATE_USER, LabHome, LabState, clear
-from labkit.policy.images import Engine, extract_images
 
 KIND_VERSION = "v0.32.0"
 NODE_IMAGE = "kindest/node:v1.36.1@sha256:3489c7674813ba5d8b1a9977baea8a6e553784dab7b84759d1014dbd78f7ebd5"
@@ -59,14 +54,9 @@ REQUIRED_TOOLS = {"docker": "https://docs.docker.com/engine/install/",
                   "kind": f"https://kind.sigs.k8s.io/docs/user/quick-start/#installation ({KIND_VERSION})",
                   "helm": "https://helm.sh/docs/intro/install/",
                   "kubectl": "https://kubernetes.io/docs/tasks/tools/"}
-LAB_NAMESPACES_KEEP = {"default", "kube-system", "kube-public", "kube-node-lease", "local-path-storage",
-                       "kyverno", "cosign-system"}
-POLICY_RESOURCES = ("clusterpolicies.kyverno.io", "policies.kyverno.io",
-                    "imagevalidatingpolicies.policies.kyverno.io", "clusterimagepolicies.policy.sigstore.dev")
 _CONTAINERD_PATCH = """[plugins."io.containerd.grpc.v1.cri".registry]
   config_path = "/etc/containerd/certs.d"
 """
-_DENIED_BY = re.compile(r'admission webhook "([^"]+)" denied the request')
 
 
 def preflight() -> None:
@@ -80,24 +70,14 @@ def preflight() -> None:
         raise LabError("the kind backend needs a running Docker daemon (`docker info` failed)",
                        hint="start Docker, or use the embedded backend: labkit lab up --backend embedded")
     try:
-        import kubernetes  # noqa: F401
         import sh  # noqa: F401
     except ImportError as exc:
         raise LabError(f"the kind backend needs the Python package {exc.name!r}",
                        hint="pip install 'labkit[kind]', or use the embedded backend") from None
 
 
-class KindLab(Lab):
+class KindLab(KubectlLab):
     backend = "kind"
-
-    def __init__(self, home: LabHome, state: LabState) -> None:
-        super().__init__(home, state)
-        from kubernetes import client, config
-
-        self.kubeconfig = state.info["kubeconfig"]
-        api = config.new_client_from_config(config_file=self.kubeconfig)
-        self.core = client.CoreV1Api(api)
-        self.custom = client.CustomObjectsApi(api)
 
     @classmethod
     def start(cls, home: LabHome, *, timeout: float = 600.0) -> KindLab:
@@ -166,129 +146,18 @@ class KindLab(Lab):
         return PrivateRegistry(host=PRIVATE_PUSH_HOST, pod_host=PRIVATE_POD_HOST, username=PRIVATE_USER,
                                password=self.home.private_password())
 
-    # --- objects ---------------------------------------------------------------------------
-
-    def apply(self, source: str | Path | Mapping[str, Any]) -> list[AdmissionResult]:
-        docs, where = load_documents(source)
-        results = []
-        for doc in docs:
-            if doc.get("kind") in WORKLOAD_KINDS:
-                results.append(self._create(doc, where))
-            else:
-                results.append(self._apply(doc))
-        return results
-
-    def create(self, resource: str | Path | Mapping[str, Any], *, dry_run: bool = False) -> AdmissionResult:
-        docs, where = load_documents(resource)
-        if len(docs) != 1:
-            raise LabError(f"lab.create takes one object, got {len(docs)}", hint="use lab.apply for several")
-        return self._create(docs[0], where, dry_run=dry_run)
-
-    def _apply(self, doc: dict[str, Any]) -> AdmissionResult:
-        group = str(doc.get("apiVersion", "")).rpartition("/")[0]
-        if group in ("kyverno.io", "policies.kyverno.io"):
-            doc = _allow_lab_registry(doc)
-        out = self._kubectl("apply", "-f", "-", stdin=yaml.safe_dump(doc))
-        meta = doc.get("metadata") or {}
-        if out.returncode != 0:
-            return AdmissionResult(False, out.stderr.strip(), kind=str(doc["kind"]), name=str(meta.get("name", "")),
-                                   controller=POLICY_GROUPS.get(group))
-        if group in ("kyverno.io", "policies.kyverno.io"):
-            # Kyverno registers a policy's webhooks asynchronously; Ready means they are in place.
-            self._kubectl("wait", "--for=condition=Ready", f"{str(doc['kind']).lower()}.{group}/{meta.get('name')}",
-                          "--timeout=120s", *(["-n", meta["namespace"]] if meta.get("namespace") else []))
-        return AdmissionResult(True, out.stdout.strip(), kind=str(doc["kind"]), name=str(meta.get("name", "")),
-                               namespace=str(meta.get("namespace", "")))
-
-    def _create(self, doc: Mapping[str, Any], source: str | None, *, dry_run: bool = False) -> AdmissionResult:
-        meta = doc.get("metadata") or {}
-        namespace = str(meta.get("namespace") or "default")
-        # One document at a time through stdin; kubectl names the file as it would have read it.
-        out = self._kubectl("create", "-o", "json", *(["--dry-run=server"] if dry_run else []), "-f", "-",
-                            stdin=json.dumps(doc))
-        warnings = tuple(line[len("Warning: "):] for line in out.stderr.splitlines() if line.startswith("Warning: "))
-        base = dict(kind=str(doc.get("kind")), name=str(meta.get("name", "")), namespace=namespace, warnings=warnings)
-        if out.returncode != 0:
-            message = "\n".join(line for line in out.stderr.splitlines() if not line.startswith("Warning: "))
-            # an object, not a file: no `error when creating "…"`, as in the embedded lab
-            message = message.replace('error when creating "STDIN": ',
-                                      f'error when creating "{source}": ' if source else "")
-            webhook = _DENIED_BY.search(message)
-            name = webhook.group(1) if webhook else None
-            controller = None if name is None else ("policy-controller" if "sigstore" in name else "kyverno")
-            return AdmissionResult(False, message.strip(), denied_by=name, controller=controller, **base)
-        created = json.loads(out.stdout)
-        images = tuple(c.image for c in extract_images(created, Engine.KYVERNO) or [])
-        message = f"{kind_slash_name(created)} created" + (" (server dry run)" if dry_run else "")
-        return AdmissionResult(True, message, images=images, object=created, **base)
-
-    def delete(self, source: str | Path | Mapping[str, Any]) -> list[AdmissionResult]:
-        results = []
-        for doc in load_documents(source)[0]:
-            meta = doc.get("metadata") or {}
-            out = self._kubectl("delete", "-f", "-", stdin=yaml.safe_dump(doc))
-            ok = out.returncode == 0
-            results.append(AdmissionResult(ok, (out.stdout if ok else out.stderr).strip(), kind=str(doc.get("kind")),
-                                           name=str(meta.get("name", "")), namespace=str(meta.get("namespace", ""))))
-        return results
-
-    def policies(self) -> list[dict[str, Any]]:
-        out = self._kubectl("get", ",".join(POLICY_RESOURCES), "--all-namespaces", "-o", "json")
-        if out.returncode != 0:
-            raise LabError(f"kubectl get policies failed: {out.stderr.strip()}")
-        return list(json.loads(out.stdout).get("items", []))
-
-    def label_namespace(self, namespace: str, labels: Mapping[str, str | None]) -> None:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            self.core.read_namespace(namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise LabError(f"cannot read namespace {namespace}: {exc.reason}") from None
-            self.core.create_namespace({"metadata": {"name": namespace}})
-        self.core.patch_namespace(namespace, {"metadata": {"labels": dict(labels)}})  # None deletes a label
-
-    def reports(self, *, settle: float = 30.0) -> list[dict[str, Any]]:
-        """PolicyReports once Kyverno's reports controller has caught up: it aggregates admission
-        results asynchronously, so poll until the result count stops changing (at most ``settle`` s)."""
-        deadline, last = time.monotonic() + settle, None
-        while True:
-            listed = self.custom.list_cluster_custom_object("wgpolicyk8s.io", "v1alpha2", "policyreports")
-            items = list(listed.get("items", []))
-            count = sum(len(r.get("results") or []) for r in items)
-            if (count and count == last) or time.monotonic() > deadline:
-                return items
-            last = count
-            time.sleep(3)
+    def prepare_policy(self, doc: dict[str, Any]) -> dict[str, Any]:
+        return _allow_lab_registry(doc)
 
     def status(self) -> dict[str, Any]:
         health = {}
         for name, ns in (("kyverno", "kyverno"), ("policy-controller", "cosign-system")):
-            ready = self._kubectl("get", "deployments", "-n", ns, "-o",
+            ready = self.kubectl("get", "deployments", "-n", ns, "-o",
                                   "jsonpath={range .items[*]}{.metadata.name}={.status.readyReplicas}/{.spec.replicas} {end}")
             health[name] = ready.stdout.strip() if ready.returncode == 0 else ready.stderr.strip()
         return {"backend": self.backend, "home": str(self.home.root), "registry": PUSH_HOST,
                 "webhook": "in-cluster: kyverno-svc.kyverno, policy-controller-webhook.cosign-system",
                 "kubeconfig": self.kubeconfig, "health": health}
-
-    def reset(self) -> None:
-        for resource in POLICY_RESOURCES:
-            self._kubectl("delete", resource, "--all", "--all-namespaces", "--ignore-not-found")
-        for ns in self.core.list_namespace().items:
-            if ns.metadata.name not in LAB_NAMESPACES_KEEP:
-                self.core.delete_namespace(ns.metadata.name)
-        self._kubectl("delete", "pods,deployments,statefulsets,daemonsets,jobs,cronjobs", "--all", "-n", "default",
-                      "--ignore-not-found")
-        self._kubectl("delete", "secrets", "-n", "default", "--field-selector", "type=kubernetes.io/dockerconfigjson")
-        delete_signatures(PUSH_HOST)
-        delete_signatures(PRIVATE_PUSH_HOST, self.private_registry.credentials())
-
-    # --- set-up steps ----------------------------------------------------------------------
-
-    def _kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["kubectl", "--kubeconfig", self.kubeconfig, *args], input=stdin,
-                              capture_output=True, text=True, timeout=300)
 
     def _publish_registry(self) -> None:
         """KEP-1755's ``local-registry-hosting`` ConfigMap, as kind's recipe writes it."""
@@ -297,7 +166,7 @@ class KindLab(Lab):
         body = {"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": "local-registry-hosting", "namespace": "kube-public"},
                 "data": {"localRegistryHosting.v1": yaml.safe_dump(hosting)}}
-        self._must("apply", "-f", "-", stdin=yaml.safe_dump(body))
+        self.must("apply", "-f", "-", stdin=yaml.safe_dump(body))
 
     def _install_controllers(self, sh: Any, timeout: float) -> None:
         helm = sh.Command("helm").bake("--kubeconfig", self.kubeconfig)
@@ -307,15 +176,10 @@ class KindLab(Lab):
                  "--create-namespace", "--wait", "--timeout", f"{int(timeout)}s")
         # The webhooks answer once their Deployments are available and configurations exist.
         for namespace in ("kyverno", "cosign-system"):
-            self._must("wait", "--for=condition=Available", "deployment", "--all", "-n", namespace,
+            self.must("wait", "--for=condition=Available", "deployment", "--all", "-n", namespace,
                        f"--timeout={int(timeout)}s")
-        self._must("wait", "--for=create", "mutatingwebhookconfiguration/policy.sigstore.dev",
+        self.must("wait", "--for=create", "mutatingwebhookconfiguration/policy.sigstore.dev",
                    f"--timeout={int(timeout)}s")
-
-    def _must(self, *args: str, stdin: str | None = None) -> None:
-        out = self._kubectl(*args, stdin=stdin)
-        if out.returncode != 0:
-            raise LabError(f"kubectl {' '.join(args)} failed: {out.stderr.strip()}")
 
 
 def _allow_lab_registry(doc: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,232 @@
+"""Lab operations through ``kubectl`` against a real API server: shared by the native and kind backends.
+
+Everything a learner does goes through the same verbs they would type (``kubectl create``,
+``apply``, ``replace``, ``delete``, ``label``, ``wait``), so every message is kubectl's own and
+every decision is the real webhooks'. The backends differ only in how the cluster, its engines
+and its registry come to be (:mod:`labkit.lab.native`, :mod:`labkit.lab.kind`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from labkit.errors import LabError
+from labkit.lab.apiserver import POLICY_GROUPS, kind_slash_name
+from labkit.lab.base import WORKLOAD_KINDS, AdmissionResult, Lab, load_documents
+from labkit.lab.signatures import delete_signatures
+from labkit.lab.state import LabHome, LabState
+from labkit.policy.images import Engine, extract_images
+
+POLICY_RESOURCES = ("clusterpolicies.kyverno.io", "policies.kyverno.io",
+                    "imagevalidatingpolicies.policies.kyverno.io", "clusterimagepolicies.policy.sigstore.dev")
+WORKLOAD_RESOURCES = "pods,deployments,statefulsets,daemonsets,jobs,cronjobs"
+# Namespaces a reset keeps: the API server's own and the engines'.
+KEPT_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease", "local-path-storage",
+                   "kyverno", "cosign-system"}
+# policy-controller compiles each ClusterImagePolicy into this ConfigMap; its webhook reads it.
+PC_POLICIES = ("cosign-system", "config-image-policies")
+KUBECTL_TIMEOUT = 300.0
+READY_TIMEOUT = 120.0
+_DENIED_BY = re.compile(r'admission webhook "([^"]+)" denied the request')
+
+
+def controller_of(webhook: str) -> str:
+    return "policy-controller" if "sigstore" in webhook else "kyverno"
+
+
+class KubectlLab(Lab):
+    """A lab whose cluster is a real API server, reached with ``kubectl --kubeconfig``."""
+
+    kubectl_binary = "kubectl"
+
+    def __init__(self, home: LabHome, state: LabState) -> None:
+        super().__init__(home, state)
+        self.kubeconfig = state.info["kubeconfig"]
+
+    # --- hooks for the backends ------------------------------------------------------------
+
+    def prepare_policy(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """A policy as this backend must store it (kind marks its HTTP registries insecure)."""
+        return doc
+
+    def registry_hosts(self) -> list[tuple[str, Any]]:
+        """(push host, credentials) of each lab registry, for ``reset``."""
+        private = self.private_registry
+        return [(self.registry.host, None), (private.host, private.credentials())]
+
+    # --- the interface ---------------------------------------------------------------------
+
+    def apply(self, source: str | Path | Mapping[str, Any]) -> list[AdmissionResult]:
+        docs, where = load_documents(source)
+        return [self._create(doc, where) if doc.get("kind") in WORKLOAD_KINDS else self._apply(doc) for doc in docs]
+
+    def create(self, resource: str | Path | Mapping[str, Any], *, dry_run: bool = False) -> AdmissionResult:
+        return self._create(*self._one(resource), dry_run=dry_run)
+
+    def update(self, resource: str | Path | Mapping[str, Any], *, dry_run: bool = False) -> AdmissionResult:
+        return self._create(*self._one(resource), dry_run=dry_run, verb="replace")
+
+    def delete(self, source: str | Path | Mapping[str, Any]) -> list[AdmissionResult]:
+        results = []
+        for doc in load_documents(source)[0]:
+            meta = doc.get("metadata") or {}
+            out = self.kubectl("delete", "-f", "-", stdin=yaml.safe_dump(doc))
+            ok = out.returncode == 0
+            if ok and _group(doc) == "policy.sigstore.dev":
+                self._wait_pc_policy(str(meta.get("name", "")), present=False)
+            results.append(AdmissionResult(ok, (out.stdout if ok else out.stderr).strip(), kind=str(doc.get("kind")),
+                                           name=str(meta.get("name", "")), namespace=str(meta.get("namespace", ""))))
+        return results
+
+    def policies(self) -> list[dict[str, Any]]:
+        out = self.kubectl("get", ",".join(POLICY_RESOURCES), "--all-namespaces", "-o", "json")
+        if out.returncode != 0:
+            raise LabError(f"kubectl get policies failed: {out.stderr.strip()}")
+        return list(json.loads(out.stdout).get("items", []))
+
+    def label_namespace(self, namespace: str, labels: Mapping[str, str | None]) -> None:
+        if self.kubectl("get", "namespace", namespace).returncode != 0:
+            self.must("create", "namespace", namespace)
+        args = [f"{k}-" if v is None else f"{k}={v}" for k, v in labels.items()]
+        if args:
+            self.must("label", "namespace", namespace, "--overwrite", *args)
+
+    def reports(self, *, settle: float = 30.0) -> list[dict[str, Any]]:
+        """PolicyReports once Kyverno's reports controller has caught up: it aggregates admission
+        results asynchronously, so poll until the result count stops changing (at most ``settle`` s)."""
+        deadline, last = time.monotonic() + settle, None
+        while True:
+            out = self.kubectl("get", "policyreports.wgpolicyk8s.io", "--all-namespaces", "-o", "json")
+            if out.returncode != 0:
+                raise LabError(f"kubectl get policyreports failed: {out.stderr.strip()}")
+            items = list(json.loads(out.stdout).get("items", []))
+            count = sum(len(r.get("results") or []) for r in items)
+            if (count and count == last) or time.monotonic() > deadline:
+                return items
+            last = count
+            time.sleep(2)
+
+    def reset(self) -> None:
+        for resource in POLICY_RESOURCES:
+            self.kubectl("delete", resource, "--all", "--all-namespaces", "--ignore-not-found")
+        listed = self.kubectl("get", "namespaces", "-o", "jsonpath={.items[*].metadata.name}")
+        doomed = [ns for ns in listed.stdout.split() if ns not in KEPT_NAMESPACES]
+        if doomed:
+            self.kubectl("delete", "namespace", *doomed, "--wait=true", f"--timeout={int(READY_TIMEOUT)}s")
+        self.kubectl("delete", WORKLOAD_RESOURCES, "--all", "-n", "default", "--ignore-not-found")
+        self.kubectl("delete", "secrets", "-n", "default", "--field-selector", "type=kubernetes.io/dockerconfigjson")
+        for host, credentials in self.registry_hosts():
+            delete_signatures(host, credentials)
+
+    # --- kubectl ---------------------------------------------------------------------------
+
+    def kubectl(self, *args: str, stdin: str | None = None,
+                timeout: float = KUBECTL_TIMEOUT) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run([self.kubectl_binary, "--kubeconfig", self.kubeconfig, *args], input=stdin,
+                                  capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise LabError(f"kubectl {' '.join(args[:3])} did not finish within {timeout:g}s",
+                           hint="check the lab: `labkit lab status`") from None
+
+    def must(self, *args: str, stdin: str | None = None) -> str:
+        out = self.kubectl(*args, stdin=stdin)
+        if out.returncode != 0:
+            raise LabError(f"kubectl {' '.join(args)} failed: {out.stderr.strip()}")
+        return out.stdout
+
+    def _one(self, resource: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+        docs, where = load_documents(resource)
+        if len(docs) != 1:
+            raise LabError(f"one object expected, got {len(docs)}", hint="use lab.apply for several")
+        return docs[0], where
+
+    def _apply(self, doc: dict[str, Any]) -> AdmissionResult:
+        group = _group(doc)
+        if group in POLICY_GROUPS:
+            doc = self.prepare_policy(doc)
+        out = self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(doc))
+        meta = doc.get("metadata") or {}
+        warnings = _warnings(out.stderr)
+        base = dict(kind=str(doc["kind"]), name=str(meta.get("name", "")), namespace=str(meta.get("namespace", "")),
+                    warnings=warnings)
+        if out.returncode != 0:
+            webhook = _DENIED_BY.search(out.stderr)
+            return AdmissionResult(False, _message(out.stderr), controller=POLICY_GROUPS.get(group),
+                                   denied_by=webhook.group(1) if webhook else None, **base)
+        if group in POLICY_GROUPS:
+            self._wait_ready(doc)
+        return AdmissionResult(True, out.stdout.strip(), **base)
+
+    def _wait_ready(self, doc: Mapping[str, Any]) -> None:
+        """Return once the engine enforces the policy: Kyverno registers webhooks asynchronously
+        and says so in the policy's status; policy-controller compiles it into a ConfigMap."""
+        meta, group = doc.get("metadata") or {}, _group(doc)
+        name = str(meta.get("name", ""))
+        if group == "policy.sigstore.dev":
+            self._wait_pc_policy(name, present=True)
+            return
+        resource = f"{str(doc['kind']).lower()}.{group}/{name}"
+        condition = ("--for=jsonpath={.status.conditionStatus.ready}=true" if group == "policies.kyverno.io"
+                     else "--for=condition=Ready")
+        out = self.kubectl("wait", condition, resource, f"--timeout={int(READY_TIMEOUT)}s",
+                           *(["-n", meta["namespace"]] if meta.get("namespace") else []), timeout=READY_TIMEOUT + 30)
+        if out.returncode != 0:
+            raise LabError(f"{resource} did not become ready within {READY_TIMEOUT:g}s: {out.stderr.strip()}",
+                           hint=f"kubectl describe {resource} shows the engine's reason")
+
+    def _wait_pc_policy(self, name: str, *, present: bool) -> None:
+        namespace, configmap = PC_POLICIES
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            out = self.kubectl("get", "configmap", configmap, "-n", namespace, "-o", "json")
+            keys = json.loads(out.stdout).get("data") or {} if out.returncode == 0 else {}
+            if (name in keys) == present:
+                return
+            time.sleep(0.2)
+        raise LabError(f"policy-controller did not {'compile' if present else 'drop'} ClusterImagePolicy {name} "
+                       f"within {READY_TIMEOUT:g}s", hint="see the policy-controller log (`labkit lab status`)")
+
+    def _create(self, doc: Mapping[str, Any], source: str | None, *, dry_run: bool = False,
+                verb: str = "create") -> AdmissionResult:
+        meta = doc.get("metadata") or {}
+        namespace = str(meta.get("namespace") or "default")
+        # One document at a time through stdin; kubectl names the file as it would have read it.
+        out = self.kubectl(verb, "-o", "json", *(["--dry-run=server"] if dry_run else []), "-f", "-",
+                           stdin=json.dumps(doc))
+        base = dict(kind=str(doc.get("kind")), name=str(meta.get("name", "")), namespace=namespace,
+                    warnings=_warnings(out.stderr))
+        if out.returncode != 0:
+            message = _message(out.stderr)
+            # an object, not a file: no `error when creating "…"`, as in the embedded lab
+            stdin_prefix = f'error when {"replacing" if verb == "replace" else "creating"} "STDIN": '
+            message = message.replace(stdin_prefix, stdin_prefix.replace("STDIN", source) if source else "")
+            webhook = _DENIED_BY.search(message)
+            name = webhook.group(1) if webhook else None
+            return AdmissionResult(False, message, denied_by=name,
+                                   controller=None if name is None else controller_of(name), **base)
+        created = json.loads(out.stdout)
+        images = tuple(c.image for c in extract_images(created, Engine.KYVERNO) or [])
+        done = "replaced" if verb == "replace" else "created"
+        message = f"{kind_slash_name(created)} {done}" + (" (server dry run)" if dry_run else "")
+        return AdmissionResult(True, message, images=images, object=created, **base)
+
+
+def _group(doc: Mapping[str, Any]) -> str:
+    return str(doc.get("apiVersion", "")).rpartition("/")[0]
+
+
+def _warnings(stderr: str) -> tuple[str, ...]:
+    return tuple(line[len("Warning: "):] for line in stderr.splitlines() if line.startswith("Warning: "))
+
+
+def _message(stderr: str) -> str:
+    return "\n".join(line for line in stderr.splitlines() if not line.startswith("Warning: ")).strip()
