@@ -20,8 +20,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,lab]' --config-settings editable_mode=compat
 	@touch $(STAMP)
 
-# Reference tools (cosign, crane, …) are built from the Go module proxy into a cache
-# outside the repo; without Go this prints why and the tests that need them skip.
+# Reference tools (cosign, crane, the Kyverno CLI, policy-controller's tester) and the native lab's
+# control plane and engines are built from the Go module proxy into a cache outside the repo;
+# without Go this prints why and the tests that need them skip.
 tools:
 	@tools/reference-tools.sh
 
@@ -29,8 +30,10 @@ tools:
 system-deps:
 	@tools/system-deps.sh
 
+# The suite runs in a network namespace with only loopback (tools/netns-run): the native lab's
+# engines, and everything else, can reach nothing beyond this machine.
 test: $(STAMP) tools system-deps
-	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@tools/netns-run $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 
 # Only the notebook regression: every notebook re-run on the embedded lab, outputs diffed.

@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
-# Builds the reference tools labkit's tests use as oracles, from the Go module proxy,
-# into a cache outside the repository. Idempotent: a tool already built is kept.
+# Builds, from the Go module proxy, the reference tools labkit's tests use as oracles and the real
+# control plane and engines the native lab runs, into a cache outside the repository.
+# Idempotent: a tool already built from the same pins is kept; a changed pin rebuilds it.
 # Usage: tools/reference-tools.sh [NAME...]   (default: all)
-# Prints nothing but a line per tool built; exits 0 when Go is missing (tests then skip).
+# Prints a line per tool built; exits 0 when Go is missing (the tests needing the tools then skip).
 set -euo pipefail
 
 CACHE="${LABKIT_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/labkit/tools}"
+HERE="$(cd "$(dirname "$0")" && pwd)"
 mkdir -p "$CACHE"
 
 if ! command -v go >/dev/null 2>&1; then
-  echo "reference-tools: Go is not installed; interop and conformance tests will skip." >&2
+  echo "reference-tools: Go is not installed; interop, conformance and native-lab tests will skip." >&2
   exit 0
 fi
 
-# name|module/cmd path|version
+want=("$@")
+wanted() { [ ${#want[@]} -eq 0 ] || [[ " ${want[*]} " == *" $1 "* ]]; }
+
+# Tools `go install` builds directly. name|module/cmd path|version
 TOOLS=(
   "cosign-v2.6.1|github.com/sigstore/cosign/v2/cmd/cosign|v2.6.1"
   "cosign-v2.6.5|github.com/sigstore/cosign/v2/cmd/cosign|v2.6.5"
@@ -24,10 +29,9 @@ TOOLS=(
   "oci-conformance-v0.0.0-20260831232431-97274622c111|github.com/opencontainers/distribution-spec/conformance|v0.0.0-20260831232431-97274622c111"
 )
 
-want=("$@")
 for row in "${TOOLS[@]}"; do
   IFS='|' read -r name pkg version <<<"$row"
-  if [ ${#want[@]} -gt 0 ] && [[ ! " ${want[*]} " == *" $name "* ]]; then continue; fi
+  wanted "$name" || continue
   out="$CACHE/$name"
   [ -x "$out" ] && continue
   tmp=$(mktemp -d)
@@ -38,34 +42,72 @@ for row in "${TOOLS[@]}"; do
   echo "reference-tools: built $name in $(( $(date +%s) - start ))s -> $out"
 done
 
-# Policy engines. Their go.mod files carry `replace` directives, so `go install pkg@version`
-# refuses them (golang/go#44840). Build each from a throwaway wrapper module that requires the
-# tool's module and repeats its replace lines and go directive; MVS then selects exactly the
-# upstream dependency versions. Niced: these are large builds on shared cores.
-# name|module|package|version
+# Tools whose modules carry `replace` directives, which `go install pkg@version` refuses
+# (golang/go#44840): each is built inside a wrapper module committed under tools/go/ that
+# requires the upstream module, repeats its replace lines and lists the commands as `tool`s, so
+# MVS selects exactly the upstream dependency versions. The version ldflags are the upstream
+# Makefiles' (without them kube-apiserver reports v0.0.0 and knative refuses to start).
+K8S_VERSION=v1.36.3
+K8S_LDFLAGS=""
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  K8S_LDFLAGS+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=36 -X $pkg.gitTreeState=clean"
+done
+KYVERNO_LDFLAGS="-X github.com/kyverno/kyverno/pkg/version.BuildVersion=v1.19.1"
+PC_LDFLAGS="-X sigs.k8s.io/release-utils/version.gitVersion=v0.13.1"
+
+# name|wrapper (tools/go/…)|package|ldflags
 WRAPPED=(
-  "kyverno-v1.19.1|github.com/kyverno/kyverno|github.com/kyverno/kyverno/cmd/cli/kubectl-kyverno|v1.19.1"
-  "policy-tester-v0.13.1|github.com/sigstore/policy-controller|github.com/sigstore/policy-controller/cmd/tester|v0.13.1"
+  "etcd-v3.6.8|kubernetes|go.etcd.io/etcd/server/v3|"
+  "kube-apiserver-$K8S_VERSION|kubernetes|k8s.io/kubernetes/cmd/kube-apiserver|$K8S_LDFLAGS"
+  "kube-controller-manager-$K8S_VERSION|kubernetes|k8s.io/kubernetes/cmd/kube-controller-manager|$K8S_LDFLAGS"
+  "kubectl-$K8S_VERSION|kubernetes|k8s.io/kubernetes/cmd/kubectl|$K8S_LDFLAGS"
+  "kyverno-v1.19.1|kyverno|github.com/kyverno/kyverno/cmd/cli/kubectl-kyverno|$KYVERNO_LDFLAGS"
+  "kyverno-admission-controller-v1.19.1|kyverno|github.com/kyverno/kyverno/cmd/kyverno|$KYVERNO_LDFLAGS"
+  "kyverno-reports-controller-v1.19.1|kyverno|github.com/kyverno/kyverno/cmd/reports-controller|$KYVERNO_LDFLAGS"
+  "policy-tester-v0.13.1|policy-controller|github.com/sigstore/policy-controller/cmd/tester|$PC_LDFLAGS"
+  "policy-controller-webhook-v0.13.1|policy-controller|github.com/sigstore/policy-controller/cmd/webhook|$PC_LDFLAGS"
 )
 
+pin() {  # what a built tool depends on: its wrapper's pins and its ldflags
+  cat "$HERE/go/$1/go.mod" "$HERE/go/$1/go.sum" | sha256sum | cut -c1-16
+  echo "$2"
+}
+
 for row in "${WRAPPED[@]}"; do
-  IFS='|' read -r name module pkg version <<<"$row"
-  if [ ${#want[@]} -gt 0 ] && [[ ! " ${want[*]} " == *" $name "* ]]; then continue; fi
+  IFS='|' read -r name wrapper pkg ldflags <<<"$row"
+  wanted "$name" || continue
   out="$CACHE/$name"
-  [ -x "$out" ] && continue
-  tmp=$(mktemp -d)
+  stamp="$(pin "$wrapper" "$ldflags")"
+  [ -x "$out" ] && [ "$(cat "$out.pin" 2>/dev/null)" = "$stamp" ] && continue
   start=$(date +%s)
-  (
-    cd "$tmp"
-    go mod init labkit.local/reference-tool >/dev/null 2>&1
-    upstream=$(go mod download -json "$module@$version" | jq -r .GoMod)
-    go mod edit -go="$(go mod edit -json "$upstream" | jq -r .Go)" -require="$module@$version"
-    go mod edit -json "$upstream" \
-      | jq -r '.Replace // [] | .[] | "-replace=\(.Old.Path)\(if .Old.Version then "@" + .Old.Version else "" end)=\(.New.Path)\(if .New.Version then "@" + .New.Version else "" end)"' \
-      | xargs -r go mod edit
-    GOFLAGS="-buildvcs=false -trimpath -mod=mod" nice -n 15 go build -o "$out.partial" "$pkg"
-  )
+  # CGO off: only the standard library would use it. Niced: large builds on shared cores.
+  (cd "$HERE/go/$wrapper" && CGO_ENABLED=0 GOFLAGS="-buildvcs=false -trimpath" \
+    nice -n 10 go build -ldflags "-s -w $ldflags" -o "$out.partial" "$pkg")
   mv "$out.partial" "$out"
-  rm -rf "$tmp"
+  echo "$stamp" > "$out.pin"
   echo "reference-tools: built $name in $(( $(date +%s) - start ))s -> $out"
+done
+
+# The engines' own release objects the native lab creates (CRDs, ConfigMaps, webhook
+# configurations), copied from the same module versions the binaries were built from.
+# name|wrapper|module|files (relative to the module; dir/ copies a tree)
+CONFIGS=(
+  "kyverno-v1.19.1-config|kyverno|github.com/kyverno/kyverno|config/crds/ charts/kyverno/values.yaml"
+  "policy-controller-v0.13.1-config|policy-controller|github.com/sigstore/policy-controller|config/"
+)
+for row in "${CONFIGS[@]}"; do
+  IFS='|' read -r name wrapper module files <<<"$row"
+  wanted "$name" || continue
+  out="$CACHE/$name"
+  stamp="$(pin "$wrapper" "")"
+  [ -d "$out" ] && [ "$(cat "$out.pin" 2>/dev/null)" = "$stamp" ] && continue
+  dir=$(cd "$HERE/go/$wrapper" && go list -m -f '{{.Dir}}' "$module")
+  rm -rf "$out.partial" && mkdir -p "$out.partial"
+  for f in $files; do
+    if [ "${f%/}" != "$f" ]; then cp -r "$dir/$f." "$out.partial/$(basename "$f")"; else cp "$dir/$f" "$out.partial/"; fi
+  done
+  chmod -R u+w "$out.partial"
+  rm -rf "$out" && mv "$out.partial" "$out"
+  echo "$stamp" > "$out.pin"
+  echo "reference-tools: copied $name -> $out"
 done
