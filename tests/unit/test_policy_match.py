@@ -4,13 +4,26 @@ Vectors re-express the upstream test tables: Kyverno ``pkg/utils/image/infos_tes
 go-wildcard v1.0.3 ``wildcard_test.go`` and Kyverno ``ext/wildcard/match_test.go``, and
 policy-controller ``pkg/apis/glob/glob_test.go`` (adjusted where noted: the webhook matches
 ``ref.Name()``, so that file's "deprecated fallback" rows do not match in admission).
+
+gobwas/glob v0.2.3 rows (ImageValidatingPolicy ``matchImageReferences``) and Go's
+``filepath.Match(glob, "")`` errors (policy-controller ``ValidateGlob``) were produced by running
+those libraries (gobwas/glob v0.2.3 from Kyverno v1.19.1's go.sum; Go 1.26 ``path/filepath``).
 """
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from labkit.policy.match import GlobError, compile_glob, glob_match, kyverno_normalize, wildcard_match
+from labkit.policy.match import (
+    GlobError,
+    compile_glob,
+    compile_ivp_glob,
+    glob_match,
+    kyverno_normalize,
+    wildcard_match,
+)
 
 D = "sha256:" + "5504f2a95018e3d8a52d80d9e1a128c6ea337581808ff9fe96f5628ce2336350"
 
@@ -103,3 +116,73 @@ def test_glob_match(image: str, glob: str, matched: bool) -> None:
 def test_invalid_globs(glob: str) -> None:
     with pytest.raises(GlobError, match=r'^invalid glob "'):
         compile_glob(glob)
+
+
+@pytest.mark.parametrize(("glob", "reason"), [
+    # ValidateGlob: filepath.Match(glob, "") first (it checks only the text before the first '*')
+    ("127.0.0.1:1/team/[abc", "syntax error in pattern"),
+    ("*[", "syntax error in pattern"),
+    ("a\\", "syntax error in pattern"),
+    ("127.0.0.1:1/*/[abc", 'invalid glob "127.0.0.1:1/*/[abc"'),
+    ("127.0.0.1:1/team/{a,b", 'invalid glob "127.0.0.1:1/team/{a,b"'),
+    ("[abc]", 'invalid glob "[abc]"'),
+])
+def test_policy_controller_glob_errors_in_validation_order(glob: str, reason: str) -> None:
+    with pytest.raises(GlobError) as err:
+        compile_glob(glob)
+    assert str(err.value) == reason
+
+
+@pytest.mark.parametrize(("glob", "text", "matched"), [
+    ("{a,b", "b", True),  # an unclosed '{' ends the alternatives at the end of the pattern
+    ("ghcr.io/{lab,ops}/*", "ghcr.io/ops/x", True),
+    ("[!a-c]x", "dx", True),
+    ("[!a-c]x", "bx", False),
+    ("{a,{b,c}d}", "cd", True),
+    ("{a,}x", "x", True),
+    ("[\\]]", "]", True),
+    ("[a\\-z]", "-", True),
+    ("[!-a]", "b", True),
+    ("{[a]}", "a", True),
+    ("a\\*", "a*", True),
+    ("a\\*", "ab", False),
+    ("{ab,a}b", "ab", True),
+    ("[é-ö]", "ø", False),
+    ("[é-ö]", "ö", True),
+    ("a?c", "abc", True),
+    ("a??", "ab", False),
+])
+def test_gobwas_glob_semantics(glob: str, text: str, matched: bool) -> None:
+    assert compile_ivp_glob(glob).matches(text) is matched
+
+
+@pytest.mark.parametrize(("glob", "reason"), [
+    ("127.0.0.1:1/team/[abc", "unexpected end of input"),
+    ("127.0.0.1:1/*/[abc", "unexpected end of input"),
+    ("x[a", "unexpected end of input"),
+    ("{a[}", "unexpected end of input"),
+    ("[a-]]", "hi character ']' should be greater than lo 'a'"),
+    ("[a-zb]", "expected close range character"),
+    ("[!]", "could not parse range"),
+])
+def test_gobwas_glob_errors(glob: str, reason: str) -> None:
+    with pytest.raises(GlobError) as err:
+        compile_ivp_glob(glob)
+    assert str(err.value) == reason
+
+
+@pytest.mark.parametrize("compile_", [compile_ivp_glob, compile_glob])
+def test_globs_match_in_bounded_time(compile_: object) -> None:
+    # exponential for a backtracking matcher; the automaton walks each character once
+    glob = compile_("**a" * 40 + "b")  # type: ignore[operator]
+    start = time.monotonic()
+    assert not glob.matches("a" * 5000)
+    assert time.monotonic() - start < 10
+
+
+def test_kyverno_wildcard_treats_brackets_and_braces_as_characters() -> None:
+    # go-wildcard v1.0.3 knows only '*' and '?': a malformed "glob" is a literal that never
+    # matches an image, and ClusterPolicy validation does not look at imageReferences' syntax
+    assert not wildcard_match("127.0.0.1:1/team/[abc", "127.0.0.1:1/team/a:latest")
+    assert wildcard_match("127.0.0.1:1/team/[abc*", "127.0.0.1:1/team/[abc:latest")
+    assert wildcard_match("x/{a,b", "x/{a,b")
