@@ -270,11 +270,14 @@ class RegistryAccess:
             return client
 
     def __call__(self, ref: str, keys: Sequence[Any], *, annotations: Mapping[str, str] | None = None,
-                 repository: str | None = None, credentials: Credentials | None = None) -> Any:
+                 repository: str | None = None, credentials: Credentials | None = None,
+                 digest_algorithm: str = "sha256") -> Any:
         from labkit.signing.verify import verify_image  # signing is only needed once verifying
 
+        # digest_algorithm: the engine's signature hash (Kyverno signatureAlgorithm, IVP and
+        # policy-controller hashAlgorithm), which, like cosign's verifier, does not follow the key
         return verify_image(ref, keys, client=self.client_for(credentials), annotations=annotations,
-                            signature_repository=repository or None)
+                            signature_repository=repository or None, digest_algorithm=digest_algorithm)
 
     def resolve(self, ref: str, *, credentials: Credentials | None = None) -> str:
         return self.client_for(credentials).resolve(ref)

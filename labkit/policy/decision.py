@@ -27,6 +27,7 @@ lookups are injected (``verifier``, ``resolver``) so tests can run without a reg
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from typing import Any, Literal, Protocol
 import yaml
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from labkit.errors import LabkitError, RegistryUnreachableError
+from labkit.errors import LabkitError, NoSignaturesError, RegistryUnreachableError
 from labkit.oci.auth import Credentials
 from labkit.oci.reference import Reference
 from labkit.policy.credentials import (
@@ -59,6 +60,7 @@ from labkit.policy.models import (
     Policy,
     ResourceDescription,
 )
+from labkit.policy.tlog import cip_key_error, kyverno_key_options, rekor_unreachable
 
 PC_INCLUDE_LABEL = "policy.sigstore.dev/include"
 VERIFY_IMAGES_ANNOTATION = "kyverno.io/verify-images"
@@ -80,7 +82,9 @@ class Verifier(Protocol):
     """``labkit.signing.verify.verify_image`` with its registry client bound: returns the
     verified result or raises NoSignaturesError / NoMatchingSignaturesError / RegistryError.
     ``repository`` holds the signatures (cosign's COSIGN_REPOSITORY); ``credentials`` are the
-    ones the engine's pull secrets give for the image's registry."""
+    ones the engine's pull secrets give for the image's registry. ``digest_algorithm`` (the
+    policy's signature hash) is passed only when it is not sha256, so a verifier that always
+    checks SHA-256 need not accept it."""
 
     def __call__(
         self, ref: str, keys: Sequence[Any], *, annotations: Mapping[str, str] | None = None,
@@ -253,6 +257,29 @@ def _keys_from_pem(text: str) -> list[Any]:
 
 def _verification_message(exc: LabkitError) -> str:
     return exc.message  # cosign's wording: "no signatures found", "no matching signatures: …"
+
+
+class _UnsupportedAlgorithm(LabkitError):
+    """The injected verifier cannot check a hash other than SHA-256."""
+
+
+def call_verifier(verifier: Any, ref: str, keys: Sequence[Any], digest_algorithm: str,
+                  **options: Any) -> Any:
+    """``verifier(ref, keys, **options)``, adding ``digest_algorithm`` when it is not sha256.
+
+    A verifier without that parameter would silently check SHA-256, so it is refused instead.
+    """
+    if digest_algorithm != "sha256":
+        try:
+            params = inspect.signature(verifier).parameters.values()
+        except (TypeError, ValueError):
+            params = []  # type: ignore[assignment]
+        if not any(p.name == "digest_algorithm" or p.kind is p.VAR_KEYWORD for p in params):
+            raise _UnsupportedAlgorithm(
+                f"labkit's verifier ({type(verifier).__name__}) cannot check {digest_algorithm} "
+                "signatures", hint="it must accept a digest_algorithm keyword")
+        options["digest_algorithm"] = digest_algorithm
+    return verifier(ref, keys, **options)
 
 
 # --- Kyverno ---------------------------------------------------------------------------------
@@ -516,14 +543,35 @@ class _KyvernoRun:
                 trace.attestors.append(msg)
                 errors.append(msg)
                 continue
+            # buildCosignOptions: hash, Rekor keys, CT log keys — all before any registry access
+            algorithm, problem, rekor_url = kyverno_key_options(entry.keys)
+            if problem:
+                msg = f"{epath}: {problem}"
+                trace.attestors.append(msg)
+                errors.append(msg)
+                continue
             try:
-                result = self.registry.verifier(
-                    image, keys, annotations=entry.annotations or None,
+                result = call_verifier(
+                    self.registry.verifier, image, keys, algorithm, annotations=entry.annotations or None,
                     repository=entry.repository or iv.repository or None, credentials=credentials)
             except RegistryUnreachableError as exc:
                 raise _RuleFailed("error", f"failed to verify image {image}: {epath}: {exc.message}")
-            except LabkitError as exc:
+            except _UnsupportedAlgorithm as exc:
+                raise _RuleFailed("error", f"failed to verify image {image}: {epath}: {exc.message}")
+            except NoSignaturesError as exc:
                 msg = f"{epath}: {_verification_message(exc)}"
+                trace.attestors.append(msg)
+                errors.append(msg)
+                continue
+            except LabkitError as exc:
+                # with the tlog on, cosign looks every signature up in Rekor before checking it
+                msg = f"{epath}: " + (f"no matching signatures: {rekor_unreachable(rekor_url)}"
+                                      if rekor_url else _verification_message(exc))
+                trace.attestors.append(msg)
+                errors.append(msg)
+                continue
+            if rekor_url:
+                msg = f"{epath}: no matching signatures: {rekor_unreachable(rekor_url)}"
                 trace.attestors.append(msg)
                 errors.append(msg)
                 continue
@@ -732,10 +780,16 @@ class _PolicyControllerRun:
             elif authority.attestations:
                 messages.append(f"labkit does not evaluate attestations yet (authority {authority.name})")
             elif authority.key is not None and authority.key.data:
+                # checkOptsFromAuthority runs first: a ctlog URL needs Rekor's keys from TUF
+                problem = cip_key_error(authority.name, authority.ctlog)
+                if problem:
+                    messages.append(problem)
+                    continue
                 repository, credentials = self._source(authority, name)
+                algorithm = (authority.key.hash_algorithm or "sha256").lower()
                 try:
-                    self.registry.verifier(name, _keys_from_pem(authority.key.data),
-                                           repository=repository, credentials=credentials)
+                    call_verifier(self.registry.verifier, name, _keys_from_pem(authority.key.data),
+                                  algorithm, repository=repository, credentials=credentials)
                 except LabkitError as exc:
                     messages.append(f"signature key validation failed for authority "
                                     f"{authority.name} for {name}: {_verification_message(exc)}")

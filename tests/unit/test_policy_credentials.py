@@ -136,7 +136,8 @@ def test_private_registry_needs_the_secret_kyverno_reads(tmp_path: Path) -> None
                         - imageReferences: ["{host}/private/*"]
                           failureAction: Enforce
                           imageRegistryCredentials: {{secrets: ["{secret_ref}"]}}
-                          attestors: [{{entries: [{{keys: {{publicKeys: {pem_yaml}}}}}]}}]
+                          attestors: [{{entries: [{{keys: {{publicKeys: {pem_yaml},
+                            rekor: {{ignoreTlog: true}}, ctlog: {{ignoreSCT: true}}}}}}]}}]
                 """)
 
         pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},

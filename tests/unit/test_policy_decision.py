@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from labkit.errors import NoMatchingSignaturesError, NoSignaturesError
 from labkit.oci.auth import Credentials
-from labkit.policy.decision import evaluate
+from labkit.policy.decision import Decision, evaluate
 from labkit.policy.images import Engine
 from labkit.policy.load import load_policies
 
@@ -72,6 +72,9 @@ spec:
           attestors:
             - entries:
                 - keys:
+                    # offline: no transparency log, no SCT (else Kyverno fetches Sigstore's TUF root)
+                    rekor: {{ignoreTlog: true}}
+                    ctlog: {{ignoreSCT: true}}
                     publicKeys: |-
 {key}
 """
@@ -214,3 +217,172 @@ def test_kyverno_namespaced_policy_only_governs_its_namespace() -> None:
     team_a = pod("nginx:1.2")
     team_a["metadata"]["namespace"] = "team-a"
     assert not evaluate(load_policies(doc), team_a, verifier=stub).allowed
+
+
+# --- transparency log and CT log, offline (Kyverno v1.19.1 buildCosignVerifier/buildCosignOptions,
+# policy-controller v0.13.1 checkOptsFromAuthority; labkit.policy.tlog) ----------------------------
+
+TUF_TAIL = ("updating local metadata and targets: error updating to TUF remote mirror: "
+            "tuf: failed to download 13.root.json: ")
+
+
+def kyverno_keys(rekor: str | None, ctlog: str | None) -> str:
+    """kyverno_policy() with the keys attestor's rekor/ctlog lines replaced (None: absent)."""
+    text = kyverno_policy().replace("                    rekor: {ignoreTlog: true}\n", "").replace(
+        "                    ctlog: {ignoreSCT: true}\n", "")
+    extra = "".join(f"                    {line}\n" for line in (rekor, ctlog) if line)
+    return text.replace("                - keys:\n", "                - keys:\n" + extra)
+
+
+def test_kyverno_without_ignore_tlog_fails_on_the_tuf_root_without_contacting_anything() -> None:
+    # Observed on Kyverno 1.19.1 (native-engines.md "Verified run"): the signed image is denied
+    # with "…keys: failed to load Rekor public keys: updating local metadata and targets: …"
+    stub = Stub({"docker.io/nginx:1.2"})
+    for rekor in (None, "rekor: {url: 'http://127.0.0.1:9'}"):
+        d = evaluate(load_policies(kyverno_keys(rekor, "ctlog: {ignoreSCT: true}")), pod("nginx:1.2"),
+                     verifier=stub)
+        assert not d.allowed and d.webhook == "mutate.kyverno.svc-fail"
+        assert ("check-image: 'failed to verify image docker.io/nginx:1.2: .attestors[0].entries[0].keys: "
+                "failed to load Rekor public keys: " + TUF_TAIL) in d.message
+        assert d.trace[0].status == "fail"  # ErrDownloadFailed does not unwrap to a net.OpError
+    assert stub.calls == []  # never reached the registry, let alone Sigstore
+
+
+def test_kyverno_without_ignore_sct_fails_on_the_ct_log_keys() -> None:
+    d = evaluate(load_policies(kyverno_keys("rekor: {ignoreTlog: true}", None)), pod("nginx:1.2"),
+                 verifier=Stub({"docker.io/nginx:1.2"}))
+    assert not d.allowed
+    assert ".attestors[0].entries[0].keys: failed to load CTLogs public keys: " + TUF_TAIL in d.message
+
+
+def test_kyverno_rekor_pubkey_means_an_online_rekor_lookup_per_signature() -> None:
+    rekor = f"rekor: {{url: 'http://127.0.0.1:9', pubkey: {json.dumps(PEM)}}}"
+    text = kyverno_keys(rekor, "ctlog: {ignoreSCT: true}")
+    d = evaluate(load_policies(text), pod("nginx:1.2"), verifier=Stub({"docker.io/nginx:1.2"}))
+    assert not d.allowed
+    assert ('.attestors[0].entries[0].keys: no matching signatures: searching log query: '
+            'Post "http://127.0.0.1:9/api/v1/log/entries/retrieve": ') in d.message
+    # no .sig at all: cosign says so before any Rekor lookup
+    d = evaluate(load_policies(text), pod("nginx:1.2"), verifier=Stub(set()))
+    assert ".attestors[0].entries[0].keys: no signatures found" in d.message
+
+
+def test_kyverno_ignore_tlog_with_ct_log_pubkey_needs_no_tuf() -> None:
+    ctlog = f"ctlog: {{pubkey: {json.dumps(PEM)}}}"
+    d = evaluate(load_policies(kyverno_keys("rekor: {ignoreTlog: true}", ctlog)), pod("nginx:1.2"),
+                 verifier=Stub({"docker.io/nginx:1.2"}))
+    assert d.allowed, d.message
+
+
+def cip_with_ctlog(ctlog: str) -> str:
+    return cip().replace("    - key:\n", f"    - ctlog: {ctlog}\n      key:\n")
+
+
+def test_cip_key_authority_skips_rekor_without_a_ctlog_url() -> None:
+    for text in (cip(), cip_with_ctlog("{}")):
+        stub = Stub({f"ghcr.io/labkit/app@{DIGEST}"})
+        assert evaluate(load_policies(text), pod(IMAGE), namespace_labels=INCLUDE, verifier=stub).allowed
+
+
+def test_cip_key_authority_with_ctlog_url_fails_on_the_tuf_root() -> None:
+    stub = Stub({f"ghcr.io/labkit/app@{DIGEST}"})
+    d = evaluate(load_policies(cip_with_ctlog("{url: 'http://127.0.0.1:9'}")), pod(IMAGE),
+                 namespace_labels=INCLUDE, verifier=stub)
+    assert not d.allowed and stub.calls == []
+    assert d.message.startswith(
+        "validation failed: failed policy: signed: spec.containers[0].image\n"
+        f"{IMAGE} constructing checkOpts for authority-0: getting Rekor public keys: authority-0: "
+        "getting Rekor public keys: " + TUF_TAIL)
+
+
+# --- signature hash (Kyverno keys.signatureAlgorithm; cosign v2.6.1 signs P-384 with SHA-384) -----
+
+
+class HashStub(Stub):
+    """Verifies only when asked for ``good`` (the hash the signer used)."""
+
+    def __init__(self, good: str) -> None:
+        super().__init__(set())
+        self.good, self.asked = good, []
+
+    def __call__(self, ref: str, keys: Sequence[Any], *, digest_algorithm: str = "sha256",  # type: ignore[override]
+                 **options: Any) -> Result:
+        self.asked.append(digest_algorithm)
+        if digest_algorithm == self.good:
+            return Result(DIGEST)
+        raise NoMatchingSignaturesError("no matching signatures: invalid signature when validating ASN.1 encoded signature")
+
+
+@pytest.mark.parametrize(("line", "asked", "allowed"), [
+    ("", "sha256", False),  # the default: a SHA-384 signature does not verify
+    ("signatureAlgorithm: sha384", "sha384", True),
+    ("signatureAlgorithm: sha512", "sha512", False),
+])
+def test_kyverno_keys_signature_algorithm_picks_the_hash(line: str, asked: str, allowed: bool) -> None:
+    text = kyverno_policy().replace("                    publicKeys:",
+                                    f"                    {line}\n                    publicKeys:")
+    stub = HashStub("sha384")
+    d = evaluate(load_policies(text), pod("nginx:1.2"), verifier=stub)
+    assert stub.asked == [asked] and d.allowed is allowed
+    if not allowed:
+        assert (".attestors[0].entries[0].keys: no matching signatures: "
+                "invalid signature when validating ASN.1 encoded signature") in d.message
+
+
+def test_kyverno_attestor_level_signature_algorithm_is_overridden_by_keys() -> None:
+    # buildCosignVerifier sets opts.SignatureAlgorithm from the entry, then from keys (default sha256)
+    text = kyverno_policy().replace("                - keys:\n",
+                                    "                - signatureAlgorithm: sha384\n                  keys:\n")
+    stub = HashStub("sha384")
+    assert not evaluate(load_policies(text), pod("nginx:1.2"), verifier=stub).allowed
+    assert stub.asked == ["sha256"]
+
+
+def test_a_verifier_that_cannot_take_the_hash_is_an_error_not_a_sha256_check() -> None:
+    text = kyverno_policy().replace("                    publicKeys:",
+                                    "                    signatureAlgorithm: sha384\n                    publicKeys:")
+    stub = Stub({"docker.io/nginx:1.2"})  # no digest_algorithm parameter
+    d = evaluate(load_policies(text), pod("nginx:1.2"), verifier=stub)
+    assert not d.allowed and stub.calls == [] and d.trace[0].status == "error"
+    assert "cannot check sha384 signatures" in d.message
+
+
+def test_p384_cosign_signature_against_the_real_verifier(tmp_path: Any) -> None:
+    """A real P-384 signature as cosign v2.6.1 makes it (sigstore LoadDefaultSignerVerifier:
+    P-384 → SHA-384), pushed to labkit's registry and checked by the RegistryAccess verifier."""
+    from labkit.oci.client import RegistryClient
+    from labkit.oci.model import OCI_CONFIG, OCI_LAYER, Descriptor, Image, Manifest, sha256_digest
+    from labkit.policy.credentials import RegistryAccess
+    from labkit.registry import serve
+    from labkit.signing.sign import sign_image
+
+    handle = serve(tmp_path / "registry", port=0)
+    try:
+        host = f"127.0.0.1:{handle.port}"
+        private = ec.generate_private_key(ec.SECP384R1())
+        public = private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        config = json.dumps({"rootfs": {"type": "layers", "diff_ids": [sha256_digest(b"x")]}}).encode()
+        image = Image(manifest=Manifest(config=Descriptor.of(OCI_CONFIG, config),
+                                        layers=(Descriptor.of(OCI_LAYER, b"x"),)), config=config, layers=[b"x"])
+        with RegistryClient() as client:
+            digest = client.push_image(f"{host}/p384/app:v1", image)
+            sign_image(f"{host}/p384/app@{digest}", private, client=client)
+            access = RegistryAccess(client)
+            key = textwrap.indent(public, " " * 22)
+
+            def decide(line: str) -> Decision:
+                text = kyverno_policy(patterns=f'"{host}/p384/*"').replace(
+                    "                    publicKeys: |-\n" + textwrap.indent(PEM, " " * 22),
+                    f"                    {line}\n                    publicKeys: |-\n{key}")
+                return evaluate(load_policies(text), pod(f"{host}/p384/app:v1"), verifier=access,
+                                resolver=access.resolve)
+            try:
+                assert decide("signatureAlgorithm: sha384").allowed
+                denied = decide("signatureAlgorithm: sha256")
+                assert not denied.allowed
+                assert ".attestors[0].entries[0].keys: no matching signatures: " in denied.message
+            finally:
+                access.close()
+    finally:
+        handle.stop()
