@@ -2,7 +2,9 @@
 
 Load: the nested spec is strictly decoded and every CEL expression is compiled, as the
 policy compiler does (``pkg/image/verification/evaluator/compiler.go``); a bad expression is
-reported as ``spec.validations[0].expression: Invalid value: "…": ERROR: <input>:…``.
+reported as ``spec.validations[0].expression: Invalid value: "…": ERROR: <input>:…``, an
+expression of the wrong type as ``…: output is expected to be of type bool``, and a malformed
+``matchImageReferences`` glob with gobwas/glob's error (``pkg/cel/compiler/compiler.go``).
 
 Admission (``pkg/cel/policies/ivpol/engine/engine.go``, ``pkg/webhooks/resource/ivpol``):
 
@@ -27,9 +29,12 @@ namespace, got NotFound, ignored it and pulled anonymously (#15120); ``KYVERNO_S
 describes that for teaching: ``credentials.kyverno_ivp_keychain`` follows the released
 behaviour of the pinned version.
 
+Transparency log: a key attestor without ``cosign.ctlog.insecureIgnoreTlog`` needs Sigstore's
+TUF root, which the offline lab cannot reach; as in Kyverno it then verifies nothing (counts 0),
+and the attestor line says why (``labkit.policy.tlog``).
+
 Not evaluated (an explicit ``error`` result, never a silent pass): keyless, certificate,
-KMS and expression keys, notary, alternate signature repositories, transparency-log checks
-(attestors must set ``cosign.ctlog.insecureIgnoreTlog``), attestations, image data.
+KMS and expression keys, notary, alternate signature repositories, attestations, image data.
 """
 
 from __future__ import annotations
@@ -43,8 +48,9 @@ from labkit.errors import LabkitError, NoMatchingSignaturesError, NoSignaturesEr
 from labkit.policy.cel import CURRENT, CelError, Program, compile_expression, field_invalid
 from labkit.policy.credentials import SecretStore, kyverno_ivp_keychain
 from labkit.policy.images import Engine, extract_images
-from labkit.policy.match import kyverno_normalize
+from labkit.policy.match import Glob, GlobError, compile_ivp_glob, kyverno_normalize
 from labkit.policy.models import ImageValidatingPolicy
+from labkit.policy.tlog import KYVERNO_SIGNATURE_ALGORITHMS, ivp_key_error
 
 __all__ = ["KYVERNO_SECRET_BUG", "CompiledPolicy", "compile_policy", "mutate", "validate",
            "validate_admission"]
@@ -162,6 +168,7 @@ class CompiledPolicy:
     variables: dict[str, Program]
     image_refs: list[MatchImageReference]
     image_ref_programs: list[Program | None]
+    image_ref_globs: list[Glob | None]
     attestors: dict[str, Attestor]
     config: ValidationConfiguration
     actions: set[str]
@@ -176,45 +183,13 @@ class CompiledPolicy:
         """``matching.MatchImage``: no references match everything; else any glob/expression."""
         if not self.image_refs:
             return True
-        for ref, program in zip(self.image_refs, self.image_ref_programs, strict=True):
-            if program is not None:
-                if program.eval({"ref": image}) is True:
+        for program, glob in zip(self.image_ref_programs, self.image_ref_globs, strict=True):
+            if glob is not None:  # compiled when the policy loaded: a glob takes precedence
+                if glob.matches(image):
                     return True
-            elif _glob(ref.glob).fullmatch(image):
+            elif program is not None and program.eval({"ref": image}) is True:
                 return True
         return False
-
-
-def _glob(pattern: str) -> re.Pattern[str]:
-    """gobwas/glob without separators: ``*`` any run (``/`` included), ``?`` one character,
-    ``[a-z]``/``[!a]`` classes, ``{a,b}`` alternatives, ``\\`` escapes."""
-    out, i, depth = [], 0, 0
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "\\" and i + 1 < len(pattern):
-            out.append(re.escape(pattern[i + 1]))
-            i += 1
-        elif c == "*":
-            out.append(".*")
-        elif c == "?":
-            out.append(".")
-        elif c == "[":
-            end = pattern.find("]", i + 1)
-            body = pattern[i + 1:end]
-            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
-            i = end
-        elif c == "{":
-            out.append("(?:")
-            depth += 1
-        elif c == "}" and depth:
-            out.append(")")
-            depth -= 1
-        elif c == "," and depth:
-            out.append("|")
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return re.compile("".join(out), re.DOTALL)
 
 
 def _decode(policy: ImageValidatingPolicy) -> tuple[dict[str, Any], list[str], list[str]]:
@@ -249,19 +224,26 @@ def compile_policy(policy: ImageValidatingPolicy) -> CompiledPolicy:
     if errors:
         raise ValueError(f'{kind}.policies.kyverno.io "{policy.name}" is invalid: ' + ", ".join(errors))
 
-    def program(path: str, source: str, env: str = "policy") -> Program:
+    def program(path: str, source: str, env: str = "policy", output: str = "") -> Program:
         try:
-            return compile_expression(source, env)
+            compiled = compile_expression(source, env)
         except CelError as exc:
             raise ValueError("failed to compile policy: " + field_invalid(path, source, str(exc))) from None
+        if output and not compiled.output_is(output):
+            # the policy webhook's own text (ToAggregate of one field.Invalid)
+            raise ValueError(field_invalid(path, source, f"output is expected to be of type {output}"))
+        return compiled
 
     # the compiler's order: matchConditions, matchImageReferences, images, variables,
     # attestors, validations
-    conditions = [program(f"spec.matchConditions[{i}].expression", c.expression)
+    conditions = [program(f"spec.matchConditions[{i}].expression", c.expression, output="bool")
                   for i, c in enumerate(values["matchConditions"] or [])]
     refs: list[MatchImageReference] = values["matchImageReferences"] or []
-    ref_programs = [program(f"spec.matchImageReferences[{i}].expression", r.expression, "image")
-                    if r.expression else None for i, r in enumerate(refs)]
+    ref_globs, glob_errors = _compile_globs(refs)
+    if glob_errors:
+        raise ValueError(_aggregate(glob_errors))
+    ref_programs = [program(f"spec.matchImageReferences[{i}].expression", r.expression, "image", "bool")
+                    if r.expression and not r.glob else None for i, r in enumerate(refs)]
     for i, extractor in enumerate(values["images"] or []):
         program(f"spec.images[{i}].expression", extractor.expression)
     variables = {v.name: program(f"spec.variables[{i}].expression", v.expression)
@@ -273,8 +255,9 @@ def compile_policy(policy: ImageValidatingPolicy) -> CompiledPolicy:
     validations = []
     for i, v in enumerate(values["validations"] or []):
         path = f"spec.validations[{i}]"
-        compiled = program(f"{path}.expression", v.expression)
-        message = program(f"{path}.messageExpression", v.message_expression) if v.message_expression else None
+        compiled = program(f"{path}.expression", v.expression, output="bool")
+        message = (program(f"{path}.messageExpression", v.message_expression, output="string")
+                   if v.message_expression else None)
         validations.append((v, compiled, message))
     return CompiledPolicy(
         policy=policy,
@@ -283,12 +266,35 @@ def compile_policy(policy: ImageValidatingPolicy) -> CompiledPolicy:
         variables=variables,
         image_refs=refs,
         image_ref_programs=ref_programs,
+        image_ref_globs=ref_globs,
         attestors={a.name: a for a in attestors},
         config=values["validationConfigurations"] or ValidationConfiguration(),
         credentials=values["credentials"] or Credentials(),
         actions=set(spec.validation_actions or ["Deny"]),
         failure_policy=spec.failure_policy or "Fail",
     )
+
+
+def _compile_globs(refs: Sequence[MatchImageReference]) -> tuple[list[Glob | None], list[str]]:
+    """``CompileMatchImageReferences``: each glob through gobwas/glob; every bad one is reported."""
+    globs: list[Glob | None] = []
+    errors = []
+    for i, ref in enumerate(refs):
+        glob = None
+        if ref.glob:
+            try:
+                glob = compile_ivp_glob(ref.glob)
+            except GlobError as exc:
+                errors.append(field_invalid(f"spec.matchImageReferences[{i}].glob", ref.glob, str(exc)))
+        globs.append(glob)
+    return globs, errors
+
+
+def _aggregate(errors: Sequence[str]) -> str:
+    """k8s ``utilerrors.NewAggregate(…).Error()``: one message alone, else ``[a, b]`` without
+    repeats."""
+    unique = list(dict.fromkeys(errors))
+    return unique[0] if len(unique) == 1 else "[" + ", ".join(unique) + "]"
 
 
 def validate(policy: ImageValidatingPolicy) -> str:
@@ -329,7 +335,7 @@ class _Request:
 
     def verify_signatures(self, image: str, attestors: Sequence[Any]) -> int:
         """``verifyImageSignatures``: how many of ``attestors`` verify ``image``."""
-        from labkit.policy.decision import _keys_from_pem
+        from labkit.policy.decision import _keys_from_pem, call_verifier
 
         policy = self.policy
         assert policy is not None
@@ -342,14 +348,18 @@ class _Request:
             lines.append(keychain.describe())
         credentials = keychain.credentials(image)
         for raw in attestors:
-            name, keys_pem, annotations = _cosign_key(raw)
+            name, keys_pem, annotations, algorithm, problem = _cosign_key(raw)
+            if problem:  # checkOptions failed: Kyverno logs it and counts the attestor 0
+                lines.append(f"{name}: {problem}")
+                continue
             try:
                 keys = _keys_from_pem(keys_pem)
             except ValueError as exc:
                 lines.append(f"{name}: failed to load public key: {exc}")
                 continue
             try:
-                self.verifier(image, keys, annotations=annotations or None, credentials=credentials)
+                call_verifier(self.verifier, image, keys, algorithm, annotations=annotations or None,
+                              credentials=credentials)
             except (NoSignaturesError, NoMatchingSignaturesError) as exc:
                 lines.append(f"{name}: {exc.message}")
                 continue
@@ -362,8 +372,10 @@ class _Request:
         return count
 
 
-def _cosign_key(raw: Any) -> tuple[str, str, Mapping[str, str]]:
-    """(name, PEM, annotations) of an attestor labkit can check, or ValueError saying why not."""
+def _cosign_key(raw: Any) -> tuple[str, str, Mapping[str, str], str, str]:
+    """(name, PEM, annotations, hash, problem) of an attestor labkit can check, or ValueError
+    saying why it cannot. ``problem`` is the verification-options error that makes Kyverno
+    count the attestor 0 (no ``insecureIgnoreTlog``: TUF is out of reach offline)."""
     name = raw.get("name", "") if isinstance(raw, Mapping) else ""
     cosign = raw.get("cosign") if isinstance(raw, Mapping) else None
     if not isinstance(cosign, Mapping):
@@ -376,10 +388,12 @@ def _cosign_key(raw: Any) -> tuple[str, str, Mapping[str, str]]:
     key = cosign.get("key") or {}
     if not key.get("data"):
         raise ValueError(f"labkit verifies only cosign.key.data keys (attestor {name!r})")
-    if not (cosign.get("ctlog") or {}).get("insecureIgnoreTlog"):
-        raise ValueError(f"labkit checks no transparency log: set cosign.ctlog.insecureIgnoreTlog: "
-                         f"true (attestor {name!r})")
-    return name, str(key["data"]), cosign.get("annotations") or {}
+    problem = ivp_key_error(cosign.get("ctlog"))
+    hash_name = str(key.get("hashAlgorithm") or "")
+    algorithm = KYVERNO_SIGNATURE_ALGORITHMS.get(hash_name, "")
+    if not problem and not algorithm:
+        problem = f"labkit does not know hashAlgorithm {hash_name!r}"
+    return name, str(key["data"]), cosign.get("annotations") or {}, algorithm, problem
 
 
 def _rules_match(rules: Sequence[Any], group: str, version: str, plural: str) -> bool:

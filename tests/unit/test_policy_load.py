@@ -138,3 +138,20 @@ def test_metadata_name_is_required() -> None:
     with pytest.raises(PolicyError, match=r'ClusterImagePolicy.policy.sigstore.dev "" is invalid: '
                                           r"metadata.name: Required value"):
         load_policies(cip().replace("metadata: {name: signed}", "metadata: {}"))
+
+
+def test_cip_glob_with_an_unclosed_bracket_fails_filepath_match_first() -> None:
+    # ValidateGlob: filepath.Match(glob, "") → ErrBadPattern before glob.Compile's charset check
+    with pytest.raises(PolicyError) as err:
+        load_policies(cip(images='  images: [{glob: "127.0.0.1:1/team/[abc"}]\n'))
+    assert err.value.message.endswith(
+        "validation failed: invalid value: 127.0.0.1:1/team/[abc: spec.images[0].glob\n"
+        "glob is invalid: syntax error in pattern")
+
+
+def test_kyverno_image_reference_syntax_is_not_validated() -> None:
+    # validate.go checks imageReferences only for variables; go-wildcard has no '[' or '{'
+    text = kyverno(spec_extra="  validationFailureAction: Enforce\n").replace(
+        '"ghcr.io/labkit/*"', '"127.0.0.1:1/team/[abc", "127.0.0.1:1/team/{a,b"')
+    (policy,) = load_policies(text)
+    assert isinstance(policy, KyvernoPolicy)

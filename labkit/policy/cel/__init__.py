@@ -137,6 +137,7 @@ def _env(variables: dict[str, Any]) -> Any:
 
 
 _ENVS = {"policy": _env(_POLICY_VARIABLES), "image": _env({"ref": T.STRING})}
+_EXACT = {"bool": T.BOOL, "string": T.STRING}
 
 
 def _clean(text: str) -> str:
@@ -150,6 +151,14 @@ class Program:
 
     def __init__(self, source: str, compiled: Any) -> None:
         self.source, self._compiled = source, compiled
+
+    def output_is(self, name: str) -> bool:
+        """Whether the checked output type is exactly ``name`` ("bool", "string"), as cel-go's
+        ``IsExactType`` asks. A ``dyn`` output passes: labkit types ``request``,
+        ``namespaceObject`` and ``variables`` as ``dyn`` where Kyverno knows their types, so
+        it cannot tell a dyn that Kyverno would refuse from one it would type exactly."""
+        output = self._compiled.return_type()
+        return output in (_EXACT[name], T.DYN)
 
     def eval(self, data: dict[str, Any]) -> Any:
         """The plain Python result; raises CelError with the evaluation error."""
