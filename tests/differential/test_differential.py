@@ -97,12 +97,13 @@ def run(request: pytest.FixtureRequest, ring: setup.KeyRing, tmp_path_factory: p
         started.append(reference)
     subject = Lab.start("embedded", tmp_path_factory.mktemp("diff-subject"))
     started.append(subject)
-    # A shared reference may hold other tests' policies, which would decide our workloads too.
-    foreign = reference.policies()
+    # A shared reference may hold other tests' policies, which would decide our workloads too:
+    # they are set aside for the run and given back after it.
+    foreign = reference.policies() if reference not in started else []
     for doc in foreign:
         reference.delete(doc)
+    runners = [LabRunner(lab, ring, KNOWN) for lab in (subject, reference)]
     try:
-        runners = [LabRunner(lab, ring, KNOWN) for lab in (subject, reference)]
         for runner in runners:
             runner.prepare()
         the_run = Run(request.param, *runners, KNOWN if request.param == "native" else None,
@@ -116,12 +117,10 @@ def run(request: pytest.FixtureRequest, ring: setup.KeyRing, tmp_path_factory: p
                                     f"reference {seconds[request.param]:.1f} s, wall {time.monotonic() - begun:.1f} s")
         write_tables(ARTIFACT, [_TABLES[r] for r in REFERENCES if r in _TABLES])
     finally:
-        for runner_lab in (reference,):
-            if runner_lab not in started and runner_lab.policies():
-                for doc in runner_lab.policies():
-                    runner_lab.delete(doc)
-        if request.param == "native":
-            for doc in foreign:  # give the shared lab its policies back
+        if reference not in started:
+            if runners[1].previous is not None:
+                reference.delete(runners[1].previous)  # the last group's policy
+            for doc in foreign:
                 reference.apply(doc)
         for lab in started:
             lab.stop()

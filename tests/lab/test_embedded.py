@@ -18,6 +18,7 @@ import yaml
 
 from labkit.errors import LabError
 from labkit.lab import Lab
+from labkit.lab.embedded import EmbeddedLab
 from labkit.oci.client import RegistryClient
 from tests.lab import scenario
 
@@ -232,3 +233,21 @@ def test_policy_controller_skips_a_scale_down_update(lab: tuple[Lab, dict[str, s
     default = _deployment("scaled", f"{registry}/pc/unsigned:v1", "pc", 1)
     del default["spec"]["replicas"]  # type: ignore[attr-defined]
     assert the_lab.update(default).admitted
+
+
+def test_policy_controller_leaves_an_object_being_deleted_alone(lab: tuple[Lab, dict[str, str]]) -> None:
+    """isDeletedOrStatusUpdate: an object with a deletionTimestamp (the API server carries it
+    over from the stored one) is admitted unchecked; the same review without it is denied."""
+    the_lab, subs = lab
+    obj = scenario.pod(scenario.Case("going", "pc", "{registry}/pc/unsigned:v1", False, ""), subs)
+
+    def review(o: dict[str, object]) -> bool:
+        body = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": "u", "operation": "UPDATE", "namespace": "pc", "name": "going",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"}, "object": o, "oldObject": o}}
+        assert isinstance(the_lab, EmbeddedLab)
+        return bool(the_lab.api.http.post("/validate/policy-controller", json=body).json()["response"]["allowed"])
+
+    assert not review(obj)
+    obj["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert review(obj)
