@@ -64,10 +64,20 @@ class Run:
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     table: Table = field(default_factory=lambda: Table(""))
 
+    failed: dict[str, Exception] = field(default_factory=dict)
+
     def group(self, group_id: str) -> tuple[GroupResult, GroupResult]:
+        # A group that broke is not run again for each of its cases (its objects now exist).
+        if group_id in self.failed:
+            raise RuntimeError(f"group {group_id} could not be run: {self.failed[group_id]!r}")
         if group_id not in self.groups:
             group, cases = GROUPS[group_id], BY_GROUP[group_id]
-            self.groups[group_id] = (self.subject.run_group(group, cases), self.reference.run_group(group, cases))
+            try:
+                self.groups[group_id] = (self.subject.run_group(group, cases),
+                                         self.reference.run_group(group, cases))
+            except Exception as exc:
+                self.failed[group_id] = exc
+                raise
         return self.groups[group_id]
 
     def verdict(self, case: matrix.Case) -> Verdict:
