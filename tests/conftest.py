@@ -7,19 +7,20 @@ a broken setup and fails, so a green run never hides an oracle that did not run.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+from labkit._internal.tools import tools_dir
 from tests.peers import PeerMissing, RunningRegistry, run_distribution
 
-TOOLS_DIR = Path(
-    os.environ.get("LABKIT_TOOLS_DIR")
-    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "labkit" / "tools"
-)
+if TYPE_CHECKING:
+    from labkit.lab import Lab
+
+TOOLS_DIR = tools_dir()
 
 COSIGN_V2_PIN = "cosign-v2.6.1"  # the tutorial's pin (carries GHSA-whqx-f9j3-ch6m)
 COSIGN_V2_NEWEST = "cosign-v2.6.5"
@@ -63,3 +64,32 @@ def labkit_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
 def registry(request: pytest.FixtureRequest) -> RunningRegistry:
     """Each interop test runs against labkit's registry and against distribution."""
     return request.getfixturevalue(f"{request.param}_registry")
+
+
+def loopback_only() -> bool:
+    """True inside a network namespace whose only interface is loopback (``tools/netns-run``).
+    ``/proc/net/dev`` is the reader's own namespace's, unlike ``/sys/class/net``."""
+    lines = Path("/proc/net/dev").read_text().splitlines()[2:]
+    return [line.split(":")[0].strip() for line in lines] == ["lo"]
+
+
+@pytest.fixture(scope="session")
+def native_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """One native lab (the real kube-apiserver, etcd, Kyverno, policy-controller) for the whole
+    session, started in a loopback-only network namespace so no engine reaches beyond the machine."""
+    from labkit.lab import Lab
+    from labkit.lab.native import missing_binaries
+
+    if not loopback_only():
+        pytest.skip("the native lab runs only inside a loopback-only network namespace: "
+                    "run the suite with `make test` (tools/netns-run)")
+    missing = missing_binaries()
+    if missing:
+        if shutil.which("go") is None:
+            pytest.skip(f"the native lab's {', '.join(missing)} are built from Go modules and Go is not installed")
+        pytest.fail(f"{', '.join(missing)} missing from {TOOLS_DIR} although Go is installed: run `make tools`")
+    lab = Lab.start("native", tmp_path_factory.mktemp("native-home"))
+    try:
+        yield lab
+    finally:
+        lab.stop()

@@ -7,6 +7,7 @@ import json
 import sys
 
 from labkit.errors import UsageError
+from labkit.lab.base import BACKENDS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -14,9 +15,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verbs = lab.add_subparsers(dest="lab_verb", required=True, metavar="VERB")
     up = verbs.add_parser("up", help="start the lab in $LABKIT_HOME (or report the one running)",
                           description="Start a lab: 'embedded' runs labkit's registry and admission webhook "
-                          "on loopback (nothing else needed); 'kind' creates a kind cluster with a local "
+                          "on loopback (nothing else needed); 'native' runs the real kube-apiserver, etcd, Kyverno and "
+                          "policy-controller as local processes (built by `make tools`); 'kind' creates a kind cluster with a local "
                           "registry, Kyverno and policy-controller (needs docker, kind, helm, kubectl).")
-    up.add_argument("--backend", choices=("embedded", "kind"), default="embedded")
+    up.add_argument("--backend", choices=BACKENDS, default="embedded")
     up.set_defaults(func=_up)
     verbs.add_parser("status", help="backend, registry host:port, webhook URL, health").set_defaults(func=_status)
     apply = verbs.add_parser("apply", help="apply policies, Secrets, Namespaces and workloads from a file",
@@ -58,6 +60,11 @@ def _print_status(status: dict) -> None:
     for name, health in status["health"].items():
         text = health if isinstance(health, str) else health.get("status", json.dumps(health))
         print(f"health:   {name}: {text}")
+    for name, process in status.get("processes", {}).items():
+        print(f"process:  {name} (pid {process['pid']}) listens on {', '.join(process['listens']) or 'nothing'}")
+    if status.get("beyond_loopback"):
+        print(f"note:     listening beyond loopback (these components offer no narrower option): "
+              f"{', '.join(status['beyond_loopback'])}")
 
 
 def _apply(args: argparse.Namespace) -> int:

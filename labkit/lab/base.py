@@ -16,7 +16,7 @@ from labkit.errors import LabError, UsageError
 from labkit.oci.auth import Credentials
 from labkit.lab.state import LabHome, LabState
 
-BACKENDS = ("embedded", "kind")
+BACKENDS = ("embedded", "native", "kind")
 
 # Objects the lab creates through admission; everything else is configuration it stores.
 WORKLOAD_KINDS = {"Pod": "", "Deployment": "apps", "ReplicaSet": "apps", "StatefulSet": "apps",
@@ -206,6 +206,10 @@ def _backend(name: str) -> Any:
         from labkit.lab.embedded import EmbeddedLab
 
         return EmbeddedLab
+    if name == "native":
+        from labkit.lab.native import NativeLab
+
+        return NativeLab
     if name == "kind":
         from labkit.lab.kind import KindLab
 

@@ -10,7 +10,7 @@ import pytest
 from labkit import keys, widgets
 from labkit.oci.client import RegistryClient
 from labkit.signing.sign import sign_image
-from tests.lab.scenario import _image
+from tests.lab.scenario import one_layer_image
 
 POLICY = """apiVersion: kyverno.io/v1
 kind: ClusterPolicy
@@ -33,8 +33,8 @@ spec:
 def _signed_and_unsigned(signed: str, unsigned: str, key: Path, content: bytes) -> str:
     """Push two distinct images tagged v1; sign the first by digest with ``key``; its digest."""
     with RegistryClient() as client:
-        digest = client.push_image(f"{signed}:v1", _image(b"signed " + content + b"\n"))
-        client.push_image(f"{unsigned}:v1", _image(b"unsigned " + content + b"\n"))
+        digest = client.push_image(f"{signed}:v1", one_layer_image(b"signed " + content + b"\n"))
+        client.push_image(f"{unsigned}:v1", one_layer_image(b"unsigned " + content + b"\n"))
         sign_image(f"{signed}@{digest}", keys.load_private_key(key, b""), client=client)
     return digest
 
@@ -190,7 +190,7 @@ def test_sign_verify_panel_runs_cosigns_verbs(home: Path, labkit_registry) -> No
 
     keys.generate_key_pair(workshop.workdir() / "cosign", b"panel-pw")
     with RegistryClient() as client:
-        digest = client.push_image(f"{labkit_registry.host}/sv/app:v1", _image(b"sign verify panel\n"))
+        digest = client.push_image(f"{labkit_registry.host}/sv/app:v1", one_layer_image(b"sign verify panel\n"))
     ref = f"{labkit_registry.host}/sv/app@{digest}"
     panel = widgets.SignVerifyPanel(ref)
     before = panel.verify()

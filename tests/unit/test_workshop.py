@@ -14,7 +14,7 @@ import pytest
 from labkit import keys, workshop
 from labkit.oci.client import RegistryClient
 from labkit.signing.sign import sign_image
-from tests.lab.scenario import _image
+from tests.lab.scenario import one_layer_image
 
 
 def test_run_shows_the_command_its_real_tool_and_output(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -66,7 +66,7 @@ def test_describe_key_file_shows_structure_never_secrets(tmp_path: Path) -> None
 def test_describe_signature_artifact_shows_payload_and_annotation(labkit_registry, tmp_path: Path) -> None:
     paths = keys.generate_key_pair(tmp_path / "k", b"")
     with RegistryClient() as client:
-        digest = client.push_image(f"{labkit_registry.host}/ws/app:v1", _image(b"workshop\n"))
+        digest = client.push_image(f"{labkit_registry.host}/ws/app:v1", one_layer_image(b"workshop\n"))
         [result] = sign_image(f"{labkit_registry.host}/ws/app@{digest}", keys.load_private_key(paths.private_key, b""),
                               client=client, annotations={"env": "test"})
     text = workshop.describe_signature_artifact(f"{labkit_registry.host}/ws/app:v1")
@@ -107,7 +107,7 @@ def test_loopback_registries_ignore_proxy_settings(labkit_registry, monkeypatch:
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("NO_PROXY", "")
     with RegistryClient() as client:
-        digest = client.push_image(f"{labkit_registry.host}/ws/proxy:v1", _image(b"proxy\n"))
+        digest = client.push_image(f"{labkit_registry.host}/ws/proxy:v1", one_layer_image(b"proxy\n"))
         assert client.resolve(f"{labkit_registry.host}/ws/proxy:v1") == digest
 
 

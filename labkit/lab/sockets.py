@@ -1,0 +1,59 @@
+"""A process's TCP sockets, read from Linux ``/proc`` (its socket inodes matched against
+``/proc/net/tcp`` and ``tcp6``): ``lab status`` names every port listening beyond loopback, and the
+tests check that no lab process is connected beyond it."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+_LISTEN, _ESTABLISHED = "0A", "01"
+
+
+def listening(pid: int) -> list[str]:
+    """``HOST:PORT`` of each TCP socket ``pid`` listens on (empty where /proc cannot tell)."""
+    return _sockets(pid, _LISTEN, local=True)
+
+
+def connected_to(pid: int) -> list[str]:
+    """``HOST:PORT`` of each peer ``pid`` has an established TCP connection with."""
+    return _sockets(pid, _ESTABLISHED, local=False)
+
+
+def _sockets(pid: int, state: str, *, local: bool) -> list[str]:
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except OSError:
+        return []
+    found = []
+    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == state and fields[9] in inodes:
+                found.append(_address(fields[1 if local else 2], family))
+    return sorted(set(found))
+
+
+def _address(hex_addr: str, family: int) -> str:
+    host_hex, port_hex = hex_addr.split(":")
+    raw = bytes.fromhex(host_hex)
+    # /proc prints the address as native-endian 32-bit words
+    words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    host = socket.inet_ntop(family, words)
+    if family == socket.AF_INET6:
+        host = "*" if host == "::" else f"[{host}]"
+    elif host == "0.0.0.0":
+        host = "*"
+    return f"{host}:{int(port_hex, 16)}"

@@ -1,0 +1,121 @@
+"""The seed scenario on the native lab: the real kube-apiserver, Kyverno and policy-controller decide.
+
+Oracles: the real engines' webhooks (every decision and message here is theirs, relayed by the
+real kube-apiserver and printed by the real kubectl), tests/scenario_expectations.yaml (the same
+table the embedded lab is held to), and the kernel (``/proc``) for processes and sockets.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from labkit import keys
+from labkit.lab import Lab
+from labkit.lab.sockets import connected_to
+from labkit.oci.client import RegistryClient
+from labkit.signing.sign import sign_image
+from tests.lab import scenario
+
+
+@pytest.fixture(scope="module")
+def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("keys")
+
+
+@pytest.fixture(scope="module")
+def lab(native_lab: Lab, keys_dir: Path) -> Iterator[tuple[Lab, dict[str, str]]]:
+    native_lab.reset()
+    try:
+        yield native_lab, scenario.prepare(native_lab, keys_dir)
+    finally:
+        native_lab.reset()
+
+
+@pytest.mark.parametrize("case", scenario.cases(), ids=lambda c: c.object)
+def test_scenario(lab: tuple[Lab, dict[str, str]], case: scenario.Case) -> None:
+    the_lab, subs = lab
+    scenario.check(the_lab.create(scenario.pod(case, subs)), case, subs)
+
+
+def test_denial_names_the_controller_and_a_file(lab: tuple[Lab, dict[str, str]], tmp_path: Path) -> None:
+    the_lab, subs = lab
+    case = next(c for c in scenario.cases() if c.object == "pc-unsigned")
+    path = tmp_path / "pod.yaml"
+    path.write_text(yaml.safe_dump({**scenario.pod(case, subs), "metadata": {"name": "from-file", "namespace": "pc"}}))
+    [result] = the_lab.apply(path)
+    assert result.controller == "policy-controller" and result.denied_by == "policy.sigstore.dev"
+    assert result.message.startswith(f'Error from server (BadRequest): error when creating "{path}": '
+                                     'admission webhook "policy.sigstore.dev" denied the request: ')
+
+
+def test_server_dry_run_keeps_nothing(lab: tuple[Lab, dict[str, str]]) -> None:
+    the_lab, subs = lab
+    case = next(c for c in scenario.cases() if c.object == "kyverno-signed")
+    pod = {**scenario.pod(case, subs), "metadata": {"name": "dry", "namespace": "default"}}
+    result = the_lab.create(pod, dry_run=True)
+    assert result.admitted and result.message == "pod/dry created (server dry run)", result.message
+    assert the_lab.create(pod).message == "pod/dry created"  # the dry run kept no pod of that name
+
+
+def test_status_names_every_process_and_its_addresses(lab: tuple[Lab, dict[str, str]]) -> None:
+    status = lab[0].status()
+    assert status["backend"] == "native"
+    assert set(status["processes"]) == {"registry", "private-registry", "etcd", "kube-apiserver",
+                                        "kube-controller-manager", "kyverno", "kyverno-reports", "policy-controller"}
+    assert all(p["alive"] for p in status["processes"].values()), status["processes"]
+    assert status["health"]["kube-apiserver"] == "ok"
+    for name in ("etcd", "kube-apiserver", "kyverno"):
+        assert status["processes"][name]["listens"], name
+        assert all(a.startswith("127.0.0.1:") for a in status["processes"][name]["listens"]), status["processes"][name]
+    # knative's webhook can only listen on all interfaces: status says so
+    pc = status["processes"]["policy-controller"]["listens"]
+    assert any(a.startswith("*:") for a in pc) and set(status["beyond_loopback"]) >= {a for a in pc if a[0] == "*"}
+
+
+def test_cli_status_from_another_process(lab: tuple[Lab, dict[str, str]]) -> None:
+    out = subprocess.run([sys.executable, "-m", "labkit", "lab", "status"], capture_output=True, text=True,
+                         env={**os.environ, "LABKIT_HOME": str(lab[0].home.root)}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "backend:  native\n" in out.stdout and "health:   kube-apiserver: ok" in out.stdout
+    assert "process:  policy-controller (pid " in out.stdout and "note:     listening beyond loopback" in out.stdout
+
+
+def test_nothing_leaves_loopback(lab: tuple[Lab, dict[str, str]], keys_dir: Path) -> None:
+    """Real Kyverno reaches for the public TUF mirror when an attestor lacks ``ignoreTlog``: in
+    the lab's namespace that reach fails on this machine (still a denial), and no lab process
+    holds a connection to anything but loopback."""
+    the_lab, subs = lab
+    assert [line.split(":")[0].strip() for line in Path("/proc/net/dev").read_text().splitlines()[2:]] == ["lo"]
+    with socket.socket() as s:
+        s.settimeout(2)
+        assert s.connect_ex(("192.0.2.1", 443)) != 0  # TEST-NET-1: unreachable from here by construction
+    host = the_lab.registry.host
+    with RegistryClient() as client:
+        digest = client.push_image(f"{host}/tlog/app:v1", scenario.one_layer_image(b"tlog\n"))
+        sign_image(f"{host}/tlog/app@{digest}", keys.load_private_key(keys_dir / "lab.key", b""), client=client)
+    pem = (keys_dir / "lab.pub").read_text().strip()
+    policy = {"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy", "metadata": {"name": "needs-tlog"},
+              "spec": {"rules": [{"name": "needs-tlog", "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+                                  "verifyImages": [{"imageReferences": [f"{host}/tlog/*"], "failureAction": "Enforce",
+                                                    "attestors": [{"entries": [{"keys": {"publicKeys": pem}}]}]}]}]}}
+    [applied] = the_lab.apply(policy)
+    assert applied.admitted, applied.message
+    try:
+        result = the_lab.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "needs-tlog"},
+                                 "spec": {"containers": [{"name": "c", "image": f"{host}/tlog/app@{digest}"}]}})
+        assert not result.admitted
+        assert "failed to load Rekor public keys" in result.message, result.message
+        assert "network is unreachable" in result.message, result.message
+    finally:
+        the_lab.delete(policy)
+    for name, service in the_lab.state.services.items():
+        peers = [a for a in connected_to(service.pid) if not a.startswith(("127.", "[::1]:", "[::ffff:127."))]
+        assert not peers, f"{name} is connected beyond loopback: {peers}"
