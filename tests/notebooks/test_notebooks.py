@@ -1,9 +1,11 @@
-"""Every workshop notebook, re-run on the embedded lab and diffed against its committed outputs.
+"""Every workshop notebook, re-run on the embedded lab and diffed against its committed outputs,
+then re-run on the native lab (the real engines decide) with every cell and checkpoint passing.
 
-The notebooks share one fresh ``LABKIT_HOME`` and run in order (01 makes the key 03 signs
-with), as a learner works through them. Only values that must vary are masked (MASKS); image
-digests are not, because builds are reproducible. ``LABKIT_NOTEBOOKS_REGEN=1`` (``make
-notebooks``) writes the new outputs back instead of comparing.
+On each backend the notebooks share one ``LABKIT_HOME`` and run in order (01 makes the key 03
+signs with), as a learner works through them. Only values that must vary are masked (MASKS);
+image digests are not, because builds are reproducible. ``LABKIT_NOTEBOOKS_REGEN=1`` (``make
+notebooks``) writes the new outputs back instead of comparing. ``LAB_BACKEND`` runs one backend
+only (the cluster workflow sets ``kind``).
 """
 
 from __future__ import annotations
@@ -56,21 +58,39 @@ IGNORED = (
 
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-_timings: dict[str, float] = {}  # notebook → seconds, written for the instructor guide; never asserted
+_timings: dict[tuple[str, str], float] = {}  # (notebook, backend) → seconds, written for the instructor guide; never asserted
+
+
+BACKENDS = [os.environ["LAB_BACKEND"]] if os.environ.get("LAB_BACKEND") else ["embedded", "native"]
+_homes: dict[str, Path] = {}
 
 
 @pytest.fixture(scope="module")
-def lab_home(tmp_path_factory: pytest.TempPathFactory):
-    home = tmp_path_factory.mktemp("labkit-home")
-    yield home
+def timings():
+    yield
     if _timings:
         ARTIFACTS.mkdir(exist_ok=True)
-        rows = [f"| {name} | {seconds:.1f} |" for name, seconds in _timings.items()]
+        rows = [f"| {name} | {backend} | {seconds:.1f} |" for (name, backend), seconds in _timings.items()]
         (ARTIFACTS / "notebook-timings.md").write_text(
-            "| notebook | execution and diff, s |\n|---|---|\n" + "\n".join(rows)
-            + f"\n| all | {sum(_timings.values()):.1f} |\n")
-    subprocess.run([sys.executable, "-m", "labkit", "lab", "down"], env={**os.environ, "LABKIT_HOME": str(home)},
-                   capture_output=True, timeout=60)
+            "| notebook | backend | execution (and diff), s |\n|---|---|---|\n" + "\n".join(rows) + "\n"
+            + "".join(f"| all | {b} | {sum(t for (n, nb), t in _timings.items() if nb == b):.1f} |\n"
+                      for b in BACKENDS))
+    for backend, home in _homes.items():
+        if backend != "native":  # the session's native lab is stopped by its own fixture
+            subprocess.run([sys.executable, "-m", "labkit", "lab", "down"],
+                           env={**os.environ, "LABKIT_HOME": str(home)}, capture_output=True, timeout=60)
+
+
+def lab_home(backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One home per backend for all its notebooks; on native, the session's lab, reset once."""
+    if backend not in _homes:
+        if backend == "native":
+            lab = request.getfixturevalue("native_lab")
+            lab.reset()
+            _homes[backend] = lab.home.root
+        else:
+            _homes[backend] = tmp_path_factory.mktemp(f"labkit-home-{backend}")
+    return _homes[backend]
 
 
 def problems(nb) -> list[str]:
@@ -85,11 +105,13 @@ def problems(nb) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[n.stem for n in NOTEBOOKS])
-def test_notebook(notebook: Path, lab_home: Path) -> None:
-    backend = os.environ.get("LAB_BACKEND", "embedded")
+@pytest.mark.parametrize(("backend", "notebook"), [(b, n) for b in BACKENDS for n in NOTEBOOKS],
+                         ids=[f"{b}-{n.stem}" for b in BACKENDS for n in NOTEBOOKS])
+def test_notebook(backend: str, notebook: Path, request: pytest.FixtureRequest,
+                  tmp_path_factory: pytest.TempPathFactory, timings: None) -> None:
+    home = lab_home(backend, request, tmp_path_factory)
     env = {k: v for k, v in os.environ.items() if k not in ("COSIGN_PASSWORD", "COSIGN_REPOSITORY")}
-    env.update(LABKIT_HOME=str(lab_home), LAB_BACKEND=backend, PYTHONWARNINGS="ignore")
+    env.update(LABKIT_HOME=str(home), LAB_BACKEND=backend, PYTHONWARNINGS="ignore")
     regen = regenerates(notebook) and backend == "embedded"
     fixture = NBRegressionFixture(
         exec_timeout=300 if backend == "embedded" else 900,
@@ -100,12 +122,12 @@ def test_notebook(notebook: Path, lab_home: Path) -> None:
         diff_use_color=False,
         force_regen=regen,
     )
-    # Outputs are committed from the embedded lab. On kind (the cluster workflow) hosts and
-    # timings differ, so there every cell must run and every checkpoint pass, without a diff;
-    # regenerating, the fixture reports the difference it wrote back, and the same holds.
+    # Outputs are committed from the embedded lab. On native and kind, hosts, timings and the
+    # status layout differ, so there every cell must run and every checkpoint pass, without a
+    # diff; regenerating, the fixture reports the difference it wrote back, and the same holds.
     start = time.perf_counter()
     result = fixture.check(str(notebook), raise_errors=backend == "embedded" and not regen)
-    _timings[notebook.stem] = time.perf_counter() - start
+    _timings[(notebook.stem, backend)] = time.perf_counter() - start
     assert not problems(result.nb_final), f"{notebook.name}: " + "; ".join(problems(result.nb_final))
 
 
