@@ -72,6 +72,7 @@ def kubectl_error(message: str, reason: str = "", source: str | None = None, ver
     """kubectl's line for a failed create (``StandardErrorMessage`` + ``AddSourceToErr``; ``verb``
     is ``replacing`` for ``kubectl replace``)."""
     where = f'error when {verb} "{source}": ' if source else ""
+    message = message.rstrip("\n")  # kubectl ends the line itself (Kyverno's YAML body ends with one)
     return f"Error from server ({reason}): {where}{message}" if reason else f"Error from server: {where}{message}"
 
 

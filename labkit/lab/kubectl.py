@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from labkit.errors import LabError
-from labkit.lab.apiserver import POLICY_GROUPS, kind_slash_name
+from labkit.lab.apiserver import POLICY_GROUPS, kind_slash_name, plural
 from labkit.lab.base import WORKLOAD_KINDS, AdmissionResult, Lab, load_documents
 from labkit.lab.signatures import delete_signatures
 from labkit.lab.state import LabHome, LabState
@@ -182,6 +182,26 @@ class KubectlLab(Lab):
         if out.returncode != 0:
             raise LabError(f"{resource} did not become ready within {READY_TIMEOUT:g}s: {out.stderr.strip()}",
                            hint=f"kubectl describe {resource} shows the engine's reason")
+        self._wait_kyverno_webhooks(resource, meta)
+
+    def _wait_kyverno_webhooks(self, resource: str, meta: Mapping[str, Any]) -> None:
+        """Ready comes before Kyverno has computed the policy's autogen rules (Deployments, Jobs, …)
+        and added their resources to its webhooks; until then such objects are not even sent to it."""
+        namespace = ["-n", meta["namespace"]] if meta.get("namespace") else []
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            policy = json.loads(self.must("get", resource, "-o", "json", *namespace))
+            wanted = _policy_resources(policy)
+            listed = json.loads(self.must("get", "mutatingwebhookconfigurations,validatingwebhookconfigurations",
+                                          "-o", "json"))["items"]
+            served = {r for cfg in listed if cfg["metadata"]["name"].startswith("kyverno-resource-")
+                      for hook in cfg.get("webhooks") or [] for rule in hook.get("rules") or []
+                      for r in rule.get("resources") or []}
+            if wanted is not None and wanted <= served:
+                return
+            time.sleep(0.2)
+        raise LabError(f"Kyverno did not register webhooks for every kind {resource} matches within "
+                       f"{READY_TIMEOUT:g}s", hint="see the Kyverno log (`labkit lab status` names it)")
 
     def _wait_pc_policy(self, name: str, *, present: bool) -> None:
         namespace, configmap = PC_POLICIES
@@ -218,6 +238,29 @@ class KubectlLab(Lab):
         done = "replaced" if verb == "replace" else "created"
         message = f"{kind_slash_name(created)} {done}" + (" (server dry run)" if dry_run else "")
         return AdmissionResult(True, message, images=images, object=created, **base)
+
+
+def _policy_resources(policy: Mapping[str, Any]) -> set[str] | None:
+    """The resources a Kyverno policy's webhooks must cover, its autogen rules included; None while
+    a policy on Pods has no autogen status yet."""
+    spec, status = policy.get("spec") or {}, policy.get("status") or {}
+    autogen = status.get("autogen") or {}
+    if policy.get("apiVersion", "").startswith("policies.kyverno.io/"):
+        rules = [(spec.get("matchConstraints") or {}).get("resourceRules") or []]
+        rules += [((c.get("spec") or {}).get("matchConstraints") or {}).get("resourceRules") or []
+                  for c in (autogen.get("configs") or {}).values()]
+        return {r for rr in rules for rule in rr for r in rule.get("resources") or []}
+    kinds = [k for rule in [*(spec.get("rules") or []), *(autogen.get("rules") or [])]
+             for block in (rule.get("match") or {}).get("any") or (rule.get("match") or {}).get("all") or []
+             for k in (block.get("resources") or {}).get("kinds") or []]
+    if "Pod" in kinds and not autogen.get("rules") and not _autogen_off(policy):
+        return None
+    return {plural(k.rpartition("/")[2]) for k in kinds}
+
+
+def _autogen_off(policy: Mapping[str, Any]) -> bool:
+    annotations = (policy.get("metadata") or {}).get("annotations") or {}
+    return annotations.get("pod-policies.kyverno.io/autogen-controllers") == "none"
 
 
 def _group(doc: Mapping[str, Any]) -> str:

@@ -85,7 +85,8 @@ def observation(result: Any, hosts: Iterable[str], known: Known, *, before: str 
     hosts = tuple(hosts)
     return Observation(bool(result.admitted), normalise(result.message, hosts, known),
                        tuple(normalise(w, hosts, known) for w in result.warnings),
-                       tuple(normalise(i, hosts, known) for i in result.images),
+                       # images after mutation exist only for an admitted object: kubectl shows none on a denial
+                       tuple(normalise(i, hosts, known) for i in result.images) if result.admitted else (),
                        normalise(before, hosts, known), tuple(report))
 
 
