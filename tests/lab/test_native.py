@@ -20,6 +20,7 @@ import yaml
 from labkit import keys
 from labkit.lab import Lab
 from labkit.lab.sockets import connected_to
+from labkit.lab.state import process_start_time
 from labkit.oci.client import RegistryClient
 from labkit.signing.sign import sign_image
 from tests.lab import scenario
@@ -119,3 +120,24 @@ def test_nothing_leaves_loopback(lab: tuple[Lab, dict[str, str]], keys_dir: Path
     for name, service in the_lab.state.services.items():
         peers = [a for a in connected_to(service.pid) if not a.startswith(("127.", "[::1]:", "[::ffff:127."))]
         assert not peers, f"{name} is connected beyond loopback: {peers}"
+
+
+def test_up_twice_reuses_and_down_leaves_nothing_listening(native_lab: Lab, tmp_path: Path) -> None:
+    """``labkit lab up --backend native`` in a namespace of its own (the session's lab holds
+    policy-controller's fixed ports in this one): a second ``up`` returns the running lab, and
+    ``down`` ends every process it started and leaves no socket listening."""
+    home = tmp_path / "home"
+    script = (f'export LABKIT_HOME="{home}"; set -e; '
+              f'"{sys.executable}" -m labkit lab up --backend native > "{tmp_path}/up1"; '
+              f'"{sys.executable}" -m labkit lab up --backend native > "{tmp_path}/up2"; '
+              f'"{sys.executable}" -m labkit lab down; cat /proc/net/tcp /proc/net/tcp6 > "{tmp_path}/after"')
+    netns_run = Path(__file__).resolve().parents[2] / "tools" / "netns-run"
+    out = subprocess.run([str(netns_run), "sh", "-c", script], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    first, second = ((tmp_path / name).read_text() for name in ("up1", "up2"))
+    pids = [int(line.split("(pid ")[1].split(")")[0]) for line in first.splitlines() if line.startswith("process:")]
+    assert len(pids) == 8 and sorted(first.splitlines()) == sorted(second.splitlines())  # the running lab, reused
+    assert not [pid for pid in pids if process_start_time(pid) is not None]  # gone (a zombie counts as gone)
+    listening = [line for line in (tmp_path / "after").read_text().splitlines()[1:]
+                 if len(line.split()) > 3 and line.split()[3] == "0A"]
+    assert not listening, listening
