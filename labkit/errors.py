@@ -65,7 +65,9 @@ class BuildError(LabkitError):
 
 
 class RegistryError(LabkitError):
-    """The registry answered with an error. ``code`` is the OCI error code when it sent one."""
+    """The registry answered with an error. ``code`` is the OCI error code when it sent one;
+    ``transport`` is the answer as go-containerregistry renders it (``transport.Error``), the
+    text the Go engines quote, or "" when labkit has none (no HTTP answer)."""
 
     def __init__(
         self,
@@ -74,10 +76,12 @@ class RegistryError(LabkitError):
         hint: str | None = None,
         status: int | None = None,
         code: str | None = None,
+        transport: str = "",
     ) -> None:
         super().__init__(message, hint=hint)
         self.status = status
         self.code = code
+        self.transport = transport
 
 
 class RegistryUnreachableError(RegistryError):

@@ -16,12 +16,14 @@ Transport rules, as cosign and crane apply them:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import json
 import re
 import ssl
 from dataclasses import dataclass, replace
+from decimal import Decimal
+from http import HTTPStatus
 from typing import Any
 
 import httpx
@@ -115,6 +117,84 @@ def _verify(data: bytes, expected: str, what: str) -> str:
             hint="the registry (or something between it and you) altered the content; it was discarded",
         )
     return expected
+
+
+def go_value(value: Any) -> str:
+    """Go's ``fmt`` ``%v`` of a value ``encoding/json`` decoded into ``any``: maps as
+    ``map[k:v ...]`` with sorted keys, arrays as ``[a b]``, numbers as float64 ``%g``
+    (shortest digits; exponent form below 1e-4 or from 1e+06 on), null as ``<nil>``."""
+    if isinstance(value, Mapping):
+        return "map[" + " ".join(f"{k}:{go_value(value[k])}" for k in sorted(value, key=str)) + "]"
+    if isinstance(value, list):
+        return "[" + " ".join(go_value(v) for v in value) + "]"
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return _go_float(float(value))
+    return str(value)
+
+
+def _go_float(f: float) -> str:
+    """``strconv.FormatFloat(f, 'g', -1, 64)``, which ``%v`` uses for a float64."""
+    if f != f:
+        return "NaN"
+    if f in (float("inf"), float("-inf")):
+        return "+Inf" if f > 0 else "-Inf"
+    if f == 0:
+        return "-0" if str(f).startswith("-") else "0"
+    sign, digits, exponent = Decimal(repr(f)).normalize().as_tuple()
+    text = "".join(map(str, digits))
+    exp = len(digits) + int(exponent) - 1  # the decimal exponent of the first digit
+    minus = "-" if sign else ""
+    if exp < -4 or exp >= 6:  # shortest precision decides with 6 (strconv/ftoa.go %g)
+        mantissa = text[0] + ("." + text[1:] if len(text) > 1 else "")
+        return f"{minus}{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+    if exp < 0:
+        return f"{minus}0.{'0' * (-exp - 1)}{text}"
+    whole = text[:exp + 1].ljust(exp + 1, "0")
+    rest = text[exp + 1:]
+    return f"{minus}{whole}{'.' + rest if rest else ''}"
+
+
+def ggcr_transport_error(resp: httpx.Response) -> str:
+    """The error go-containerregistry makes of a failed answer (``transport.CheckError`` →
+    ``*transport.Error``, pkg/v1/remote/transport/error.go at v0.21.8, which Kyverno v1.19.1
+    vendors): ``METHOD URL: `` then the one diagnostic as ``CODE: message[; detail]``, several
+    as ``multiple errors returned: a; b``, none as ``unexpected status code N Text[: body]``."""
+    request = resp.request
+    prefix = f"{request.method} {request.url}: "
+    body = resp.content if request.method != "HEAD" else b""
+    errors: list[Any] = []
+    try:
+        doc = json.loads(body) if body else None
+        if isinstance(doc, Mapping) and isinstance(doc.get("errors"), list):
+            errors = [e for e in doc["errors"] if isinstance(e, Mapping)]
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        pass
+    status = resp.status_code
+    try:
+        status_text = HTTPStatus(status).phrase
+    except ValueError:
+        status_text = ""
+
+    def diagnostic(d: Mapping[str, Any]) -> str:
+        text = f"{d.get('code') or ''}: {d.get('message') or ''}"
+        if d.get("detail") is not None:
+            text += f"; {go_value(d['detail'])}"
+        return text
+
+    if len(errors) == 1:
+        return prefix + diagnostic(errors[0])
+    if errors:
+        return prefix + "multiple errors returned: " + "; ".join(diagnostic(d) for d in errors)
+    if not body:
+        if request.method == "HEAD":
+            return (prefix + f"unexpected status code {status} {status_text} "
+                    "(HEAD responses have no body, use GET for details)")
+        return prefix + f"unexpected status code {status} {status_text}"
+    return prefix + f"unexpected status code {status} {status_text}: {body.decode(errors='replace')}"
 
 
 def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
@@ -296,16 +376,19 @@ class RegistryClient:
         status = resp.status_code
         detail = f"{status} {code}: {message}" if code else f"{status} {resp.reason_phrase}"
         text = f"{what}: registry answered {detail}"
+        transport = ggcr_transport_error(resp)
         if status == 404 or code in _NOT_FOUND_CODES:
-            return NotFoundError(text, hint="check the repository, tag or digest", status=status, code=code)
+            return NotFoundError(text, hint="check the repository, tag or digest", status=status, code=code,
+                                 transport=transport)
         if status in (401, 403) or code in _AUTH_CODES:
             return AuthenticationError(
                 text,
                 hint="log in (labkit reads docker's config.json) or pass credentials with push access",
                 status=status,
                 code=code,
+                transport=transport,
             )
-        return RegistryError(text, status=status, code=code)
+        return RegistryError(text, status=status, code=code, transport=transport)
 
     def _expect(self, resp: httpx.Response, what: str, *ok: int) -> httpx.Response:
         if resp.status_code not in ok:

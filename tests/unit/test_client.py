@@ -240,3 +240,43 @@ def test_loopback_tls_registry_with_untrusted_certificate(tmp_path: Path) -> Non
     finally:
         server.shutdown()
         server.server_close()
+
+
+# --- go-containerregistry's rendering of an error answer (what Kyverno and cosign quote) -----
+
+
+def test_a_manifest_error_renders_as_ggcr_transport_error() -> None:
+    # Kyverno v1.19.1 against labkit's registry (native lab, differential case
+    # ivp-key-a-deny-fail/pod/missing:tag): "GET http://{registry}/v2/diff/missing/manifests/v1:
+    # MANIFEST_UNKNOWN: manifest unknown to registry; map[reference:v1]"
+    # (ggcr v0.21.8 pkg/v1/remote/transport/error.go: Error.Error, Diagnostic.String)
+    body = {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown to registry",
+                        "detail": {"reference": "v1"}}]}
+    with client_answering(404, body) as c, pytest.raises(NotFoundError) as err:
+        c.get_manifest(f"{REGISTRY}/diff/missing:v1")
+    assert err.value.transport == (f"GET http://{REGISTRY}/v2/diff/missing/manifests/v1: MANIFEST_UNKNOWN: "
+                                   "manifest unknown to registry; map[reference:v1]")
+
+
+def test_ggcr_renders_several_errors_no_detail_and_raw_bodies() -> None:
+    # error.go responseErr: several diagnostics joined; no detail, no "; "; not JSON: the raw body
+    several = {"errors": [{"code": "DENIED", "message": "a"}, {"code": "UNKNOWN", "message": "b", "detail": None}]}
+    with client_answering(403, several) as c, pytest.raises(RegistryError) as err:
+        c.get_manifest(f"{REGISTRY}/app:v1")
+    assert err.value.transport.endswith("/v2/app/manifests/v1: multiple errors returned: DENIED: a; UNKNOWN: b")
+
+    def raw(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200) if request.url.path == "/v2/" else httpx.Response(502, text="bad gateway\n")
+
+    with RegistryClient(transport=httpx.MockTransport(raw)) as c, pytest.raises(RegistryError) as err:
+        c.get_manifest(f"{REGISTRY}/app:v1")
+    assert err.value.transport.endswith(": unexpected status code 502 Bad Gateway: bad gateway\n")
+
+
+def test_go_value_prints_decoded_json_as_fmt_v() -> None:
+    from labkit.oci.client import go_value
+
+    # go1 fmt.Printf("%v") of json.Unmarshal(`{"b":[1,2.5,1000000,123456789,0.00001,true,null,"x y"],
+    # "a":{"z":1},"c":1e21}`) into any, run with the Go toolchain the engines are built with
+    doc = {"b": [1, 2.5, 1000000, 123456789, 0.00001, True, None, "x y"], "a": {"z": 1}, "c": 1e21}
+    assert go_value(doc) == "map[a:map[z:1] b:[1 2.5 1e+06 1.23456789e+08 1e-05 true <nil> x y] c:1e+21]"
