@@ -1,5 +1,5 @@
 """A verification cache: (image reference, keys, annotations, signature repository,
-credentials) → verified result, for a TTL.
+credentials, signature hash) → verified result, for a TTL.
 
 Kyverno caches successful verifications per image string (``useCache``, 60 min by default);
 policy-controller caches nothing, so every admission re-verifies. labkit keeps successes only:
@@ -46,9 +46,13 @@ class CachingVerifier:
     def __call__(
         self, ref: str, keys: Sequence[Any], *, annotations: Mapping[str, str] | None = None,
         repository: str | None = None, credentials: Credentials | None = None,
+        digest_algorithm: str = "sha256",
     ) -> VerificationResult:
+        # the signature hash is part of the question: a key verified under sha256 says nothing
+        # about the same signatures under sha384 (Kyverno's signatureAlgorithm)
         cache_key = (ref, tuple(sorted(_key_id(k) for k in keys)),
-                     tuple(sorted((annotations or {}).items())), repository, credentials)
+                     tuple(sorted((annotations or {}).items())), repository, credentials,
+                     digest_algorithm)
         now = time.monotonic()
         if self.ttl > 0:
             with self._lock:
@@ -58,7 +62,8 @@ class CachingVerifier:
                     return entry[1]
                 self.misses += 1
         result: VerificationResult = self.access(ref, keys, annotations=annotations,
-                                                 repository=repository, credentials=credentials)
+                                                 repository=repository, credentials=credentials,
+                                                 digest_algorithm=digest_algorithm)
         if self.ttl > 0:
             with self._lock:
                 if len(self._entries) >= _MAX_ENTRIES:

@@ -120,9 +120,10 @@ class Webhook:
                             phase="mutate" if mutating else "validate")
         warnings = list(decision.warnings)
         if decision.allowed:
-            # failurePolicy Ignore: an error (registry unreachable) admits, and says so.
+            # failurePolicy Ignore: an error (registry unreachable) admits, and says so. Kyverno's
+            # own warnings already carry its errors (GetWarningMessages, in decision.warnings).
             warnings += [f"{t.policy}/{t.rule}: {t.image}: {t.message} (failurePolicy Ignore)"
-                         for t in decision.trace if t.status == "error"]
+                         for t in decision.trace if t.status == "error" and t.engine is not Engine.KYVERNO]
         # Reports carry the verification results, which come from the mutating webhook; the
         # validating one only re-reads them (a report per object, so one writer keeps them).
         if engine is Engine.KYVERNO and mutating and not request.dry_run:

@@ -382,16 +382,41 @@ def delete_object(store: ObjectStore, doc: Mapping[str, Any]) -> AdmissionResult
                          hint="`labkit lab reset` removes namespaces and Secrets too")
     name = str(meta.get("name", ""))
     resource = f"{kind.lower()}.{group}"
+    warnings = deprecation_warnings(doc)
     if store.delete_policy(doc):
-        return AdmissionResult(True, f'{resource} "{name}" deleted', kind=kind, name=name)
+        return AdmissionResult(True, f'{resource} "{name}" deleted', kind=kind, name=name, warnings=warnings)
     return AdmissionResult(False, kubectl_error(f'{plural(kind)}.{group} "{name}" not found', "NotFound"),
-                           kind=kind, name=name)
+                           kind=kind, name=name, warnings=warnings)
+
+
+# Served but deprecated CRD versions of the policies the lab stores, with the CRD's
+# deprecationWarning (kyverno v1.19.1 config/crds/kyverno/kyverno.io_clusterpolicies.yaml and
+# kyverno.io_policies.yaml, from the +kubebuilder:deprecatedversion markers in
+# api/kyverno/v1/clusterpolicy_types.go:29, policy_types.go:28 and their v2beta1 twins). The API
+# server adds it to every request for that version, a refused one too
+# (apiextensions-apiserver customresource_handler.go:319-321).
+_MIGRATE_CLUSTER = ("migrate to ValidatingPolicy, MutatingPolicy, GeneratingPolicy or "
+                    "ImageValidatingPolicy (policies.kyverno.io)")
+_MIGRATE_NAMESPACED = "migrate to NamespacedValidatingPolicy and the other namespaced policy types (policies.kyverno.io)"
+DEPRECATED_VERSIONS = {
+    (f"kyverno.io/{version}", kind): (f"kyverno.io/{version} {kind} is deprecated and will be removed in a "
+                                      f"future release; {migrate}, see https://kyverno.io/docs/guides/migration-to-cel/")
+    for version in ("v1", "v2beta1")
+    for kind, migrate in (("ClusterPolicy", _MIGRATE_CLUSTER), ("Policy", _MIGRATE_NAMESPACED))
+}
+
+
+def deprecation_warnings(doc: Mapping[str, Any]) -> tuple[str, ...]:
+    """The ``Warning:`` line kubectl prints for a request to a deprecated CRD version."""
+    warning = DEPRECATED_VERSIONS.get((str(doc.get("apiVersion", "")), str(doc.get("kind", ""))))
+    return (warning,) if warning else ()
 
 
 def store_object(store: ObjectStore, doc: Mapping[str, Any]) -> AdmissionResult:
     """Apply one non-workload object as ``kubectl apply`` would; ``created``/``configured``."""
     kind, meta = str(doc.get("kind", "")), doc.get("metadata") or {}
     group = str(doc.get("apiVersion", "")).rpartition("/")[0]
+    warnings = deprecation_warnings(doc)
     if kind == "Namespace":
         created = store.label_namespace(str(meta.get("name", "")), meta.get("labels") or {})
     elif kind == "Secret":
@@ -405,9 +430,10 @@ def store_object(store: ObjectStore, doc: Mapping[str, Any]) -> AdmissionResult:
             detail = exc.message.removeprefix("<policy>: ")
             return AdmissionResult(False, kubectl_error(f'admission webhook "{webhook}" denied the request: {detail}'),
                                    kind=kind, name=str(meta.get("name", "")), controller=POLICY_GROUPS[group],
-                                   denied_by=webhook)
+                                   denied_by=webhook, warnings=warnings)
     else:
         raise UsageError(f"the embedded lab does not store {kind} ({doc.get('apiVersion')})",
                          hint="it takes Namespaces, Secrets, Kyverno and policy-controller policies, and workloads")
     return AdmissionResult(True, f"{kind_slash_name(doc)} {'created' if created else 'configured'}",
-                           kind=kind, name=str(meta.get("name", "")), namespace=str(meta.get("namespace", "")))
+                           kind=kind, name=str(meta.get("name", "")), namespace=str(meta.get("namespace", "")),
+                           warnings=warnings)

@@ -35,6 +35,7 @@ KEPT_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease", "
 PC_POLICIES = ("cosign-system", "config-image-policies")
 KUBECTL_TIMEOUT = 300.0
 READY_TIMEOUT = 120.0
+REPORTS_SETTLE = 90.0
 _DENIED_BY = re.compile(r'admission webhook "([^"]+)" denied the request')
 
 
@@ -99,20 +100,23 @@ class KubectlLab(Lab):
         if args:
             self.must("label", "namespace", namespace, "--overwrite", *args)
 
-    def reports(self, *, settle: float = 30.0) -> list[dict[str, Any]]:
-        """PolicyReports once Kyverno's reports controller has caught up: it aggregates admission
-        results asynchronously, so poll until the result count stops changing (at most ``settle`` s)."""
+    def reports(self, *, settle: float = REPORTS_SETTLE) -> list[dict[str, Any]]:
+        """PolicyReports once Kyverno's reports controller has caught up: admission results reach
+        it as EphemeralReports, aggregated into PolicyReports some seconds later, so wait until
+        none is pending and the result count holds still (at most ``settle`` seconds)."""
         deadline, last = time.monotonic() + settle, None
         while True:
+            pending = self.kubectl("get", "ephemeralreports.reports.kyverno.io", "--all-namespaces", "-o", "name")
             out = self.kubectl("get", "policyreports.wgpolicyk8s.io", "--all-namespaces", "-o", "json")
             if out.returncode != 0:
                 raise LabError(f"kubectl get policyreports failed: {out.stderr.strip()}")
             items = list(json.loads(out.stdout).get("items", []))
             count = sum(len(r.get("results") or []) for r in items)
-            if (count and count == last) or time.monotonic() > deadline:
+            settled = pending.returncode == 0 and not pending.stdout.strip() and count == last
+            if settled or time.monotonic() > deadline:
                 return items
             last = count
-            time.sleep(2)
+            time.sleep(1)
 
     def reset(self) -> None:
         for resource in POLICY_RESOURCES:

@@ -140,7 +140,7 @@ class NativeLab(KubectlLab):
     def status(self) -> dict[str, Any]:
         services = self.state.services
         processes = {name: {"pid": s.pid, "alive": s.alive(), "listens": listening(s.pid)} for name, s in services.items()}
-        health = {name: "running" if p["alive"] else "exited" for name, p in processes.items()}
+        health = {name: "ok" if p["alive"] else "exited (see its log in logs/)" for name, p in processes.items()}
         ready = self.kubectl("get", "--raw", "/readyz")
         health["kube-apiserver"] = "ok" if ready.returncode == 0 else f"not ready: {ready.stderr.strip()}"
         beyond = sorted({addr for p in processes.values() for addr in p["listens"]

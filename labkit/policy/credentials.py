@@ -274,10 +274,25 @@ class RegistryAccess:
                  digest_algorithm: str = "sha256") -> Any:
         from labkit.signing.verify import verify_image  # signing is only needed once verifying
 
-        # digest_algorithm: the engine's signature hash (Kyverno signatureAlgorithm, IVP and
-        # policy-controller hashAlgorithm), which, like cosign's verifier, does not follow the key
-        return verify_image(ref, keys, client=self.client_for(credentials), annotations=annotations,
-                            signature_repository=repository or None, digest_algorithm=digest_algorithm)
+        from labkit.errors import ImageTagNotFoundError, RegistryError
+
+        client = self.client_for(credentials)
+        try:
+            # digest_algorithm: the engine's signature hash (Kyverno signatureAlgorithm, IVP and
+            # policy-controller hashAlgorithm), which, like cosign's verifier, does not follow the key
+            return verify_image(ref, keys, client=client, annotations=annotations,
+                                signature_repository=repository or None, digest_algorithm=digest_algorithm)
+        except ImageTagNotFoundError as exc:
+            # cosign's ResolveDigest GETs the manifest (remote.Get, pkg/oci/remote/digest.go:30)
+            # and quotes ggcr's error for it (pkg/cosign/verify.go:660): the registry's error
+            # body, which a HEAD does not carry, so ask once more as cosign did
+            try:
+                client.get_manifest(ref)
+            except RegistryError as answer:
+                if answer.transport:
+                    raise ImageTagNotFoundError(f"image tag not found: {answer.transport}",
+                                                hint=exc.hint) from exc
+            raise
 
     def resolve(self, ref: str, *, credentials: Credentials | None = None) -> str:
         return self.client_for(credentials).resolve(ref)

@@ -387,8 +387,15 @@ class _KyvernoRun:
         self.annotation: dict[str, str] = {}
         self.scoped: dict[str, dict[str, dict[str, str]]] = {}
         self.image_patches: list[dict[str, Any]] = []
-        # policy → rule → message, for rules that block
+        # policy → rule → message of every rule that failed or erred: once one of them blocks,
+        # GetBlockedMessages (pkg/webhooks/utils/block.go:38) lists them all, Audit ones too
         self.blocked: dict[str, dict[str, str]] = {}
+        self.blocking = False
+        # the rule responses GetWarningMessages (pkg/webhooks/utils/warning.go:9) turns into
+        # "policy <name>.<rule>: <message>" when nothing blocks: every fail, error and warn
+        # (NewRuleResponse, pkg/engine/api/ruleresponse.go:71) and a skipImageReferences skip
+        # (WithEmitWarning, pkg/engine/internal/imageverifier.go:179)
+        self.warned: list[str] = []
 
     def _rules(self) -> Any:
         """(policy, rule name as reported, verifyImages entries) for each rule that applies."""
@@ -422,6 +429,23 @@ class _KyvernoRun:
         fail_closed = (webhook.get("failurePolicy") or policy.spec.failure_policy or "Fail") == "Fail"
         return trace.status == "error" and fail_closed
 
+    def _record(self, policy: KyvernoPolicy, rule: str, trace: ImageTrace, *, first: bool = False) -> None:
+        """Note ``trace``'s rule response for the block message and the warnings. ``first``: the
+        rule has one response, its first failing image's (validate_image.go:97); otherwise one
+        per image, the last one's message kept (block.go's map)."""
+        if trace.status in ("fail", "error", "warn"):
+            rules = self.blocked.setdefault(policy.name, {})
+            if first and rule in rules:
+                return
+            rules[rule] = trace.message
+            self.blocking = self.blocking or self._blocks(policy, trace)
+            self.warned.append(f"policy {policy.name}.{rule}: {trace.message}")
+        elif trace.status == "skip" and trace.phase == "mutate":
+            self.warned.append(f"policy {policy.name}.{rule}: {trace.message}")
+
+    def _warn(self) -> None:
+        self.decision.warnings.extend(self.warned)
+
     # --- mutating webhook ----------------------------------------------------------------
 
     def mutate(self) -> None:
@@ -432,10 +456,10 @@ class _KyvernoRun:
                     if trace is None:
                         continue
                     self.decision.trace.append(trace)
-                    if self._blocks(policy, trace):
-                        self.blocked.setdefault(policy.name, {})[rule] = trace.message
+                    self._record(policy, rule, trace)
         if self._deny(KYVERNO_MUTATE_WEBHOOK):
             return
+        self._warn()
         if self.annotation:
             annotations = (self.resource.get("metadata") or {}).get("annotations")
             if not annotations:
@@ -477,7 +501,9 @@ class _KyvernoRun:
         verifies = bool(iv.attestors or iv.attestations)
         digest = spec_digest
         if verifies and any(wildcard_match(p, image) for p in iv.skip_image_references):
-            trace.status, trace.message = "skip", "image skipped (skipImageReferences)"
+            trace.status = "skip"
+            trace.message = (f"skipping image reference image {image}, policy {policy.name} "
+                             f"ruleName {rule}")  # imageverifier.go:179
             self.annotation[image] = "skip"
         elif verifies:
             try:
@@ -523,18 +549,23 @@ class _KyvernoRun:
         self, entries: Sequence[Attestor], count: int | None, path: str, image: str,
         iv: ImageVerification, credentials: Credentials | None, trace: ImageTrace,
     ) -> str:
+        # ExpandStaticKeys (pkg/engine/internal/utils.go:18): an entry whose publicKeys holds
+        # several PEM blocks becomes one entry per key, and verifyAttestorSet numbers the
+        # expanded list: a second key of entries[0] is reported as entries[1]
         expanded: list[tuple[str, Attestor, list[Any]]] = []
-        for e, entry in enumerate(entries):
+        for entry in entries:
             if entry.keys is not None and entry.keys.public_keys:
-                epath = f"{path}.entries[{e}].keys"
                 try:
                     keys = _keys_from_pem(entry.keys.public_keys)
                 except ValueError as exc:
-                    raise _RuleFailed("fail", f"failed to verify image {image}: {epath}: "
+                    raise _RuleFailed("fail", f"failed to verify image {image}: "
+                                              f"{path}.entries[{len(expanded)}].keys: "
                                               f"failed to load public key from PEM: {exc}") from exc
-                expanded.extend((epath, entry, [k]) for k in keys)
+                base = len(expanded)
+                expanded.extend([(f"{path}.entries[{base + k}].keys", entry, [key])
+                                 for k, key in enumerate(keys)])
             else:
-                expanded.append((f"{path}.entries[{e}]", entry, []))
+                expanded.append((f"{path}.entries[{len(expanded)}]", entry, []))
         required = count or len(expanded)
         verified, errors, digest = 0, [], ""
         for epath, entry, keys in expanded:
@@ -595,10 +626,10 @@ class _KyvernoRun:
                     if trace is None:
                         continue
                     self.decision.trace.append(trace)
-                    if self._blocks(policy, trace):
-                        # validate_image.go stops the rule at its first failing image
-                        self.blocked.setdefault(policy.name, {}).setdefault(rule, trace.message)
-        self._deny(KYVERNO_VALIDATE_WEBHOOK)
+                    # validate_image.go stops the rule at its first failing image
+                    self._record(policy, rule, trace, first=True)
+        if not self._deny(KYVERNO_VALIDATE_WEBHOOK):
+            self._warn()
 
     def _scoped_annotation(self) -> dict[str, Any]:
         raw = ((self.resource.get("metadata") or {}).get("annotations") or {}).get(
@@ -632,7 +663,7 @@ class _KyvernoRun:
         return trace
 
     def _deny(self, webhook: str) -> bool:
-        if not self.blocked:
+        if not self.blocking:
             return False
         d = self.decision
         meta = self.resource.get("metadata") or {}

@@ -85,7 +85,7 @@ def test_cli_status_from_another_process(lab: tuple[Lab, dict[str, str]]) -> Non
     out = subprocess.run([sys.executable, "-m", "labkit", "lab", "status"], capture_output=True, text=True,
                          env={**os.environ, "LABKIT_HOME": str(lab[0].home.root)}, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "backend:  native\n" in out.stdout and "health:   kube-apiserver: ok" in out.stdout
+    assert "backend:  native\n" in out.stdout and "health:   kube-apiserver: ok" in out.stdout and "health:   kyverno: ok" in out.stdout
     assert "process:  policy-controller (pid " in out.stdout and "note:     listening beyond loopback" in out.stdout
 
 

@@ -101,7 +101,8 @@ def problems(nb) -> list[str]:
             if out.get("output_type") == "error":
                 found.append(f"a cell raised {out['ename']}: {out['evalue']}")
             text = out.get("text") or out.get("data", {}).get("text/plain", "")
-            found += [line for line in text.splitlines() if line.startswith("Checkpoint ") and "checks to fix" in line]
+            if any(line.startswith("Checkpoint ") and "checks to fix" in line for line in text.splitlines()):
+                found.append(text.strip())  # the checkpoint's whole report: which checks failed and their fixes
     return found
 
 
