@@ -31,7 +31,7 @@ def measure() -> Result:
     with tempfile.TemporaryDirectory(prefix="labkit-bench-nb-") as tmp:
         start = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "pytest", str(suite), "-q", "-p", "no:cacheprovider"],
-                              cwd=ROOT, env=tool_env(Path(tmp)), capture_output=True, text=True,
+                              cwd=ROOT, env=tool_env(Path(tmp), LAB_BACKEND="embedded"), capture_output=True, text=True,
                               timeout=TIMEOUT_S)
         elapsed = time.perf_counter() - start
     summary = (proc.stdout.strip().splitlines() or ["no output"])[-1]

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import admission_latency
 import growth
+import native_up
 import notebooks_cold
 import registry_throughput
 import sign_whole_process
@@ -40,6 +41,7 @@ def suite(quick: bool) -> list[tuple[str, str, Callable[[], Result]]]:
          lambda: admission_latency.measure(seconds=1.0 if quick else 5.0)),
         ("whole notebook suite, cold", "≤ 90 s", notebooks_cold.measure),
         ("growth", "linear; ≤ 1 s", lambda: growth.measure(2 if quick else 5)),
+        ("native lab up, warm", "≤ 60 s", lambda: native_up.measure(1 if quick else 3)),
     ]
 
 
