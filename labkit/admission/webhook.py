@@ -112,12 +112,15 @@ class Webhook:
             return Outcome(True)
         labels = self.namespaces.labels(request.namespace)
         policies = [p for p in self.policies.current()[0] if p.engine is engine]
-        if not policies:
+        # policy-controller reviews an opted-in namespace's images with or without policies:
+        # with none, each image matches none (validator.go:1182, no-match policy deny).
+        if not policies and engine is not Engine.POLICY_CONTROLLER:
             return Outcome(True)
         decision = evaluate(policies, resource, namespace_labels=labels, verifier=self.verifier,
                             resolver=self.access.resolve, secrets=self.secrets,
                             no_match_policy=self.no_match_policy,
-                            phase="mutate" if mutating else "validate")
+                            phase="mutate" if mutating else "validate",
+                            policy_controller=engine is Engine.POLICY_CONTROLLER)
         warnings = list(decision.warnings)
         if decision.allowed:
             # failurePolicy Ignore: an error (registry unreachable) admits, and says so. Kyverno's

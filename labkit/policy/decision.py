@@ -177,6 +177,7 @@ def evaluate(
     secrets: SecretStore | None = None,
     no_match_policy: str = "deny",
     phase: Phase = "admission",
+    policy_controller: bool = False,
 ) -> Decision:
     """Decide admission of ``resource`` (a CREATE) as the clusters' webhooks would.
 
@@ -185,7 +186,9 @@ def evaluate(
     (both, in the API server's order). Without a ``resolver`` no tag is looked up.
     ``secrets`` holds the pull Secrets the engines read. ``no_match_policy`` is
     policy-controller's ``config-policy-controller`` setting (``allow``/``warn``/``deny``;
-    anything else denies, as upstream fails closed).
+    anything else denies, as upstream fails closed). ``policy_controller``: its webhook is
+    installed, so it reviews opted-in namespaces even when no ClusterImagePolicy exists (an
+    image then matches no policy: ``setNoMatchingPoliciesError``, pkg/webhook/validator.go:360).
     """
     labels = dict(namespace_labels or {})
     decision = Decision(allowed=True)
@@ -200,7 +203,7 @@ def evaluate(
             _KyvernoRun(kyverno, resource, labels, registry, decision).mutate()
         if ivps and decision.allowed:
             ivp.mutate(ivps, resource, labels, resolver, decision, secrets)
-        if cips and decision.allowed:
+        if (cips or policy_controller) and decision.allowed:
             decision.patches.extend(_PolicyControllerRun(
                 cips, resource, labels, registry, no_match_policy, decision).mutate())
         if phase == "mutate" or not decision.allowed:
@@ -210,7 +213,7 @@ def evaluate(
         _KyvernoRun(kyverno, resource, labels, registry, decision).validate()
     if ivps and decision.allowed:
         ivp.validate_admission(ivps, resource, labels, verifier, decision, secrets)
-    if cips and decision.allowed:
+    if (cips or policy_controller) and decision.allowed:
         _PolicyControllerRun(cips, resource, labels, registry, no_match_policy, decision).validate()
     return decision
 
@@ -742,7 +745,10 @@ class _PolicyControllerRun:
             self._image(container)
         d = self.decision
         if self.warnings:
-            d.warnings.append(knative_error_text(self.warnings))
+            # knative's webhook sends each line of a warning as a warning of its own: the API
+            # server drops a warning holding a control character (webhook/admission.go:132-142
+            # at knative.dev/pkg v0.0.0-20230612155445-74c4be5e935e)
+            d.warnings.extend(knative_error_text(self.warnings).split("\n"))
         if self.errors:
             d.allowed, d.engine, d.webhook = False, Engine.POLICY_CONTROLLER, PC_WEBHOOK
             d.message = "validation failed: " + knative_error_text(self.errors)
