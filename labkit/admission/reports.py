@@ -70,6 +70,43 @@ class ReportStore:
         with self._lock:
             self._reports[(ref["namespace"], name)] = report
 
+    def merge(self, resource: Mapping[str, Any], trace: Sequence[ImageTrace], *, uid: str,
+              source: str = "KyvernoImageValidatingPolicy", now: float | None = None) -> None:
+        """Add ImageValidatingPolicy results (``trace``: one per policy) to ``resource``'s report
+        as Kyverno's reports controller aggregates them (``MergeReports``,
+        pkg/controllers/report/aggregate/utils.go:57-64): one result per source and policy; a
+        result from a later second replaces it, one from the same second leaves it as it was."""
+        if not trace:
+            return
+        ref = _resource_ref(resource)
+        name = ref.get("uid") or uid
+        now = time.time() if now is None else now
+        with self._lock:
+            report = self._reports.get((ref["namespace"], name)) or {
+                "apiVersion": API_VERSION, "kind": "PolicyReport",
+                "metadata": {"name": name, "namespace": ref["namespace"],
+                             "labels": {"app.kubernetes.io/managed-by": "labkit"}},
+                "scope": ref, "results": []}
+            results = list(report["results"])
+            for t in trace:
+                if t.status not in _RESULTS:
+                    continue
+                new = {"source": source, "policy": t.policy, "rule": t.rule, "result": t.status,
+                       # RulePass(…, "success") for a passing policy (engine.go evaluatePolicies)
+                       "message": t.message or ("success" if t.status == "pass" else t.status),
+                       "scored": True, "resources": [ref],
+                       "properties": {"image": t.image, "path": t.path},
+                       "timestamp": {"seconds": int(now), "nanos": int((now % 1) * 1e9)}}
+                same = [i for i, r in enumerate(results)
+                        if r.get("source") == source and r.get("policy") == t.policy]
+                if not same:
+                    results.append(new)
+                elif results[same[0]]["timestamp"]["seconds"] < int(now):
+                    results[same[0]] = new
+            report = {**report, "results": results,
+                      "summary": {r: sum(x["result"] == r for x in results) for r in _RESULTS}}
+            self._reports[(ref["namespace"], name)] = report
+
     def list(self, namespace: str | None = None) -> dict[str, Any]:
         with self._lock:
             items = [r for (ns, _), r in sorted(self._reports.items()) if namespace in (None, ns)]

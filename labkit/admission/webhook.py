@@ -42,7 +42,7 @@ from labkit.policy.credentials import RegistryAccess, SecretStore
 from labkit.policy.decision import evaluate
 from labkit.policy.images import Engine
 from labkit.policy.load import kyverno_failure_action
-from labkit.policy.models import KyvernoPolicy
+from labkit.policy.models import ImageValidatingPolicy, KyvernoPolicy
 
 log = logging.getLogger("labkit.admission")
 
@@ -133,6 +133,12 @@ class Webhook:
             audit = {p.name for p in policies
                      if isinstance(p, KyvernoPolicy) and kyverno_failure_action(p) == "Audit"}
             self.reports.record(resource, decision.trace, audit, uid=request.uid)
+        # ImageValidatingPolicies report from their validating webhook only (ivpol handler.audit)
+        ivps = [p for p in policies if isinstance(p, ImageValidatingPolicy)]
+        if ivps and engine is Engine.KYVERNO and not mutating and not request.dry_run:
+            from labkit.policy.ivp import admission_report
+
+            self.reports.merge(resource, admission_report(ivps, decision.trace), uid=request.uid)
         patch = tuple(decision.patches) if mutating and decision.allowed else ()
         return Outcome(decision.allowed, decision.message, tuple(warnings), patch)
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import ssl
 import uuid
 from collections.abc import Callable, Mapping
@@ -240,9 +241,22 @@ class ApiServer:
         step = "mutate" if route.mutating else "validate"
         # ImageValidatingPolicies answer from their own webhooks, with "Policy <name> …" texts.
         if message.startswith("Policy ") or message.startswith("annotations not present"):
-            return f"ivpol.{step}.kyverno.svc-fail"
+            return f"ivpol.{step}.kyverno.svc-{self.ivp_failure_policy(message)}"
         failure = "ignore" if self.store.kyverno_failure_policies() == {"Ignore"} else "fail"
         return f"{step}.kyverno.svc-{failure}"
+
+    def ivp_failure_policy(self, message: str) -> str:
+        """``ignore`` when every ImageValidatingPolicy the denial names says failurePolicy Ignore:
+        Kyverno serves those from ``ivpol.validate.kyverno.svc-ignore`` (and ``ivpol.mutate…``),
+        the others from ``…-fail`` (``buildWebhookRules``, pkg/controllers/webhook/validating.go:
+        197-213 and 276-286; ``config.ImageValidatingPolicy*WebhookName``). A denial is a denial
+        either way: failurePolicy only decides what an unanswered call does."""
+        named = set(re.findall(r"Policy (\S+) (?:failed|error): ", message))
+        settings = {str((doc.get("metadata") or {}).get("name", "")):
+                    (doc.get("spec") or {}).get("failurePolicy") or "Fail"
+                    for doc in self.store.list_policies() if doc.get("kind") == "ImageValidatingPolicy"}
+        chosen = {settings.get(name, "Fail") for name in named}
+        return "ignore" if chosen == {"Ignore"} else "fail"
 
     def create(self, obj: Mapping[str, Any], source: str | None = None, *, dry_run: bool = False) -> AdmissionResult:
         kind = str(obj.get("kind", ""))

@@ -123,7 +123,19 @@ class EmbeddedLab(Lab):
         return self.api.update(docs[0], where, dry_run=dry_run)
 
     def reports(self) -> list[dict[str, Any]]:
-        return list(self.api.http.get("/reports").json().get("items", []))
+        """The webhook's reports whose object the lab stored. Kyverno's reports controller only
+        turns an admission report into a PolicyReport once it finds the object it names
+        (``adopt``/``frontReconcile``, pkg/controllers/report/aggregate/controller.go:762-819);
+        for an object another webhook then denied, it never does."""
+        kept = []
+        for report in self.api.http.get("/reports").json().get("items", []):
+            scope = report.get("scope") or {}
+            stored = self.store.workload(str(scope.get("kind", "")), str(scope.get("namespace", "")),
+                                         str(scope.get("name", "")))
+            uid = ((stored or {}).get("metadata") or {}).get("uid")
+            if uid and uid in (scope.get("uid"), (report.get("metadata") or {}).get("name")):
+                kept.append(report)
+        return kept
 
     def status(self) -> dict[str, Any]:
         services = self.state.services

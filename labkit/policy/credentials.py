@@ -297,6 +297,12 @@ class RegistryAccess:
     def resolve(self, ref: str, *, credentials: Credentials | None = None) -> str:
         return self.client_for(credentials).resolve(ref)
 
+    def fetch_manifest(self, ref: str, *, credentials: Credentials | None = None) -> str:
+        """The digest of ``ref``'s manifest read with a GET, as go-containerregistry's
+        ``remote.Image`` reads it (Kyverno's image data loader): a failure's ``transport`` text is
+        then the GET's, body and all, not a HEAD's."""
+        return self.client_for(credentials).get_manifest(ref).digest
+
     def close(self) -> None:
         with self._lock:
             for client in self._clients.values():

@@ -52,8 +52,8 @@ from labkit.policy.match import Glob, GlobError, compile_ivp_glob, kyverno_norma
 from labkit.policy.models import ImageValidatingPolicy
 from labkit.policy.tlog import KYVERNO_SIGNATURE_ALGORITHMS, ivp_key_error
 
-__all__ = ["KYVERNO_SECRET_BUG", "CompiledPolicy", "compile_policy", "mutate", "validate",
-           "validate_admission"]
+__all__ = ["KYVERNO_SECRET_BUG", "CompiledPolicy", "admission_report", "autogen_variants", "compile_policy",
+           "mutate", "validate", "validate_admission"]
 
 KYVERNO_SECRET_BUG = (
     "Kyverno 1.14.0–1.17.0: the IVP admission engine resolved credentials.secrets with no "
@@ -322,6 +322,26 @@ class Result:
     status: str  # pass | fail | error
     message: str = ""
     images: list[str] = field(default_factory=list)
+    # the rule name Kyverno gives the result (engine.go): the policy's own name for a validation
+    # outcome, "evaluation" when evaluating failed, "mutateDigest" when pinning failed
+    rule: str = ""
+
+
+def _registry_text(exc: LabkitError) -> str:
+    """A registry failure as Kyverno quotes it: go-containerregistry's ``transport.Error``
+    (``GET <url>: MANIFEST_UNKNOWN: …; map[…]``) when labkit has the answer, else labkit's."""
+    return getattr(exc, "transport", "") or exc.message
+
+
+def _manifest_fetcher(obj: Any) -> Callable[..., str] | None:
+    """``fetch_manifest(ref, *, credentials)`` of a verifier or resolver over real registries
+    (:class:`~labkit.policy.credentials.RegistryAccess`, a ``CachingVerifier`` over one, or a
+    bound ``RegistryAccess.resolve``); None for test doubles that have no registry."""
+    for candidate in (obj, getattr(obj, "access", None), getattr(obj, "__self__", None)):
+        fetch = getattr(candidate, "fetch_manifest", None)
+        if callable(fetch):
+            return fetch  # type: ignore[no-any-return]
+    return None
 
 
 class _Request:
@@ -329,6 +349,7 @@ class _Request:
 
     def __init__(self, verifier: Any, secrets: SecretStore | None) -> None:
         self.verifier, self.secrets = verifier, secrets
+        self.fetch_manifest = _manifest_fetcher(verifier)
         self.verified: dict[str, bool] = {}  # image → any attestor verified it (monotonic)
         self.attempts: dict[str, list[str]] = {}  # image → one line per attestor tried
         self.policy: CompiledPolicy | None = None
@@ -348,7 +369,7 @@ class _Request:
             lines.append(keychain.describe())
         credentials = keychain.credentials(image)
         for raw in attestors:
-            name, keys_pem, annotations, algorithm, problem = _cosign_key(raw)
+            name, keys_pem, annotations, algorithm, problem, repository = _cosign_key(raw)
             if problem:  # checkOptions failed: Kyverno logs it and counts the attestor 0
                 lines.append(f"{name}: {problem}")
                 continue
@@ -358,13 +379,15 @@ class _Request:
                 lines.append(f"{name}: failed to load public key: {exc}")
                 continue
             try:
-                call_verifier(self.verifier, image, keys, algorithm, annotations=annotations or None,
-                              credentials=credentials)
+                options: dict[str, Any] = {"annotations": annotations or None, "credentials": credentials}
+                if repository:  # cosign.source.repository: ociremote.WithTargetRepository (opts.go:96)
+                    options["repository"] = repository
+                call_verifier(self.verifier, image, keys, algorithm, **options)
             except (NoSignaturesError, NoMatchingSignaturesError) as exc:
                 lines.append(f"{name}: {exc.message}")
                 continue
             except LabkitError as exc:
-                raise ValueError(f"failed to get imagedata: {exc.message}") from None
+                raise ValueError(f"failed to get imagedata: {_registry_text(exc)}") from None
             lines.append(f"{name}: verified")
             count += 1
         if attestors:
@@ -372,19 +395,28 @@ class _Request:
         return count
 
 
-def _cosign_key(raw: Any) -> tuple[str, str, Mapping[str, str], str, str]:
-    """(name, PEM, annotations, hash, problem) of an attestor labkit can check, or ValueError
-    saying why it cannot. ``problem`` is the verification-options error that makes Kyverno
-    count the attestor 0 (no ``insecureIgnoreTlog``: TUF is out of reach offline)."""
+def _cosign_key(raw: Any) -> tuple[str, str, Mapping[str, str], str, str, str]:
+    """(name, PEM, annotations, hash, problem, signature repository) of an attestor labkit can
+    check, or ValueError saying why it cannot. ``problem`` is the verification-options error
+    that makes Kyverno count the attestor 0 (no ``insecureIgnoreTlog``: TUF is out of reach
+    offline). ``cosign.source.repository`` is where the signatures are looked up
+    (``checkOptions``, pkg/image/verifiers/ivpol/cosign/opts.go:90-106); its ``tagPrefix`` and
+    ``signaturePullSecrets`` labkit does not follow."""
     name = raw.get("name", "") if isinstance(raw, Mapping) else ""
     cosign = raw.get("cosign") if isinstance(raw, Mapping) else None
     if not isinstance(cosign, Mapping):
         kind = "notary" if isinstance(raw, Mapping) and raw.get("notary") else "this"
         raise ValueError(f"labkit does not verify {kind} attestors (attestor {name!r})")
-    for unsupported in ("keyless", "certificate", "source", "tuf", "trustedRoot"):
+    for unsupported in ("keyless", "certificate", "tuf", "trustedRoot"):
         if cosign.get(unsupported):
             raise ValueError(f"labkit does not verify cosign {unsupported} attestors "
                              f"(attestor {name!r}); use cosign.key.data")
+    source = cosign.get("source") or {}
+    for unsupported in ("tagPrefix", "signaturePullSecrets"):
+        if isinstance(source, Mapping) and source.get(unsupported):
+            raise ValueError(f"labkit does not follow cosign.source.{unsupported} "
+                             f"(attestor {name!r}); use cosign.source.repository")
+    repository = str(source.get("repository") or "") if isinstance(source, Mapping) else ""
     key = cosign.get("key") or {}
     if not key.get("data"):
         raise ValueError(f"labkit verifies only cosign.key.data keys (attestor {name!r})")
@@ -393,7 +425,7 @@ def _cosign_key(raw: Any) -> tuple[str, str, Mapping[str, str], str, str]:
     algorithm = KYVERNO_SIGNATURE_ALGORITHMS.get(hash_name, "")
     if not problem and not algorithm:
         problem = f"labkit does not know hashAlgorithm {hash_name!r}"
-    return name, str(key["data"]), cosign.get("annotations") or {}, algorithm, problem
+    return name, str(key["data"]), cosign.get("annotations") or {}, algorithm, problem, repository
 
 
 def _rules_match(rules: Sequence[Any], group: str, version: str, plural: str) -> bool:
@@ -404,13 +436,111 @@ def _rules_match(rules: Sequence[Any], group: str, version: str, plural: str) ->
                for r in rules)
 
 
+# --- autogen (pkg/cel/policies/ivpol/autogen/autogen.go, pkg/cel/autogen) -----------------------
+
+# ConfigsMap (pkg/cel/autogen/data.go): controller → (group, version, resource, replacements)
+_AUTOGEN_CONFIGS = {
+    "daemonsets": ("apps", "v1", "daemonsets", "defaults"),
+    "deployments": ("apps", "v1", "deployments", "defaults"),
+    "replicasets": ("apps", "v1", "replicasets", "defaults"),
+    "statefulsets": ("apps", "v1", "statefulsets", "defaults"),
+    "jobs": ("batch", "v1", "jobs", "defaults"),
+    "cronjobs": ("batch", "v1", "cronjobs", "cronjobs"),
+}
+# ReplacementsMap: "object.<from>" / "oldObject.<from>" → "<…>.<to>" over the policy's JSON
+_AUTOGEN_REPLACEMENTS = {
+    "defaults": (("spec", "spec.template.spec"), ("metadata", "spec.template.metadata")),
+    "cronjobs": (("spec", "spec.jobTemplate.spec.template.spec"),
+                 ("metadata", "spec.jobTemplate.spec.template.metadata")),
+}
+_PROTECTED = re.compile(r"\.namespace(?![A-Za-z0-9_])")  # replacement.go protectedSuffixes
+
+
+def _can_autogen(match: Any) -> bool:
+    """``CanAutoGen`` (pkg/cel/autogen/support.go): exactly one rule, for core v1 ``pods`` only,
+    no resourceNames, no exclusions, no object selector."""
+    if not isinstance(match, Mapping):
+        return False
+    selector = match.get("objectSelector") or {}
+    if selector.get("matchLabels") or selector.get("matchExpressions"):
+        return False
+    rules = match.get("resourceRules") or []
+    if match.get("excludeResourceRules") or len(rules) != 1:
+        return False
+    rule = rules[0]
+    return (not rule.get("resourceNames") and rule.get("apiGroups") == [""]
+            and rule.get("apiVersions") == ["v1"] and rule.get("resources") == ["pods"])
+
+
+def _autogen_replace(value: Any, replacements: Sequence[tuple[str, str]]) -> Any:
+    """``autogen.Apply`` on every string of the spec (it rewrites the JSON bytes; keys never
+    hold ``object.``): each ``object.spec`` becomes ``object.spec.template.spec`` and so on, except
+    where ``.namespace`` follows (``object.metadata.namespace`` stays the workload's)."""
+    if isinstance(value, str):
+        for old, new in replacements:
+            for root in ("object.", "oldObject."):
+                source, target = root + old, root + new
+                out, rest = [], value
+                while (i := rest.find(source)) >= 0:
+                    tail = rest[i + len(source):]
+                    out.append(rest[:i] + (source if _PROTECTED.match(tail) else target))
+                    rest = tail
+                value = "".join(out) + rest
+        return value
+    if isinstance(value, Mapping):
+        return {k: _autogen_replace(v, replacements) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_autogen_replace(v, replacements) for v in value]
+    return value
+
+
+def autogen_variants(policy: ImageValidatingPolicy) -> list[ImageValidatingPolicy]:
+    """The policies Kyverno also evaluates for pod controllers (``Autogen``): one per replacement
+    set (``defaults``: DaemonSet, Deployment, Job, ReplicaSet, StatefulSet; ``cronjobs``), each
+    matching those resources with the pod rule's operations and namespaceSelector, its CEL moved
+    to the pod template. ``spec.autogen.podControllers.controllers`` picks the controllers
+    (empty list: none); a ``<resource>.<version>.<group>`` name (extraction mode) labkit skips."""
+    from dataclasses import fields, replace
+
+    spec = policy.spec
+    if not _can_autogen(spec.match_constraints):
+        return []
+    controllers: Sequence[str] = list(_AUTOGEN_CONFIGS)
+    pod_controllers = (spec.autogen or {}).get("podControllers") if isinstance(spec.autogen, Mapping) else None
+    if isinstance(pod_controllers, Mapping) and pod_controllers.get("controllers") is not None:
+        controllers = list(pod_controllers["controllers"])
+    mapping: dict[str, list[tuple[str, str, str]]] = {}
+    for name in controllers:
+        if name in _AUTOGEN_CONFIGS:
+            group, version, resource, ref = _AUTOGEN_CONFIGS[name]
+            mapping.setdefault(ref, []).append((group, version, resource))
+    rule = spec.match_constraints["resourceRules"][0]
+    variants = []
+    for ref in sorted(mapping):
+        by_gv: dict[tuple[str, str], set[str]] = {}
+        for group, version, resource in mapping[ref]:
+            by_gv.setdefault((group, version), set()).add(resource)
+        constraints: dict[str, Any] = {"resourceRules": [
+            {"apiGroups": [g], "apiVersions": [v], "resources": sorted(rs),
+             "operations": list(rule.get("operations") or [])}
+            for (g, v), rs in sorted(by_gv.items())]}
+        if spec.match_constraints.get("namespaceSelector") is not None:
+            constraints["namespaceSelector"] = spec.match_constraints["namespaceSelector"]
+        values = {f.name: _autogen_replace(getattr(spec, f.name), _AUTOGEN_REPLACEMENTS[ref])
+                  for f in fields(spec)}
+        values["match_constraints"] = constraints
+        variants.append(replace(policy, spec=replace(spec, **values)))
+    return variants
+
+
 class Run:
     """Evaluate ImageValidatingPolicies for one CREATE request, the webhook's two phases."""
 
     def __init__(self, policies: Sequence[ImageValidatingPolicy], resource: Mapping[str, Any],
                  ns_labels: Mapping[str, str], verifier: Any,
                  resolve_digest: ResolveDigest | None, secrets: SecretStore | None = None) -> None:
-        self.compiled = [compile_policy(p) for p in policies]
+        # each policy, then its autogen variants (the reconciler keeps them under one name)
+        self.compiled = [compile_policy(v) for p in policies for v in (p, *autogen_variants(p))]
         self.resource, self.ns_labels = resource, ns_labels
         self.request = _Request(verifier, secrets)
         self.resolve_digest = resolve_digest
@@ -483,20 +613,25 @@ class Run:
                 try:
                     digest = self._resolve(image, policy)
                 except (LabkitError, ValueError) as exc:
-                    text = exc.message if isinstance(exc, LabkitError) else str(exc)
+                    text = _registry_text(exc) if isinstance(exc, LabkitError) else str(exc)
                     failures.append(f"failed to resolve digest for image {image}: {text}")
                     continue
                 if all(p["path"] != c.pointer for p in patches):
                     patches.append({"op": "replace", "path": c.pointer, "value": f"{image}@{digest}"})
             if failures:
-                errors[policy.name] = Result("error", "failed to update digest: " + "; ".join(failures))
+                # RuleError("mutateDigest", …, "failed to update digest", err): engine.go handleMutation
+                errors[policy.name] = Result("error", "failed to update digest: " + "; ".join(failures),
+                                             rule="mutateDigest")
         return patches, errors
 
     def _resolve(self, image: str, policy: CompiledPolicy) -> str:
+        """The image data loader's ``remote.Image``: a GET of the manifest (so a failure quotes
+        the GET's answer), with the policy's credentials."""
         if self.resolve_digest is None:
             raise ValueError("labkit was given no registry client to resolve tags")
         keychain = kyverno_ivp_keychain(self.request.secrets, policy.credentials.secrets)
-        return self.resolve_digest(image, credentials=keychain.credentials(image))
+        fetch = _manifest_fetcher(self.resolve_digest) or self.resolve_digest
+        return fetch(image, credentials=keychain.credentials(image))
 
     # phase 2 ----------------------------------------------------------------------------
     def validate(self, obj: Mapping[str, Any]) -> dict[str, Result]:
@@ -510,7 +645,7 @@ class Run:
                 try:
                     result = self._evaluate(policy, obj)
                 except CelError as exc:
-                    result = Result("error", f"failed to evaluate policy: {exc}")
+                    result = Result("error", f"failed to evaluate policy: {exc}", rule="evaluation")
                 if result is not None:
                     results[policy.name] = result
         finally:
@@ -522,11 +657,11 @@ class Run:
                     if image not in self.request.verified:
                         results[name] = Result("fail", f"image {image} is not verified: no policy "
                                                        "performed a signature or attestation check on it",
-                                               result.images)
+                                               result.images, rule=name)
                         break
                     if not self.request.verified[image]:
                         results[name] = Result("fail", f"image {image} failed signature or "
-                                                       "attestation verification", result.images)
+                                                       "attestation verification", result.images, rule=name)
                         break
         return results
 
@@ -546,7 +681,18 @@ class Run:
         if policy.config.verify_digest is not False:
             for image in matched:
                 if "@" not in image:
-                    return Result("fail", f"image {image} does not have a digest", matched)
+                    return Result("fail", f"image {image} does not have a digest", matched, rule=policy.name)
+        if self.request.fetch_manifest is not None:
+            # Evaluate prefetches every matched image's data before any validation runs
+            # (pkg/image/verification/evaluator/policy.go:186-192); a failure is returned as is, and
+            # evaluatePolicies makes it RuleError("evaluation", "failed to evaluate policy", err)
+            keychain = kyverno_ivp_keychain(self.request.secrets, policy.credentials.secrets)
+            for image in matched:
+                try:
+                    self.request.fetch_manifest(image, credentials=keychain.credentials(image))
+                except LabkitError as exc:
+                    return Result("error", f"failed to evaluate policy: {_registry_text(exc)}", matched,
+                                  rule="evaluation")
         data["images"] = images
         data["attestations"] = {a["name"]: a["name"] for a in policy.policy.spec.attestations
                                 if isinstance(a, Mapping) and "name" in a}
@@ -565,8 +711,8 @@ class Run:
                     except CelError as exc:
                         message = f"failed to evaluate message expression: {exc}"
                 return Result("fail", message or f"CEL expression validation failed at index {index}",
-                              matched)
-        return Result("pass", "", matched)
+                              matched, rule=policy.name)
+        return Result("pass", "", matched, rule=policy.name)
 
 
 def mutate(policies: Sequence[ImageValidatingPolicy], resource: Mapping[str, Any],
@@ -595,11 +741,27 @@ def validate_admission(policies: Sequence[ImageValidatingPolicy], resource: Mapp
     _respond(run, results, decision)
 
 
+def admission_report(policies: Sequence[Any], trace: Sequence[Any]) -> list[Any]:
+    """The results the validating webhook reports (``handler.audit``, pkg/webhooks/resource/ivpol/
+    handler.go): one per ImageValidatingPolicy that produced a result (its rule: the policy's
+    name, ``evaluation`` or ``mutateDigest``), and none at all when one of those policies has
+    the ``Deny`` action (``blocked``), whatever its result. The mutating webhook reports nothing."""
+    actions = {p.name: set(p.spec.validation_actions or ["Deny"]) for p in policies
+               if isinstance(p, ImageValidatingPolicy)}
+    results: dict[str, Any] = {}
+    for t in trace:
+        if t.policy in actions and getattr(t, "phase", "") == "validate":
+            results.setdefault(t.policy, t)
+    if any("Deny" in actions[name] for name in results):
+        return []
+    return list(results.values())
+
+
 def _trace(policy: str, image: str, result: Result, attestors: list[str], phase: str) -> Any:
     from labkit.policy.decision import ImageTrace
 
-    trace = ImageTrace(Engine.KYVERNO, policy, policy, image, "", result.status, result.message,
-                       attestors=list(attestors))
+    trace = ImageTrace(Engine.KYVERNO, policy, result.rule or policy, image, "", result.status,
+                       result.message, attestors=list(attestors))
     trace.phase = phase
     return trace
 

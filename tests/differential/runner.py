@@ -58,6 +58,13 @@ class LabRunner:
             if case.before is not None:
                 before = self.lab.create(self._manifest(case, case.before, namespace, group))
                 befores[case.id] = before.message
+                if group.audit:
+                    # Kyverno's reports controller keeps one result per policy (and rule) and
+                    # object: a later one replaces it only if its timestamp is a later whole
+                    # second (MergeReports, kyverno@v1.19.1 pkg/controllers/report/aggregate/
+                    # utils.go:41-64). An update in the create's second would leave the report to
+                    # the clock; start it in the next one, on both labs.
+                    time.sleep(1.0 - time.time() % 1.0)
                 results[case.id] = self.lab.update(self._manifest(case, case.workload, namespace, group))
             else:
                 results[case.id] = self.lab.create(self._manifest(case, case.workload, namespace, group))

@@ -330,3 +330,160 @@ def test_key_hash_algorithm_reaches_the_verifier() -> None:
 def test_cel_runtime_errors_are_cel_errors() -> None:
     with pytest.raises(CelError, match="failed to get imagedata|only available"):
         compile_expression("verifyImageSignatures('x', []) > 0").eval({})
+
+
+# --- against a registry: what Kyverno quotes when an image is missing ---------------------------
+
+REG = "127.0.0.1:5000"
+
+
+def registry_access(present: Mapping[str, str] = {}) -> Any:
+    """RegistryAccess over a registry answering as labkit's (and distribution) does: 404 with
+    MANIFEST_UNKNOWN and ``detail: {reference}`` for a manifest it does not hold."""
+    import httpx
+
+    from labkit.oci.client import RegistryClient
+    from labkit.policy.credentials import RegistryAccess
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v2/":
+            return httpx.Response(200)
+        reference = request.url.path.rpartition("/")[2]
+        if request.method == "HEAD":
+            return httpx.Response(404)
+        return httpx.Response(404, json={"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown to "
+                                                     "registry", "detail": {"reference": reference}}]})
+
+    return RegistryAccess(RegistryClient(transport=httpx.MockTransport(handle)))
+
+
+def test_pinning_a_missing_tag_quotes_go_containerregistrys_get_error() -> None:
+    # native lab, case ivp-key-a-deny-fail/pod/missing:tag (Kyverno v1.19.1): MutateDigest's
+    # ictx.Get is remote.Image, a GET (evaluator/policy.go:364-371), and the webhook says
+    # "Policy <p> error: failed to update digest: failed to resolve digest for image <i>: <ggcr>"
+    access = registry_access()
+    text = policy_yaml(refs=f'["{REG}/diff/*"]')
+    d = admit(text, pod(f"{REG}/diff/missing:v1"), access, resolver=access.resolve)
+    assert d.message == (f"Policy p error: failed to update digest: failed to resolve digest for image "
+                         f"{REG}/diff/missing:v1: GET http://{REG}/v2/diff/missing/manifests/v1: "
+                         "MANIFEST_UNKNOWN: manifest unknown to registry; map[reference:v1]")
+    assert [(t.rule, t.status, t.phase) for t in d.trace] == [("mutateDigest", "error", "mutate")]
+
+
+def test_a_missing_digest_fails_the_prefetch_as_an_evaluation_error() -> None:
+    # native lab, case ivp-key-a-deny-fail/pod/missing@digest: Evaluate prefetches every matched
+    # image (evaluator/policy.go:186-192) and evaluatePolicies makes the error
+    # RuleError("evaluation", "failed to evaluate policy", err) (ivpol/engine/engine.go)
+    access = registry_access()
+    d = admit(policy_yaml(refs=f'["{REG}/diff/*"]'), pod(f"{REG}/diff/missing@{DIGEST}"), access)
+    assert d.message == (f"Policy p error: failed to evaluate policy: GET http://{REG}/v2/diff/missing/manifests/"
+                         f"{DIGEST}: MANIFEST_UNKNOWN: manifest unknown to registry; map[reference:{DIGEST}]")
+    assert [(t.rule, t.status) for t in d.trace] == [("evaluation", "error")]
+
+
+# --- autogen: a pods policy also matches the pod controllers ---------------------------------
+
+
+@pytest.mark.parametrize("expr, ref, want", [
+    # pkg/cel/autogen/replacement_test.go (Kyverno v1.19.1)
+    ("object.spec", "defaults", "object.spec.template.spec"),
+    ("oldObject.spec", "cronjobs", "oldObject.spec.jobTemplate.spec.template.spec"),
+    ("object.metadata.labels['app']", "defaults", "object.spec.template.metadata.labels['app']"),
+    ("object.metadata.namespace", "defaults", "object.metadata.namespace"),
+    ("object.metadata.namespace == 'foo' && object.metadata.labels['team'] == 'platform'", "defaults",
+     "object.metadata.namespace == 'foo' && object.spec.template.metadata.labels['team'] == 'platform'"),
+    ("object.metadata.namespaceFoo", "defaults", "object.spec.template.metadata.namespaceFoo"),
+])
+def test_autogen_replacements(expr: str, ref: str, want: str) -> None:
+    assert ivp._autogen_replace(expr, ivp._AUTOGEN_REPLACEMENTS[ref]) == want
+
+
+def test_a_pods_policy_pins_and_verifies_deployments_by_autogen() -> None:
+    # native lab, cases ivp-key-a-*/deployment/*: the pod rule's autogen variant matches
+    # apps/v1 deployments (autogen.go, ConfigsMap), pins spec.template.spec's images and denies
+    # an unsigned one with the same "Policy <p> failed: <message>"
+    from labkit.policy.decision import apply_patches
+
+    text = policy_yaml()
+    [policy] = load_policies(text)
+    variants = ivp.autogen_variants(policy)
+    # autogenIvPols: one variant per replacement set, in sorted order ("cronjobs" < "defaults")
+    assert [v.spec.match_constraints["resourceRules"] for v in variants] == [
+        [{"apiGroups": ["batch"], "apiVersions": ["v1"], "resources": ["cronjobs"], "operations": ["CREATE"]}],
+        [{"apiGroups": ["apps"], "apiVersions": ["v1"], "resources": ["daemonsets", "deployments", "replicasets",
+                                                                       "statefulsets"], "operations": ["CREATE"]},
+         {"apiGroups": ["batch"], "apiVersions": ["v1"], "resources": ["jobs"], "operations": ["CREATE"]}]]
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "default"},
+                  "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "ghcr.io/lab/app:v1"}]}}}}
+    decision = Decision(allowed=True)
+    ivp.mutate([policy], deployment, {}, lambda ref, **_: DIGEST, decision)
+    assert decision.patches == [{"op": "replace", "path": "/spec/template/spec/containers/0/image",
+                                 "value": f"ghcr.io/lab/app:v1@{DIGEST}"}]
+    patched = apply_patches(deployment, decision.patches)
+    ivp.validate_admission([policy], patched, {}, FakeVerifier(unsigned=[f"ghcr.io/lab/app:v1@{DIGEST}"]), decision)
+    assert not decision.allowed and decision.message == "Policy p failed: unsigned image"
+    # spec.autogen.podControllers.controllers: [] turns it off
+    off = policy_yaml(extra="  autogen: {podControllers: {controllers: []}}\n")
+    assert ivp.autogen_variants(load_policies(off)[0]) == []
+
+
+def test_a_source_repository_is_where_signatures_are_looked_up() -> None:
+    # cosign.source.repository: ociremote.WithTargetRepository (ivpol/cosign/opts.go:96-102)
+    asked = []
+
+    def verifier(ref: str, keys: Sequence[Any], *, repository: str | None = None, **_: Any) -> Any:
+        asked.append(repository)
+        return type("Verified", (), {"digest": DIGEST})()
+    text = policy_yaml().replace("        ctlog:", "        source: {repository: ghcr.io/lab/sigs}\n        ctlog:")
+    assert admit(text, pod(f"ghcr.io/lab/app@{DIGEST}"), verifier).allowed
+    assert asked == ["ghcr.io/lab/sigs"]
+
+
+# --- reports: what the validating webhook's audit records -----------------------------------
+
+
+def test_admission_report_has_one_result_per_policy_and_none_when_one_denies() -> None:
+    # handler.go audit: blocked when any responding policy has Deny; rule names from engine.go
+    image = f"ghcr.io/lab/app@{DIGEST}"
+    text = policy_yaml(extra="  validationActions: [Audit]\n")
+    policies = load_policies(text)
+    d = admit(text, pod(image), FakeVerifier(unsigned=[image]))
+    assert [(t.policy, t.rule, t.status) for t in ivp.admission_report(policies, d.trace)] == [("p", "p", "fail")]
+    d = admit(policy_yaml(), pod(image), FakeVerifier())
+    assert ivp.admission_report(load_policies(policy_yaml()), d.trace) == []
+
+
+def test_reports_merge_keeps_the_result_of_the_same_second() -> None:
+    # MergeReports (pkg/controllers/report/aggregate/utils.go:57-64): per source/policy, a result
+    # replaces the kept one only when its timestamp's seconds are later; native lab, case
+    # ivp-key-a-audit-fail/pod/signed-a:tag/plain/update-from-unsigned keeps the create's "fail"
+    from labkit.admission.reports import ReportStore
+    from labkit.policy.decision import ImageTrace
+    from labkit.policy.images import Engine
+
+    store = ReportStore()
+    obj = pod(f"ghcr.io/lab/app@{DIGEST}")
+    for status, now in (("fail", 100.2), ("pass", 100.9)):
+        store.merge(obj, [ImageTrace(Engine.KYVERNO, "p", "p", "", "", status)], uid="u", now=now)
+    [report] = store.list()["items"]
+    assert [(r["rule"], r["result"]) for r in report["results"]] == [("p", "fail")]
+    store.merge(obj, [ImageTrace(Engine.KYVERNO, "p", "p", "", "", "pass")], uid="u", now=101.0)
+    [report] = store.list()["items"]
+    assert [(r["rule"], r["result"], r["message"]) for r in report["results"]] == [("p", "pass", "success")]
+    assert report["summary"]["pass"] == 1 and report["summary"]["fail"] == 0
+
+
+def test_an_ignore_policy_answers_from_the_ivpol_ignore_webhooks() -> None:
+    # native lab, cases ivp-key-a-deny-ignore/*: 'admission webhook "ivpol.validate.kyverno.svc-ignore"
+    # denied the request: Policy diff-13 failed: …' and "ivpol.mutate.kyverno.svc-ignore" for a pin
+    # (buildWebhookRules, pkg/controllers/webhook/validating.go:197-213)
+    from labkit.lab.apiserver import ROUTES, ApiServer
+
+    docs = [{"kind": "ImageValidatingPolicy", "metadata": {"name": "ign"}, "spec": {"failurePolicy": "Ignore"}},
+            {"kind": "ImageValidatingPolicy", "metadata": {"name": "fl"}, "spec": {}}]
+    api = ApiServer.__new__(ApiServer)
+    api.store = type("Store", (), {"list_policies": lambda self: docs})()
+    mutate, validate = ROUTES[0], ROUTES[2]
+    assert api.webhook_name(validate, "Policy ign failed: x") == "ivpol.validate.kyverno.svc-ignore"
+    assert api.webhook_name(mutate, "Policy ign error: failed to update digest: y") == "ivpol.mutate.kyverno.svc-ignore"
+    assert api.webhook_name(validate, "Policy fl failed: x") == "ivpol.validate.kyverno.svc-fail"
