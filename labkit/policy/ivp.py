@@ -241,7 +241,9 @@ def compile_policy(policy: ImageValidatingPolicy) -> CompiledPolicy:
     refs: list[MatchImageReference] = values["matchImageReferences"] or []
     ref_globs, glob_errors = _compile_globs(refs)
     if glob_errors:
-        raise ValueError(_aggregate(glob_errors))
+        # the image-verification library compiles them (imageverify/impl.go), and the policy
+        # webhook reports its error as an internal one on no field: "<nil>: Internal error: …"
+        raise ValueError(f"<nil>: Internal error: failed to compile matches: {_aggregate(glob_errors)}")
     ref_programs = [program(f"spec.matchImageReferences[{i}].expression", r.expression, "image", "bool")
                     if r.expression and not r.glob else None for i, r in enumerate(refs)]
     for i, extractor in enumerate(values["images"] or []):
@@ -285,7 +287,7 @@ def _compile_globs(refs: Sequence[MatchImageReference]) -> tuple[list[Glob | Non
             try:
                 glob = compile_ivp_glob(ref.glob)
             except GlobError as exc:
-                errors.append(field_invalid(f"spec.matchImageReferences[{i}].glob", ref.glob, str(exc)))
+                errors.append(field_invalid(f"spec.MatchImageReferences[{i}].glob", ref.glob, str(exc)))
         globs.append(glob)
     return globs, errors
 

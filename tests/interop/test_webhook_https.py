@@ -28,6 +28,7 @@ from labkit.oci.reference import Reference
 from labkit.policy.decision import apply_patches
 from labkit.signing.sign import sign_image
 from tests.peers import free_port
+from tests.lab.scenario import OFFLINE
 
 pytestmark = pytest.mark.interop
 
@@ -46,7 +47,7 @@ def _kyverno(name: str, pattern: str, pem: str, *, action: str = "Enforce", fail
     rule = {"name": name, "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
             "verifyImages": [{"imageReferences": [pattern], "failureAction": action,
                               "mutateDigest": enforce, "verifyDigest": enforce,
-                              "attestors": [{"entries": [{"keys": {"publicKeys": pem.strip()}}]}]}]}
+                              "attestors": [{"entries": [{"keys": {"publicKeys": pem.strip(), **OFFLINE}}]}]}]}
     return yaml.safe_dump({"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy", "metadata": {"name": name},
                            "spec": {"failurePolicy": failure_policy, "rules": [rule]}})
 
