@@ -13,13 +13,21 @@ Admission (``pkg/cel/policies/ivpol/engine/engine.go``, ``pkg/webhooks/resource/
    normalised form) is pinned: ``replace`` with ``<normalised>@<digest>``. No verification here.
 2. Validating webhook, on the mutated object: ``images`` holds only the images (raw strings)
    that match ``matchImageReferences``; with ``verifyDigest`` (default true) an image without
-   a digest fails the policy (``image X does not have a digest``); the validations run in
-   order and the first false one fails with its message; a CEL error is an ``error`` result.
+   a digest fails the policy (``image X does not have a digest``); then each matched image's
+   manifest is fetched (a GET, as the image data loader's ``remote.Image``): a registry error
+   is the ``error`` result ``failed to evaluate policy: <go-containerregistry's text>``; the
+   validations run in order and the first false one fails with its message; a CEL error is an
+   ``error`` result.
    A passing policy then fails if one of its images was never verified by any policy in the
    request (``required``, default true).
 3. Response: for ``Deny`` each fail/error reads ``Policy <name> failed: <msg>`` /
    ``Policy <name> error: <msg>``, joined with ``; ``; ``Warn`` gives the same text as
    warnings; ``Audit`` only reports. Kyverno joins policies in Go map order; labkit sorts by name.
+
+A policy matching only core v1 ``pods`` also applies, by autogen, to DaemonSets, Deployments,
+Jobs, ReplicaSets, StatefulSets and CronJobs (:func:`autogen_variants`). Results carry Kyverno's
+rule names (the policy's, ``evaluation``, ``mutateDigest``); with no ``Deny`` policy among them
+the validating webhook reports them (:func:`admission_report`).
 
 ``kyverno apply`` runs step 2 only, on the object as given (no digest pinning).
 
@@ -34,7 +42,8 @@ TUF root, which the offline lab cannot reach; as in Kyverno it then verifies not
 and the attestor line says why (``labkit.policy.tlog``).
 
 Not evaluated (an explicit ``error`` result, never a silent pass): keyless, certificate,
-KMS and expression keys, notary, alternate signature repositories, attestations, image data.
+KMS and expression keys, notary, ``source.tagPrefix`` and ``source.signaturePullSecrets``
+(``source.repository`` is followed), attestations, image data.
 """
 
 from __future__ import annotations
