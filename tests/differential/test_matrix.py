@@ -55,6 +55,24 @@ def test_normalise_replaces_hosts_and_environment_text() -> None:
         "Rekor public keys: {environment}'")
 
 
+def test_normalise_puts_policy_controller_authority_errors_in_one_order() -> None:
+    """The native lab's policy-controller printed, for cip-keys-ab-enforce-fail/pod/unsigned@digest,
+    authority b's error before a's in one run and after it in another (goroutine order,
+    ValidatePolicy in pkg/webhook/validator.go:497-550 at v0.13.1); both normalise to a, b."""
+    known = Known.load()
+    image = "127.0.0.1:5001/diff/unsigned@sha256:" + "60" * 32
+
+    def text(first: str, second: str) -> str:
+        return ('Error from server (BadRequest): admission webhook "policy.sigstore.dev" denied the request: '
+                "validation failed: failed policy: diff-21: spec.containers[0].image\n" + image + "".join(
+                    f" signature key validation failed for authority {n} for {image}: no signatures found"
+                    for n in (first, second)))
+
+    expected = normalise(text("a", "b"), ["127.0.0.1:5001"], known)
+    assert "authority a for {registry}" in expected and expected.index("authority a") < expected.index("authority b")
+    assert normalise(text("b", "a"), ["127.0.0.1:5001"], known) == expected
+
+
 def test_compare_finds_each_field_and_excuses_only_what_is_listed(tmp_path: Path) -> None:
     base = Observation(True, "pod/x created", images=("{registry}/diff/a@sha256:1",))
     assert compare("c", base, base, None).status == "equal"
