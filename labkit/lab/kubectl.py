@@ -12,7 +12,7 @@ import json
 import re
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,17 @@ KUBECTL_TIMEOUT = 300.0
 READY_TIMEOUT = 120.0
 REPORTS_SETTLE = 90.0
 _DENIED_BY = re.compile(r'admission webhook "([^"]+)" denied the request')
+
+
+def run_kubectl(binary: str, kubeconfig: str | Path, args: Sequence[str], *, stdin: str | None = None,
+                timeout: float = KUBECTL_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    """One bounded kubectl call; its exit status and output are the caller's to read."""
+    try:
+        return subprocess.run([binary, "--kubeconfig", str(kubeconfig), *args], input=stdin,
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise LabError(f"kubectl {' '.join(args[:3])} did not finish within {timeout:g}s",
+                       hint="check the lab: `labkit lab status`") from None
 
 
 def controller_of(webhook: str) -> str:
@@ -134,12 +145,7 @@ class KubectlLab(Lab):
 
     def kubectl(self, *args: str, stdin: str | None = None,
                 timeout: float = KUBECTL_TIMEOUT) -> subprocess.CompletedProcess[str]:
-        try:
-            return subprocess.run([self.kubectl_binary, "--kubeconfig", self.kubeconfig, *args], input=stdin,
-                                  capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise LabError(f"kubectl {' '.join(args[:3])} did not finish within {timeout:g}s",
-                           hint="check the lab: `labkit lab status`") from None
+        return run_kubectl(self.kubectl_binary, self.kubeconfig, args, stdin=stdin, timeout=timeout)
 
     def must(self, *args: str, stdin: str | None = None) -> str:
         out = self.kubectl(*args, stdin=stdin)

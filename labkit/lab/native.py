@@ -36,7 +36,7 @@ from labkit._internal.tools import tools_dir
 from labkit.admission.tls import ensure_tls
 from labkit.errors import LabError
 from labkit.lab.base import PrivateRegistry, RegistryInfo
-from labkit.lab.kubectl import KubectlLab
+from labkit.lab.kubectl import KubectlLab, run_kubectl
 from labkit.lab.sockets import listening
 from labkit.lab.processes import spawn, terminate
 from labkit.lab.registries import start_registries
@@ -301,10 +301,7 @@ class _Starter:
         _write(self.kubeconfig, yaml.safe_dump(config).encode(), 0o600)
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
-        import subprocess
-
-        out = subprocess.run([self.kubectl_binary, "--kubeconfig", str(self.kubeconfig), *args], input=stdin,
-                             capture_output=True, text=True, timeout=self.timeout)
+        out = run_kubectl(self.kubectl_binary, self.kubeconfig, args, stdin=stdin, timeout=self.timeout)
         if out.returncode != 0:
             raise LabError(f"setting up the native lab: kubectl {' '.join(args[:4])} failed: {out.stderr.strip()}",
                            hint=f"logs are in {self.home.logs}")
