@@ -119,6 +119,7 @@ class Webhook:
         decision = evaluate(policies, resource, namespace_labels=labels, verifier=self.verifier,
                             resolver=self.access.resolve, secrets=self.secrets,
                             no_match_policy=self.no_match_policy,
+                            old_resource=request.old_object if request.operation == "UPDATE" else None,
                             phase="mutate" if mutating else "validate",
                             policy_controller=engine is Engine.POLICY_CONTROLLER)
         warnings = list(decision.warnings)

@@ -177,9 +177,12 @@ def evaluate(
     secrets: SecretStore | None = None,
     no_match_policy: str = "deny",
     phase: Phase = "admission",
+    old_resource: Mapping[str, Any] | None = None,
     policy_controller: bool = False,
 ) -> Decision:
-    """Decide admission of ``resource`` (a CREATE) as the clusters' webhooks would.
+    """Decide admission of ``resource`` (a CREATE, or an UPDATE of ``old_resource``: Kyverno
+    skips an unchanged image the old object's annotation records as verified) as the clusters'
+    webhooks would.
 
     ``phase``: ``mutate`` (the mutating webhooks: patches, Kyverno's verification),
     ``validate`` (the validating webhooks, on an object already mutated), or ``admission``
@@ -200,7 +203,7 @@ def evaluate(
         from labkit.policy import ivp  # builds the CEL environment: only when an IVP is given
     if phase in ("mutate", "admission"):
         if kyverno:
-            _KyvernoRun(kyverno, resource, labels, registry, decision).mutate()
+            _KyvernoRun(kyverno, resource, labels, registry, decision, old_resource).mutate()
         if ivps and decision.allowed:
             ivp.mutate(ivps, resource, labels, resolver, decision, secrets)
         if (cips or policy_controller) and decision.allowed:
@@ -356,12 +359,45 @@ def _match_kinds(m: MatchResources) -> list[str]:
     return [k for d in filters for k in d.kinds]
 
 
-def _autogen(policy: KyvernoPolicy, rule_match: MatchResources, kind: str) -> tuple[str, str] | None:
+def _can_autogen(policy: KyvernoPolicy) -> bool:
+    """``CanAutoGen`` (pkg/autogen/v1/autogen.go:67 at v1.19.1), over every rule of the policy:
+    no generate rule, no mutate patchesJson6902, and no match or exclude description with a
+    name, names, selector or annotations, or with Pod among other kinds (``checkAutogenSupport``,
+    :30); and some description names Pod or a pod controller. Otherwise no rule of the policy
+    gets autogen rules, whatever the autogen-controllers annotation says (``computeRules``, :213)."""
+    needed = False
+    for rule in policy.spec.rules:
+        if rule.generate is not None:
+            return False
+        mutate = rule.mutate if isinstance(rule.mutate, Mapping) else {}
+        if mutate.get("patchesJson6902") or any(
+                isinstance(f, Mapping) and f.get("patchesJson6902") for f in mutate.get("foreach") or []):
+            return False
+        for block in (rule.match, rule.exclude):
+            if block is None:
+                continue
+            descriptions = [d for d in [block.resources, *(f.resources for f in block.any),
+                                        *(f.resources for f in block.all)] if d is not None]
+            for d in descriptions:
+                kinds = [k.rsplit("/", 1)[-1] for k in d.kinds]
+                if d.name or d.names or d.selector is not None or d.annotations or (
+                        len(kinds) > 1 and "Pod" in kinds):
+                    return False
+                needed = needed or any(k in _AUTOGEN_KINDS | {"CronJob", "Pod"} for k in d.kinds)
+    return needed
+
+
+def _autogen(policy: KyvernoPolicy, rule_match: MatchResources, kind: str,
+             rule_exclude: MatchResources | None = None) -> tuple[str, str] | None:
     """For a Pod-only rule, Kyverno generates ``autogen-`` rules for pod controllers
     (``pkg/autogen/v1``): return (rule-name prefix, kind to match as) or None."""
     setting = policy.metadata.annotations.get("pod-policies.kyverno.io/autogen-controllers", "all")
     kinds = {k.rsplit("/", 1)[-1] for k in _match_kinds(rule_match)}
-    if kinds != {"Pod"} or setting == "none":
+    if kinds != {"Pod"} or setting == "none" or not _can_autogen(policy):
+        return None
+    # generateRuleForControllers (pkg/autogen/v1/rule.go:286): an exclude naming kinds must name Pod
+    excluded = {k.rsplit("/", 1)[-1] for k in _match_kinds(rule_exclude)} if rule_exclude else set()
+    if excluded and "Pod" not in excluded:
         return None
     allowed = _AUTOGEN_KINDS | {"CronJob"} if setting == "all" else set(setting.split(","))
     if kind not in allowed:
@@ -379,9 +415,10 @@ class _KyvernoRun:
         ns_labels: Mapping[str, str],
         registry: _Registry,
         decision: Decision,
+        old_resource: Mapping[str, Any] | None = None,
     ) -> None:
         self.policies, self.resource, self.ns_labels = policies, resource, ns_labels
-        self.registry, self.decision = registry, decision
+        self.registry, self.decision, self.old = registry, decision, old_resource
         self.kind = str(resource.get("kind", ""))
         self.namespace = str((resource.get("metadata") or {}).get("namespace") or "")
         self.images = extract_images(resource, Engine.KYVERNO) or []
@@ -412,7 +449,7 @@ class _KyvernoRun:
                     continue
                 name, match_kind = rule.name, self.kind
                 if not _match_resources(rule.match, self.resource, self.kind, self.ns_labels):
-                    auto = _autogen(policy, rule.match, self.kind)
+                    auto = _autogen(policy, rule.match, self.kind, rule.exclude)
                     if auto is None or not self.images:
                         continue
                     name, match_kind = auto[0] + rule.name, auto[1]
@@ -491,6 +528,14 @@ class _KyvernoRun:
         patterns = iv.image_references or ([iv.image] if iv.image else [])
         if not any(wildcard_match(p, image) for p in patterns):
             return None
+        if self._previously_verified(policy, rule, image, container):
+            # imageVerifier.Verify (pkg/engine/internal/imageverifier.go:74-79): no check, no rule
+            # response, no digest patch; the metadata says pass
+            if iv.attestors or iv.attestations:
+                self.annotation[image] = "pass"
+                self.scoped.setdefault(f"{policy.metadata.namespace}/{policy.name}", {}).setdefault(
+                    rule, {})[image] = "pass"
+            return None
         name, _, spec_digest = image.partition("@")
         trace = ImageTrace(Engine.KYVERNO, policy.name, rule, image, container.pointer, "pass",
                            phase="mutate")
@@ -536,6 +581,37 @@ class _KyvernoRun:
             key = f"{policy.metadata.namespace}/{policy.name}"
             self.scoped.setdefault(key, {}).setdefault(rule, {})[image] = status
         return trace
+
+    def _previously_verified(self, policy: KyvernoPolicy, rule: str, image: str,
+                             container: ContainerImage) -> bool:
+        """On UPDATE, an image whose field did not change (``HasChanged``, pkg/engine/context/
+        evaluate.go:39) and that the OLD object's ``verify-images-scoped`` annotation records as
+        pass or skip for this policy and rule (``isPreviouslyVerified``, imageverifier.go:140;
+        ``IsImageVerifiedForPolicy``, pkg/engine/utils/image.go:72) is not verified again. The old
+        annotation is trusted as stored."""
+        if not self.old:
+            return False
+        old: Any = self.old
+        for part in container.pointer.split("/")[1:]:
+            part = part.replace("~1", "/").replace("~0", "~")
+            if isinstance(old, list) and part.isdigit() and int(part) < len(old):
+                old = old[int(part)]
+            elif isinstance(old, Mapping) and part in old:
+                old = old[part]
+            else:
+                return False  # request.oldObject.<path> not found: an error, so verified anew
+        if old != container.image:
+            return False
+        raw = ((self.old.get("metadata") or {}).get("annotations") or {}).get(VERIFY_IMAGES_SCOPED_ANNOTATION)
+        try:
+            doc = json.loads(raw) if isinstance(raw, str) else None
+        except ValueError:
+            return False
+        if not (isinstance(doc, dict) and doc.get("version") == 1 and isinstance(doc.get("policies"), dict)):
+            return False  # ParseImageMetadata's other form has no per-policy record
+        rules = doc["policies"].get(f"{policy.metadata.namespace}/{policy.name}")
+        images = rules.get(rule) if isinstance(rules, dict) else None
+        return isinstance(images, dict) and images.get(image) in ("pass", "skip")
 
     def _lookup(self, image: str, credentials: Credentials | None, trace: ImageTrace) -> str:
         """``handleMutateDigest``: the registry's digest for a tag no signature pinned."""

@@ -216,3 +216,71 @@ def test_apply_and_delete_of_a_v1_cluster_policy_carry_the_crds_deprecation_warn
     ivp = {"apiVersion": "policies.kyverno.io/v1", "kind": "ImageValidatingPolicy", "metadata": {"name": "i"}}
     from labkit.lab.apiserver import deprecation_warnings
     assert deprecation_warnings(ivp) == ()
+
+
+# --- UPDATE: an unchanged image the old object records as verified ------------------------------
+
+
+def _with_scoped(resource: dict[str, Any], policy: str, image: str, status: str = "pass") -> dict[str, Any]:
+    import json
+
+    scoped = {"version": 1, "policies": {f"/{policy}": {"check-image": {image: status}}}}
+    return {**resource, "metadata": {**resource["metadata"],
+                                     "annotations": {"kyverno.io/verify-images-scoped": json.dumps(scoped)}}}
+
+
+def test_update_trusts_the_old_objects_record_for_an_unchanged_image() -> None:
+    """cp-key-a-enforce-fail/pod/unsigned@digest/plain/update-forged-annotation: the native lab
+    answers ``pod/g01-23 replaced``: imageVerifier.Verify skips an image whose field is unchanged
+    and that the OLD object's scoped annotation says passed (imageverifier.go:74-79, 140-144)."""
+    image = f"docker.io/nginx@{DIGEST}"
+    old = _with_scoped(pod(image), "check-image", image)
+    stub = Stub(set())
+    d = evaluate(load_policies(kyverno_policy()), pod(image), verifier=stub, old_resource=old)
+    assert d.allowed and stub.calls == [] and d.warnings == []
+    assert {"op": "add", "path": "/metadata/annotations/kyverno.io~1verify-images-scoped",
+            "value": '{"version":1,"policies":{"/check-image":{"check-image":{"' + image + '":"pass"}}}}'} \
+        in d.patches
+
+
+@pytest.mark.parametrize("old", [
+    _with_scoped(pod("docker.io/nginx:1.1"), "check-image", "docker.io/nginx:1.2"),  # the image changed
+    _with_scoped(pod("nginx:1.2"), "other-policy", "docker.io/nginx:1.2"),  # another policy's record
+    _with_scoped(pod("nginx:1.2"), "check-image", "docker.io/nginx:1.2", "fail"),
+    pod("nginx:1.2"),  # no record
+])
+def test_update_verifies_again_without_a_matching_record(old: dict[str, Any]) -> None:
+    stub = Stub(set())
+    d = evaluate(load_policies(kyverno_policy()), pod("nginx:1.2"), verifier=stub, old_resource=old)
+    assert not d.allowed and stub.calls == [IMAGE]
+
+
+# --- autogen: CanAutoGen ------------------------------------------------------------------------
+
+
+def _excluding(block: str) -> str:
+    return kyverno_policy().replace(
+        "      verifyImages:\n", f"      exclude: {{any: [{{resources: {block}}}]}}\n      verifyImages:\n", 1)
+
+
+@pytest.mark.parametrize("block", [
+    "{selector: {matchLabels: {labkit.dev/skip: 'true'}}}",  # the differential suite's exclude
+    "{names: [other]}",
+    "{annotations: {a: b}}",
+])
+def test_a_selector_name_or_annotations_anywhere_turns_autogen_off(block: str) -> None:
+    """cp-key-a-enforce-fail/deployment/unsigned:tag is created on the native lab (``deployment.
+    apps/g01-16 created``, image untouched) and the policy's status lists no autogen rule:
+    CanAutoGen refuses a description with a selector, names or annotations
+    (pkg/autogen/v1/autogen.go:30-38, 100-117)."""
+    stub = Stub(set())
+    d = evaluate(load_policies(_excluding(block)), pod(IMAGE, "Deployment"), verifier=stub)
+    assert d.allowed and d.trace == [] and d.patches == [] and stub.calls == []
+    # the Pod rule itself still applies
+    assert not evaluate(load_policies(_excluding(block)), pod(IMAGE), verifier=stub).allowed
+
+
+def test_an_exclude_by_namespace_keeps_autogen() -> None:
+    d = evaluate(load_policies(_excluding("{namespaces: [kube-system]}")), pod(IMAGE, "Deployment"),
+                 verifier=Stub(set()))
+    assert not d.allowed and "autogen-check-image" in d.message
