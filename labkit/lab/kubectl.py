@@ -251,8 +251,8 @@ class KubectlLab(Lab):
 
 
 def _policy_resources(policy: Mapping[str, Any]) -> set[str] | None:
-    """The resources a Kyverno policy's webhooks must cover, its autogen rules included; None while
-    a policy on Pods has no autogen status yet."""
+    """The resources a Kyverno policy's webhooks must cover, its autogen rules included; None until
+    Kyverno has written the policy's status (``autogen`` is there, empty when it generates none)."""
     spec, status = policy.get("spec") or {}, policy.get("status") or {}
     autogen = status.get("autogen") or {}
     if policy.get("apiVersion", "").startswith("policies.kyverno.io/"):
@@ -260,17 +260,14 @@ def _policy_resources(policy: Mapping[str, Any]) -> set[str] | None:
         rules += [((c.get("spec") or {}).get("matchConstraints") or {}).get("resourceRules") or []
                   for c in (autogen.get("configs") or {}).values()]
         return {r for rr in rules for rule in rr for r in rule.get("resources") or []}
+    if "autogen" not in status:
+        return None
     kinds = [k for rule in [*(spec.get("rules") or []), *(autogen.get("rules") or [])]
              for block in (rule.get("match") or {}).get("any") or (rule.get("match") or {}).get("all") or []
              for k in (block.get("resources") or {}).get("kinds") or []]
-    if "Pod" in kinds and not autogen.get("rules") and not _autogen_off(policy):
-        return None
+    kinds += [k for rule in spec.get("rules") or []
+              for k in ((rule.get("match") or {}).get("resources") or {}).get("kinds") or []]
     return {plural(k.rpartition("/")[2]) for k in kinds}
-
-
-def _autogen_off(policy: Mapping[str, Any]) -> bool:
-    annotations = (policy.get("metadata") or {}).get("annotations") or {}
-    return annotations.get("pod-policies.kyverno.io/autogen-controllers") == "none"
 
 
 def _group(doc: Mapping[str, Any]) -> str:
