@@ -90,6 +90,12 @@ print(lab.create(pod("audited-unsigned", unsigned_image)))
 print(lab.create(pod("audited-signed", signed_image)))
 
 # %% [markdown]
+# **What just happened.** Both pods are admitted, and Kyverno still says what it found, in the
+# `Warning:` lines kubectl prints: the unsigned image failed verification, and — `verifyDigest` is
+# still on while `mutateDigest` is off — neither image names a digest. Every `kyverno.io/v1`
+# ClusterPolicy also earns a deprecation warning: Kyverno 1.19 steers new policies to the
+# ImageValidatingPolicy of notebook 05.
+#
 # `kubectl get policyreports -o wide`, as a table:
 
 # %%
