@@ -118,7 +118,7 @@ def start(home: Path | str | None = None) -> Lab:
 def clear_policies(lab: Lab, engine: str) -> None:
     """``kubectl delete`` every policy of one engine (``kyverno`` or ``policy-controller``) in the
     lab, printing what was there: later notebooks start without earlier notebooks' policies."""
-    from labkit.lab.apiserver import POLICY_GROUPS
+    from labkit.lab.names import POLICY_GROUPS
 
     for policy in lab.policies():
         print(policy["kind"], policy["metadata"]["name"])

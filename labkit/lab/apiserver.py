@@ -41,11 +41,11 @@ import yaml
 
 from labkit.errors import LabError, PolicyError, UsageError
 from labkit.lab.base import WORKLOAD_KINDS, AdmissionResult
+from labkit.lab.names import POLICY_GROUPS, kind_slash_name, plural
 from labkit.policy.decision import apply_patches
 from labkit.policy.images import Engine, extract_images
 from labkit.policy.load import load_policies
 
-POLICY_GROUPS = {"kyverno.io": "kyverno", "policies.kyverno.io": "kyverno", "policy.sigstore.dev": "policy-controller"}
 # The webhooks that validate policy objects themselves (Kyverno's kyverno-policy-validating-webhook-cfg,
 # policy-controller's validating.clusterimagepolicy.sigstore.dev).
 POLICY_WEBHOOKS = {"kyverno": "validate-policy.kyverno.svc", "policy-controller": "validating.clusterimagepolicy.sigstore.dev"}
@@ -53,20 +53,6 @@ SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 KYVERNO_SKIPPED_NAMESPACES = ("kyverno", "kube-system", "kube-public", "kube-node-lease")
 PC_INCLUDE = "policy.sigstore.dev/include"
 NAME_LABEL = "kubernetes.io/metadata.name"  # the API server sets it on every namespace
-
-
-def plural(kind: str) -> str:
-    """The resource name the API server serves ``kind`` as (``ClusterPolicy`` → ``clusterpolicies``)."""
-    kind = kind.lower()
-    return kind[:-1] + "ies" if kind.endswith("y") and kind[-2:-1] not in "aeiou" else kind + "s"
-
-
-def kind_slash_name(obj: Mapping[str, Any]) -> str:
-    """kubectl's ``pod/app``, ``deployment.apps/web``, ``clusterpolicy.kyverno.io/check``."""
-    group = str(obj.get("apiVersion", "v1")).rpartition("/")[0]
-    kind = str(obj.get("kind", "")).lower()
-    return f"{kind}.{group}/{obj.get('metadata', {}).get('name', '')}" if group else \
-        f"{kind}/{obj.get('metadata', {}).get('name', '')}"
 
 
 def kubectl_error(message: str, reason: str = "", source: str | None = None, verb: str = "creating") -> str:

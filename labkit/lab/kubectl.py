@@ -19,8 +19,8 @@ from typing import Any
 import yaml
 
 from labkit.errors import LabError
-from labkit.lab.apiserver import POLICY_GROUPS, kind_slash_name, plural
 from labkit.lab.base import WORKLOAD_KINDS, AdmissionResult, Lab, load_documents
+from labkit.lab.names import POLICY_GROUPS, kind_slash_name, plural
 from labkit.lab.signatures import delete_signatures
 from labkit.lab.state import LabHome, LabState
 from labkit.policy.images import Engine, extract_images

@@ -14,7 +14,7 @@ import yaml
 from labkit import keys
 from labkit.errors import AuthenticationError
 from labkit.lab import AdmissionResult, Lab
-from labkit.lab.apiserver import kind_slash_name
+from labkit.lab.names import kind_slash_name
 from labkit.oci.client import RegistryClient
 from labkit.oci.model import OCI_CONFIG, OCI_LAYER, Descriptor, Image, Manifest, sha256_digest
 from labkit.oci.reference import Reference
