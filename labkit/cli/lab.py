@@ -7,7 +7,7 @@ import json
 import sys
 
 from labkit.errors import UsageError
-from labkit.lab.base import BACKENDS
+from labkit.lab.factory import BACKENDS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -7,6 +7,8 @@
 """
 
 from labkit.lab.base import AdmissionResult, Lab, PrivateRegistry, RegistryInfo, pod
+from labkit.lab.factory import BACKENDS, connect, start  # also registers Lab.start / Lab.connect
 from labkit.lab.state import LabHome
 
-__all__ = ["AdmissionResult", "Lab", "LabHome", "PrivateRegistry", "RegistryInfo", "pod"]
+__all__ = ["BACKENDS", "AdmissionResult", "Lab", "LabHome", "PrivateRegistry", "RegistryInfo", "connect", "pod",
+           "start"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,8 +15,6 @@ import yaml
 from labkit.errors import LabError, UsageError
 from labkit.oci.auth import Credentials
 from labkit.lab.state import LabHome, LabState
-
-BACKENDS = ("embedded", "native", "kind")
 
 # Objects the lab creates through admission; everything else is configuration it stores.
 WORKLOAD_KINDS = {"Pod": "", "Deployment": "apps", "ReplicaSet": "apps", "StatefulSet": "apps",
@@ -126,19 +124,14 @@ class Lab(abc.ABC):
 
     @staticmethod
     def start(backend: str = "embedded", home: Path | str | None = None, **options: Any) -> Lab:
-        if backend not in BACKENDS:
-            raise UsageError(f"unknown lab backend {backend!r}", hint=f"choose one of: {', '.join(BACKENDS)}")
-        return _backend(backend).start(LabHome.resolve(home), **options)
+        """Start a lab (``embedded``, ``native`` or ``kind``) in ``home``, or return the one running
+        there: :func:`labkit.lab.factory.start`."""
+        return _factory["start"](backend, home, **options)
 
     @staticmethod
     def connect(home: Path | str | None = None) -> Lab:
-        lab_home = LabHome.resolve(home)
-        state = LabState.load(lab_home)
-        if state is None:
-            raise LabError(f"no lab is running in {lab_home.root} (no {lab_home.state_file.name})",
-                           hint="start one: `labkit lab up` or labkit.Lab.start() "
-                                "(LABKIT_HOME selects the lab's directory)")
-        return _backend(state.backend).attach(lab_home, state)
+        """The lab running in ``home``: :func:`labkit.lab.factory.connect`."""
+        return _factory["connect"](home)
 
     @property
     @abc.abstractmethod
@@ -201,17 +194,12 @@ class Lab(abc.ABC):
         self.stop()
 
 
-def _backend(name: str) -> Any:
-    if name == "embedded":
-        from labkit.lab.embedded import EmbeddedLab
+# Lab.start and Lab.connect: labkit.lab.factory's start and connect. The factory imports the backends,
+# which import this module, so it registers itself here instead of being imported (labkit/lab/__init__.py
+# imports it, so it is registered before Lab is reachable).
+_factory: dict[str, Callable[..., Lab]] = {}
 
-        return EmbeddedLab
-    if name == "native":
-        from labkit.lab.native import NativeLab
 
-        return NativeLab
-    if name == "kind":
-        from labkit.lab.kind import KindLab
-
-        return KindLab
-    raise LabError(f"unknown lab backend {name!r} in the lab state", hint="run `labkit lab down`, then `labkit lab up`")
+def register_factory(start: Callable[..., Lab], connect: Callable[..., Lab]) -> None:
+    """Make ``Lab.start`` / ``Lab.connect`` call ``start`` / ``connect`` (see :mod:`labkit.lab.factory`)."""
+    _factory.update(start=start, connect=connect)
