@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from labkit.policy.decision import ImageTrace
+from labkit.policy.trace import ImageTrace
 
 API_VERSION = "wgpolicyk8s.io/v1alpha2"
 _RESULTS = ("pass", "fail", "warn", "error", "skip")

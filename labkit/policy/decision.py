@@ -27,14 +27,12 @@ lookups are injected (``verifier``, ``resolver``) so tests can run without a reg
 from __future__ import annotations
 
 import copy
-import inspect
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import yaml
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from labkit.errors import LabkitError, NoSignaturesError, RegistryUnreachableError
 from labkit.oci.auth import Credentials
@@ -60,7 +58,10 @@ from labkit.policy.models import (
     Policy,
     ResourceDescription,
 )
+from labkit.policy.selectors import labels_match
 from labkit.policy.tlog import cip_key_error, kyverno_key_options, rekor_unreachable
+from labkit.policy.trace import ImageTrace
+from labkit.policy.verification import UnsupportedAlgorithm, call_verifier, keys_from_pem
 
 PC_INCLUDE_LABEL = "policy.sigstore.dev/include"
 VERIFY_IMAGES_ANNOTATION = "kyverno.io/verify-images"
@@ -96,22 +97,6 @@ class Resolver(Protocol):
     """The digest a tag points at in the registry (raises LabkitError when it cannot say)."""
 
     def __call__(self, ref: str, *, credentials: Credentials | None = None) -> str: ...
-
-
-@dataclass
-class ImageTrace:
-    """What one engine did with one container image under one policy (and rule)."""
-
-    engine: Engine
-    policy: str
-    rule: str
-    image: str
-    path: str  # JSON pointer (Kyverno) or field path (policy-controller)
-    status: str  # pass | fail | skip | error | warn
-    message: str = ""
-    digest: str = ""
-    attestors: list[str] = field(default_factory=list)  # one line per attestor/authority tried
-    phase: str = "validate"  # mutate | validate: the webhook that produced this result
 
 
 @dataclass
@@ -250,66 +235,11 @@ def _pod_spec(resource: Mapping[str, Any], engine: Engine) -> Mapping[str, Any] 
     return spec if isinstance(spec, Mapping) else None
 
 
-def _keys_from_pem(text: str) -> list[Any]:
-    """Each PEM block becomes its own key (Kyverno splits ``publicKeys`` the same way)."""
-    blocks, current = [], []
-    for line in text.strip().splitlines():
-        current.append(line.strip())
-        if line.strip().startswith("-----END"):
-            blocks.append("\n".join(current) + "\n")
-            current = []
-    return [load_pem_public_key(b.encode()) for b in blocks]
-
-
 def _verification_message(exc: LabkitError) -> str:
     return exc.message  # cosign's wording: "no signatures found", "no matching signatures: …"
 
 
-class _UnsupportedAlgorithm(LabkitError):
-    """The injected verifier cannot check a hash other than SHA-256."""
-
-
-def call_verifier(verifier: Any, ref: str, keys: Sequence[Any], digest_algorithm: str,
-                  **options: Any) -> Any:
-    """``verifier(ref, keys, **options)``, adding ``digest_algorithm`` when it is not sha256.
-
-    A verifier without that parameter would silently check SHA-256, so it is refused instead.
-    """
-    if digest_algorithm != "sha256":
-        try:
-            params = inspect.signature(verifier).parameters.values()
-        except (TypeError, ValueError):
-            params = []  # type: ignore[assignment]
-        if not any(p.name == "digest_algorithm" or p.kind is p.VAR_KEYWORD for p in params):
-            raise _UnsupportedAlgorithm(
-                f"labkit's verifier ({type(verifier).__name__}) cannot check {digest_algorithm} "
-                "signatures", hint="it must accept a digest_algorithm keyword")
-        options["digest_algorithm"] = digest_algorithm
-    return verifier(ref, keys, **options)
-
-
 # --- Kyverno ---------------------------------------------------------------------------------
-
-
-def _labels_match(selector: Any, labels: Mapping[str, str]) -> bool:
-    """metav1.LabelSelector: matchLabels and matchExpressions (In, NotIn, Exists, DoesNotExist)."""
-    if selector is None:
-        return True
-    for k, v in (selector.get("matchLabels") or {}).items():
-        if labels.get(k) != v:
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        k, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
-        present = k in labels
-        ok = {
-            "In": present and labels.get(k) in values,
-            "NotIn": not present or labels.get(k) not in values,
-            "Exists": present,
-            "DoesNotExist": not present,
-        }.get(op, False)
-        if not ok:
-            return False
-    return True
 
 
 def _kind_matches(kinds: Sequence[str], kind: str) -> bool:
@@ -333,9 +263,9 @@ def _description_matches(
         wildcard_match(v, (meta.get("annotations") or {}).get(k, "")) for k, v in desc.annotations.items()
     ):
         return False
-    if desc.selector is not None and not _labels_match(desc.selector, meta.get("labels") or {}):
+    if desc.selector is not None and not labels_match(desc.selector, meta.get("labels") or {}):
         return False
-    if desc.namespace_selector is not None and not _labels_match(desc.namespace_selector, ns_labels):
+    if desc.namespace_selector is not None and not labels_match(desc.namespace_selector, ns_labels):
         return False
     if desc.operations and "CREATE" not in desc.operations:
         return False
@@ -635,7 +565,7 @@ class _KyvernoRun:
         for entry in entries:
             if entry.keys is not None and entry.keys.public_keys:
                 try:
-                    keys = _keys_from_pem(entry.keys.public_keys)
+                    keys = keys_from_pem(entry.keys.public_keys)
                 except ValueError as exc:
                     raise _RuleFailed("fail", f"failed to verify image {image}: "
                                               f"{path}.entries[{len(expanded)}].keys: "
@@ -666,7 +596,7 @@ class _KyvernoRun:
                     repository=entry.repository or iv.repository or None, credentials=credentials)
             except RegistryUnreachableError as exc:
                 raise _RuleFailed("error", f"failed to verify image {image}: {epath}: {exc.message}")
-            except _UnsupportedAlgorithm as exc:
+            except UnsupportedAlgorithm as exc:
                 raise _RuleFailed("error", f"failed to verify image {image}: {epath}: {exc.message}")
             except NoSignaturesError as exc:
                 msg = f"{epath}: {_verification_message(exc)}"
@@ -838,7 +768,7 @@ class _PolicyControllerRun:
         for cip in self.cips:
             if cip.spec.match and not any(
                 m.resource == plural and m.group == group and m.version in (version, "*")
-                and _labels_match(m.selector, labels)
+                and labels_match(m.selector, labels)
                 for m in cip.spec.match
             ):
                 continue
@@ -901,7 +831,7 @@ class _PolicyControllerRun:
                 repository, credentials = self._source(authority, name)
                 algorithm = (authority.key.hash_algorithm or "sha256").lower()
                 try:
-                    call_verifier(self.registry.verifier, name, _keys_from_pem(authority.key.data),
+                    call_verifier(self.registry.verifier, name, keys_from_pem(authority.key.data),
                                   algorithm, repository=repository, credentials=credentials)
                 except LabkitError as exc:
                     messages.append(f"signature key validation failed for authority "

@@ -56,10 +56,14 @@ from typing import Any
 from labkit.errors import LabkitError, NoMatchingSignaturesError, NoSignaturesError
 from labkit.policy.cel import CURRENT, CelError, Program, compile_expression, field_invalid
 from labkit.policy.credentials import SecretStore, kyverno_ivp_keychain
+from labkit.policy.decoder import Decoder
 from labkit.policy.images import Engine, extract_images
 from labkit.policy.match import Glob, GlobError, compile_ivp_glob, kyverno_normalize
 from labkit.policy.models import ImageValidatingPolicy
+from labkit.policy.selectors import labels_match
 from labkit.policy.tlog import KYVERNO_SIGNATURE_ALGORITHMS, ivp_key_error
+from labkit.policy.trace import ImageTrace
+from labkit.policy.verification import call_verifier, keys_from_pem
 
 __all__ = ["KYVERNO_SECRET_BUG", "CompiledPolicy", "admission_report", "autogen_variants", "compile_policy",
            "mutate", "validate", "validate_admission"]
@@ -202,9 +206,7 @@ class CompiledPolicy:
 
 
 def _decode(policy: ImageValidatingPolicy) -> tuple[dict[str, Any], list[str], list[str]]:
-    from labkit.policy.load import _Decoder  # load imports this module
-
-    decoder, spec = _Decoder(), policy.spec
+    decoder, spec = Decoder(), policy.spec
     values = {}
     for name, tp in _NESTED.items():
         attr = re.sub(r"([A-Z])", lambda m: "_" + m[1].lower(), name)
@@ -367,8 +369,6 @@ class _Request:
 
     def verify_signatures(self, image: str, attestors: Sequence[Any]) -> int:
         """``verifyImageSignatures``: how many of ``attestors`` verify ``image``."""
-        from labkit.policy.decision import _keys_from_pem, call_verifier
-
         policy = self.policy
         assert policy is not None
         if not policy.matches_image(image):
@@ -385,7 +385,7 @@ class _Request:
                 lines.append(f"{name}: {problem}")
                 continue
             try:
-                keys = _keys_from_pem(keys_pem)
+                keys = keys_from_pem(keys_pem)
             except ValueError as exc:
                 lines.append(f"{name}: failed to load public key: {exc}")
                 continue
@@ -578,17 +578,15 @@ class Run:
         }
 
     def _constraints_match(self, policy: CompiledPolicy) -> bool:
-        from labkit.policy.decision import _labels_match
-
         mc = policy.policy.spec.match_constraints or {}
         if not _rules_match(mc.get("resourceRules") or [], self.group, self.version, self.plural):
             return False
         if _rules_match(mc.get("excludeResourceRules") or [], self.group, self.version, self.plural):
             return False
-        if self.namespace and not _labels_match(mc.get("namespaceSelector"), self.ns_labels):
+        if self.namespace and not labels_match(mc.get("namespaceSelector"), self.ns_labels):
             return False
         labels = (self.resource.get("metadata") or {}).get("labels") or {}
-        return _labels_match(mc.get("objectSelector"), labels)
+        return labels_match(mc.get("objectSelector"), labels)
 
     def _conditions_match(self, policy: CompiledPolicy, data: dict[str, Any]) -> bool:
         """False on a false condition; CelError when one errs under failurePolicy Fail."""
@@ -768,9 +766,7 @@ def admission_report(policies: Sequence[Any], trace: Sequence[Any]) -> list[Any]
     return list(results.values())
 
 
-def _trace(policy: str, image: str, result: Result, attestors: list[str], phase: str) -> Any:
-    from labkit.policy.decision import ImageTrace
-
+def _trace(policy: str, image: str, result: Result, attestors: list[str], phase: str) -> ImageTrace:
     trace = ImageTrace(Engine.KYVERNO, policy, result.rule or policy, image, "", result.status,
                        result.message, attestors=list(attestors))
     trace.phase = phase

@@ -460,7 +460,7 @@ def test_reports_merge_keeps_the_result_of_the_same_second() -> None:
     # replaces the kept one only when its timestamp's seconds are later; native lab, case
     # ivp-key-a-audit-fail/pod/signed-a:tag/plain/update-from-unsigned keeps the create's "fail"
     from labkit.admission.reports import ReportStore
-    from labkit.policy.decision import ImageTrace
+    from labkit.policy.trace import ImageTrace
     from labkit.policy.images import Engine
 
     store = ReportStore()
