@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import ssl
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from labkit.errors import LabError
 from labkit.lab.apiserver import ApiServer, ObjectStore, delete_object, store_object
 from labkit.lab.base import WORKLOAD_KINDS, AdmissionResult, Lab, PrivateRegistry, RegistryInfo, load_documents
 from labkit.lab.signatures import delete_signatures
-from labkit.lab.processes import spawn_labkit, terminate
+from labkit.lab.processes import require_alive, running_lab, spawn_labkit, terminate
 from labkit.lab.registries import registry_healthy, start_registries
 from labkit.lab.state import PRIVATE_USER, LabHome, LabState, Service, clear
 
@@ -40,15 +39,9 @@ class EmbeddedLab(Lab):
     @classmethod
     def start(cls, home: LabHome, *, timeout: float = 15.0) -> EmbeddedLab:
         """Start the lab in ``home``, or return the one already running there."""
-        state = LabState.load(home)
+        state = running_lab(home, cls.backend)
         if state is not None:
-            if state.backend != cls.backend:
-                raise LabError(f"a {state.backend} lab is already recorded in {home.root}",
-                               hint="stop it first (`labkit lab down`) or use another LABKIT_HOME")
-            if not state.stale():
-                return cls(home, state)
-            terminate(state.services)  # half-dead lab: stop what is left, then start afresh
-            clear(home)
+            return cls(home, state)
         home.create()
         ObjectStore(home.policies, home.state).initialise()
         ca = ensure_tls(home.admission, [DEFAULT_DNS_NAME]).ca_cert  # made once here, reused by the webhook
@@ -68,11 +61,8 @@ class EmbeddedLab(Lab):
 
     @classmethod
     def attach(cls, home: LabHome, state: LabState) -> EmbeddedLab:
-        stale = state.stale()
-        if stale:
-            gone = ", ".join(f"{name} (pid {s.pid})" for name, s in stale.items())
-            raise LabError(f"the embedded lab in {home.root} is not running: {gone} exited",
-                           hint="`labkit lab up` (or Lab.start()) starts it again; its images and policies are kept")
+        require_alive(home, state, hint="`labkit lab up` (or Lab.start()) starts it again; its images and "
+                                        "policies are kept")
         return cls(home, state)
 
     def stop(self) -> None:

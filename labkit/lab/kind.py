@@ -26,6 +26,7 @@ import json
 import shutil
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import yaml

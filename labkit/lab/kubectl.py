@@ -69,11 +69,6 @@ class KubectlLab(Lab):
         """A policy as this backend must store it (kind marks its HTTP registries insecure)."""
         return doc
 
-    def registry_hosts(self) -> list[tuple[str, Any]]:
-        """(push host, credentials) of each lab registry, for ``reset``."""
-        private = self.private_registry
-        return [(self.registry.host, None), (private.host, private.credentials())]
-
     # --- the interface ---------------------------------------------------------------------
 
     def apply(self, source: str | Path | Mapping[str, Any]) -> list[AdmissionResult]:
@@ -138,8 +133,8 @@ class KubectlLab(Lab):
             self.kubectl("delete", "namespace", *doomed, "--wait=true", f"--timeout={int(READY_TIMEOUT)}s")
         self.kubectl("delete", WORKLOAD_RESOURCES, "--all", "-n", "default", "--ignore-not-found")
         self.kubectl("delete", "secrets", "-n", "default", "--field-selector", "type=kubernetes.io/dockerconfigjson")
-        for host, credentials in self.registry_hosts():
-            delete_signatures(host, credentials)
+        delete_signatures(self.registry.host)
+        delete_signatures(self.private_registry.host, self.private_registry.credentials())
 
     # --- kubectl ---------------------------------------------------------------------------
 

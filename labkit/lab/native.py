@@ -38,7 +38,7 @@ from labkit.errors import LabError
 from labkit.lab.base import PrivateRegistry, RegistryInfo
 from labkit.lab.kubectl import KubectlLab, run_kubectl
 from labkit.lab.sockets import listening
-from labkit.lab.processes import spawn, terminate
+from labkit.lab.processes import require_alive, running_lab, spawn, terminate
 from labkit.lab.registries import start_registries
 from labkit.lab.state import PRIVATE_USER, LabHome, LabState, Service, clear, free_port
 
@@ -93,15 +93,9 @@ class NativeLab(KubectlLab):
     @classmethod
     def start(cls, home: LabHome, *, timeout: float = START_TIMEOUT) -> NativeLab:
         """Start the control plane and engines in ``home``, or return the lab already running there."""
-        state = LabState.load(home)
+        state = running_lab(home, cls.backend)
         if state is not None:
-            if state.backend != cls.backend:
-                raise LabError(f"a {state.backend} lab is already recorded in {home.root}",
-                               hint="stop it first (`labkit lab down`) or use another LABKIT_HOME")
-            if not state.stale():
-                return cls(home, state)
-            terminate(state.services)  # half-dead lab: stop what is left, then start afresh
-            clear(home)
+            return cls(home, state)
         missing = missing_binaries()
         if missing:
             raise LabError(f"the native lab needs {', '.join(missing)} in {tools_dir()}",
@@ -113,12 +107,8 @@ class NativeLab(KubectlLab):
 
     @classmethod
     def attach(cls, home: LabHome, state: LabState) -> NativeLab:
-        stale = state.stale()
-        if stale:
-            gone = ", ".join(f"{name} (pid {s.pid})" for name, s in stale.items())
-            raise LabError(f"the native lab in {home.root} is not running: {gone} exited",
-                           hint="`labkit lab up --backend native` starts it again (`labkit lab down` first "
-                                f"clears what is left); logs are in {home.logs}")
+        require_alive(home, state, hint="`labkit lab up --backend native` starts it again (`labkit lab down` "
+                                        f"first clears what is left); logs are in {home.logs}")
         return cls(home, state)
 
     def stop(self) -> None:

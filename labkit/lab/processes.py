@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from labkit.errors import LabError
-from labkit.lab.state import LabHome, Service, free_port, process_start_time
+from labkit.lab.state import LabHome, LabState, Service, clear, free_port, process_start_time
 
 POLL = 0.05
 
@@ -109,3 +109,27 @@ def spawn_labkit(home: LabHome, name: str, env: Mapping[str, str], timeout: floa
             if b"already in use" not in tail(exc.log):
                 raise
     raise LabError(f"no free port for the lab's {name} after {PORT_ATTEMPTS} tries", hint=f"see {log}")
+
+
+def running_lab(home: LabHome, backend: str) -> LabState | None:
+    """The state of the ``backend`` lab already running in ``home``, or None; a half-dead one is
+    stopped and forgotten (so it can be started afresh), another backend's is an error."""
+    state = LabState.load(home)
+    if state is None:
+        return None
+    if state.backend != backend:
+        raise LabError(f"a {state.backend} lab is already recorded in {home.root}",
+                       hint="stop it first (`labkit lab down`) or use another LABKIT_HOME")
+    if not state.stale():
+        return state
+    terminate(state.services)
+    clear(home)
+    return None
+
+
+def require_alive(home: LabHome, state: LabState, hint: str) -> None:
+    """Attaching to a recorded lab: every process it started must still be running."""
+    stale = state.stale()
+    if stale:
+        gone = ", ".join(f"{name} (pid {s.pid})" for name, s in stale.items())
+        raise LabError(f"the {state.backend} lab in {home.root} is not running: {gone} exited", hint=hint)
