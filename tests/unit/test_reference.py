@@ -177,7 +177,7 @@ def test_loopback_and_scheme(registry: str, loopback: bool, insecure: bool) -> N
     assert ref.api_host == registry
 
 
-# Kyverno pkg/utils/image/infos_test.go, plus the §1.3 rules of /work/shared/reference/kyverno.md
+# Kyverno pkg/utils/image/infos_test.go, plus the §1.3 rules of ../shared/reference/kyverno.md
 KYVERNO = {
     "nginx": "docker.io/nginx:latest",
     "docker.io/library/nginx:1.27": "docker.io/library/nginx:1.27",
