@@ -244,20 +244,30 @@ class ApiServer:
         chosen = {settings.get(name, "Fail") for name in named}
         return "ignore" if chosen == {"Ignore"} else "fail"
 
-    def create(self, obj: Mapping[str, Any], source: str | None = None, *, dry_run: bool = False) -> AdmissionResult:
+    def _incoming(self, obj: Mapping[str, Any], source: str | None,
+                  verb: str) -> tuple[dict[str, Any], AdmissionResult, AdmissionResult | None]:
+        """The workload as the API server takes it for ``verb`` (``create`` or ``replace``): a
+        private copy the webhooks' patches apply to, its namespace defaulted; the result to fill
+        in; and kubectl's error when it has no name."""
         kind = str(obj.get("kind", ""))
         if kind not in WORKLOAD_KINDS:
-            raise UsageError(f"cannot create {kind or 'an object without kind'} through admission",
-                             hint="lab.create takes workloads: " + ", ".join(WORKLOAD_KINDS))
-        obj = json.loads(json.dumps(obj))  # a private copy the webhooks' patches apply to
+            raise UsageError(f"cannot {verb} {kind or 'an object without kind'} through admission",
+                             hint=f"lab.{'create' if verb == 'create' else 'update'} takes workloads: "
+                                  + ", ".join(WORKLOAD_KINDS))
+        obj = json.loads(json.dumps(obj))
         meta = obj.setdefault("metadata", {})
         name = meta.get("name") or ""
-        namespace = meta.setdefault("namespace", "default")
-        base = AdmissionResult(False, "", kind=kind, name=name, namespace=namespace)
-        if not name:
-            return replace(base, message=kubectl_error(
-                f"{kind} \"\" is invalid: metadata.name: Required value: name or generateName is required",
-                "Invalid", source))
+        base = AdmissionResult(False, "", kind=kind, name=name, namespace=meta.setdefault("namespace", "default"))
+        nameless = None if name else replace(base, message=kubectl_error(
+            f"{kind} \"\" is invalid: metadata.name: Required value: name or generateName is required",
+            "Invalid", source, "creating" if verb == "create" else "replacing"))
+        return obj, base, nameless
+
+    def create(self, obj: Mapping[str, Any], source: str | None = None, *, dry_run: bool = False) -> AdmissionResult:
+        obj, base, nameless = self._incoming(obj, source, "create")
+        if nameless is not None:
+            return nameless
+        kind, name, namespace = base.kind, base.name, base.namespace
         labels = self.store.namespaces().get(namespace)
         if labels is None:
             return replace(base, message=kubectl_error(f'namespaces "{namespace}" not found', "NotFound", source))
@@ -280,19 +290,10 @@ class ApiServer:
         """``kubectl replace -f``: the stored object must exist (else NotFound, before any webhook);
         the webhooks get an UPDATE review with the stored object as ``oldObject``; what they
         admit replaces it (``pod/NAME replaced``)."""
-        kind = str(obj.get("kind", ""))
-        if kind not in WORKLOAD_KINDS:
-            raise UsageError(f"cannot replace {kind or 'an object without kind'} through admission",
-                             hint="lab.update takes workloads: " + ", ".join(WORKLOAD_KINDS))
-        obj = json.loads(json.dumps(obj))
-        meta = obj.setdefault("metadata", {})
-        name = meta.get("name") or ""
-        namespace = meta.setdefault("namespace", "default")
-        base = AdmissionResult(False, "", kind=kind, name=name, namespace=namespace)
-        if not name:
-            return replace(base, message=kubectl_error(
-                f"{kind} \"\" is invalid: metadata.name: Required value: name or generateName is required",
-                "Invalid", source, "replacing"))
+        obj, base, nameless = self._incoming(obj, source, "replace")
+        if nameless is not None:
+            return nameless
+        kind, name, namespace = base.kind, base.name, base.namespace
         old = self.store.workload(kind, namespace, name)
         labels = self.store.namespaces().get(namespace)
         if old is None or labels is None:
@@ -300,7 +301,7 @@ class ApiServer:
                                                        "NotFound", source, "replacing"))
         # The API server carries the stored uid over (rest.BeforeUpdate); a replaced object keeps it.
         uid = str((old.get("metadata") or {}).get("uid") or uuid.uuid4())
-        meta.setdefault("uid", uid)
+        obj["metadata"].setdefault("uid", uid)
         result = self._admit(base, obj, labels, old, source, dry_run, str(uuid.uuid4()))
         if not result.admitted:
             return result
