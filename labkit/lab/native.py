@@ -72,7 +72,7 @@ STOP_ORDER = (("policy-controller", "kyverno-reports", "kyverno"), ("kube-contro
 # parsed after knative has copied the server options (cmd/webhook/main.go), so 8443 it is.
 PC_PORT = 8443
 PC_FIXED_PORTS = {PC_PORT: "policy-controller's webhook always listens on :8443",
-                  8080: "policy-controller always serves :8080 (knative)"}
+                  8080: "policy-controller's health probes always listen on :8080 (knative injection/health_check.go)"}
 
 
 def missing_binaries(directory: Path | None = None) -> list[str]:
