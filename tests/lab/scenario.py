@@ -109,6 +109,18 @@ def check(result: AdmissionResult, case: Case, subs: dict[str, str]) -> None:
         assert result.images == (fill(case.mutated_image, subs),)
 
 
+def denial_from_file(the_lab: Lab, subs: dict[str, str], path: Path) -> AdmissionResult:
+    """``lab.apply`` of a file holding the unsigned pod in policy-controller's namespace: kubectl
+    names the file, the denial names policy-controller and its webhook."""
+    case = next(c for c in cases() if c.object == "pc-unsigned")
+    path.write_text(yaml.safe_dump({**pod(case, subs), "metadata": {"name": "from-file", "namespace": "pc"}}))
+    [result] = the_lab.apply(path)
+    assert result.controller == "policy-controller" and result.denied_by == "policy.sigstore.dev"
+    assert result.message.startswith(f'Error from server (BadRequest): error when creating "{path}": '
+                                     'admission webhook "policy.sigstore.dev" denied the request: ')
+    return result
+
+
 POLICY_TO_DELETE = {"apiVersion": "policy.sigstore.dev/v1beta1", "kind": "ClusterImagePolicy",
                     "metadata": {"name": "to-delete"},
                     "spec": {"images": [{"glob": "example.invalid/**"}], "authorities": [{"static": {"action": "fail"}}]}}

@@ -40,14 +40,7 @@ def test_scenario(lab: tuple[Lab, dict[str, str]], case: scenario.Case) -> None:
 
 
 def test_denial_names_the_controller_and_a_file(lab: tuple[Lab, dict[str, str]], tmp_path: Path) -> None:
-    the_lab, subs = lab
-    case = next(c for c in scenario.cases() if c.object == "pc-unsigned")
-    path = tmp_path / "pod.yaml"
-    path.write_text(yaml.safe_dump(scenario.pod(case, subs)))
-    [result] = the_lab.apply(path)
-    assert result.controller == "policy-controller" and result.denied_by == "policy.sigstore.dev"
-    assert result.message.startswith(f'Error from server (BadRequest): error when creating "{path}": '
-                                     'admission webhook "policy.sigstore.dev" denied the request: ')
+    result = scenario.denial_from_file(*lab, tmp_path / "pod.yaml")
     assert result.webhooks == ("mutate.kyverno.svc-fail", "policy.sigstore.dev", "validate.kyverno.svc-fail",
                                "policy.sigstore.dev")
 

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from labkit import keys
 from labkit.lab import Lab
@@ -47,14 +46,11 @@ def test_scenario(lab: tuple[Lab, dict[str, str]], case: scenario.Case) -> None:
 
 
 def test_denial_names_the_controller_and_a_file(lab: tuple[Lab, dict[str, str]], tmp_path: Path) -> None:
-    the_lab, subs = lab
-    case = next(c for c in scenario.cases() if c.object == "pc-unsigned")
-    path = tmp_path / "pod.yaml"
-    path.write_text(yaml.safe_dump({**scenario.pod(case, subs), "metadata": {"name": "from-file", "namespace": "pc"}}))
-    [result] = the_lab.apply(path)
-    assert result.controller == "policy-controller" and result.denied_by == "policy.sigstore.dev"
-    assert result.message.startswith(f'Error from server (BadRequest): error when creating "{path}": '
-                                     'admission webhook "policy.sigstore.dev" denied the request: ')
+    scenario.denial_from_file(*lab, tmp_path / "pod.yaml")
+
+
+def test_policies_lists_what_delete_removes(lab: tuple[Lab, dict[str, str]]) -> None:
+    scenario.list_and_delete_policy(lab[0], scenario.POLICY_TO_DELETE)
 
 
 def test_server_dry_run_keeps_nothing(lab: tuple[Lab, dict[str, str]]) -> None:
