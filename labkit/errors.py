@@ -1,11 +1,17 @@
 """One error hierarchy for labkit.
 
-Every error says what failed, on which input, and what the user can do next. The CLI prints
-``Error: <message>`` on one line of stderr and exits with ``exit_code``; where cosign has the
-same failure, the message and exit code are cosign's (``cmd/cosign/errors/exit_codes.go``).
+Every error says what failed, on which input (``message``, also ``str(error)``), and, kept apart,
+what the user can do next (``hint``). :meth:`LabkitError.diagnostics` renders both: the CLI prints
+``Error: <message>`` and ``Hint: <hint>`` on stderr and exits with ``exit_code``; Jupyter shows the
+same two lines instead of a traceback. Where cosign has the same failure, the message and exit code
+are cosign's (``cmd/cosign/errors/exit_codes.go``).
 """
 
 from __future__ import annotations
+
+import os
+import traceback
+from dataclasses import dataclass
 
 
 class LabkitError(Exception):
@@ -19,7 +25,23 @@ class LabkitError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
-        return self.message if not self.hint else f"{self.message} ({self.hint})"
+        return self.message
+
+    def details(self) -> list[str]:
+        """Lines that say more than the message (none by default)."""
+        return []
+
+    def diagnostics(self) -> str:
+        """The message, its details, then the next step on a line of its own."""
+        return "\n".join([self.message, *self.details(), *([f"Hint: {self.hint}"] if self.hint else [])])
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython's hook: a learner sees what failed and what to do, not labkit's call stack
+        # (LABKIT_DEBUG=1 adds it back for whoever is debugging labkit itself).
+        lines = f"{type(self).__name__}: {self.diagnostics()}".splitlines()
+        if os.environ.get("LABKIT_DEBUG"):
+            lines = [*traceback.format_exception(self)[:-1], *lines]
+        return lines
 
 
 class UsageError(LabkitError):
@@ -64,10 +86,20 @@ class BuildError(LabkitError):
     """An image could not be built from a directory."""
 
 
+@dataclass(frozen=True)
+class RegistryDiagnostic:
+    """One entry of an OCI error body (``{"errors": [{"code", "message", "detail"}]}``)."""
+
+    code: str
+    message: str = ""
+    detail: object = None
+
+
 class RegistryError(LabkitError):
-    """The registry answered with an error. ``code`` is the OCI error code when it sent one;
-    ``transport`` is the answer as go-containerregistry renders it (``transport.Error``), the
-    text the Go engines quote, or "" when labkit has none (no HTTP answer)."""
+    """The registry answered with an error. ``code`` is the first OCI error code it sent and
+    ``registry_errors`` every entry of its error body, in order; ``transport`` is the answer as
+    go-containerregistry renders it (``transport.Error``), the text the Go engines quote, or ""
+    when labkit has none (no HTTP answer)."""
 
     def __init__(
         self,
@@ -77,11 +109,18 @@ class RegistryError(LabkitError):
         status: int | None = None,
         code: str | None = None,
         transport: str = "",
+        registry_errors: tuple[RegistryDiagnostic, ...] = (),
     ) -> None:
         super().__init__(message, hint=hint)
         self.status = status
         self.code = code
         self.transport = transport
+        self.registry_errors = registry_errors
+
+    def details(self) -> list[str]:
+        # the first entry is in the message already; a registry that sent more is heard in full
+        more = [f"  {e.code}: {e.message}" + (f" ({e.detail})" if e.detail else "") for e in self.registry_errors[1:]]
+        return ["The registry also said:", *more] if more else []
 
 
 class RegistryUnreachableError(RegistryError):

@@ -66,13 +66,13 @@ def playground_decision(policy_yaml: str, image: str, *, namespace_labels: str =
     try:
         labels = parse_labels(namespace_labels)
     except LabkitError as exc:
-        return PlaygroundResult(None, f"invalid namespace labels: {exc}")
+        return PlaygroundResult(None, f"invalid namespace labels: {exc.diagnostics()}")
     try:
         policies = load_policies(policy_yaml)
         decision = decide_against_registry(policies, pod("playground", image), namespace_labels=labels,
                                            no_match_policy=no_match_policy)
     except LabkitError as exc:
-        return PlaygroundResult(None, f"invalid policy: {exc}")
+        return PlaygroundResult(None, f"invalid policy: {exc.diagnostics()}")
     warnings = "".join(f"Warning: {w}\n" for w in decision.warnings)
     return PlaygroundResult(decision.allowed, warnings + format_decision(decision))
 

@@ -212,7 +212,7 @@ class WebhookApp:
         except _BadRequest as exc:
             await _json(send, exc.status, {"error": exc.message})
         except AdmissionError as exc:
-            await _json(send, 400, {"error": str(exc)})
+            await _json(send, 400, {"error": exc.diagnostics()})
 
     async def _body(self, scope: dict[str, Any], receive: Receive) -> bytes:
         for name, value in scope.get("headers", []):

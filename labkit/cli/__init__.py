@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except LabkitError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        print(f"Error: {exc.diagnostics()}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("Error: interrupted", file=sys.stderr)

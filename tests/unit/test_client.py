@@ -233,7 +233,7 @@ def test_loopback_tls_registry_with_untrusted_certificate(tmp_path: Path) -> Non
         with RegistryClient() as c, pytest.raises(RegistryError) as err:
             c.get_manifest(ref)
         assert type(err.value) is RegistryError and "not trusted" in str(err.value)
-        assert "--allow-insecure-registry" in str(err.value)
+        assert "--allow-insecure-registry" in (err.value.hint or "")
         with RegistryClient(allow_insecure=True) as c, pytest.raises(NotFoundError) as err:
             c.get_manifest(ref)  # reached over HTTPS without verification
         assert err.value.code == "MANIFEST_UNKNOWN"

@@ -403,7 +403,7 @@ def test_port_in_use_names_the_port_and_a_free_one(reg: Registry) -> None:
 
     with pytest.raises(LabError) as info:
         serve(root=reg.root, port=reg.handle.port)
-    assert f"127.0.0.1:{reg.handle.port}" in str(info.value) and "try --port" in str(info.value)
+    assert f"127.0.0.1:{reg.handle.port}" in str(info.value) and "try --port" in (info.value.hint or "")
 
 
 def test_non_loopback_address_needs_explicit_consent(tmp_path: Path) -> None:
