@@ -87,7 +87,7 @@ def image_ref(lab: Lab) -> str:
 
 
 @_checkpoint("lab")
-def lab(lab: Lab) -> Iterator[Item]:
+def lab_running(lab: Lab) -> Iterator[Item]:
     """The lab's registry and admission webhook answer."""
     import re
 
@@ -223,7 +223,7 @@ def signed(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
 def reset(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
     """After ``lab reset``: no signatures on the sample image, the image and the keys kept."""
     from labkit.errors import RegistryError
-    from labkit.lab.signatures import ARTIFACT_SUFFIXES
+    from labkit.signing.artifact import is_attachment_tag
 
     ref = image_ref(lab)
     repository = ref.rsplit(":", 1)[0]
@@ -236,7 +236,7 @@ def reset(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
                        f"{exc.message}; a reset keeps images: rebuild it as in notebook 02")
             return
     yield Item(True, f"{ref} is still in the lab registry ({digest[:19]}…)")
-    left = [t for t in tags if t.startswith("sha256-") and t.endswith(ARTIFACT_SUFFIXES)]
+    left = [t for t in tags if is_attachment_tag(t)]
     yield Item(not left, f"no signatures are left in {repository}",
                f"{', '.join(left)} remain: run `labkit lab reset` (lab.reset())")
     yield Item(workshop.key(home).exists(), "your workshop key pair is kept",

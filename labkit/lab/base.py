@@ -133,6 +133,18 @@ class Lab(abc.ABC):
         """The lab running in ``home``: :func:`labkit.lab.factory.connect`."""
         return _factory["connect"](home)
 
+    # What a backend implements for the factory (Lab.start and Lab.connect are the public calls).
+
+    @classmethod
+    @abc.abstractmethod
+    def launch(cls, home: LabHome, *, timeout: float) -> Lab:
+        """Start this backend's lab in ``home``, or return the one already running there."""
+
+    @classmethod
+    @abc.abstractmethod
+    def attach(cls, home: LabHome, state: LabState) -> Lab:
+        """The lab ``state`` records as running in ``home``; a clear error if it is not."""
+
     @property
     @abc.abstractmethod
     def registry(self) -> RegistryInfo: ...

@@ -20,7 +20,7 @@ from labkit.admission.tls import DEFAULT_DNS_NAME, ensure_tls
 from labkit.errors import LabError
 from labkit.lab.apiserver import ApiServer, ObjectStore, delete_object, store_object
 from labkit.lab.base import WORKLOAD_KINDS, AdmissionResult, Lab, PrivateRegistry, RegistryInfo, load_documents
-from labkit.lab.signatures import delete_signatures
+from labkit.lab.cosign_artifacts import delete_cosign_artifacts
 from labkit.lab.processes import require_alive, running_lab, spawn_labkit, terminate
 from labkit.lab.registries import registry_healthy, start_registries
 from labkit.lab.state import PRIVATE_USER, LabHome, LabState, Service, clear
@@ -37,7 +37,7 @@ class EmbeddedLab(Lab):
     # --- life cycle ------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, home: LabHome, *, timeout: float = 15.0) -> EmbeddedLab:
+    def launch(cls, home: LabHome, *, timeout: float = 15.0) -> EmbeddedLab:
         """Start the lab in ``home``, or return the one already running there."""
         state = running_lab(home, cls.backend)
         if state is not None:
@@ -143,9 +143,9 @@ class EmbeddedLab(Lab):
 
     def reset(self) -> None:
         self.store.reset()
-        delete_signatures(self.registry.host)
+        delete_cosign_artifacts(self.registry.host)
         private = self.private_registry
-        delete_signatures(private.host, private.credentials())
+        delete_cosign_artifacts(private.host, private.credentials())
 
 
 def _webhook_healthy(port: int, ca: Path) -> bool:

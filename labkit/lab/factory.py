@@ -25,7 +25,7 @@ def start(backend: str = "embedded", home: Path | str | None = None, **options: 
     """Start a lab of ``backend`` in ``home`` (default ``LABKIT_HOME``), or return the one running there."""
     if backend not in BACKENDS:
         raise UsageError(f"unknown lab backend {backend!r}", hint=f"choose one of: {', '.join(BACKENDS)}")
-    return backend_class(backend).start(LabHome.resolve(home), **options)
+    return backend_class(backend).launch(LabHome.resolve(home), **options)
 
 
 def connect(home: Path | str | None = None) -> Lab:
@@ -39,7 +39,7 @@ def connect(home: Path | str | None = None) -> Lab:
     return backend_class(state.backend).attach(lab_home, state)
 
 
-def backend_class(name: str) -> Any:
+def backend_class(name: str) -> type[Lab]:
     """The ``Lab`` subclass of backend ``name``."""
     if name == "embedded":
         from labkit.lab.embedded import EmbeddedLab

@@ -81,7 +81,7 @@ class KindLab(KubectlLab):
     backend = "kind"
 
     @classmethod
-    def start(cls, home: LabHome, *, timeout: float = 600.0) -> KindLab:
+    def launch(cls, home: LabHome, *, timeout: float = 600.0) -> KindLab:
         state = LabState.load(home)
         if state is not None:
             if state.backend != cls.backend:

@@ -21,7 +21,7 @@ import yaml
 from labkit.errors import LabError
 from labkit.lab.base import WORKLOAD_KINDS, AdmissionResult, Lab, load_documents
 from labkit.lab.names import POLICY_GROUPS, kind_slash_name, plural
-from labkit.lab.signatures import delete_signatures
+from labkit.lab.cosign_artifacts import delete_cosign_artifacts
 from labkit.lab.state import LabHome, LabState
 from labkit.policy.images import Engine, extract_images
 
@@ -133,8 +133,8 @@ class KubectlLab(Lab):
             self.kubectl("delete", "namespace", *doomed, "--wait=true", f"--timeout={int(READY_TIMEOUT)}s")
         self.kubectl("delete", WORKLOAD_RESOURCES, "--all", "-n", "default", "--ignore-not-found")
         self.kubectl("delete", "secrets", "-n", "default", "--field-selector", "type=kubernetes.io/dockerconfigjson")
-        delete_signatures(self.registry.host)
-        delete_signatures(self.private_registry.host, self.private_registry.credentials())
+        delete_cosign_artifacts(self.registry.host)
+        delete_cosign_artifacts(self.private_registry.host, self.private_registry.credentials())
 
     # --- kubectl ---------------------------------------------------------------------------
 

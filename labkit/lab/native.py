@@ -91,7 +91,7 @@ class NativeLab(KubectlLab):
     # --- life cycle ------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, home: LabHome, *, timeout: float = START_TIMEOUT) -> NativeLab:
+    def launch(cls, home: LabHome, *, timeout: float = START_TIMEOUT) -> NativeLab:
         """Start the control plane and engines in ``home``, or return the lab already running there."""
         state = running_lab(home, cls.backend)
         if state is not None:

@@ -48,6 +48,11 @@ def attachment_tag(digest: str, suffix: str = "sig") -> str:
     return digest.replace(":", "-") + "." + suffix
 
 
+def is_attachment_tag(tag: str) -> bool:
+    """Whether ``tag`` is one of cosign's tag-scheme attachments (``sha256-….sig/.att/.sbom``)."""
+    return tag.startswith("sha256-") and tag.endswith(tuple(f".{s}" for s in SUFFIXES.values()))
+
+
 def attachment_ref(
     image: Reference, digest: str, suffix: str = "sig", *, repository: str | None = None
 ) -> Reference:

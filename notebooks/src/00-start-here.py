@@ -87,7 +87,7 @@ workshop.run(f"labkit digest {demo.rsplit(':', 1)[0]}@{first_digest}")
 # %%
 from labkit import check
 
-check.lab(lab)
+check.lab_running(lab)
 
 # %% [markdown]
 # ## Exercise

@@ -172,7 +172,7 @@ def test_reset_and_ci_workflow(lab: Lab, home: Path) -> None:
 
 
 def test_lab_checkpoint_names_a_service_that_does_not_answer(lab: Lab) -> None:
-    assert check.lab(lab).passed
+    assert check.lab_running(lab).passed
 
     class Broken:
         home = lab.home
@@ -180,7 +180,7 @@ def test_lab_checkpoint_names_a_service_that_does_not_answer(lab: Lab) -> None:
         def status(self) -> dict:
             return {"health": {"registry": "ok", "webhook": "not answering (connection refused)"}}
 
-    broken = check.lab(Broken())  # type: ignore[arg-type]
+    broken = check.lab_running(Broken())  # type: ignore[arg-type]
     assert _failed(broken) == ["the lab's webhook answers"] and "labkit lab down" in broken.missing[0].fix
 
 
@@ -195,5 +195,5 @@ def test_lab_checkpoint_reads_a_kind_labs_deployment_counts(lab: Lab) -> None:
             return {"health": {"kyverno": self.kyverno,
                                "policy-controller": "policy-controller-webhook=1/1 "}}
 
-    assert check.lab(Kind("kyverno-admission-controller=1/1 kyverno-reports-controller=1/1 ")).passed  # type: ignore[arg-type]
-    assert _failed(check.lab(Kind("kyverno-admission-controller=/1 "))) == ["the lab's kyverno answers"]  # type: ignore[arg-type]
+    assert check.lab_running(Kind("kyverno-admission-controller=1/1 kyverno-reports-controller=1/1 ")).passed  # type: ignore[arg-type]
+    assert _failed(check.lab_running(Kind("kyverno-admission-controller=/1 "))) == ["the lab's kyverno answers"]  # type: ignore[arg-type]

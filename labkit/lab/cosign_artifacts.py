@@ -1,4 +1,4 @@
-"""Removing cosign's signature artifacts from a lab registry (``lab.reset()``)."""
+"""Removing cosign's attachments (signatures, attestations, SBOMs) from a lab registry: ``lab.reset()``."""
 
 from __future__ import annotations
 
@@ -6,12 +6,10 @@ import httpx
 
 from labkit.oci.auth import Credentials
 from labkit.oci.client import RegistryClient
-
-# cosign's tag-schema artifacts: signatures, attestations, SBOMs of sha256:… digests.
-ARTIFACT_SUFFIXES = (".sig", ".att", ".sbom")
+from labkit.signing.artifact import is_attachment_tag
 
 
-def delete_signatures(host: str, credentials: Credentials | None = None) -> int:
+def delete_cosign_artifacts(host: str, credentials: Credentials | None = None) -> int:
     """Delete every ``sha256-….sig/.att/.sbom`` tag in the registry at ``host``; how many went."""
     deleted = 0
     auth = (credentials.username, credentials.password) if credentials else None
@@ -21,7 +19,7 @@ def delete_signatures(host: str, credentials: Credentials | None = None) -> int:
         repos = catalog.json().get("repositories") or []
         for repo in repos:
             for tag in client.list_tags(f"{host}/{repo}"):
-                if tag.startswith("sha256-") and tag.endswith(ARTIFACT_SUFFIXES):
+                if is_attachment_tag(tag):
                     client.delete_manifest(f"{host}/{repo}:{tag}")
                     deleted += 1
     return deleted
