@@ -33,13 +33,11 @@ def _family(address: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in address else socket.AF_INET
 
 
-def _free_port(address: str) -> int | None:
-    try:
-        with socket.socket(_family(address)) as s:
-            s.bind((address, 0))
-            return s.getsockname()[1]
-    except OSError:
-        return None
+def free_port(address: str = "127.0.0.1") -> int:
+    """A port free on ``address`` right now; the service binding it is the real test."""
+    with socket.socket(_family(address)) as s:
+        s.bind((address, 0))
+        return int(s.getsockname()[1])
 
 
 def bind(address: str, port: int, what: str) -> socket.socket:
@@ -51,11 +49,11 @@ def bind(address: str, port: int, what: str) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            free = _free_port(address)
-            raise LabError(
-                f"cannot serve {what} on {address}:{port}: the port is already in use",
-                hint=f"port {free} is free: try --port {free}" if free else "choose another --port",
-            ) from None
+            try:
+                hint = f"port {(free := free_port(address))} is free: try --port {free}"
+            except OSError:
+                hint = "choose another --port"
+            raise LabError(f"cannot serve {what} on {address}:{port}: the port is already in use", hint=hint) from None
         raise LabError(f"cannot serve {what} on {address}:{port}: {exc.strerror}") from None
     sock.listen(2048)
     sock.setblocking(False)

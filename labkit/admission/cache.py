@@ -10,38 +10,26 @@ as Kyverno does, which is why the default TTL is short.
 
 from __future__ import annotations
 
-import hashlib
-import threading
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-
+from labkit._internal.cache import BoundedCache
 from labkit.oci.auth import Credentials
 from labkit.policy.credentials import RegistryAccess
-from labkit.signing.verify import VerificationResult
+from labkit.signing.verify import VerificationResult, key_fingerprint
 
 DEFAULT_TTL = 60.0
 _MAX_ENTRIES = 4096
 
 
-def _key_id(key: Any) -> str:
-    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return hashlib.sha256(der).hexdigest()
-
-
-@dataclass
 class CachingVerifier:
-    """``labkit.policy.Verifier`` over a :class:`RegistryAccess` (one client per credentials)."""
+    """``labkit.policy.Verifier`` over a :class:`RegistryAccess` (one client per credentials);
+    ``ttl=0`` verifies every time."""
 
-    access: RegistryAccess
-    ttl: float = DEFAULT_TTL
-    hits: int = 0
-    misses: int = 0
-    _entries: dict[tuple[Any, ...], tuple[float, VerificationResult]] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    def __init__(self, access: RegistryAccess, ttl: float = DEFAULT_TTL) -> None:
+        self.access = access
+        self.cache: BoundedCache[tuple[Any, ...], VerificationResult] | None = (
+            BoundedCache(_MAX_ENTRIES, ttl) if ttl > 0 else None)
 
     def __call__(
         self, ref: str, keys: Sequence[Any], *, annotations: Mapping[str, str] | None = None,
@@ -50,29 +38,23 @@ class CachingVerifier:
     ) -> VerificationResult:
         # the signature hash is part of the question: a key verified under sha256 says nothing
         # about the same signatures under sha384 (Kyverno's signatureAlgorithm)
-        cache_key = (ref, tuple(sorted(_key_id(k) for k in keys)),
+        cache_key = (ref, tuple(sorted(key_fingerprint(k) for k in keys)),
                      tuple(sorted((annotations or {}).items())), repository, credentials,
                      digest_algorithm)
-        now = time.monotonic()
-        if self.ttl > 0:
-            with self._lock:
-                entry = self._entries.get(cache_key)
-                if entry is not None and entry[0] > now:
-                    self.hits += 1
-                    return entry[1]
-                self.misses += 1
+        cached = self.cache.get(cache_key) if self.cache else None
+        if cached is not None:
+            return cached
         result: VerificationResult = self.access(ref, keys, annotations=annotations,
                                                  repository=repository, credentials=credentials,
                                                  digest_algorithm=digest_algorithm)
-        if self.ttl > 0:
-            with self._lock:
-                if len(self._entries) >= _MAX_ENTRIES:
-                    self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
-                    if len(self._entries) >= _MAX_ENTRIES:
-                        self._entries.clear()
-                self._entries[cache_key] = (now + self.ttl, result)
+        if self.cache:
+            self.cache.put(cache_key, result)
         return result
 
+    @property
+    def stats(self) -> dict[str, int]:
+        return {"hits": self.cache.hits, "misses": self.cache.misses} if self.cache else {"hits": 0, "misses": 0}
+
     def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+        if self.cache:
+            self.cache.clear()

@@ -152,7 +152,7 @@ class Webhook:
             "status": "degraded" if problems else "ok",
             "policies": [f"{p.kind}/{p.name}" for p in policies],
             "errors": problems,
-            "cache": {"hits": self.verifier.hits, "misses": self.verifier.misses},
+            "cache": self.verifier.stats,
         }
 
 

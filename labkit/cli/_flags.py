@@ -27,3 +27,8 @@ def registry_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow plain HTTP (and unverified TLS) to a registry that is not on loopback",
     )
+
+
+def no_match_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-match-policy", default="deny", choices=("allow", "warn", "deny"),
+                        help="policy-controller's answer for images no policy covers (default: deny)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from labkit.cli._flags import no_match_flag, registry_flags
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     adm = subparsers.add_parser("admission", help="run the HTTPS admission webhook (Kyverno, policy-controller)")
@@ -25,12 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--state", metavar="DIR", help="directory holding namespaces.json")
     serve.add_argument("--dns-name", help="extra DNS name in the serving certificate "
                        "(default labkit-admission.labkit.svc)")
-    serve.add_argument("--no-match-policy", default="deny", choices=("allow", "warn", "deny"),
-                       help="policy-controller's answer for images no policy covers (default: deny)")
+    no_match_flag(serve)
     serve.add_argument("--cache-ttl", type=float, default=60.0,
                        help="seconds a verified signature is reused (0: off; default 60)")
-    serve.add_argument("--allow-insecure-registry", action="store_true",
-                       help="skip TLS verification of registries")
+    registry_flags(serve)
     serve.set_defaults(func=_serve)
 
     config = verbs.add_parser(

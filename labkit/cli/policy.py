@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from labkit.cli._flags import no_match_flag, registry_flags
 from labkit.errors import UsageError
 
 
@@ -43,10 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     test.add_argument("--resource", required=True, metavar="FILE", help="the Kubernetes object (YAML)")
     test.add_argument("--namespace-labels", default="", metavar="K=V,…",
                       help="labels of the resource's namespace (namespaceSelector, opt-in labels)")
-    test.add_argument("--no-match-policy", default="deny", choices=("allow", "warn", "deny"),
-                      help="policy-controller's answer for images no policy covers (default: deny)")
-    test.add_argument("--allow-insecure-registry", action="store_true",
-                      help="skip TLS verification of the registry")
+    no_match_flag(test)
+    registry_flags(test)
     test.add_argument("--output", choices=("text", "json"), default="text")
     test.set_defaults(func=_test)
 

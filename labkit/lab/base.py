@@ -13,8 +13,8 @@ from typing import Any
 import yaml
 
 from labkit.errors import LabError, UsageError
-from labkit.oci.auth import Credentials
 from labkit.lab.state import LabHome, LabState
+from labkit.oci.auth import Credentials
 
 # Objects the lab creates through admission; everything else is configuration it stores.
 WORKLOAD_KINDS = {"Pod": "", "Deployment": "apps", "ReplicaSet": "apps", "StatefulSet": "apps",

@@ -25,6 +25,7 @@ from labkit.lab.processes import require_alive, running_lab, spawn_labkit, termi
 from labkit.lab.registries import registry_healthy, start_registries
 from labkit.lab.state import PRIVATE_USER, LabHome, LabState, Service, clear
 
+
 class EmbeddedLab(Lab):
     backend = "embedded"
 

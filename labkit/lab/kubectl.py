@@ -20,8 +20,8 @@ import yaml
 
 from labkit.errors import LabError
 from labkit.lab.base import WORKLOAD_KINDS, AdmissionResult, Lab, load_documents
-from labkit.lab.names import POLICY_GROUPS, kind_slash_name, plural
 from labkit.lab.cosign_artifacts import delete_cosign_artifacts
+from labkit.lab.names import POLICY_GROUPS, kind_slash_name, plural
 from labkit.lab.state import LabHome, LabState
 from labkit.policy.images import Engine, extract_images
 

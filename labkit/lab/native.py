@@ -32,15 +32,16 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from labkit._internal.serving import free_port
 from labkit._internal.tools import tools_dir
 from labkit.admission.tls import ensure_tls
 from labkit.errors import LabError
 from labkit.lab.base import PrivateRegistry, RegistryInfo
 from labkit.lab.kubectl import KubectlLab, run_kubectl
-from labkit.lab.sockets import listening
 from labkit.lab.processes import require_alive, running_lab, spawn, terminate
 from labkit.lab.registries import start_registries
-from labkit.lab.state import PRIVATE_USER, LabHome, LabState, Service, clear, free_port
+from labkit.lab.sockets import listening
+from labkit.lab.state import PRIVATE_USER, LabHome, LabState, Service, clear
 
 KUBERNETES = "v1.36.3"
 ETCD = "v3.6.8"

@@ -15,8 +15,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from labkit._internal.serving import free_port
 from labkit.errors import LabError
-from labkit.lab.state import LabHome, LabState, Service, clear, free_port, process_start_time
+from labkit.lab.state import LabHome, LabState, Service, clear, process_start_time
 
 POLL = 0.05
 

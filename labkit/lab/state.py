@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -173,10 +172,3 @@ def process_start_time(pid: int) -> float | None:
     if fields[0] == "Z":  # exited, not yet reaped: gone as far as the lab is concerned
         return None
     return float(fields[19])
-
-
-def free_port(address: str = "127.0.0.1") -> int:
-    """A port free on ``address`` right now; the service binding it is the real test."""
-    with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as s:
-        s.bind((address, 0))
-        return int(s.getsockname()[1])

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
 
 from labkit import keys
+from labkit._internal.cache import BoundedCache
 from labkit.errors import (
     ImageTagNotFoundError,
     LabkitError,
@@ -66,7 +65,7 @@ class VerificationResult:
 _CacheKey = tuple[str, str, tuple[str, ...], tuple[tuple[str, str], ...], str]
 
 
-class VerificationCache:
+class VerificationCache(BoundedCache[_CacheKey, tuple[VerifiedSignature, ...]]):
     """Successful verifications, keyed by everything that decides the outcome.
 
     The key is the image digest, the digest of the ``.sig`` manifest (which pins every payload
@@ -77,32 +76,7 @@ class VerificationCache:
     """
 
     def __init__(self, max_entries: int = 1024) -> None:
-        self.max_entries = max_entries
-        self.hits = 0
-        self.misses = 0
-        self._entries: OrderedDict[_CacheKey, tuple[VerifiedSignature, ...]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: _CacheKey) -> tuple[VerifiedSignature, ...] | None:
-        with self._lock:
-            found = self._entries.get(key)
-            if found is None:
-                self.misses += 1
-            else:
-                self.hits += 1
-                self._entries.move_to_end(key)
-            return found
-
-    def put(self, key: _CacheKey, signatures: tuple[VerifiedSignature, ...]) -> None:
-        with self._lock:
-            self._entries[key] = signatures
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+        super().__init__(max_entries)
 
 
 def key_fingerprint(key: keys.PublicKey) -> str:

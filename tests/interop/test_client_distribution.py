@@ -399,7 +399,7 @@ def test_plain_http_off_loopback_needs_allow_insecure(tmp_path: Path) -> None:
         assert not ref.is_insecure_by_default
         with RegistryClient() as c, pytest.raises(InsecureRegistryError) as err:
             c.push_image(ref, make_image("insecure"))
-        assert "--allow-insecure-registry" in str(err.value)
+        assert "--allow-insecure-registry" in (err.value.hint or "")
         with RegistryClient(allow_insecure=True) as c:
             assert c.push_image(ref, make_image("insecure")) == c.resolve(ref)
 

@@ -31,7 +31,7 @@ def test_connect_without_a_lab_says_how_to_start_one(tmp_path: Path) -> None:
     with pytest.raises(LabError) as err:
         Lab.connect(tmp_path)
     assert f"no lab is running in {tmp_path.resolve()}" in str(err.value)
-    assert "labkit lab up" in str(err.value)
+    assert "labkit lab up" in (err.value.hint or "")
 
 
 def test_connect_to_a_stale_lab_names_the_dead_services(tmp_path: Path) -> None:

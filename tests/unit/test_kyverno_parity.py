@@ -146,7 +146,7 @@ def test_caching_verifier_forwards_the_signature_hash_and_keys_the_cache_on_it()
     verifier(IMAGE, [key])
     verifier(IMAGE, [key], digest_algorithm="sha384")
     assert [c["digest_algorithm"] for c in access.calls] == ["sha384", "sha256"]
-    assert (verifier.hits, verifier.misses) == (1, 2)
+    assert verifier.stats == {"hits": 1, "misses": 2}
 
 
 def test_kyverno_reaches_the_hash_through_the_webhook_verifier() -> None:
