@@ -8,6 +8,7 @@ Checkpoints never change anything: they read the key files, the registry and the
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +97,7 @@ def lab_running(lab: Lab) -> Iterator[Item]:
         text = health if isinstance(health, str) else health.get("status", "")
         # embedded services say "ok"; a kind lab lists its Deployments as name=ready/wanted
         replicas = re.findall(r"=(\d*)/(\d+)", text)
-        ready = text == "ok" or bool(replicas) and all(have == want for have, want in replicas)
+        ready = text == "ok" or (bool(replicas) and all(have == want for have, want in replicas))
         yield Item(ready, f"the lab's {name} answers",
                    f"it reports {text!r}: restart the lab (`labkit lab down`, then `labkit lab up`); "
                    f"its log is in {lab.home.logs}")
@@ -127,9 +128,9 @@ def keys(home: Path | str | None = None) -> Iterator[Item]:
                "`labkit import-key-pair --key my.pem`)")
     if not encrypted:
         return
-    workshop.use_password(home)
+    workshop.use_password(home)  # sets COSIGN_PASSWORD: a kernel has no terminal to prompt on
     try:
-        private = keylib.load_private_key(key_path, keylib.read_password(confirm=False))
+        private = keylib.load_private_key(key_path, os.environ[keylib.PASSWORD_ENV].encode())
     except LabkitError as exc:
         yield Item(False, f"the workshop password opens {key_path.name}",
                    f"{exc.message}; if you set COSIGN_PASSWORD yourself, set it to this key's password")
@@ -191,7 +192,8 @@ def signed(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
 
     pub = workshop.public_key(home)
     if not pub.exists():
-        yield Item(False, f"the workshop public key {workshop.shown(pub, home)}", "finish notebook 01 first: check.keys() says what is missing")
+        yield Item(False, f"the workshop public key {workshop.shown(pub, home)}",
+                   "finish notebook 01 first: check.keys() says what is missing")
         return
     public_key = keylib.load_public_key(pub)
     ref = image_ref(lab)
@@ -265,7 +267,8 @@ def _policy_file(name: str, kind: str, notebook: str, home: Path | str | None) -
     except LabkitError as exc:
         yield Item(False, f"{name} is a valid policy", exc.message)
         return
-    yield Item(kind in kinds, f"{name} is a valid {kind}", f"it holds {', '.join(kinds)}; start again from notebook {notebook}")
+    yield Item(kind in kinds, f"{name} is a valid {kind}",
+               f"it holds {', '.join(kinds)}; start again from notebook {notebook}")
 
 
 def _admission(lab: Lab, what: str, image: str, *, admitted: bool, namespace: str = "default",
@@ -308,7 +311,8 @@ def verify_images(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
     doc = yaml.safe_load((workshop.workdir(home) / "clusterpolicy.yaml").read_text())
     rule = doc["spec"]["rules"][0]["verifyImages"][0]
     action, pins = rule.get("failureAction", "Audit"), rule.get("mutateDigest", True) is not False
-    yield _admission(lab, f"a pod running {signed} is admitted" + (", its tag pinned to the signed digest" if pins else ""),
+    pinned_note = ", its tag pinned to the signed digest" if pins else ""
+    yield _admission(lab, f"a pod running {signed} is admitted{pinned_note}",
                      signed, admitted=True, pinned=pins, fix="apply clusterpolicy.yaml (lab.apply)")
     if action == "Enforce":
         yield _admission(lab, f"a pod running {unsigned} is denied (Enforce)", unsigned, admitted=False,
@@ -354,7 +358,8 @@ def ci_workflow(path: Path | str | None = None, home: Path | str | None = None) 
 
     path = Path(path) if path is not None else workshop.workdir(home) / "sign-by-digest.yml"
     if not path.exists():
-        yield Item(False, f"your workflow at {workshop.shown(path, home)}", "copy the template as in notebook 08, step 1")
+        yield Item(False, f"your workflow at {workshop.shown(path, home)}",
+                   "copy the template as in notebook 08, step 1")
         return
     try:
         findings = check_workflow(path)

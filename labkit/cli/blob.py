@@ -61,11 +61,12 @@ def _read_blob(ref: str) -> bytes:
 
 def _sign(args: argparse.Namespace) -> int:
     from labkit import keys
+    from labkit.cli.passwords import read_password
     from labkit.signing.blob import sign_blob
 
     if args.tlog_upload is None:
         print(f"Note: {_NO_TLOG}", file=sys.stderr)
-    private_key = keys.load_private_key(args.key, keys.read_password(confirm=False))
+    private_key = keys.load_private_key(args.key, read_password(confirm=False))
     print(f"Using payload from: {args.blob}", file=sys.stderr)
     signature = sign_blob(private_key, _read_blob(args.blob))
     if args.output_signature:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from labkit.errors import KeyExistsError
@@ -14,7 +13,7 @@ if TYPE_CHECKING:
     from labkit import keys
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     gen = subparsers.add_parser(
         "generate-key-pair",
         help="generate an ECDSA P-256 key pair (cosign.key, cosign.pub)",
@@ -76,26 +75,29 @@ def _report(paths: keys.KeyPairPaths) -> int:
 
 def _generate(args: argparse.Namespace) -> int:
     from labkit import keys  # imported per verb: cryptography is slow to load
+    from labkit.cli.passwords import read_password
 
     force = confirm_overwrite(Path(args.output_key_prefix + ".key"), assume_yes=args.force)
-    password = keys.read_password(confirm=True)
+    password = read_password(confirm=True)
     return _report(keys.generate_key_pair(args.output_key_prefix, password, force=force))
 
 
 def _import(args: argparse.Namespace) -> int:
     from labkit import keys  # imported per verb: cryptography is slow to load
+    from labkit.cli.passwords import read_password
 
     # Refuse a bad input before asking anything, as cosign does.
     key = keys.load_importable_key(args.key)
     force = confirm_overwrite(Path(args.output_key_prefix + ".key"), assume_yes=args.yes)
-    password = keys.read_password(confirm=True)
+    password = read_password(confirm=True)
     return _report(keys.write_key_pair(args.output_key_prefix, key, password, force=force))
 
 
 def _public_key(args: argparse.Namespace) -> int:
     from labkit import keys  # imported per verb: cryptography is slow to load
+    from labkit.cli.passwords import read_password
 
-    key = keys.load_private_key(args.key, keys.read_password(confirm=False))
+    key = keys.load_private_key(args.key, read_password(confirm=False))
     pem = keys.public_key_pem(key)
     if args.outfile:
         Path(args.outfile).write_text(pem)

@@ -99,13 +99,14 @@ def _client(args: argparse.Namespace) -> RegistryClient:
 
 def _sign(args: argparse.Namespace) -> int:
     from labkit import keys
+    from labkit.cli.passwords import read_password
     from labkit.oci.reference import Reference
     from labkit.signing.artifact import signature_repository_from_env
     from labkit.signing.sign import TAG_WARNING, sign_image
 
     ref = Reference.parse(args.image)
     annotations = parse_annotations(args.annotations)
-    private_key = keys.load_private_key(args.key, keys.read_password(confirm=False))
+    private_key = keys.load_private_key(args.key, read_password(confirm=False))
     if ref.digest is None:
         print(TAG_WARNING.format(ref=args.image), file=sys.stderr)
     if args.tlog_upload:

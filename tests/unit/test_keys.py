@@ -4,7 +4,6 @@ libsodium's low-level secretbox, RFC 8032 vectors, and signatures checked by ``c
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
 import stat
@@ -154,6 +153,25 @@ def test_generate_refuses_to_overwrite_and_touches_nothing(tmp_path) -> None:
     assert stat.S_IMODE(os.stat(paths.private_key).st_mode) == 0o600
 
 
+def test_a_failed_write_leaves_the_pair_and_no_stray_private_key(tmp_path, monkeypatch) -> None:
+    from labkit.keys import generation
+
+    paths = keys.generate_key_pair(tmp_path / "cosign", PASSWORD)
+    before = {p: p.read_bytes() for p in (paths.private_key, paths.public_key)}
+
+    def refuse_pub(path, data, **kwargs):
+        if path.suffix == ".pub":
+            raise PermissionError(13, "Permission denied")
+        return stage_file(path, data, **kwargs)
+
+    stage_file = generation.stage_file
+    monkeypatch.setattr(generation, "stage_file", refuse_pub)
+    with pytest.raises(KeyFileError, match=r"^cannot write .*cosign\.pub: permission denied$"):
+        keys.generate_key_pair(tmp_path / "cosign", PASSWORD, force=True)
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cosign.key", "cosign.pub"]
+
+
 IMPORTABLE = {
     "rsa2048-pkcs1": lambda: pem(rsa.generate_private_key(65537, 2048),
                                  serialization.PrivateFormat.TraditionalOpenSSL),
@@ -288,34 +306,3 @@ def test_ed25519ph_matches_rfc8032_vector() -> None:
     pure = keys.sign_message(key, b"abc", ed25519ph=False)
     key.public_key().verify(pure, b"abc")
     keys.verify_message(key.public_key(), pure, b"abc")
-
-
-# --- passwords ------------------------------------------------------------------------------
-
-
-class FakeStdin(io.BytesIO):
-    def __init__(self, data: bytes, tty: bool) -> None:
-        super().__init__(data)
-        self._tty = tty
-
-    def isatty(self) -> bool:
-        return self._tty
-
-
-def test_read_password_order() -> None:
-    stdin = FakeStdin(b"from-stdin\n", tty=False)
-    assert keys.read_password(confirm=True, environ={"COSIGN_PASSWORD": ""}, stdin=stdin) == b""
-    # not a terminal: all of stdin, trailing newline included (cosign's io.ReadAll)
-    assert keys.read_password(confirm=True, environ={}, stdin=stdin) == b"from-stdin\n"
-    answers = iter(["one", "two"])
-    prompts: list[str] = []
-
-    def fake_getpass(prompt: str, stream) -> str:
-        prompts.append(prompt)
-        return next(answers)
-
-    with pytest.raises(PasswordError, match="^passwords do not match") as info:
-        keys.read_password(confirm=True, environ={}, stdin=FakeStdin(b"", tty=True),
-                           stderr=io.StringIO(), getpass=fake_getpass)
-    assert "one" not in str(info.value) and "two" not in str(info.value)
-    assert prompts == ["Enter password for private key: ", "Enter password for private key again: "]

@@ -1,0 +1,134 @@
+"""Key file formats: PEM as Go writes and reads it, public keys (PKIX, PKCS#1), key types cosign signs with."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from labkit.errors import KeyFileError, UnsupportedKeyError
+
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+
+SIGSTORE_PRIVATE_KEY_PEM_TYPE = "ENCRYPTED SIGSTORE PRIVATE KEY"
+COSIGN_PRIVATE_KEY_PEM_TYPE = "ENCRYPTED COSIGN PRIVATE KEY"  # written by cosign <= 2.0.0
+ENCRYPTED_PEM_TYPES = (SIGSTORE_PRIVATE_KEY_PEM_TYPE, COSIGN_PRIVATE_KEY_PEM_TYPE)
+
+
+# --- PEM, as Go's encoding/pem writes and reads it --------------------------------------------
+
+_PEM_BLOCK = re.compile(
+    rb"(?:^|\n)-----BEGIN ([^\r\n-]*)-----[ \t]*\r?\n(.*?)(?:^|\n)-----END \1-----[ \t]*(?:\r?\n|$)",
+    re.DOTALL,
+)
+
+
+@dataclass(frozen=True)
+class PemBlock:
+    type: str
+    body: bytes
+
+
+def pem_encode(pem_type: str, body: bytes) -> bytes:
+    """Go ``pem.EncodeToMemory`` without headers: 64-character lines, trailing newline."""
+    b64 = base64.b64encode(body)
+    lines = [b64[i : i + 64] for i in range(0, len(b64), 64)]
+    head = f"-----BEGIN {pem_type}-----\n".encode()
+    tail = f"-----END {pem_type}-----\n".encode()
+    return head + b"".join(line + b"\n" for line in lines) + tail
+
+
+def pem_decode_first(data: bytes) -> PemBlock | None:
+    """The first well-formed PEM block, or None; like Go ``pem.Decode``, malformed blocks are skipped."""
+    for match in _PEM_BLOCK.finditer(data):
+        body_text = match.group(2)
+        if b":" in body_text.split(b"\n", 1)[0]:
+            # RFC 1421 headers (Proc-Type: …) precede a blank line; the body follows it.
+            body_text = body_text.split(b"\n\n", 1)[-1]
+        try:
+            body = base64.b64decode(re.sub(rb"\s+", b"", body_text), validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        return PemBlock(match.group(1).decode("ascii", "replace"), body)
+    return None
+
+
+# --- key files and key types -----------------------------------------------------------------
+
+
+def read_key_file(path: str | Path, what: str) -> bytes:
+    """The bytes of a key file; ``what`` names it in the error when it cannot be read."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise KeyFileError(f"{what} {path} does not exist", hint="check the path") from None
+    except IsADirectoryError:
+        raise KeyFileError(f"{what} {path} is a directory", hint="pass a file") from None
+    except PermissionError:
+        raise KeyFileError(f"cannot read {what} {path}: permission denied") from None
+
+
+def signing_key(key: object, source: str) -> PrivateKey:
+    """``key`` if cosign can sign with its type, else UnsupportedKeyError naming ``source``."""
+    if isinstance(key, PrivateKey):
+        return key
+    raise UnsupportedKeyError(
+        f"{source}: unsupported public key type {type(key).__name__}",
+        hint="cosign signs with ECDSA, RSA or Ed25519 keys only",
+    )
+
+
+# --- public keys -----------------------------------------------------------------------------
+
+
+def load_public_key(path_or_pem: str | Path | bytes) -> PublicKey:
+    """A ``PUBLIC KEY`` (PKIX) or ``RSA PUBLIC KEY`` (PKCS#1) PEM, given as bytes or a file path."""
+    if isinstance(path_or_pem, bytes):
+        data, source = path_or_pem, "<public key>"
+    elif isinstance(path_or_pem, str) and path_or_pem.lstrip().startswith("-----BEGIN"):
+        data, source = path_or_pem.encode(), "<public key>"
+    else:
+        data, source = read_key_file(path_or_pem, "public key file"), str(path_or_pem)
+    block = pem_decode_first(data)
+    if block is None:
+        raise KeyFileError(f"{source}: PEM decoding failed", hint="pass a PEM public key (.pub)")
+    try:
+        if block.type == "PUBLIC KEY":
+            key = serialization.load_der_public_key(block.body)
+        elif block.type == "RSA PUBLIC KEY":
+            # cryptography reads PKCS#1 public keys from PEM only.
+            key = serialization.load_pem_public_key(pem_encode(block.type, block.body))
+        elif block.type in ENCRYPTED_PEM_TYPES:
+            raise KeyFileError(
+                f"{source} is a cosign private key, not a public key",
+                hint=f"pass the matching .pub file, or print it with `labkit public-key --key {source}`",
+            )
+        else:
+            raise KeyFileError(
+                f"{source}: unknown Public key PEM file type: {block.type}. "
+                "Are you passing the correct public key?"
+            )
+    except (ValueError, UnsupportedAlgorithm):
+        raise KeyFileError(
+            f"{source}: the {block.type} block does not hold a valid public key",
+            hint="the file is corrupted or truncated",
+        ) from None
+    if not isinstance(key, PublicKey):
+        raise UnsupportedKeyError(f"{source}: unsupported public key type {type(key).__name__}")
+    return key
+
+
+def public_key_pem(key: PrivateKey | PublicKey) -> str:
+    """PKIX ``PUBLIC KEY`` PEM, byte-identical to ``cosign public-key``."""
+    public = key.public_key() if isinstance(key, PrivateKey) else key
+    der = public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return pem_encode("PUBLIC KEY", der).decode()
