@@ -53,23 +53,23 @@ class UsageError(LabkitError):
 # --- keys -----------------------------------------------------------------------------------
 
 
-class KeyError_(LabkitError):
-    """Base for key problems (named with a trailing underscore to leave the builtin alone)."""
+class KeyMaterialError(LabkitError):
+    """Base for key problems: key files, passwords, key types."""
 
 
-class KeyFileError(KeyError_):
+class KeyFileError(KeyMaterialError):
     """A key file is missing, unreadable, truncated, or not a PEM type labkit understands."""
 
 
-class PasswordError(KeyError_):
+class PasswordError(KeyMaterialError):
     """The password does not open the encrypted key (cosign: "decrypt: encrypted: decryption failed")."""
 
 
-class UnsupportedKeyError(KeyError_):
+class UnsupportedKeyError(KeyMaterialError):
     """A key type, size or curve cosign refuses."""
 
 
-class KeyExistsError(KeyError_):
+class KeyExistsError(KeyMaterialError):
     """Refusing to overwrite an existing key file without --force or confirmation."""
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from labkit import keys
-from labkit.errors import KeyError_, PasswordError
+from labkit.errors import KeyMaterialError, PasswordError
 from tests.interop.cosign import PASSWORD, Cosign, cosign  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.interop
@@ -96,7 +96,7 @@ def test_import_outcome_matches_cosign(cosign: Cosign, openssl_keys, tmp_path: P
     proc = cosign.run("import-key-pair", "--key", str(source), "--output-key-prefix", "cosign-imp")
     try:
         paths = keys.import_key_pair(source, PASSWORD.encode(), tmp_path / "labkit-imp")
-    except KeyError_ as exc:
+    except KeyMaterialError as exc:
         assert proc.returncode != 0, f"cosign accepted {name}, labkit refused: {exc}"
         assert cosign.error(proc) in str(exc)  # cosign's reason, word for word
         assert not (tmp_path / "labkit-imp.key").exists()
