@@ -282,9 +282,9 @@ def report_chart(reports: Sequence[dict[str, Any]]) -> Any:
     for result, colour in colours.items():
         values = [counts[p][result] for p in policies]
         axes.barh(policies, values, left=left, color=colour, label=result)
-        left = [a + b for a, b in zip(left, values)]
+        left = [a + b for a, b in zip(left, values, strict=True)]
     axes.set_xlabel("results in PolicyReports")
-    axes.xaxis.get_major_locator().set_params(integer=True)
+    axes.xaxis.get_major_locator().set_params(integer=True)  # type: ignore[call-arg]  # MaxNLocator's
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
     figure.tight_layout()
     plt.close(figure)

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labkit._internal.serving import BackgroundServer, bind, is_loopback
-
 from labkit.admission.cache import DEFAULT_TTL
 from labkit.admission.sources import NamespaceLabels, PolicyDirectory
 from labkit.admission.tls import DEFAULT_DNS_NAME, TLSMaterial, default_home, ensure_tls
@@ -66,8 +65,8 @@ def serve(
 
     ``policies``: a directory of policy files, re-read when they change. ``home``: where the CA
     and serving certificate live (default ``$LABKIT_HOME/admission``). ``state``: a directory
-    whose ``namespaces.json`` gives namespace labels and ``secrets.json`` the pull Secrets. ``cache_ttl=0`` turns the verification
-    cache off.
+    whose ``namespaces.json`` gives namespace labels and ``secrets.json`` the pull Secrets.
+    ``cache_ttl=0`` turns the verification cache off.
     """
     if not is_loopback(address):
         raise UsageError(f"refusing to serve the admission webhook on non-loopback address {address}",

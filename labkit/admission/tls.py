@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from labkit._internal.files import write_atomic
 from labkit.errors import LabError
 
 DEFAULT_DNS_NAME = "labkit-admission.labkit.svc"
@@ -69,14 +70,14 @@ def ensure_tls(directory: Path | str | None = None, dns_names: Sequence[str] = (
             ca_cert = x509.load_pem_x509_certificate(material.ca_cert.read_bytes())
         else:
             ca_key, ca_cert = _new_ca()
-            _write(material.ca_key, _key_pem(ca_key), 0o600)
-            _write(material.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644)
+            write_atomic(material.ca_key, _key_pem(ca_key), mode=0o600)
+            write_atomic(material.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
         names = [*_LOOPBACK_NAMES, *(n for n in dns_names if n not in _LOOPBACK_NAMES)]
         if not _serving_cert_fits(material, ca_cert, names):
             key = ec.generate_private_key(ec.SECP256R1())
             cert = _new_serving_cert(key, ca_key, ca_cert, names)  # type: ignore[arg-type]
-            _write(material.key, _key_pem(key), 0o600)
-            _write(material.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+            write_atomic(material.key, _key_pem(key), mode=0o600)
+            write_atomic(material.cert, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
     except OSError as exc:
         raise LabError(
             f"cannot prepare the webhook's TLS material in {root}: {exc.strerror}",
@@ -91,22 +92,13 @@ def ensure_tls(directory: Path | str | None = None, dns_names: Sequence[str] = (
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-
-
-def _write(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.chmod(tmp, mode)  # the umask may have narrowed it
-    os.replace(tmp, path)
 
 
 def _new_ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:

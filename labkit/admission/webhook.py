@@ -237,7 +237,7 @@ class WebhookApp:
         job = loop.run_in_executor(self.executor, self.webhook.review, engine, mutating, request)
         try:
             outcome = await asyncio.wait_for(job, self.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             outcome = self._failed(engine, f"no decision within {self.timeout:g}s")
         except Exception as exc:  # a bug or an unexpected registry answer must not kill the server
             log.exception("review %s of %s failed", request.uid, engine.value)

@@ -8,7 +8,7 @@ import sys
 from labkit.cli._flags import no_match_flag, registry_flags
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     adm = subparsers.add_parser("admission", help="run the HTTPS admission webhook (Kyverno, policy-controller)")
     verbs = adm.add_subparsers(dest="admission_verb", required=True, metavar="VERB")
 

@@ -20,7 +20,7 @@ _IGNORE_TLOG_WARNING = (
 )
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sign = subparsers.add_parser(
         "sign-blob",
         help="sign a file with a key; prints the base64 signature",

@@ -17,7 +17,7 @@ from labkit.oci.model import DEFAULT_PLATFORM, Image, ImageIndex, Platform
 from labkit.oci.reference import Reference
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     build = subparsers.add_parser(
         "build",
         help="build an image from a directory, reproducibly (no Docker needed)",

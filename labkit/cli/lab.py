@@ -5,19 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from labkit.errors import UsageError
 from labkit.lab.factory import BACKENDS
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lab = subparsers.add_parser("lab", help="start, use and stop a lab (embedded or kind)")
     verbs = lab.add_subparsers(dest="lab_verb", required=True, metavar="VERB")
     up = verbs.add_parser("up", help="start the lab in $LABKIT_HOME (or report the one running)",
                           description="Start a lab: 'embedded' runs labkit's registry and admission webhook "
                           "on loopback (nothing else needed); 'native' runs the real kube-apiserver, etcd, Kyverno and "
-                          "policy-controller as local processes (built by `make tools`); 'kind' creates a kind cluster with a local "
-                          "registry, Kyverno and policy-controller (needs docker, kind, helm, kubectl).")
+                          "policy-controller as local processes (built by `make tools`); 'kind' creates a kind "
+                          "cluster with a local registry, Kyverno and policy-controller (needs docker, kind, "
+                          "helm, kubectl).")
     up.add_argument("--backend", choices=BACKENDS, default="embedded")
     up.set_defaults(func=_up)
     verbs.add_parser("status", help="backend, registry host:port, webhook URL, health").set_defaults(func=_status)
@@ -52,7 +54,7 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_status(status: dict) -> None:
+def _print_status(status: dict[str, Any]) -> None:
     print(f"backend:  {status['backend']}")
     print(f"home:     {status['home']}")
     print(f"registry: {status['registry']}")

@@ -18,7 +18,7 @@ from labkit.cli._flags import no_match_flag, registry_flags
 from labkit.errors import UsageError
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     pol = subparsers.add_parser("policy", help="check admission policies (Kyverno, policy-controller)")
     verbs = pol.add_subparsers(dest="policy_verb", required=True, metavar="VERB")
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 
 from labkit.errors import UsageError
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     reg = subparsers.add_parser("registry", help="run the embedded OCI registry")
     verbs = reg.add_subparsers(dest="registry_verb", required=True, metavar="VERB")
     serve = verbs.add_parser(
@@ -37,7 +38,8 @@ def _serve(args: argparse.Namespace) -> int:
     password = None
     if args.username is not None:
         if not args.password_stdin:
-            raise UsageError("--username needs --password-stdin", hint="echo \"$PASS\" | labkit registry serve --username U --password-stdin")
+            raise UsageError("--username needs --password-stdin",
+                             hint="echo \"$PASS\" | labkit registry serve --username U --password-stdin")
         password = sys.stdin.readline().rstrip("\r\n")
     elif args.password_stdin:
         raise UsageError("--password-stdin needs --username")
@@ -56,8 +58,6 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"labkit registry serving {handle.url} from {handle.root} (Ctrl-C to stop)", file=sys.stderr, flush=True)
     # SIGTERM (kill, systemd, a test harness) stops it as cleanly as Ctrl-C.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         handle.wait()
-    except KeyboardInterrupt:
-        pass
     return 0

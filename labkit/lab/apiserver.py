@@ -39,6 +39,7 @@ from typing import Any
 import httpx
 import yaml
 
+from labkit._internal.files import write_atomic
 from labkit.errors import LabError, PolicyError, UsageError
 from labkit.lab.base import WORKLOAD_KINDS, AdmissionResult
 from labkit.lab.names import POLICY_GROUPS, kind_slash_name, plural
@@ -48,7 +49,8 @@ from labkit.policy.load import load_policies
 
 # The webhooks that validate policy objects themselves (Kyverno's kyverno-policy-validating-webhook-cfg,
 # policy-controller's validating.clusterimagepolicy.sigstore.dev).
-POLICY_WEBHOOKS = {"kyverno": "validate-policy.kyverno.svc", "policy-controller": "validating.clusterimagepolicy.sigstore.dev"}
+POLICY_WEBHOOKS = {"kyverno": "validate-policy.kyverno.svc",
+                   "policy-controller": "validating.clusterimagepolicy.sigstore.dev"}
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 KYVERNO_SKIPPED_NAMESPACES = ("kyverno", "kube-system", "kube-public", "kube-node-lease")
 PC_INCLUDE = "policy.sigstore.dev/include"
@@ -141,9 +143,7 @@ class ObjectStore:
         load_policies(text)  # rejected as the engine's admission would reject it, before it is stored
         path = self._policy_path(doc)
         created = not path.exists()
-        tmp = path.with_name(f".{path.name}.tmp")  # the webhook must never read half a file
-        tmp.write_text(text)
-        tmp.replace(path)
+        write_atomic(path, text.encode())  # the webhook must never read half a file
         return created
 
     def _policy_path(self, doc: Mapping[str, Any]) -> Path:
@@ -161,7 +161,7 @@ class ObjectStore:
         return True
 
     def list_policies(self) -> list[dict[str, Any]]:
-        """The stored policies, ordered by kind and name (temporary ``.*.tmp`` files are skipped)."""
+        """The stored policies, ordered by kind and name (temporary files do not end in ``.yaml``)."""
         return [yaml.safe_load(f.read_text()) or {} for f in sorted(self.policies.glob("*.yaml"))]
 
     def kyverno_failure_policies(self) -> set[str]:
@@ -171,15 +171,14 @@ class ObjectStore:
     @staticmethod
     def _read(path: Path) -> dict[str, Any]:
         try:
-            return json.loads(path.read_text())
+            doc: dict[str, Any] = json.loads(path.read_text())
+            return doc
         except FileNotFoundError:
             return {}
 
     @staticmethod
     def _write(path: Path, doc: Mapping[str, Any]) -> None:
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-        tmp.replace(path)
+        write_atomic(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
 
 
 @dataclass(frozen=True)
@@ -226,7 +225,7 @@ class ApiServer:
             return "policy.sigstore.dev"
         step = "mutate" if route.mutating else "validate"
         # ImageValidatingPolicies answer from their own webhooks, with "Policy <name> …" texts.
-        if message.startswith("Policy ") or message.startswith("annotations not present"):
+        if message.startswith(("Policy ", "annotations not present")):
             return f"ivpol.{step}.kyverno.svc-{self.ivp_failure_policy(message)}"
         failure = "ignore" if self.store.kyverno_failure_policies() == {"Ignore"} else "fail"
         return f"{step}.kyverno.svc-{failure}"
@@ -254,14 +253,14 @@ class ApiServer:
             raise UsageError(f"cannot {verb} {kind or 'an object without kind'} through admission",
                              hint=f"lab.{'create' if verb == 'create' else 'update'} takes workloads: "
                                   + ", ".join(WORKLOAD_KINDS))
-        obj = json.loads(json.dumps(obj))
-        meta = obj.setdefault("metadata", {})
+        copied: dict[str, Any] = json.loads(json.dumps(obj))
+        meta = copied.setdefault("metadata", {})
         name = meta.get("name") or ""
         base = AdmissionResult(False, "", kind=kind, name=name, namespace=meta.setdefault("namespace", "default"))
         nameless = None if name else replace(base, message=kubectl_error(
             f"{kind} \"\" is invalid: metadata.name: Required value: name or generateName is required",
             "Invalid", source, "creating" if verb == "create" else "replacing"))
-        return obj, base, nameless
+        return copied, base, nameless
 
     def create(self, obj: Mapping[str, Any], source: str | None = None, *, dry_run: bool = False) -> AdmissionResult:
         obj, base, nameless = self._incoming(obj, source, "create")
@@ -398,7 +397,8 @@ def delete_object(store: ObjectStore, doc: Mapping[str, Any]) -> AdmissionResult
 # (apiextensions-apiserver customresource_handler.go:319-321).
 _MIGRATE_CLUSTER = ("migrate to ValidatingPolicy, MutatingPolicy, GeneratingPolicy or "
                     "ImageValidatingPolicy (policies.kyverno.io)")
-_MIGRATE_NAMESPACED = "migrate to NamespacedValidatingPolicy and the other namespaced policy types (policies.kyverno.io)"
+_MIGRATE_NAMESPACED = ("migrate to NamespacedValidatingPolicy and the other namespaced policy types "
+                       "(policies.kyverno.io)")
 DEPRECATED_VERSIONS = {
     (f"kyverno.io/{version}", kind): (f"kyverno.io/{version} {kind} is deprecated and will be removed in a "
                                       f"future release; {migrate}, see https://kyverno.io/docs/guides/migration-to-cel/")

@@ -102,7 +102,8 @@ class KindLab(KubectlLab):
                 _ensure_registry(sh, REGISTRY_NAME, [], created)
                 sh.docker("rm", "-f", PRIVATE_NAME, _ok_code=[0, 1])  # its htpasswd is this lab's: start afresh
                 htpasswd = _write_htpasswd(home.kind / "htpasswd", home.new_private_password())
-                _ensure_registry(sh, PRIVATE_NAME, ["-v", f"{htpasswd}:/auth/htpasswd:ro", "-e", "REGISTRY_AUTH=htpasswd",
+                _ensure_registry(sh, PRIVATE_NAME, ["-v", f"{htpasswd}:/auth/htpasswd:ro",
+                                                    "-e", "REGISTRY_AUTH=htpasswd",
                                                     "-e", "REGISTRY_AUTH_HTPASSWD_REALM=labkit",
                                                     "-e", "REGISTRY_AUTH_HTPASSWD_PATH=/auth/htpasswd"], created)
                 step(steps[1])
@@ -153,8 +154,8 @@ class KindLab(KubectlLab):
     def status(self) -> dict[str, Any]:
         health = {}
         for name, ns in (("kyverno", "kyverno"), ("policy-controller", "cosign-system")):
-            ready = self.kubectl("get", "deployments", "-n", ns, "-o",
-                                  "jsonpath={range .items[*]}{.metadata.name}={.status.readyReplicas}/{.spec.replicas} {end}")
+            ready = self.kubectl("get", "deployments", "-n", ns, "-o", "jsonpath={range .items[*]}"
+                                 "{.metadata.name}={.status.readyReplicas}/{.spec.replicas} {end}")
             health[name] = ready.stdout.strip() if ready.returncode == 0 else ready.stderr.strip()
         return {"backend": self.backend, "home": str(self.home.root), "registry": PUSH_HOST,
                 "webhook": "in-cluster: kyverno-svc.kyverno, policy-controller-webhook.cosign-system",

@@ -161,8 +161,8 @@ class KubectlLab(Lab):
         out = self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(doc))
         meta = doc.get("metadata") or {}
         warnings = _warnings(out.stderr)
-        base = dict(kind=str(doc["kind"]), name=str(meta.get("name", "")), namespace=str(meta.get("namespace", "")),
-                    warnings=warnings)
+        base: dict[str, Any] = {"kind": str(doc["kind"]), "name": str(meta.get("name", "")),
+                                    "namespace": str(meta.get("namespace", "")), "warnings": warnings}
         if out.returncode != 0:
             webhook = _DENIED_BY.search(out.stderr)
             return AdmissionResult(False, _message(out.stderr), controller=POLICY_GROUPS.get(group),
@@ -227,8 +227,8 @@ class KubectlLab(Lab):
         # One document at a time through stdin; kubectl names the file as it would have read it.
         out = self.kubectl(verb, "-o", "json", *(["--dry-run=server"] if dry_run else []), "-f", "-",
                            stdin=json.dumps(doc))
-        base = dict(kind=str(doc.get("kind")), name=str(meta.get("name", "")), namespace=namespace,
-                    warnings=_warnings(out.stderr))
+        base: dict[str, Any] = {"kind": str(doc.get("kind")), "name": str(meta.get("name", "")),
+                                    "namespace": namespace, "warnings": _warnings(out.stderr)}
         if out.returncode != 0:
             message = _message(out.stderr)
             # an object, not a file: no `error when creating "…"`, as in the embedded lab

@@ -130,15 +130,17 @@ class NativeLab(KubectlLab):
 
     def status(self) -> dict[str, Any]:
         services = self.state.services
-        processes = {name: {"pid": s.pid, "alive": s.alive(), "listens": listening(s.pid)} for name, s in services.items()}
+        listens = {name: listening(s.pid) for name, s in services.items()}
+        processes = {name: {"pid": s.pid, "alive": s.alive(), "listens": listens[name]} for name, s in services.items()}
         health = {name: "ok" if p["alive"] else "exited (see its log in logs/)" for name, p in processes.items()}
         ready = self.kubectl("get", "--raw", "/readyz")
         health["kube-apiserver"] = "ok" if ready.returncode == 0 else f"not ready: {ready.stderr.strip()}"
-        beyond = sorted({addr for p in processes.values() for addr in p["listens"]
+        beyond = sorted({addr for addrs in listens.values() for addr in addrs
                          if not addr.startswith(("127.", "[::1]:"))})
         return {"backend": self.backend, "home": str(self.home.root), "registry": self.registry.host,
                 "webhook": f"kyverno https://127.0.0.1:{services['kyverno'].port}, policy-controller "
-                           f"https://127.0.0.1:{services['policy-controller'].port} (via Service cosign-system/webhook)",
+                           f"https://127.0.0.1:{services['policy-controller'].port} "
+                           "(via Service cosign-system/webhook)",
                 "kubeconfig": self.kubeconfig, "kubectl": self.kubectl_binary, "processes": processes,
                 "beyond_loopback": beyond, "health": health}
 
@@ -190,8 +192,9 @@ class _Starter:
         sa = ec.generate_private_key(ec.SECP256R1())
         _write(self.dir / "sa.key", sa.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                      serialization.NoEncryption()), 0o600)
-        _write(self.dir / "sa.pub", sa.public_key().public_bytes(serialization.Encoding.PEM,
-                                                                 serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
+        sa_pub = sa.public_key().public_bytes(serialization.Encoding.PEM,
+                                              serialization.PublicFormat.SubjectPublicKeyInfo)
+        _write(self.dir / "sa.pub", sa_pub, 0o644)
         self.token = secrets.token_urlsafe(32)
         _write(self.dir / "tokens.csv", f'{self.token},admin,admin,"system:masters"\n'.encode(), 0o600)
 
@@ -230,7 +233,8 @@ class _Starter:
     def controller_manager(self) -> None:
         port = free_port()
         self._spawn("kube-controller-manager", f"kube-controller-manager-{KUBERNETES}", port, [
-            f"--kubeconfig={self.kubeconfig}", "--controllers=namespace,clusterrole-aggregation", "--leader-elect=false",
+            f"--kubeconfig={self.kubeconfig}", "--controllers=namespace,clusterrole-aggregation",
+            "--leader-elect=false",
             "--bind-address=127.0.0.1", f"--secure-port={port}", "--use-service-account-credentials=false"],
             healthy=lambda: _get_ok(f"https://127.0.0.1:{port}/healthz", None))
 

@@ -7,6 +7,8 @@ them; ``lab.json`` keeps each one's pid and start time (:class:`labkit.lab.state
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -79,18 +81,14 @@ def terminate(services: Mapping[str, Service], grace: float = 5.0) -> list[str]:
     while any(s.alive() for s in live.values()) and time.monotonic() < deadline:
         time.sleep(POLL)
     for s in live.values():  # reap our own children so they do not linger as zombies
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(s.pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
     return killed
 
 
 def _signal(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 PORT_ATTEMPTS = 3
@@ -105,7 +103,7 @@ def spawn_labkit(home: LabHome, name: str, env: Mapping[str, str], timeout: floa
         port = free_port()
         try:
             return spawn(name, [sys.executable, "-m", "labkit", *argv(port)], log=log, env=env, cwd=home.root,
-                         port=port, healthy=lambda: healthy(port), timeout=timeout, stdin=stdin)
+                         port=port, healthy=functools.partial(healthy, port), timeout=timeout, stdin=stdin)
         except StartFailed as exc:
             if b"already in use" not in tail(exc.log):
                 raise

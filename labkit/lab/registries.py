@@ -25,6 +25,7 @@ def start_registries(home: LabHome, env: Mapping[str, str], timeout: float) -> d
 def registry_healthy(port: int, auth: bool = False) -> bool:
     """``/v2/`` answers: 200, or 401 for a registry that wants credentials."""
     try:
-        return httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1, trust_env=False).status_code == (401 if auth else 200)
+        answer = httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1, trust_env=False)
+        return answer.status_code == (401 if auth else 200)
     except httpx.HTTPError:
         return False

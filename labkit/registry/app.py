@@ -214,7 +214,8 @@ class RegistryApp:
                 args = m.groupdict()
                 if "name" in args:
                     check_name(args["name"])
-                return await getattr(self, f"_{route}")(request, **args)
+                response: Response = await getattr(self, f"_{route}")(request, **args)
+                return response
         raise RegistryAPIError("UNSUPPORTED", f"no registry API at {request.path}", status=404)
 
     # --- base and listings --------------------------------------------------------------------
