@@ -195,4 +195,4 @@ class AdmissionError(LabkitError):
 
 
 class LabError(LabkitError):
-    """The lab (embedded or kind) could not be started, found or stopped."""
+    """The lab (embedded, native or kind) could not be started, found or stopped."""

@@ -1,4 +1,4 @@
-"""``labkit lab up|status|apply|label|reset|down``: one lab per LABKIT_HOME, embedded or kind."""
+"""``labkit lab up|status|apply|label|reset|down``: one lab per LABKIT_HOME, embedded, native or kind."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from labkit.lab.factory import BACKENDS
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    lab = subparsers.add_parser("lab", help="start, use and stop a lab (embedded or kind)")
+    lab = subparsers.add_parser("lab", help="start, use and stop a lab (embedded, native or kind)")
     verbs = lab.add_subparsers(dest="lab_verb", required=True, metavar="VERB")
     up = verbs.add_parser("up", help="start the lab in $LABKIT_HOME (or report the one running)",
                           description="Start a lab: 'embedded' runs labkit's registry and admission webhook "

@@ -1,4 +1,4 @@
-"""One lab, two backends: ``Lab.start(backend="embedded" | "kind")``.
+"""One lab, one interface, any backend: ``Lab.start(backend="embedded" | "native" | "kind")``.
 
     lab = labkit.Lab.start()                  # registry + webhook on loopback, in ~/.labkit
     lab.apply("policy.yaml")

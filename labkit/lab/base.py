@@ -1,4 +1,5 @@
-"""The ``Lab`` interface notebooks use, whatever runs behind it (loopback services or kind)."""
+"""The ``Lab`` interface notebooks use, whatever runs behind it: labkit's loopback services, the
+real engines as local processes, or kind."""
 
 from __future__ import annotations
 
