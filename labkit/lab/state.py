@@ -23,6 +23,7 @@ import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from labkit._internal.files import write_atomic
 from labkit.errors import LabError
 
 STATE_FILE = "lab.json"
@@ -117,9 +118,7 @@ class LabState:
     info: dict[str, str] = field(default_factory=dict)
 
     def save(self, home: LabHome) -> None:
-        tmp = home.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
-        tmp.replace(home.state_file)
+        write_atomic(home.state_file, (json.dumps(asdict(self), indent=2, sort_keys=True) + "\n").encode())
 
     @classmethod
     def load(cls, home: LabHome) -> LabState | None:

@@ -20,12 +20,12 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from labkit._internal.files import TEMP_PREFIX, write_atomic
 from labkit.errors import RegistryAPIError
 from labkit.oci.model import (
     IMAGE_MEDIA_TYPES,
@@ -59,19 +59,10 @@ def _hash_file(path: Path, algorithm: str) -> str:
     return f"{algorithm}:{h.hexdigest()}"
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+def _write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` (0600) so that readers see the old file or the whole new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, data, mode=0o600, durable=True)
 
 
 def _unknown(code: str, message: str, **detail: str) -> RegistryAPIError:
@@ -174,7 +165,7 @@ class Storage:
             return False
         if not self.blob_path(digest).exists():
             return False
-        write_atomic(self._layer_link(repository, digest), b"")
+        _write(self._layer_link(repository, digest), b"")
         return True
 
     def delete_blob(self, repository: str, digest: str) -> None:
@@ -243,7 +234,7 @@ class Storage:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(upload.data_path, target)
         self.cancel_upload(upload)
-        write_atomic(self._layer_link(upload.repository, digest), b"")
+        _write(self._layer_link(upload.repository, digest), b"")
 
     # --- manifests ----------------------------------------------------------------------------
 
@@ -276,14 +267,14 @@ class Storage:
 
         target = self.blob_path(digest)
         if not target.exists():
-            write_atomic(target, body)
-        write_atomic(self._revision(repository, digest), media_type.encode())
+            _write(target, body)
+        _write(self._revision(repository, digest), media_type.encode())
         for tag in tags:
-            write_atomic(self._tag(repository, tag), digest.encode())
+            _write(self._tag(repository, tag), digest.encode())
         if subject is not None:
             descriptor = _referrer_descriptor(doc, media_type, digest, len(body))
             algorithm, hexpart = _split(digest)
-            write_atomic(
+            _write(
                 self._referrer_dir(repository, subject["digest"]) / f"{algorithm}-{hexpart}",
                 json.dumps(descriptor).encode(),
             )
@@ -409,7 +400,7 @@ class Storage:
             raise _unknown("NAME_UNKNOWN", "repository name not known to registry", name=repository)
         try:
             return sorted(p.name for p in (self._repo(repository) / "_manifests" / "tags").iterdir()
-                          if not p.name.startswith(".tmp-"))
+                          if not p.name.startswith(TEMP_PREFIX))
         except FileNotFoundError:
             return []
 
@@ -418,7 +409,7 @@ class Storage:
         if not directory.is_dir():
             return []
         return [json.loads(p.read_bytes()) for p in sorted(directory.iterdir())
-                if not p.name.startswith(".tmp-")]
+                if not p.name.startswith(TEMP_PREFIX)]
 
     def repositories(self) -> list[str]:
         base = self.root / "repositories"
