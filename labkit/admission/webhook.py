@@ -40,7 +40,7 @@ from labkit.errors import AdmissionError
 from labkit.oci.client import RegistryClient
 from labkit.policy.credentials import RegistryAccess, SecretStore
 from labkit.policy.decision import evaluate
-from labkit.policy.images import Engine
+from labkit.policy.podspec import Engine
 from labkit.policy.load import kyverno_failure_action
 from labkit.policy.models import ImageValidatingPolicy, KyvernoPolicy
 

@@ -44,7 +44,7 @@ from labkit.errors import LabError, PolicyError, UsageError
 from labkit.lab.base import WORKLOAD_KINDS, AdmissionResult
 from labkit.lab.names import POLICY_GROUPS, kind_slash_name, plural
 from labkit.policy.decision import apply_patches
-from labkit.policy.images import Engine, extract_images
+from labkit.policy.podspec import Engine, extract_images
 from labkit.policy.load import load_policies
 
 # The webhooks that validate policy objects themselves (Kyverno's kyverno-policy-validating-webhook-cfg,

@@ -23,7 +23,7 @@ from labkit.lab.base import WORKLOAD_KINDS, AdmissionResult, Lab, load_documents
 from labkit.lab.cosign_artifacts import delete_cosign_artifacts
 from labkit.lab.names import POLICY_GROUPS, kind_slash_name, plural
 from labkit.lab.state import LabHome, LabState
-from labkit.policy.images import Engine, extract_images
+from labkit.policy.podspec import Engine, extract_images
 
 POLICY_RESOURCES = ("clusterpolicies.kyverno.io", "policies.kyverno.io",
                     "imagevalidatingpolicies.policies.kyverno.io", "clusterimagepolicies.policy.sigstore.dev")

@@ -44,7 +44,7 @@ from labkit.policy.credentials import (
     kyverno_keychain,
     policy_controller_keychain,
 )
-from labkit.policy.images import POD_SPEC_PATHS, ContainerImage, Engine, extract_images
+from labkit.policy.podspec import ContainerImage, Engine, extract_images, pod_spec, resource_name
 from labkit.policy.load import knative_error_text, kyverno_failure_action
 from labkit.policy.match import glob_match, kyverno_normalize, wildcard_match
 from labkit.policy.models import (
@@ -228,13 +228,6 @@ def apply_patches(resource: Mapping[str, Any], patches: Sequence[Mapping[str, An
     return out
 
 
-def _pod_spec(resource: Mapping[str, Any], engine: Engine) -> Mapping[str, Any] | None:
-    spec: Any = resource
-    for key in POD_SPEC_PATHS[engine].get(str(resource.get("kind", "")), ("-",)):
-        spec = spec.get(key) if isinstance(spec, Mapping) else None
-    return spec if isinstance(spec, Mapping) else None
-
-
 def _verification_message(exc: LabkitError) -> str:
     return exc.message  # cosign's wording: "no signatures found", "no matching signatures: …"
 
@@ -352,7 +345,7 @@ class _KyvernoRun:
         self.kind = str(resource.get("kind", ""))
         self.namespace = str((resource.get("metadata") or {}).get("namespace") or "")
         self.images = extract_images(resource, Engine.KYVERNO) or []
-        self.pull_secrets = image_pull_secrets(_pod_spec(resource, Engine.KYVERNO))
+        self.pull_secrets = image_pull_secrets(pod_spec(resource, Engine.KYVERNO))
         # ImageVerificationMetadata: image → status, and policy → rule → image → status (1.19)
         self.annotation: dict[str, str] = {}
         self.scoped: dict[str, dict[str, dict[str, str]]] = {}
@@ -712,7 +705,7 @@ class _PolicyControllerRun:
         self.namespace = str((resource.get("metadata") or {}).get("namespace") or "default")
         # the pod's own pull secrets, in its namespace (k8schain.Options in validator.go)
         self.keychain = policy_controller_keychain(
-            registry.secrets, image_pull_secrets(_pod_spec(resource, Engine.POLICY_CONTROLLER)),
+            registry.secrets, image_pull_secrets(pod_spec(resource, Engine.POLICY_CONTROLLER)),
             namespace=self.namespace)
         self.errors: list[tuple[str, str, str]] = []
         self.warnings: list[tuple[str, str, str]] = []
@@ -762,7 +755,7 @@ class _PolicyControllerRun:
     def _matching(self, name: str) -> list[ClusterImagePolicy]:
         kind = str(self.resource.get("kind", ""))
         group, _, version = str(self.resource.get("apiVersion", "")).rpartition("/")
-        plural = kind.lower() + "s"  # meta.UnsafeGuessKindToResource for these kinds
+        plural = resource_name(kind)
         labels = (self.resource.get("metadata") or {}).get("labels") or {}
         found = []
         for cip in self.cips:

@@ -57,7 +57,7 @@ from labkit.errors import LabkitError, NoMatchingSignaturesError, NoSignaturesEr
 from labkit.policy.cel import CURRENT, CelError, Program, compile_expression, field_invalid
 from labkit.policy.credentials import SecretStore, kyverno_ivp_keychain
 from labkit.policy.decoder import Decoder
-from labkit.policy.images import Engine, extract_images
+from labkit.policy.podspec import EXTRACTOR_PATHS, Engine, extract_images, find_pod_spec, resource_name
 from labkit.policy.match import Glob, GlobError, compile_ivp_glob, kyverno_normalize
 from labkit.policy.models import ImageValidatingPolicy
 from labkit.policy.selectors import labels_match
@@ -321,15 +321,6 @@ def validate(policy: ImageValidatingPolicy) -> str:
 
 # --- admission --------------------------------------------------------------------------------
 
-# GVR → where the pod spec sits, for the built-in image extractors (pkg/cel/compiler/images.go)
-_EXTRACTOR_PATHS = {
-    ("", "pods"): ("spec",),
-    **{("batch" if r == "jobs" else "apps", r): ("spec", "template", "spec")
-       for r in ("jobs", "deployments", "statefulsets", "daemonsets", "replicasets")},
-    ("batch", "cronjobs"): ("spec", "jobTemplate", "spec", "template", "spec"),
-}
-
-
 @dataclass
 class Result:
     status: str  # pass | fail | error
@@ -557,7 +548,7 @@ class Run:
         self.resolve_digest = resolve_digest
         group, _, version = str(resource.get("apiVersion", "")).rpartition("/")
         self.group, self.version = group, version
-        self.plural = str(resource.get("kind", "")).lower() + "s"
+        self.plural = resource_name(str(resource.get("kind", "")))
         meta = resource.get("metadata") or {}
         self.namespace = str(meta.get("namespace") or "")
 
@@ -678,12 +669,11 @@ class Run:
         data = self._data(obj)
         if not self._conditions_match(policy, data):
             return None
-        spec: Any = obj
-        for key in _EXTRACTOR_PATHS.get((self.group, self.plural), ()):
-            spec = spec.get(key) if isinstance(spec, Mapping) else None
+        path = EXTRACTOR_PATHS.get((self.group, self.plural))
+        spec = find_pod_spec(obj, path) if path is not None else None
         images: dict[str, list[str]] = {}
-        if (self.group, self.plural) in _EXTRACTOR_PATHS:
-            for list_name in ("containers", "initContainers", "ephemeralContainers"):
+        if path is not None:
+            for list_name in ("containers", "initContainers", "ephemeralContainers"):  # the extractors' order
                 raw = [str(c.get("image", "")) for c in ((spec or {}).get(list_name) or [])]
                 images[list_name] = [i for i in raw if policy.matches_image(i)]
         matched = [i for imgs in images.values() for i in imgs]

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from labkit.policy.images import Engine
+from labkit.policy.podspec import Engine
 
 
 def _required() -> Any:

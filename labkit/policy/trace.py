@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from labkit.policy.images import Engine
+from labkit.policy.podspec import Engine
 
 
 @dataclass

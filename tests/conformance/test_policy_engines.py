@@ -33,7 +33,7 @@ import yaml
 from labkit.errors import PolicyError
 from labkit.policy.credentials import RegistryAccess
 from labkit.policy.decision import Decision, Resolver, Verifier, evaluate
-from labkit.policy.images import Engine, extract_images
+from labkit.policy.podspec import Engine, extract_images
 from labkit.policy.load import load_policies
 from tests.conftest import COSIGN_V2_PIN, CRANE, RunningRegistry, reference_tool
 

@@ -18,7 +18,7 @@ from labkit.admission.review import AdmissionRequest
 from labkit.admission.sources import NamespaceLabels, PolicyDirectory
 from labkit.admission.webhook import Webhook
 from labkit.oci.client import RegistryClient
-from labkit.policy.images import Engine
+from labkit.policy.podspec import Engine
 
 IMAGE = "registry.local:5000/diff/signed-a@sha256:" + "fd" * 32
 

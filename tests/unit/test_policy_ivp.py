@@ -461,7 +461,7 @@ def test_reports_merge_keeps_the_result_of_the_same_second() -> None:
     # ivp-key-a-audit-fail/pod/signed-a:tag/plain/update-from-unsigned keeps the create's "fail"
     from labkit.admission.reports import ReportStore
     from labkit.policy.trace import ImageTrace
-    from labkit.policy.images import Engine
+    from labkit.policy.podspec import Engine
 
     store = ReportStore()
     obj = pod(f"ghcr.io/lab/app@{DIGEST}")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from labkit.policy.images import Engine, extract_images
+from labkit.policy.podspec import Engine, extract_images
 
 
 def pod_spec() -> dict[str, Any]:
