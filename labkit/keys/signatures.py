@@ -116,31 +116,29 @@ def _verify_ecdsa(
     message: bytes,
     algorithm: hashes.HashAlgorithm,
 ) -> None:
+    encoding, der = _ecdsa_der(signature)
+    try:
+        public_key.verify(der, message, ec.ECDSA(algorithm))
+    except InvalidSignature:
+        raise VerificationError(
+            f"invalid signature when validating {encoding} encoded signature"
+        ) from None
+
+
+def _ecdsa_der(signature: bytes) -> tuple[str, bytes]:
+    """The signature's encoding, as sigstore names it, and its DER form."""
     try:
         decode_dss_signature(signature)
     except ValueError:
         pass
     else:
-        try:
-            public_key.verify(signature, message, ec.ECDSA(algorithm))
-        except InvalidSignature:
-            raise VerificationError(
-                "invalid signature when validating ASN.1 encoded signature"
-            ) from None
-        return
+        return "ASN.1", signature
     # Not DER: sigstore also accepts IEEE P1363 r||s.
     if not signature or len(signature) > 132 or len(signature) % 2:
         raise VerificationError("ecdsa: Invalid IEEE_P1363 encoded bytes")
     half = len(signature) // 2
-    der = encode_dss_signature(
-        int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
-    )
-    try:
-        public_key.verify(der, message, ec.ECDSA(algorithm))
-    except InvalidSignature:
-        raise VerificationError(
-            "invalid signature when validating IEEE_P1363 encoded signature"
-        ) from None
+    r, s = int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
+    return "IEEE_P1363", encode_dss_signature(r, s)
 
 
 def _digest(name: str) -> hashes.HashAlgorithm:
