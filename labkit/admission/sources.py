@@ -17,7 +17,7 @@ from pathlib import Path
 
 from labkit.errors import LabkitError
 from labkit.policy.load import load_policies
-from labkit.policy.models import Policy
+from labkit.policy.schema import Policy
 
 log = logging.getLogger("labkit.admission")
 

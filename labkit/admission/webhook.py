@@ -40,9 +40,9 @@ from labkit.errors import AdmissionError
 from labkit.oci.client import RegistryClient
 from labkit.policy.credentials import RegistryAccess, SecretStore
 from labkit.policy.decision import evaluate
-from labkit.policy.podspec import Engine
 from labkit.policy.load import kyverno_failure_action
-from labkit.policy.models import ImageValidatingPolicy, KyvernoPolicy
+from labkit.policy.podspec import Engine
+from labkit.policy.schema import ImageValidatingPolicy, KyvernoPolicy
 
 log = logging.getLogger("labkit.admission")
 

@@ -44,10 +44,10 @@ from labkit.policy.credentials import (
     kyverno_keychain,
     policy_controller_keychain,
 )
-from labkit.policy.podspec import ContainerImage, Engine, extract_images, pod_spec, resource_name
 from labkit.policy.load import knative_error_text, kyverno_failure_action
 from labkit.policy.match import glob_match, kyverno_normalize, wildcard_match
-from labkit.policy.models import (
+from labkit.policy.podspec import ContainerImage, Engine, extract_images, pod_spec, resource_name
+from labkit.policy.schema import (
     Attestor,
     Authority,
     ClusterImagePolicy,

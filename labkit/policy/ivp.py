@@ -57,9 +57,17 @@ from labkit.errors import LabkitError, NoMatchingSignaturesError, NoSignaturesEr
 from labkit.policy.cel import CURRENT, CelError, Program, compile_expression, field_invalid
 from labkit.policy.credentials import SecretStore, kyverno_ivp_keychain
 from labkit.policy.decoder import Decoder
-from labkit.policy.podspec import EXTRACTOR_PATHS, Engine, extract_images, find_pod_spec, resource_name
 from labkit.policy.match import Glob, GlobError, compile_ivp_glob, kyverno_normalize
-from labkit.policy.models import ImageValidatingPolicy
+from labkit.policy.podspec import EXTRACTOR_PATHS, Engine, extract_images, find_pod_spec, resource_name
+from labkit.policy.schema import (
+    IVP_SPEC_PARTS,
+    ImageRegistryCredentials,
+    ImageValidatingPolicy,
+    IVPAttestor,
+    MatchImageReference,
+    Validation,
+    ValidationConfiguration,
+)
 from labkit.policy.selectors import labels_match
 from labkit.policy.tlog import KYVERNO_SIGNATURE_ALGORITHMS, ivp_key_error
 from labkit.policy.trace import ImageTrace
@@ -78,98 +86,6 @@ KYVERNO_SECRET_BUG = (
 ResolveDigest = Callable[..., str]  # (image, *, credentials) -> digest: decision.Resolver
 
 
-# --- the nested spec, for strict decoding (api/policies.kyverno.io/v1beta1) ------------------
-
-
-def _req() -> Any:
-    return field(default="", metadata={"required": True})
-
-
-def _json(name: str, default: Any = None) -> Any:
-    return field(default=default, metadata={"json": name})
-
-
-@dataclass
-class Validation:
-    expression: str = _req()
-    message: str = ""
-    message_expression: str = ""
-    reason: str = ""
-
-
-@dataclass
-class NamedExpression:
-    name: str = _req()
-    expression: str = _req()
-
-
-@dataclass
-class MatchImageReference:
-    glob: str = ""
-    expression: str = ""
-
-
-@dataclass
-class CosignKey:
-    data: str = ""
-    kms: str = ""
-    hash_algorithm: str = ""
-    expression: str = ""
-
-
-@dataclass
-class CTLog:
-    url: str = ""
-    rekor_pub_key: str = ""
-    ct_log_pub_key: str = _json("ctLogPubKey", "")
-    tsa_cert_chain: str = ""
-    insecure_ignore_tlog: bool = False
-    insecure_ignore_sct: bool = _json("insecureIgnoreSCT", False)
-
-
-@dataclass
-class Cosign:
-    key: CosignKey | None = None
-    keyless: Any = None
-    certificate: Any = None
-    source: Any = None
-    ctlog: CTLog | None = None
-    tuf: Any = None
-    trusted_root: Any = None
-    annotations: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Attestor:
-    name: str = _req()
-    cosign: Cosign | None = None
-    notary: Any = None
-
-
-@dataclass
-class ValidationConfiguration:
-    mutate_digest: bool | None = None
-    verify_digest: bool | None = None
-    required: bool | None = None
-
-
-@dataclass
-class Credentials:
-    allow_insecure_registry: bool = False
-    providers: list[str] = field(default_factory=list)
-    secrets: list[str] = field(default_factory=list)
-
-
-_NESTED: dict[str, Any] = {
-    "validations": list[Validation],
-    "matchConditions": list[NamedExpression],
-    "variables": list[NamedExpression],
-    "images": list[NamedExpression],
-    "matchImageReferences": list[MatchImageReference],
-    "attestors": list[Attestor],
-    "validationConfigurations": ValidationConfiguration | None,
-    "credentials": Credentials | None,
-}
 _ACTIONS = {"Deny", "Audit", "Warn"}
 
 
@@ -182,11 +98,11 @@ class CompiledPolicy:
     image_refs: list[MatchImageReference]
     image_ref_programs: list[Program | None]
     image_ref_globs: list[Glob | None]
-    attestors: dict[str, Attestor]
+    attestors: dict[str, IVPAttestor]
     config: ValidationConfiguration
     actions: set[str]
     failure_policy: str
-    credentials: Credentials
+    credentials: ImageRegistryCredentials
 
     @property
     def name(self) -> str:
@@ -208,7 +124,7 @@ class CompiledPolicy:
 def _decode(policy: ImageValidatingPolicy) -> tuple[dict[str, Any], list[str], list[str]]:
     decoder, spec = Decoder(), policy.spec
     values = {}
-    for name, tp in _NESTED.items():
+    for name, tp in IVP_SPEC_PARTS.items():
         attr = re.sub(r"([A-Z])", lambda m: "_" + m[1].lower(), name)
         raw = getattr(spec, attr)
         values[name] = decoder.decode(tp, raw, f"spec.{name}") if raw is not None else None
@@ -261,7 +177,7 @@ def compile_policy(policy: ImageValidatingPolicy) -> CompiledPolicy:
         program(f"spec.images[{i}].expression", extractor.expression)
     variables = {v.name: program(f"spec.variables[{i}].expression", v.expression)
                  for i, v in enumerate(values["variables"] or [])}
-    attestors: list[Attestor] = values["attestors"] or []
+    attestors: list[IVPAttestor] = values["attestors"] or []
     for i, att in enumerate(attestors):
         if att.cosign and att.cosign.key and att.cosign.key.expression:
             program(f"spec.attestors[{i}]", att.cosign.key.expression)
@@ -282,7 +198,7 @@ def compile_policy(policy: ImageValidatingPolicy) -> CompiledPolicy:
         image_ref_globs=ref_globs,
         attestors={a.name: a for a in attestors},
         config=values["validationConfigurations"] or ValidationConfiguration(),
-        credentials=values["credentials"] or Credentials(),
+        credentials=values["credentials"] or ImageRegistryCredentials(),
         actions=set(spec.validation_actions or ["Deny"]),
         failure_policy=spec.failure_policy or "Fail",
     )

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from labkit.errors import PolicyError
 from labkit.policy.decoder import Decoder  # stages 1 and 2: strict decoding against the dataclass schema
 from labkit.policy.match import GlobError, compile_glob
-from labkit.policy.models import (
+from labkit.policy.schema import (
     Authority,
     ClusterImagePolicy,
     ImageValidatingPolicy,

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from labkit.errors import PolicyError
 from labkit.policy.load import kyverno_failure_action, load_policies
-from labkit.policy.models import ClusterImagePolicy, KyvernoPolicy
+from labkit.policy.schema import ClusterImagePolicy, KyvernoPolicy
 
 
 def pem() -> str:

@@ -2,11 +2,14 @@
 
 Field names are the snake_case of the YAML keys; ``json`` metadata spells a key whose camelCase
 does not follow (``ignoreSCT``, ``ca-cert``). ``required`` marks keys the CRD schema requires.
-Parts labkit does not evaluate yet (keyless, attestations, CEL, rule types other than
-verifyImages) are kept as plain data (``Any``) so such policies still load.
+Parts labkit does not evaluate yet (keyless, attestations, rule types other than verifyImages)
+are kept as plain data (``Any``) so such policies still load. An ImageValidatingPolicy's spec is
+open here, as in its CRD; its nested parts (:data:`IVP_SPEC_PARTS`) are decoded when the policy
+compiles (:mod:`labkit.policy.ivp_compile`).
 
-Sources: Kyverno ``api/kyverno/v1/*_types.go`` and ``api/policies.kyverno.io``; policy-controller
-``pkg/apis/policy/v1alpha1/clusterimagepolicy_types.go`` (v1beta1 has the same schema).
+Sources: Kyverno ``api/kyverno/v1/*_types.go`` and ``api/policies.kyverno.io/v1beta1``;
+policy-controller ``pkg/apis/policy/v1alpha1/clusterimagepolicy_types.go`` (v1beta1 has the same
+schema).
 """
 
 from __future__ import annotations
@@ -38,6 +41,19 @@ class ObjectMeta:
     creation_timestamp: Any = None
     managed_fields: Any = None
     finalizers: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PolicyObject:
+    """What every policy object has; each kind adds its ``spec`` and ``status``, in that order."""
+
+    api_version: str = _required()
+    kind: str = _required()
+    metadata: ObjectMeta = field(default_factory=ObjectMeta)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
 
 
 # --- Kyverno kyverno.io/v1 ClusterPolicy / Policy ---------------------------------------------
@@ -192,23 +208,16 @@ class KyvernoPolicySpec:
 
 
 @dataclass
-class KyvernoPolicy:
+class KyvernoPolicy(PolicyObject):
     """``ClusterPolicy`` or namespaced ``Policy`` (kyverno.io/v1); only verifyImages rules act here."""
 
-    api_version: str = _required()
-    kind: str = _required()
-    metadata: ObjectMeta = field(default_factory=ObjectMeta)
     spec: KyvernoPolicySpec = field(default_factory=KyvernoPolicySpec, metadata={"required": True})
     status: Any = None
 
     engine = Engine.KYVERNO
 
-    @property
-    def name(self) -> str:
-        return self.metadata.name
 
-
-# --- Kyverno policies.kyverno.io ImageValidatingPolicy (CEL: evaluated in a later slice) -------
+# --- Kyverno policies.kyverno.io ImageValidatingPolicy ------------------------------------------
 
 
 @dataclass
@@ -232,18 +241,89 @@ class ImageValidatingPolicySpec:
 
 
 @dataclass
-class ImageValidatingPolicy:
-    api_version: str = _required()
-    kind: str = _required()
-    metadata: ObjectMeta = field(default_factory=ObjectMeta)
+class ImageValidatingPolicy(PolicyObject):
     spec: ImageValidatingPolicySpec = field(default_factory=ImageValidatingPolicySpec)
     status: Any = None
 
     engine = Engine.KYVERNO
 
-    @property
-    def name(self) -> str:
-        return self.metadata.name
+
+@dataclass
+class Validation:
+    expression: str = _required()
+    message: str = ""
+    message_expression: str = ""
+    reason: str = ""
+
+
+@dataclass
+class NamedExpression:
+    name: str = _required()
+    expression: str = _required()
+
+
+@dataclass
+class MatchImageReference:
+    glob: str = ""
+    expression: str = ""
+
+
+@dataclass
+class CosignKey:
+    data: str = ""
+    kms: str = ""
+    hash_algorithm: str = ""
+    expression: str = ""
+
+
+@dataclass
+class IVPCTLog:
+    url: str = ""
+    rekor_pub_key: str = ""
+    ct_log_pub_key: str = _json("ctLogPubKey", "")
+    tsa_cert_chain: str = ""
+    insecure_ignore_tlog: bool = False
+    insecure_ignore_sct: bool = _json("insecureIgnoreSCT", False)
+
+
+@dataclass
+class Cosign:
+    key: CosignKey | None = None
+    keyless: Any = None
+    certificate: Any = None
+    source: Any = None
+    ctlog: IVPCTLog | None = None
+    tuf: Any = None
+    trusted_root: Any = None
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class IVPAttestor:
+    name: str = _required()
+    cosign: Cosign | None = None
+    notary: Any = None
+
+
+@dataclass
+class ValidationConfiguration:
+    mutate_digest: bool | None = None
+    verify_digest: bool | None = None
+    required: bool | None = None
+
+
+# spec key → type: the nested parts an ImageValidatingPolicy's compiler decodes strictly, after
+# the CRD's schema (which leaves them open) admitted the policy
+IVP_SPEC_PARTS: dict[str, Any] = {
+    "validations": list[Validation],
+    "matchConditions": list[NamedExpression],
+    "variables": list[NamedExpression],
+    "images": list[NamedExpression],
+    "matchImageReferences": list[MatchImageReference],
+    "attestors": list[IVPAttestor],
+    "validationConfigurations": ValidationConfiguration | None,
+    "credentials": ImageRegistryCredentials | None,
+}
 
 
 # --- policy-controller policy.sigstore.dev ClusterImagePolicy ----------------------------------
@@ -293,7 +373,7 @@ class Identity:
 class KeylessRef:
     url: str = ""
     identities: list[Identity] = field(default_factory=list)
-    ca_cert: Any = _json("ca-cert")
+    ca_cert: Any = field(default=None, metadata={"json": "ca-cert"})  # spelt out: ruff flags a helper call as an Any default
     trust_root_ref: str = ""
     insecure_ignore_sct: bool = _json("insecureIgnoreSCT", False)
 
@@ -341,18 +421,11 @@ class ClusterImagePolicySpec:
 
 
 @dataclass
-class ClusterImagePolicy:
-    api_version: str = _required()
-    kind: str = _required()
-    metadata: ObjectMeta = field(default_factory=ObjectMeta)
+class ClusterImagePolicy(PolicyObject):
     spec: ClusterImagePolicySpec = field(default_factory=ClusterImagePolicySpec)
     status: Any = None
 
     engine = Engine.POLICY_CONTROLLER
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
 
 
 Policy = KyvernoPolicy | ImageValidatingPolicy | ClusterImagePolicy
