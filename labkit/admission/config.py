@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from labkit.policy.decision import PC_INCLUDE_LABEL
+from labkit.policy.policy_controller import INCLUDE_LABEL as PC_INCLUDE_LABEL
 
 _KYVERNO_SELECTOR = {"matchExpressions": [
     {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "kyverno"]}]}

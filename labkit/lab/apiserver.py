@@ -43,9 +43,9 @@ from labkit._internal.files import write_atomic
 from labkit.errors import LabError, PolicyError, UsageError
 from labkit.lab.base import WORKLOAD_KINDS, AdmissionResult
 from labkit.lab.names import POLICY_GROUPS, kind_slash_name, plural
-from labkit.policy.decision import apply_patches
-from labkit.policy.podspec import Engine, extract_images
 from labkit.policy.load import load_policies
+from labkit.policy.patches import apply_patches
+from labkit.policy.podspec import Engine, extract_images
 
 # The webhooks that validate policy objects themselves (Kyverno's kyverno-policy-validating-webhook-cfg,
 # policy-controller's validating.clusterimagepolicy.sigstore.dev).

@@ -1,12 +1,13 @@
 """Admission policies: load Kyverno and policy-controller policies as the cluster would, and
 decide admission of Pods and workloads as each engine's webhook does."""
 
-from labkit.policy.decision import Decision, Verifier, evaluate
+from labkit.policy.evaluate import Decision, evaluate
 from labkit.policy.load import load_policies
 from labkit.policy.match import glob_match, kyverno_normalize, wildcard_match
 from labkit.policy.podspec import ContainerImage, Engine, extract_images
 from labkit.policy.schema import ClusterImagePolicy, ImageValidatingPolicy, KyvernoPolicy, Policy
 from labkit.policy.trace import ImageTrace
+from labkit.policy.verification import Verifier
 
 __all__ = [
     "ClusterImagePolicy",

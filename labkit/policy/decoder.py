@@ -1,7 +1,7 @@
 """Stages 1 and 2 of admitting a policy (:mod:`labkit.policy.load`): strict decoding of its YAML
-against the model dataclasses (``strict decoding error: unknown field …``) and the CRD schema's
+against the schema dataclasses (``strict decoding error: unknown field …``) and the CRD schema's
 types and required fields. Also used for an ImageValidatingPolicy's nested specs
-(:mod:`labkit.policy.ivp`)."""
+(:mod:`labkit.policy.ivp_compile`)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class Decoder:
                 return None
             (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
             return self.decode(inner, value, path)
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             return self._object(tp, value, path)
         if origin is list:
             if not isinstance(value, list):

@@ -1,12 +1,7 @@
-"""Kyverno ImageValidatingPolicy (policies.kyverno.io v1alpha1/v1beta1/v1), as Kyverno 1.19 runs it.
-
-Load: the nested spec is strictly decoded and every CEL expression is compiled, as the
-policy compiler does (``pkg/image/verification/evaluator/compiler.go``); a bad expression is
-reported as ``spec.validations[0].expression: Invalid value: "…": ERROR: <input>:…``, an
-expression of the wrong type as ``…: output is expected to be of type bool``, and a malformed
-``matchImageReferences`` glob with gobwas/glob's error (``pkg/cel/compiler/compiler.go``).
-
-Admission (``pkg/cel/policies/ivpol/engine/engine.go``, ``pkg/webhooks/resource/ivpol``):
+"""Kyverno ImageValidatingPolicy (policies.kyverno.io v1alpha1/v1beta1/v1) admission, as Kyverno
+1.19 runs it (``pkg/cel/policies/ivpol/engine/engine.go``, ``pkg/webhooks/resource/ivpol``); each
+webhook returns an :class:`~labkit.policy.trace.EngineResult`. Policies are compiled, with their
+autogen variants, by :mod:`labkit.policy.ivp_compile`.
 
 1. Mutating webhook: for each matching policy with ``mutateDigest`` (default true), every
    container image without a digest that matches ``matchImageReferences`` (on its Kyverno
@@ -24,10 +19,8 @@ Admission (``pkg/cel/policies/ivpol/engine/engine.go``, ``pkg/webhooks/resource/
    ``Policy <name> error: <msg>``, joined with ``; ``; ``Warn`` gives the same text as
    warnings; ``Audit`` only reports. Kyverno joins policies in Go map order; labkit sorts by name.
 
-A policy matching only core v1 ``pods`` also applies, by autogen, to DaemonSets, Deployments,
-Jobs, ReplicaSets, StatefulSets and CronJobs (:func:`autogen_variants`). Results carry Kyverno's
-rule names (the policy's, ``evaluation``, ``mutateDigest``); with no ``Deny`` policy among them
-the validating webhook reports them (:func:`admission_report`).
+Results carry Kyverno's rule names (the policy's, ``evaluation``, ``mutateDigest``); with no
+``Deny`` policy among them the validating webhook reports them (:func:`admission_report`).
 
 ``kyverno apply`` runs step 2 only, on the object as given (no digest pinning).
 
@@ -48,33 +41,23 @@ KMS and expression keys, notary, ``source.tagPrefix`` and ``source.signaturePull
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from labkit.errors import LabkitError, NoMatchingSignaturesError, NoSignaturesError
-from labkit.policy.cel import CURRENT, CelError, Program, compile_expression, field_invalid
+from labkit.policy.cel import CURRENT, CelError
 from labkit.policy.credentials import SecretStore, kyverno_ivp_keychain
-from labkit.policy.decoder import Decoder
-from labkit.policy.match import Glob, GlobError, compile_ivp_glob, kyverno_normalize
+from labkit.policy.ivp_compile import CompiledPolicy, compile_policies
+from labkit.policy.match import kyverno_normalize
 from labkit.policy.podspec import EXTRACTOR_PATHS, Engine, extract_images, find_pod_spec, resource_name
-from labkit.policy.schema import (
-    IVP_SPEC_PARTS,
-    ImageRegistryCredentials,
-    ImageValidatingPolicy,
-    IVPAttestor,
-    MatchImageReference,
-    Validation,
-    ValidationConfiguration,
-)
+from labkit.policy.schema import ImageValidatingPolicy
 from labkit.policy.selectors import labels_match
 from labkit.policy.tlog import KYVERNO_SIGNATURE_ALGORITHMS, ivp_key_error
-from labkit.policy.trace import ImageTrace
-from labkit.policy.verification import call_verifier, keys_from_pem
+from labkit.policy.trace import Denial, EngineResult, ImageTrace
+from labkit.policy.verification import Registry, call_verifier, keys_from_pem
 
-__all__ = ["KYVERNO_SECRET_BUG", "CompiledPolicy", "admission_report", "autogen_variants", "compile_policy",
-           "mutate", "validate", "validate_admission"]
+__all__ = ["KYVERNO_SECRET_BUG", "admission_report", "mutate", "validate"]
 
 KYVERNO_SECRET_BUG = (
     "Kyverno 1.14.0–1.17.0: the IVP admission engine resolved credentials.secrets with no "
@@ -83,159 +66,32 @@ KYVERNO_SECRET_BUG = (
     "PR #15220): names resolve in the Kyverno namespace. labkit follows 1.17.1 and later."
 )
 
-ResolveDigest = Callable[..., str]  # (image, *, credentials) -> digest: decision.Resolver
+
+def mutate(policies: Sequence[ImageValidatingPolicy], resource: Mapping[str, Any], ns_labels: Mapping[str, str],
+           registry: Registry) -> EngineResult:
+    """The mutating webhook ``ivpol.mutate.kyverno.svc-fail``: pin tags, or deny with the
+    digest-resolution error."""
+    run = _Run(policies, resource, ns_labels, registry)
+    patches, errors = run.mutate()
+    result = EngineResult(trace=[_trace(name, "", r, [], "mutate") for name, r in sorted(errors.items())])
+    if _respond(run, errors, result):
+        result.patches.extend(patches)
+    return result
 
 
-_ACTIONS = {"Deny", "Audit", "Warn"}
+def validate(policies: Sequence[ImageValidatingPolicy], resource: Mapping[str, Any], ns_labels: Mapping[str, str],
+             registry: Registry) -> EngineResult:
+    """The validating webhook ``ivpol.validate.kyverno.svc-fail``, on the mutated object."""
+    run = _Run(policies, resource, ns_labels, registry)
+    results = run.validate(resource)
+    result = EngineResult(trace=[
+        _trace(name, image, r, run.request.attempts.get(image, []), "validate")
+        for name, r in sorted(results.items()) for image in r.images or [""]])
+    _respond(run, results, result)
+    return result
 
 
-@dataclass
-class CompiledPolicy:
-    policy: ImageValidatingPolicy
-    validations: list[tuple[Validation, Program, Program | None]]
-    match_conditions: list[Program]
-    variables: dict[str, Program]
-    image_refs: list[MatchImageReference]
-    image_ref_programs: list[Program | None]
-    image_ref_globs: list[Glob | None]
-    attestors: dict[str, IVPAttestor]
-    config: ValidationConfiguration
-    actions: set[str]
-    failure_policy: str
-    credentials: ImageRegistryCredentials
-
-    @property
-    def name(self) -> str:
-        return self.policy.name
-
-    def matches_image(self, image: str) -> bool:
-        """``matching.MatchImage``: no references match everything; else any glob/expression."""
-        if not self.image_refs:
-            return True
-        for program, glob in zip(self.image_ref_programs, self.image_ref_globs, strict=True):
-            if glob is not None:  # compiled when the policy loaded: a glob takes precedence
-                if glob.matches(image):
-                    return True
-            elif program is not None and program.eval({"ref": image}) is True:
-                return True
-        return False
-
-
-def _decode(policy: ImageValidatingPolicy) -> tuple[dict[str, Any], list[str], list[str]]:
-    decoder, spec = Decoder(), policy.spec
-    values = {}
-    for name, tp in IVP_SPEC_PARTS.items():
-        attr = re.sub(r"([A-Z])", lambda m: "_" + m[1].lower(), name)
-        raw = getattr(spec, attr)
-        values[name] = decoder.decode(tp, raw, f"spec.{name}") if raw is not None else None
-    return values, decoder.unknown, decoder.invalid
-
-
-def compile_policy(policy: ImageValidatingPolicy) -> CompiledPolicy:
-    """Decode and compile; raises ValueError with Kyverno's text for what it would reject."""
-    values, unknown, invalid = _decode(policy)
-    kind, version = policy.kind, policy.api_version.rpartition("/")[2]
-    if unknown:
-        fields = ", ".join(f'unknown field "{p}"' for p in unknown)
-        raise ValueError(f'{kind} in version "{version}" cannot be handled as a {kind}: '
-                         f"strict decoding error: {fields}")
-    errors = list(invalid)
-    spec = policy.spec
-    for a in spec.validation_actions:
-        if a not in _ACTIONS:
-            errors.append(f'spec.validationActions: Unsupported value: "{a}": supported values: '
-                          '"Audit", "Deny", "Warn"')
-    if spec.failure_policy not in ("", "Fail", "Ignore"):
-        errors.append(f'spec.failurePolicy: Unsupported value: "{spec.failure_policy}": '
-                      'supported values: "Fail", "Ignore"')
-    if errors:
-        raise ValueError(f'{kind}.policies.kyverno.io "{policy.name}" is invalid: ' + ", ".join(errors))
-
-    def program(path: str, source: str, env: str = "policy", output: str = "") -> Program:
-        try:
-            compiled = compile_expression(source, env)
-        except CelError as exc:
-            raise ValueError("failed to compile policy: " + field_invalid(path, source, str(exc))) from None
-        if output and not compiled.output_is(output):
-            # the policy webhook's own text (ToAggregate of one field.Invalid)
-            raise ValueError(field_invalid(path, source, f"output is expected to be of type {output}"))
-        return compiled
-
-    # the compiler's order: matchConditions, matchImageReferences, images, variables,
-    # attestors, validations
-    conditions = [program(f"spec.matchConditions[{i}].expression", c.expression, output="bool")
-                  for i, c in enumerate(values["matchConditions"] or [])]
-    refs: list[MatchImageReference] = values["matchImageReferences"] or []
-    ref_globs, glob_errors = _compile_globs(refs)
-    if glob_errors:
-        # the image-verification library compiles them (imageverify/impl.go), and the policy
-        # webhook reports its error as an internal one on no field: "<nil>: Internal error: …"
-        raise ValueError(f"<nil>: Internal error: failed to compile matches: {_aggregate(glob_errors)}")
-    ref_programs = [program(f"spec.matchImageReferences[{i}].expression", r.expression, "image", "bool")
-                    if r.expression and not r.glob else None for i, r in enumerate(refs)]
-    for i, extractor in enumerate(values["images"] or []):
-        program(f"spec.images[{i}].expression", extractor.expression)
-    variables = {v.name: program(f"spec.variables[{i}].expression", v.expression)
-                 for i, v in enumerate(values["variables"] or [])}
-    attestors: list[IVPAttestor] = values["attestors"] or []
-    for i, att in enumerate(attestors):
-        if att.cosign and att.cosign.key and att.cosign.key.expression:
-            program(f"spec.attestors[{i}]", att.cosign.key.expression)
-    validations = []
-    for i, v in enumerate(values["validations"] or []):
-        path = f"spec.validations[{i}]"
-        compiled = program(f"{path}.expression", v.expression, output="bool")
-        message = (program(f"{path}.messageExpression", v.message_expression, output="string")
-                   if v.message_expression else None)
-        validations.append((v, compiled, message))
-    return CompiledPolicy(
-        policy=policy,
-        validations=validations,
-        match_conditions=conditions,
-        variables=variables,
-        image_refs=refs,
-        image_ref_programs=ref_programs,
-        image_ref_globs=ref_globs,
-        attestors={a.name: a for a in attestors},
-        config=values["validationConfigurations"] or ValidationConfiguration(),
-        credentials=values["credentials"] or ImageRegistryCredentials(),
-        actions=set(spec.validation_actions or ["Deny"]),
-        failure_policy=spec.failure_policy or "Fail",
-    )
-
-
-def _compile_globs(refs: Sequence[MatchImageReference]) -> tuple[list[Glob | None], list[str]]:
-    """``CompileMatchImageReferences``: each glob through gobwas/glob; every bad one is reported."""
-    globs: list[Glob | None] = []
-    errors = []
-    for i, ref in enumerate(refs):
-        glob = None
-        if ref.glob:
-            try:
-                glob = compile_ivp_glob(ref.glob)
-            except GlobError as exc:
-                errors.append(field_invalid(f"spec.MatchImageReferences[{i}].glob", ref.glob, str(exc)))
-        globs.append(glob)
-    return globs, errors
-
-
-def _aggregate(errors: Sequence[str]) -> str:
-    """k8s ``utilerrors.NewAggregate(…).Error()``: one message alone, else ``[a, b]`` without
-    repeats."""
-    unique = list(dict.fromkeys(errors))
-    return unique[0] if len(unique) == 1 else "[" + ", ".join(unique) + "]"
-
-
-def validate(policy: ImageValidatingPolicy) -> str:
-    """The admission error for ``policy``, or "" when Kyverno accepts it."""
-    try:
-        compile_policy(policy)
-    except ValueError as exc:
-        return str(exc)
-    return ""
-
-
-# --- admission --------------------------------------------------------------------------------
+# --- one request --------------------------------------------------------------------------------
 
 @dataclass
 class Result:
@@ -354,114 +210,15 @@ def _rules_match(rules: Sequence[Any], group: str, version: str, plural: str) ->
                for r in rules)
 
 
-# --- autogen (pkg/cel/policies/ivpol/autogen/autogen.go, pkg/cel/autogen) -----------------------
-
-# ConfigsMap (pkg/cel/autogen/data.go): controller → (group, version, resource, replacements)
-_AUTOGEN_CONFIGS = {
-    "daemonsets": ("apps", "v1", "daemonsets", "defaults"),
-    "deployments": ("apps", "v1", "deployments", "defaults"),
-    "replicasets": ("apps", "v1", "replicasets", "defaults"),
-    "statefulsets": ("apps", "v1", "statefulsets", "defaults"),
-    "jobs": ("batch", "v1", "jobs", "defaults"),
-    "cronjobs": ("batch", "v1", "cronjobs", "cronjobs"),
-}
-# ReplacementsMap: "object.<from>" / "oldObject.<from>" → "<…>.<to>" over the policy's JSON
-_AUTOGEN_REPLACEMENTS = {
-    "defaults": (("spec", "spec.template.spec"), ("metadata", "spec.template.metadata")),
-    "cronjobs": (("spec", "spec.jobTemplate.spec.template.spec"),
-                 ("metadata", "spec.jobTemplate.spec.template.metadata")),
-}
-_PROTECTED = re.compile(r"\.namespace(?![A-Za-z0-9_])")  # replacement.go protectedSuffixes
-
-
-def _can_autogen(match: Any) -> bool:
-    """``CanAutoGen`` (pkg/cel/autogen/support.go): exactly one rule, for core v1 ``pods`` only,
-    no resourceNames, no exclusions, no object selector."""
-    if not isinstance(match, Mapping):
-        return False
-    selector = match.get("objectSelector") or {}
-    if selector.get("matchLabels") or selector.get("matchExpressions"):
-        return False
-    rules = match.get("resourceRules") or []
-    if match.get("excludeResourceRules") or len(rules) != 1:
-        return False
-    rule = rules[0]
-    return (not rule.get("resourceNames") and rule.get("apiGroups") == [""]
-            and rule.get("apiVersions") == ["v1"] and rule.get("resources") == ["pods"])
-
-
-def _autogen_replace(value: Any, replacements: Sequence[tuple[str, str]]) -> Any:
-    """``autogen.Apply`` on every string of the spec (it rewrites the JSON bytes; keys never
-    hold ``object.``): each ``object.spec`` becomes ``object.spec.template.spec`` and so on, except
-    where ``.namespace`` follows (``object.metadata.namespace`` stays the workload's)."""
-    if isinstance(value, str):
-        for old, new in replacements:
-            for root in ("object.", "oldObject."):
-                source, target = root + old, root + new
-                out, rest = [], value
-                while (i := rest.find(source)) >= 0:
-                    tail = rest[i + len(source):]
-                    out.append(rest[:i] + (source if _PROTECTED.match(tail) else target))
-                    rest = tail
-                value = "".join(out) + rest
-        return value
-    if isinstance(value, Mapping):
-        return {k: _autogen_replace(v, replacements) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_autogen_replace(v, replacements) for v in value]
-    return value
-
-
-def autogen_variants(policy: ImageValidatingPolicy) -> list[ImageValidatingPolicy]:
-    """The policies Kyverno also evaluates for pod controllers (``Autogen``): one per replacement
-    set (``defaults``: DaemonSet, Deployment, Job, ReplicaSet, StatefulSet; ``cronjobs``), each
-    matching those resources with the pod rule's operations and namespaceSelector, its CEL moved
-    to the pod template. ``spec.autogen.podControllers.controllers`` picks the controllers
-    (empty list: none); a ``<resource>.<version>.<group>`` name (extraction mode) labkit skips."""
-    from dataclasses import fields, replace
-
-    spec = policy.spec
-    if not _can_autogen(spec.match_constraints):
-        return []
-    controllers: Sequence[str] = list(_AUTOGEN_CONFIGS)
-    pod_controllers = (spec.autogen or {}).get("podControllers") if isinstance(spec.autogen, Mapping) else None
-    if isinstance(pod_controllers, Mapping) and pod_controllers.get("controllers") is not None:
-        controllers = list(pod_controllers["controllers"])
-    mapping: dict[str, list[tuple[str, str, str]]] = {}
-    for name in controllers:
-        if name in _AUTOGEN_CONFIGS:
-            group, version, resource, ref = _AUTOGEN_CONFIGS[name]
-            mapping.setdefault(ref, []).append((group, version, resource))
-    rule = spec.match_constraints["resourceRules"][0]
-    variants = []
-    for ref in sorted(mapping):
-        by_gv: dict[tuple[str, str], set[str]] = {}
-        for group, version, resource in mapping[ref]:
-            by_gv.setdefault((group, version), set()).add(resource)
-        constraints: dict[str, Any] = {"resourceRules": [
-            {"apiGroups": [g], "apiVersions": [v], "resources": sorted(rs),
-             "operations": list(rule.get("operations") or [])}
-            for (g, v), rs in sorted(by_gv.items())]}
-        if spec.match_constraints.get("namespaceSelector") is not None:
-            constraints["namespaceSelector"] = spec.match_constraints["namespaceSelector"]
-        values = {f.name: _autogen_replace(getattr(spec, f.name), _AUTOGEN_REPLACEMENTS[ref])
-                  for f in fields(spec)}
-        values["match_constraints"] = constraints
-        variants.append(replace(policy, spec=replace(spec, **values)))
-    return variants
-
-
-class Run:
+class _Run:
     """Evaluate ImageValidatingPolicies for one CREATE request, the webhook's two phases."""
 
     def __init__(self, policies: Sequence[ImageValidatingPolicy], resource: Mapping[str, Any],
-                 ns_labels: Mapping[str, str], verifier: Any,
-                 resolve_digest: ResolveDigest | None, secrets: SecretStore | None = None) -> None:
-        # each policy, then its autogen variants (the reconciler keeps them under one name)
-        self.compiled = [compile_policy(v) for p in policies for v in (p, *autogen_variants(p))]
+                 ns_labels: Mapping[str, str], registry: Registry) -> None:
+        self.compiled = compile_policies(policies)
         self.resource, self.ns_labels = resource, ns_labels
-        self.request = _Request(verifier, secrets)
-        self.resolve_digest = resolve_digest
+        self.request = _Request(registry.verifier, registry.secrets)
+        self.resolve_digest = registry.resolver
         group, _, version = str(resource.get("apiVersion", "")).rpartition("/")
         self.group, self.version = group, version
         self.plural = resource_name(str(resource.get("kind", "")))
@@ -630,32 +387,6 @@ class Run:
         return Result("pass", "", matched, rule=policy.name)
 
 
-def mutate(policies: Sequence[ImageValidatingPolicy], resource: Mapping[str, Any],
-           ns_labels: Mapping[str, str], resolver: ResolveDigest | None, decision: Any,
-           secrets: SecretStore | None = None) -> None:
-    """The mutating webhook ``ivpol.mutate.kyverno.svc-fail``: pin tags (``decision.patches``)
-    or deny with the digest-resolution error."""
-    run = Run(policies, resource, ns_labels, None, resolver, secrets)
-    patches, errors = run.mutate()
-    for name, result in sorted(errors.items()):
-        decision.trace.append(_trace(name, "", result, [], "mutate"))
-    if _respond(run, errors, decision):
-        decision.patches.extend(patches)
-
-
-def validate_admission(policies: Sequence[ImageValidatingPolicy], resource: Mapping[str, Any],
-                       ns_labels: Mapping[str, str], verifier: Any, decision: Any,
-                       secrets: SecretStore | None = None) -> None:
-    """The validating webhook ``ivpol.validate.kyverno.svc-fail``, on the mutated object."""
-    run = Run(policies, resource, ns_labels, verifier, None, secrets)
-    results = run.validate(resource)
-    for name, result in sorted(results.items()):
-        for image in result.images or [""]:
-            decision.trace.append(_trace(name, image, result, run.request.attempts.get(image, []),
-                                         "validate"))
-    _respond(run, results, decision)
-
-
 def admission_report(policies: Sequence[Any], trace: Sequence[Any]) -> list[Any]:
     """The results the validating webhook reports (``handler.audit``, pkg/webhooks/resource/ivpol/
     handler.go): one per ImageValidatingPolicy that produced a result (its rule: the policy's
@@ -679,8 +410,8 @@ def _trace(policy: str, image: str, result: Result, attestors: list[str], phase:
     return trace
 
 
-def _respond(run: Run, results: Mapping[str, Result], decision: Any) -> bool:
-    """Apply one webhook's response to ``decision``; False when it denies."""
+def _respond(run: _Run, results: Mapping[str, Result], response: EngineResult) -> bool:
+    """Add one webhook's warnings and denial to ``response``; False when it denies."""
     errors = []
     for name, result in sorted(results.items()):
         if result.status not in ("fail", "error"):
@@ -690,9 +421,8 @@ def _respond(run: Run, results: Mapping[str, Result], decision: Any) -> bool:
         if "Deny" in actions:
             errors.append(text)
         if "Warn" in actions:
-            decision.warnings.append(text)
+            response.warnings.append(text)
     if errors:
-        decision.allowed, decision.engine = False, Engine.KYVERNO
-        decision.message = "; ".join(errors)
+        response.denial = Denial(Engine.KYVERNO, "; ".join(errors))
         return False
     return True

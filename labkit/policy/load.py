@@ -87,7 +87,7 @@ def _load_one(doc: Any, where: str) -> Policy:
             "ImageValidatingPolicy and policy.sigstore.dev ClusterImagePolicy",
         )
     decoder = Decoder()
-    policy = decoder.decode(cls, doc, "")
+    policy: Policy = decoder.decode(cls, doc, "")
     if not policy.metadata.name:
         decoder.invalid.append("metadata.name: Required value: name or generateName is required")
     if decoder.unknown:
@@ -117,9 +117,9 @@ def _validate(policy: Policy) -> str:
             if errs:
                 return errs[0] if len(errs) == 1 else "[" + ", ".join(errs) + "]"
     if isinstance(policy, ImageValidatingPolicy):
-        from labkit.policy import ivp  # builds the CEL environment: only when an IVP is loaded
+        from labkit.policy import ivp_compile  # builds the CEL environment: only when an IVP is loaded
 
-        return ivp.validate(policy)
+        return ivp_compile.validate_policy(policy)
     if isinstance(policy, ClusterImagePolicy):
         leaves = list(_cip_problems(policy))
         if leaves:
@@ -245,8 +245,8 @@ def _authority_problems(authority: Authority, path: str) -> Iterator[tuple[str, 
         kl = f"{path}.keyless"
         if not authority.keyless.identities:
             yield "missing field(s)", f"{kl}.identities", ""
-        for n, ident in enumerate(authority.keyless.identities):
-            ip = f"{kl}.identities[{n}]"
+        for i, ident in enumerate(authority.keyless.identities):
+            ip = f"{kl}.identities[{i}]"
             for a, b in (("issuer", "issuer_reg_exp"), ("subject", "subject_reg_exp")):
                 if getattr(ident, a) and getattr(ident, b):
                     yield "expected exactly one, got both", f"{ip}.{a}", ""

@@ -1,5 +1,6 @@
 """Kubernetes label selectors, as the engines' match blocks and webhooks apply them to objects and
-namespaces (:mod:`labkit.policy.decision`, :mod:`labkit.policy.ivp`)."""
+namespaces (:mod:`labkit.policy.kyverno`, :mod:`labkit.policy.ivp`,
+:mod:`labkit.policy.policy_controller`)."""
 
 from __future__ import annotations
 

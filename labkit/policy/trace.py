@@ -1,9 +1,11 @@
-"""One line of a decision's trace: what one engine did with one image (:mod:`labkit.policy.decision`,
-:mod:`labkit.policy.ivp`; the webhook's PolicyReports are made from it)."""
+"""What one engine's webhook answered for one object (:class:`EngineResult`), and one line of its
+trace: what it did with one image (:class:`ImageTrace`; the webhook's PolicyReports are made from
+it). Every engine returns an :class:`EngineResult`; :mod:`labkit.policy.evaluate` orders them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from labkit.policy.podspec import Engine
 
@@ -22,3 +24,20 @@ class ImageTrace:
     digest: str = ""
     attestors: list[str] = field(default_factory=list)  # one line per attestor/authority tried
     phase: str = "validate"  # mutate | validate: the webhook that produced this result
+
+
+@dataclass
+class Denial:
+    engine: Engine
+    message: str  # as kubectl shows it
+    webhook: str = ""  # the webhook as kubectl names it, when the engine names it
+
+
+@dataclass
+class EngineResult:
+    """One engine's webhook response: patches (mutating webhooks), warnings, and a denial or None."""
+
+    patches: list[dict[str, Any]] = field(default_factory=list)
+    trace: list[ImageTrace] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    denial: Denial | None = None

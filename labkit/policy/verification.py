@@ -1,17 +1,54 @@
-"""The engines' side of a signature check: the keys a policy gives as PEM, and the call to the
-injected verifier (:class:`labkit.policy.decision.Verifier`). Shared by the Kyverno and
-policy-controller engines (:mod:`labkit.policy.decision`) and ImageValidatingPolicies
-(:mod:`labkit.policy.ivp`)."""
+"""The engines' side of a signature check: what they call to verify a signature or look a tag up
+(:class:`Verifier`, :class:`Resolver`, bundled with the pull Secrets as :class:`Registry`), the
+keys a policy gives as PEM, and the call to the injected verifier. Shared by the three engines
+(:mod:`labkit.policy.kyverno`, :mod:`labkit.policy.ivp`, :mod:`labkit.policy.policy_controller`)."""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from labkit.errors import LabkitError
+from labkit.oci.auth import Credentials
+from labkit.policy.credentials import SecretStore
+
+
+class Verified(Protocol):
+    digest: str
+
+
+class Verifier(Protocol):
+    """``labkit.signing.verify.verify_image`` with its registry client bound: returns the
+    verified result or raises NoSignaturesError / NoMatchingSignaturesError / RegistryError.
+    ``repository`` holds the signatures (cosign's COSIGN_REPOSITORY); ``credentials`` are the
+    ones the engine's pull secrets give for the image's registry. ``digest_algorithm`` (the
+    policy's signature hash) is passed only when it is not sha256, so a verifier that always
+    checks SHA-256 need not accept it."""
+
+    def __call__(
+        self, ref: str, keys: Sequence[Any], *, annotations: Mapping[str, str] | None = None,
+        repository: str | None = None, credentials: Credentials | None = None,
+    ) -> Verified: ...
+
+
+class Resolver(Protocol):
+    """The digest a tag points at in the registry (raises LabkitError when it cannot say)."""
+
+    def __call__(self, ref: str, *, credentials: Credentials | None = None) -> str: ...
+
+
+@dataclass(frozen=True)
+class Registry:
+    """What the engines read beyond the object: signatures, tag digests (no lookup without a
+    ``resolver``) and the pull Secrets."""
+
+    verifier: Verifier
+    resolver: Resolver | None
+    secrets: SecretStore | None
 
 
 def keys_from_pem(text: str) -> list[Any]:

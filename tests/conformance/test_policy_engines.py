@@ -32,9 +32,10 @@ import yaml
 
 from labkit.errors import PolicyError
 from labkit.policy.credentials import RegistryAccess
-from labkit.policy.decision import Decision, Resolver, Verifier, evaluate
-from labkit.policy.podspec import Engine, extract_images
+from labkit.policy.evaluate import Decision, evaluate
 from labkit.policy.load import load_policies
+from labkit.policy.podspec import Engine, extract_images
+from labkit.policy.verification import Resolver, Verifier
 from tests.conftest import COSIGN_V2_PIN, CRANE, RunningRegistry, reference_tool
 
 CASES = Path(__file__).parent / "cases"

@@ -25,7 +25,7 @@ from labkit.admission import serve
 from labkit.oci.client import RegistryClient
 from labkit.oci.model import OCI_CONFIG, OCI_LAYER, Descriptor, Image, Manifest, sha256_digest
 from labkit.oci.reference import Reference
-from labkit.policy.decision import apply_patches
+from labkit.policy.patches import apply_patches
 from labkit.signing.sign import sign_image
 from tests.peers import free_port
 from tests.lab.scenario import OFFLINE

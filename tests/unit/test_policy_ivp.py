@@ -8,7 +8,6 @@ go-containerregistry's reference rules for ``image()``, and gobwas/glob semantic
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -18,9 +17,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from labkit.errors import NoMatchingSignaturesError, PolicyError, RegistryUnreachableError
-from labkit.policy import ivp
+from labkit.policy import ivp, ivp_compile
 from labkit.policy.cel import CelError, compile_expression
-from labkit.policy.decision import Decision
+from labkit.policy.evaluate import Decision, evaluate
 from labkit.policy.load import load_policies
 
 DIGEST = "sha256:" + "ab" * 32
@@ -80,17 +79,8 @@ class FakeVerifier:
 
 def admit(text: str, resource: dict[str, Any], verifier: Any = None,
           resolver: Any = None) -> Decision:
-    policies = load_policies(text)
-    decision = Decision(allowed=True)
-    ivp.mutate(policies, resource, {}, resolver, decision)
-    if decision.allowed:
-        # the API server applies the mutating webhook's patches (image replaces) before validation
-        patched = copy.deepcopy(resource)
-        for patch in decision.patches:
-            index = int(patch["path"].split("/")[3])
-            patched["spec"]["containers"][index]["image"] = patch["value"]
-        ivp.validate_admission(policies, patched, {}, verifier or FakeVerifier(), decision)
-    return decision
+    # the API server applies the mutating webhook's patches (image replaces) before validation
+    return evaluate(load_policies(text), resource, verifier=verifier or FakeVerifier(), resolver=resolver)
 
 
 def test_signed_digest_image_passes_and_is_verified_once() -> None:
@@ -230,7 +220,7 @@ def test_image_library(source: str, expected: Any) -> None:
 ])
 def test_glob_semantics(glob: str, image: str, matches: bool) -> None:
     (policy,) = load_policies(policy_yaml(refs=json.dumps([glob])))
-    assert ivp.compile_policy(policy).matches_image(image) is matches
+    assert ivp_compile.compile_policy(policy).matches_image(image) is matches
 
 
 # --- policy admission: the validate-policy.kyverno.svc texts (errs.ToAggregate()) -----------------
@@ -294,7 +284,7 @@ def test_every_malformed_glob_is_reported_as_an_aggregate() -> None:
 def test_unclosed_brace_is_a_valid_gobwas_glob() -> None:
     # gobwas's parser ends the open alternatives at the end of the pattern: "{a,b" == "{a,b}"
     (policy,) = load_policies(policy_yaml(refs=json.dumps(["127.0.0.1:1/team/{a,b"])))
-    compiled = ivp.compile_policy(policy)
+    compiled = ivp_compile.compile_policy(policy)
     assert compiled.matches_image("127.0.0.1:1/team/b")
     assert not compiled.matches_image("127.0.0.1:1/team/{a,b")
 
@@ -346,6 +336,7 @@ def registry_access(present: Mapping[str, str] = {}) -> Any:
 
     from labkit.oci.client import RegistryClient
     from labkit.policy.credentials import RegistryAccess
+    from tests.mock_transport import MockTransport
 
     def handle(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/v2/":
@@ -356,7 +347,7 @@ def registry_access(present: Mapping[str, str] = {}) -> Any:
         return httpx.Response(404, json={"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown to "
                                                      "registry", "detail": {"reference": reference}}]})
 
-    return RegistryAccess(RegistryClient(transport=httpx.MockTransport(handle)))
+    return RegistryAccess(RegistryClient(transport=MockTransport(handle)))
 
 
 def test_pinning_a_missing_tag_quotes_go_containerregistrys_get_error() -> None:
@@ -397,18 +388,18 @@ def test_a_missing_digest_fails_the_prefetch_as_an_evaluation_error() -> None:
     ("object.metadata.namespaceFoo", "defaults", "object.spec.template.metadata.namespaceFoo"),
 ])
 def test_autogen_replacements(expr: str, ref: str, want: str) -> None:
-    assert ivp._autogen_replace(expr, ivp._AUTOGEN_REPLACEMENTS[ref]) == want
+    assert ivp_compile._autogen_replace(expr, ivp_compile._AUTOGEN_REPLACEMENTS[ref]) == want
 
 
 def test_a_pods_policy_pins_and_verifies_deployments_by_autogen() -> None:
     # native lab, cases ivp-key-a-*/deployment/*: the pod rule's autogen variant matches
     # apps/v1 deployments (autogen.go, ConfigsMap), pins spec.template.spec's images and denies
     # an unsigned one with the same "Policy <p> failed: <message>"
-    from labkit.policy.decision import apply_patches
+    from labkit.policy.patches import apply_patches
 
     text = policy_yaml()
     [policy] = load_policies(text)
-    variants = ivp.autogen_variants(policy)
+    variants = ivp_compile.autogen_variants(policy)
     # autogenIvPols: one variant per replacement set, in sorted order ("cronjobs" < "defaults")
     assert [v.spec.match_constraints["resourceRules"] for v in variants] == [
         [{"apiGroups": ["batch"], "apiVersions": ["v1"], "resources": ["cronjobs"], "operations": ["CREATE"]}],
@@ -417,16 +408,17 @@ def test_a_pods_policy_pins_and_verifies_deployments_by_autogen() -> None:
          {"apiGroups": ["batch"], "apiVersions": ["v1"], "resources": ["jobs"], "operations": ["CREATE"]}]]
     deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "default"},
                   "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "ghcr.io/lab/app:v1"}]}}}}
-    decision = Decision(allowed=True)
-    ivp.mutate([policy], deployment, {}, lambda ref, **_: DIGEST, decision)
-    assert decision.patches == [{"op": "replace", "path": "/spec/template/spec/containers/0/image",
-                                 "value": f"ghcr.io/lab/app:v1@{DIGEST}"}]
-    patched = apply_patches(deployment, decision.patches)
-    ivp.validate_admission([policy], patched, {}, FakeVerifier(unsigned=[f"ghcr.io/lab/app:v1@{DIGEST}"]), decision)
+    mutated = evaluate([policy], deployment, verifier=FakeVerifier(), resolver=lambda ref, **_: DIGEST,
+                       phase="mutate")
+    assert mutated.patches == [{"op": "replace", "path": "/spec/template/spec/containers/0/image",
+                                "value": f"ghcr.io/lab/app:v1@{DIGEST}"}]
+    patched = apply_patches(deployment, mutated.patches)
+    decision = evaluate([policy], patched, verifier=FakeVerifier(unsigned=[f"ghcr.io/lab/app:v1@{DIGEST}"]),
+                        phase="validate")
     assert not decision.allowed and decision.message == "Policy p failed: unsigned image"
     # spec.autogen.podControllers.controllers: [] turns it off
     off = policy_yaml(extra="  autogen: {podControllers: {controllers: []}}\n")
-    assert ivp.autogen_variants(load_policies(off)[0]) == []
+    assert ivp_compile.autogen_variants(load_policies(off)[0]) == []
 
 
 def test_a_source_repository_is_where_signatures_are_looked_up() -> None:
