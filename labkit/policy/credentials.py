@@ -78,9 +78,9 @@ def _entry_credentials(entry: Mapping[str, Any]) -> Credentials | None:
         except (binascii.Error, UnicodeDecodeError):
             return None
         return Credentials(user, password) if sep else None
-    user, password = entry.get("username"), entry.get("password")
-    if isinstance(user, str) and user and isinstance(password, str):
-        return Credentials(user, password)
+    username, secret = entry.get("username"), entry.get("password")
+    if isinstance(username, str) and username and isinstance(secret, str):
+        return Credentials(username, secret)
     return None
 
 
@@ -272,9 +272,8 @@ class RegistryAccess:
     def __call__(self, ref: str, keys: Sequence[Any], *, annotations: Mapping[str, str] | None = None,
                  repository: str | None = None, credentials: Credentials | None = None,
                  digest_algorithm: str = "sha256") -> Any:
-        from labkit.signing.verify import verify_image  # signing is only needed once verifying
-
         from labkit.errors import ImageTagNotFoundError, RegistryError
+        from labkit.signing.verify import verify_image  # signing is only needed once verifying
 
         client = self.client_for(credentials)
         try:

@@ -413,7 +413,7 @@ def compile_ivp_glob(glob: str) -> Glob:
             stack.append(option)
         elif kind == "separator":
             option = []
-            stack[-2][-1].append(option)  # type: ignore[union-attr]
+            stack[-2][-1].append(option)  # type: ignore[attr-defined]
             stack[-1] = option
         elif kind == "terms_close":
             stack.pop()

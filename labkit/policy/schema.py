@@ -373,7 +373,8 @@ class Identity:
 class KeylessRef:
     url: str = ""
     identities: list[Identity] = field(default_factory=list)
-    ca_cert: Any = field(default=None, metadata={"json": "ca-cert"})  # spelt out: ruff flags a helper call as an Any default
+    # spelt out: ruff flags a helper call as the default of an Any field
+    ca_cert: Any = field(default=None, metadata={"json": "ca-cert"})
     trust_root_ref: str = ""
     insecure_ignore_sct: bool = _json("insecureIgnoreSCT", False)
 

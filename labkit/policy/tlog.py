@@ -31,6 +31,8 @@ first download is ``13.root.json``.
 
 from __future__ import annotations
 
+from labkit.policy.schema import TLog
+
 TUF_MIRROR = "https://tuf-repo-cdn.sigstore.dev"
 
 # go-tuf v0.7 via sigstore/sigstore pkg/tuf, up to the HTTP error; then labkit's fixed tail.
@@ -79,14 +81,14 @@ def ivp_key_error(ctlog: object) -> str:
             f'(mirror="{TUF_MIRROR}"): {TUF_UNREACHABLE}')
 
 
-def cip_key_error(authority_name: str, ctlog: object) -> str:
+def cip_key_error(authority_name: str, ctlog: TLog | None) -> str:
     """policy-controller ``checkOptsFromAuthority`` for a key authority ("" when Rekor is skipped:
     no ``ctlog``, or one without ``url`` or ``trustRootRef``)."""
-    if ctlog is not None and getattr(ctlog, "trust_root_ref", ""):
+    if ctlog is not None and ctlog.trust_root_ref:
         # the Rekor keys and URL would come from a TrustRoot resource, which labkit does not model
         return (f"labkit does not evaluate ctlog.trustRootRef (authority {authority_name}); "
                 "remove ctlog to skip Rekor, as policy-controller does for key authorities")
-    if ctlog is None or not getattr(ctlog, "url", ""):
+    if ctlog is None or not ctlog.url:
         return ""
     return (f"constructing checkOpts for {authority_name}: getting Rekor public keys: "
             f"{authority_name}: getting Rekor public keys: {TUF_UNREACHABLE}")

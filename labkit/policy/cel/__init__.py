@@ -24,8 +24,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from cel_expr_python import cel
-from cel_expr_python.ext import ext_optional, ext_strings
+from cel_expr_python import cel  # type: ignore[import-untyped]
+from cel_expr_python.ext import ext_optional, ext_strings  # type: ignore[import-untyped]
 
 from labkit.errors import LabkitError
 from labkit.oci.reference import Reference
