@@ -24,11 +24,14 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import httpx
-
 from labkit.errors import AuthenticationError
+from labkit.oci.transport import TransportError, with_params
+
+if TYPE_CHECKING:
+    from labkit.oci.transport import Response, Transport
 
 DOCKER_HUB = "index.docker.io"
 DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
@@ -44,7 +47,7 @@ def repository_scope(repository: str, actions: str) -> str:
 
 def _grants(scopes: tuple[str, ...]) -> set[tuple[str, str, str]]:
     """``repository:app:push,pull`` → {(repository, app, push), (repository, app, pull)}."""
-    out = set()
+    out: set[tuple[str, str, str]] = set()
     for scope in scopes:
         kind, _, rest = scope.partition(":")
         name, _, actions = rest.rpartition(":")
@@ -94,9 +97,9 @@ def _entry_credentials(entry: dict[str, object], path: Path, key: str) -> Creden
                 hint="run `docker login` again or fix that entry",
             )
         return Credentials(username, password)
-    username, password = entry.get("username"), entry.get("password")
-    if isinstance(username, str) and isinstance(password, str) and username:
-        return Credentials(username, password)
+    user, secret = entry.get("username"), entry.get("password")
+    if isinstance(user, str) and isinstance(secret, str) and user:
+        return Credentials(user, secret)
     return None
 
 
@@ -203,7 +206,7 @@ def _check_realm(realm: str, registry: str, plain_http: bool) -> None:
 class RegistryAuth:
     """Authorization for one registry: remembers the challenge and caches bearer tokens."""
 
-    def __init__(self, registry: str, credentials: Credentials | None, http: httpx.Client) -> None:
+    def __init__(self, registry: str, credentials: Credentials | None, http: Transport) -> None:
         self.registry = registry
         self._explicit = credentials
         self._from_config: dict[str, Credentials | None] = {}
@@ -249,7 +252,7 @@ class RegistryAuth:
                 return token
         return None
 
-    def answer(self, response: httpx.Response, scopes: tuple[str, ...]) -> tuple[str, ...] | None:
+    def answer(self, response: Response, scopes: tuple[str, ...]) -> tuple[str, ...] | None:
         """After a 401: adopt its challenge and return the scopes to retry with once, or None when a
         retry cannot help (no usable challenge, or basic credentials were already sent)."""
         challenge = pick_challenge(parse_challenges(response.headers.get("www-authenticate", "")))
@@ -281,10 +284,10 @@ class RegistryAuth:
         creds = self.credentials_for(scopes)
         headers = {"Authorization": creds.basic_header()} if creds else {}
         try:
-            resp = self._http.get(realm, params=params, headers=headers)
-        except httpx.TransportError as exc:
+            resp = self._http.request("GET", with_params(realm, params), headers=headers)
+        except TransportError as exc:
             raise AuthenticationError(
-                f"cannot reach the token server {realm} of registry {self.registry}: {type(exc).__name__}",
+                f"cannot reach the token server {realm} of registry {self.registry}: {exc}",
                 hint="check that the token service is running",
             ) from None
         if resp.status_code in (401, 403):

@@ -16,17 +16,14 @@ Transport rules, as cosign and crane apply them:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-
 import json
 import re
-import ssl
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from http import HTTPStatus
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin, urlsplit
 
 from labkit.errors import (
     AuthenticationError,
@@ -65,6 +62,10 @@ from labkit.oci.model import (
     validate_digest,
 )
 from labkit.oci.reference import Reference
+from labkit.oci.transport import Response, Transport, TransportError, with_params
+
+if TYPE_CHECKING:
+    import ssl
 
 ALL_MANIFEST_TYPES: tuple[str, ...] = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST)
 
@@ -103,7 +104,7 @@ def _as_ref(ref: RefLike) -> Reference:
     return ref if isinstance(ref, Reference) else Reference.parse(ref)
 
 
-def _content_type(resp: httpx.Response) -> str:
+def _content_type(resp: Response) -> str:
     return resp.headers.get("content-type", "").split(";")[0].strip()
 
 
@@ -158,7 +159,7 @@ def _go_float(f: float) -> str:
     return f"{minus}{whole}{'.' + rest if rest else ''}"
 
 
-def ggcr_transport_error(resp: httpx.Response) -> str:
+def ggcr_transport_error(resp: Response) -> str:
     """The error go-containerregistry makes of a failed answer (``transport.CheckError`` →
     ``*transport.Error``, pkg/v1/remote/transport/error.go at v0.21.8, which Kyverno v1.19.1
     vendors): ``METHOD URL: `` then the one diagnostic as ``CODE: message[; detail]``, several
@@ -198,6 +199,8 @@ def ggcr_transport_error(resp: httpx.Response) -> str:
 
 
 def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    import ssl  # an error path: a plain-HTTP verify never loads ssl
+
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, ssl.SSLError):
@@ -206,31 +209,14 @@ def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
     return None
 
 
-def _next_link(resp: httpx.Response) -> str | None:
+def _next_link(resp: Response) -> str | None:
     """The ``rel="next"`` target of a Link header (distribution's tag pagination)."""
     for part in resp.headers.get("link", "").split(","):
         target, _, params = part.partition(";")
         target = target.strip()
         if target.startswith("<") and target.endswith(">") and 'rel="next"' in params.replace(" ", ""):
-            return str(resp.url.join(target[1:-1]))
+            return urljoin(resp.url, target[1:-1])
     return None
-
-
-class _LazyTransport(httpx.BaseTransport):
-    """An ``httpx.HTTPTransport`` built on its first request."""
-
-    def __init__(self, **options: object) -> None:
-        self._options = options
-        self._inner: httpx.HTTPTransport | None = None
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if self._inner is None:
-            self._inner = httpx.HTTPTransport(**self._options)  # type: ignore[arg-type]
-        return self._inner.handle_request(request)
-
-    def close(self) -> None:
-        if self._inner is not None:
-            self._inner.close()
 
 
 class RegistryClient:
@@ -242,23 +228,11 @@ class RegistryClient:
         allow_insecure: bool = False,
         credentials: Credentials | None = None,
         timeout: float = 30.0,
-        transport: httpx.BaseTransport | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.allow_insecure = allow_insecure
         self._credentials = credentials
-        if transport is None:
-            # Plain HTTP needs no certificates; loading the CA bundle costs ~0.1 s a process,
-            # so HTTPS gets its transport on first use (loopback labs may never need it).
-            https = _LazyTransport(verify=not allow_insecure)
-            self._http = httpx.Client(
-                timeout=timeout,
-                # Plain HTTP never uses this context; passing one skips httpx's default setup.
-                transport=httpx.HTTPTransport(verify=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)),
-                mounts={"https://": https},
-                follow_redirects=True,
-            )
-        else:
-            self._http = httpx.Client(timeout=timeout, transport=transport, follow_redirects=True)
+        self._http = transport or Transport(verify=not allow_insecure, timeout=timeout)
         self._endpoints: dict[str, _Endpoint] = {}
 
     def close(self) -> None:
@@ -283,15 +257,15 @@ class RegistryClient:
             # ggcr tries HTTPS, then HTTP. With an explicit port, one port speaks one protocol, so
             # labkit asks plain HTTP first: some plain servers answer a TLS hello only on timeout.
             schemes = ("http", "https") if _EXPLICIT_PORT.search(registry) else ("https", "http")
-        failures: list[BaseException | httpx.Response] = []
+        failures: list[TransportError | Response] = []
         for scheme in schemes:
             try:
-                resp = self._http.get(f"{scheme}://{ref.api_host}/v2/")
-            except httpx.TransportError as exc:
+                resp = self._http.request("GET", f"{scheme}://{ref.api_host}/v2/")
+            except TransportError as exc:
                 failures.append(exc)
                 continue
             if resp.status_code in (200, 401):
-                scheme = resp.url.scheme  # a plain-HTTP port may redirect to HTTPS
+                scheme = urlsplit(resp.url).scheme  # a plain-HTTP port may redirect to HTTPS
                 auth = RegistryAuth(registry, self._credentials, self._http)
                 challenge = pick_challenge(parse_challenges(resp.headers.get("www-authenticate", "")))
                 auth.set_challenge(challenge if resp.status_code == 401 else None, plain_http=scheme == "http")
@@ -301,11 +275,12 @@ class RegistryClient:
         raise self._ping_error(ref, plain_allowed, failures)
 
     def _ping_error(
-        self, ref: Reference, plain_allowed: bool, failures: list[BaseException | httpx.Response]
+        self, ref: Reference, plain_allowed: bool, failures: list[TransportError | Response]
     ) -> RegistryError:
         registry = ref.registry
         last = failures[-1]
-        tls = _tls_failure(last) if isinstance(last, BaseException) else None
+        tls = _tls_failure(last) if isinstance(last, TransportError) else None
+        import ssl  # an error path
         if isinstance(tls, ssl.SSLCertVerificationError):
             return RegistryError(
                 f"registry {registry} presented a TLS certificate that is not trusted: {tls.verify_message}",
@@ -318,16 +293,15 @@ class RegistryClient:
                 hint="if it really serves plain HTTP, pass --allow-insecure-registry",
             )
         for failure in failures:
-            if isinstance(failure, httpx.Response):
+            if isinstance(failure, Response):
                 return RegistryError(
                     f"{failure.url} answered {failure.status_code}: {registry} does not look like "
                     "an OCI registry",
                     hint="check the registry host and port in the image reference",
                     status=failure.status_code,
                 )
-        reason = "timed out" if isinstance(last, httpx.TimeoutException) else str(last) or type(last).__name__
         return RegistryUnreachableError(
-            f"cannot reach registry {registry}: {reason}",
+            f"cannot reach registry {registry}: {last}",
             hint=f"is it running? `labkit lab status` shows the lab registry; check the port in {ref}",
         )
 
@@ -339,21 +313,23 @@ class RegistryClient:
         scopes: tuple[str, ...],
         *,
         headers: dict[str, str] | None = None,
-        **kwargs: Any,
-    ) -> httpx.Response:
+        params: dict[str, str] | None = None,
+        content: bytes = b"",
+    ) -> Response:
         endpoint = self._endpoint(ref)
-        target = httpx.URL(endpoint.base).join(url)
+        target = with_params(urljoin(endpoint.base, url), params)
+        parts = urlsplit(target)
         for attempt in range(2):
             sent = dict(headers or {})
-            if target.netloc.decode() == ref.api_host:  # never hand credentials to another host
+            if parts.netloc == ref.api_host:  # never hand credentials to another host
                 value = endpoint.auth.header(scopes)
                 if value:
                     sent["Authorization"] = value
             try:
-                resp = self._http.request(method, target, headers=sent, **kwargs)
-            except httpx.TransportError as exc:
+                resp = self._http.request(method, target, headers=sent, content=content)
+            except TransportError as exc:
                 raise RegistryUnreachableError(
-                    f"{method} {target.path} on registry {ref.registry} failed: {type(exc).__name__}",
+                    f"{method} {parts.path} on registry {ref.registry} failed: {exc}",
                     hint=f"is it still running? `labkit lab status` shows the lab registry ({ref})",
                 ) from None
             if resp.status_code == 401 and attempt == 0:
@@ -365,7 +341,7 @@ class RegistryClient:
         return resp
 
     @staticmethod
-    def _error(resp: httpx.Response, what: str) -> RegistryError:
+    def _error(resp: Response, what: str) -> RegistryError:
         code = message = None
         try:
             errors = resp.json().get("errors") or []
@@ -390,7 +366,7 @@ class RegistryClient:
             )
         return RegistryError(text, status=status, code=code, transport=transport)
 
-    def _expect(self, resp: httpx.Response, what: str, *ok: int) -> httpx.Response:
+    def _expect(self, resp: Response, what: str, *ok: int) -> Response:
         if resp.status_code not in ok:
             raise self._error(resp, what)
         return resp
@@ -539,7 +515,7 @@ class RegistryClient:
         else:
             body = data
         resp = self._request(
-            r, "PUT", str(httpx.URL(location).copy_merge_params({"digest": digest})), scopes,
+            r, "PUT", with_params(location, {"digest": digest}), scopes,
             content=body, headers={"Content-Type": "application/octet-stream"},
         )
         self._expect(resp, what, 201)
@@ -549,11 +525,11 @@ class RegistryClient:
         return digest
 
     @staticmethod
-    def _location(resp: httpx.Response, what: str) -> str:
+    def _location(resp: Response, what: str) -> str:
         location = resp.headers.get("location")
         if not location:
             raise RegistryError(f"{what}: the registry sent no upload Location", status=resp.status_code)
-        return str(resp.url.join(location))
+        return urljoin(resp.url, location)
 
     # --- tags and referrers -----------------------------------------------------------------
 
@@ -561,7 +537,7 @@ class RegistryClient:
         """All tags of the repository, following ``Link: <…>; rel="next"`` pages."""
         r = _as_ref(ref)
         url: str | None = f"/v2/{r.repository}/tags/list"
-        # Only the first request takes n; httpx would let params replace a Link URL's query.
+        # Only the first request takes n: a Link URL carries its own query.
         params: dict[str, str] | None = {"n": str(page_size)} if page_size else None
         tags: list[str] = []
         seen: set[str] = set()
@@ -614,7 +590,7 @@ class RegistryClient:
         return r.with_tag(r.digest.replace(":", "-", 1))
 
     def _record_referrer(
-        self, r: Reference, doc: dict[str, Any], data: bytes, digest: str, media_type: str, put: httpx.Response
+        self, r: Reference, doc: dict[str, Any], data: bytes, digest: str, media_type: str, put: Response
     ) -> None:
         subject = validate_digest(doc["subject"].get("digest", ""))
         if put.headers.get("oci-subject") == subject:
@@ -626,7 +602,9 @@ class RegistryClient:
         )
         if probe.status_code == 200 and _content_type(probe) == OCI_INDEX:
             return
-        config = doc.get("config") if isinstance(doc.get("config"), dict) else {}
+        config = doc.get("config")
+        if not isinstance(config, dict):
+            config = {}
         entry = Descriptor(
             media_type=doc.get("mediaType") or media_type,
             digest=digest,

@@ -2,13 +2,14 @@
 
 distribution is the independent truth here: it computes digests itself (``Docker-Content-Digest``),
 enforces the upload protocol, paginates tags, and has no referrers API, so referrers go through
-the tag-schema fallback. Traffic is observed with a recording httpx transport around the real
-one; nothing is faked except where a test tampers with bytes on purpose.
+the tag-schema fallback. Traffic is observed by a recording subclass of the client's own
+transport; nothing is faked except where a test tampers with bytes on purpose.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import gzip
 import io
 import json
@@ -53,6 +54,7 @@ from labkit.oci.model import (
     sha256_digest,
 )
 from labkit.oci.reference import Reference
+from labkit.oci.transport import Request, Response, Transport
 
 from tests.peers import PeerMissing, RunningRegistry, free_port, run_distribution
 
@@ -61,36 +63,36 @@ pytestmark = pytest.mark.interop
 PASSWORD = "s3cret-pa55"
 
 
-class Recorder(httpx.HTTPTransport):
-    """A real transport that remembers (method, url, status, request headers) of every exchange."""
+class Recorder(Transport):
+    """The real transport, remembering (method, url, status, request headers) of every exchange
+    (httpx's URL and Headers, for their parsing)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.log: list[tuple[str, httpx.URL, int, httpx.Headers]] = []
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
+    def handle_request(self, request: Request) -> Response:
         response = super().handle_request(request)
-        self.log.append((request.method, request.url, response.status_code, request.headers))
+        self.log.append((request.method, httpx.URL(request.url), response.status_code, httpx.Headers(request.headers)))
         return response
 
     def calls(self, method: str, path_part: str = "") -> list[tuple[httpx.URL, int, httpx.Headers]]:
         return [(u, s, h) for m, u, s, h in self.log if m == method and path_part in u.path]
 
 
-class Tamper(httpx.HTTPTransport):
+class Tamper(Transport):
     """A man in the middle: flips the last byte of every body served from ``/blobs/`` or ``/manifests/``."""
 
     def __init__(self, part: str) -> None:
         super().__init__()
         self.part = part
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
+    def handle_request(self, request: Request) -> Response:
         response = super().handle_request(request)
-        if request.method == "GET" and self.part in request.url.path and response.status_code == 200:
-            body = bytearray(response.read())
+        if request.method == "GET" and self.part in httpx.URL(request.url).path and response.status_code == 200:
+            body = bytearray(response.content)
             body[-1] ^= 0x01
-            headers = [(k, v) for k, v in response.headers.items() if k.lower() != "content-length"]
-            return httpx.Response(response.status_code, headers=headers, content=bytes(body))
+            return dataclasses.replace(response, content=bytes(body))
         return response
 
 
@@ -376,7 +378,7 @@ def test_closed_port_is_unreachable() -> None:
     port = free_port()  # bound and released: nothing listens there
     with RegistryClient() as c, pytest.raises(RegistryUnreachableError) as err:
         c.get_manifest(f"127.0.0.1:{port}/app:v1")
-    message = str(err.value)
+    message = err.value.diagnostics()  # the message, then the hint
     assert f"127.0.0.1:{port}" in message and "labkit lab status" in message
 
 

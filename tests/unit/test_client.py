@@ -33,6 +33,7 @@ from labkit.errors import (
 from labkit.oci.auth import Challenge, Credentials, credentials_from_docker_config, parse_challenges, pick_challenge
 from labkit.oci.client import RegistryClient
 from labkit.oci.model import OCI_MANIFEST, sha256_digest
+from tests.mock_transport import MockTransport
 
 REGISTRY = "127.0.0.1:5000"
 
@@ -110,7 +111,7 @@ def client_answering(status: int, body: dict[str, object], seen: list[httpx.Requ
             return httpx.Response(200)
         return httpx.Response(status, json=body)
 
-    return RegistryClient(transport=httpx.MockTransport(handle))
+    return RegistryClient(transport=MockTransport(handle))
 
 
 @pytest.mark.parametrize(
@@ -172,7 +173,7 @@ def test_token_realm_rules(registry: str, realm: str, refused: bool) -> None:
             return httpx.Response(404, json={"errors": [{"code": "MANIFEST_UNKNOWN", "message": "m"}]})
         return httpx.Response(401, headers={"WWW-Authenticate": f'Bearer realm="{realm}",service="s"'})
 
-    with RegistryClient(transport=httpx.MockTransport(handle)) as c:
+    with RegistryClient(transport=MockTransport(handle)) as c:
         if refused:
             with pytest.raises(AuthenticationError, match="realm"):
                 c.get_manifest(f"{registry}/app:v1")
@@ -268,7 +269,7 @@ def test_ggcr_renders_several_errors_no_detail_and_raw_bodies() -> None:
     def raw(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200) if request.url.path == "/v2/" else httpx.Response(502, text="bad gateway\n")
 
-    with RegistryClient(transport=httpx.MockTransport(raw)) as c, pytest.raises(RegistryError) as err:
+    with RegistryClient(transport=MockTransport(raw)) as c, pytest.raises(RegistryError) as err:
         c.get_manifest(f"{REGISTRY}/app:v1")
     assert err.value.transport.endswith(": unexpected status code 502 Bad Gateway: bad gateway\n")
 
