@@ -1,4 +1,5 @@
-"""labkit's modules form no import cycle and take no private name from one another.
+"""labkit's modules form no import cycle, take no private name from one another, and match
+docs/architecture.md (its layers and its module table).
 
 Imports inside functions count: deferring one hides a cycle from the interpreter, not from the
 design. The check is ``../shared/tools/import_graph.py`` (outside the repository); this module
@@ -8,6 +9,7 @@ implements the same rules over labkit's AST, so the test also runs where that to
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -130,3 +132,49 @@ def test_shared_import_graph_tool_agrees() -> None:
     result = subprocess.run([sys.executable, str(SHARED_TOOL), "labkit"], cwd=REPO, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- docs/architecture.md is kept true ----------------------------------------------------------
+
+DOC = REPO / "docs" / "architecture.md"
+
+
+def _doc_layers() -> list[set[str]]:
+    line = next(line for line in DOC.read_text().splitlines() if line.startswith("errors ─►"))
+    return [{name.strip() for name in layer.split(",")} for layer in line.split("─►")]
+
+
+def _doc_table_names() -> list[str]:
+    rows = [line.split("|")[1] for line in DOC.read_text().splitlines() if line.startswith("| `")]
+    return [name for row in rows for name in re.findall(r"`([^`]+)`", row)]
+
+
+def _top(module: str) -> str:
+    """The top-level module under labkit; "" for what the layers leave out (the package itself,
+    ``__main__``, and the sample application built into the lab's image)."""
+    top = module.split(".")[1] if "." in module else ""
+    return "" if top in ("__main__", "samples") else top
+
+
+def test_imports_follow_the_documented_layers() -> None:
+    layers = _doc_layers()
+    graph, _ = import_graph(PACKAGE)
+
+    def layer(module: str) -> int:
+        return next(i for i, names in enumerate(layers) if _top(module) in names)
+
+    upward = [f"{m} imports {d}" for m, deps in graph.items() if _top(m)
+              for d in deps if _top(d) and layer(d) > layer(m)]
+    assert upward == []
+    assert set().union(*layers) >= {_top(m) for m in graph if _top(m)}
+
+
+def test_the_module_table_names_every_module_and_only_real_ones() -> None:
+    named = _doc_table_names()
+    missing = [n for n in named if not (PACKAGE / n).is_dir() and not (PACKAGE / f"{n}.py").is_file()]
+    assert missing == []
+    covered = {n.rstrip("/") for n in named}
+    files = [p.relative_to(PACKAGE).with_suffix("") for p in PACKAGE.rglob("*.py") if "samples" not in p.parts]
+    unnamed = [str(f) for f in files if f.name not in ("__init__", "__main__")
+               and not any(str(f) == c or str(f).startswith(c + "/") for c in covered)]
+    assert unnamed == []
