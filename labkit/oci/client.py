@@ -20,8 +20,6 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from decimal import Decimal
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
@@ -145,6 +143,8 @@ def _go_float(f: float) -> str:
         return "+Inf" if f > 0 else "-Inf"
     if f == 0:
         return "-0" if str(f).startswith("-") else "0"
+    from decimal import Decimal  # error rendering only: not loaded by every verify
+
     sign, digits, exponent = Decimal(repr(f)).normalize().as_tuple()
     text = "".join(map(str, digits))
     exp = len(digits) + int(exponent) - 1  # the decimal exponent of the first digit
@@ -174,11 +174,7 @@ def ggcr_transport_error(resp: Response) -> str:
             errors = [e for e in doc["errors"] if isinstance(e, Mapping)]
     except (json.JSONDecodeError, UnicodeDecodeError):
         pass
-    status = resp.status_code
-    try:
-        status_text = HTTPStatus(status).phrase
-    except ValueError:
-        status_text = ""
+    status, status_text = resp.status_code, resp.reason_phrase
 
     def diagnostic(d: Mapping[str, Any]) -> str:
         text = f"{d.get('code') or ''}: {d.get('message') or ''}"

@@ -20,7 +20,6 @@ import socket
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -76,6 +75,8 @@ class Response:
 
     @property
     def reason_phrase(self) -> str:
+        from http import HTTPStatus  # error messages only: its enum costs every verify ~1 ms
+
         try:
             return HTTPStatus(self.status_code).phrase
         except ValueError:
