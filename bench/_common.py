@@ -8,7 +8,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -72,13 +71,33 @@ def tool_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def timed(argv: Sequence[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    proc = subprocess.run(list(argv), env=env, capture_output=True, stdin=subprocess.DEVNULL, timeout=120)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
+# Linux keeps a process's peak RSS across execve, so a child of this (large) interpreter would
+# report at least this interpreter's size. A small `python -S` launcher spawns the command and
+# reports its wall time and peak RSS (KiB) on stdout; the launcher's own ~9 MiB is the floor.
+_LAUNCHER = """
+import os, signal, sys, time
+start = time.perf_counter()
+pid = os.posix_spawnp(sys.argv[1], sys.argv[1:], os.environ,
+                      file_actions=[(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)])
+signal.signal(signal.SIGALRM, lambda *_: os.kill(pid, signal.SIGKILL))
+signal.alarm(110)
+_, status, usage = os.wait4(pid, 0)
+print(time.perf_counter() - start, usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_process(argv: Sequence[str], env: dict[str, str]) -> tuple[float, int]:
+    """Wall time (s) and peak resident memory (KiB) of one process, which must succeed within 120 s."""
+    proc = subprocess.run([sys.executable, "-S", "-c", _LAUNCHER, *map(str, argv)], env=env, capture_output=True,
+                          stdin=subprocess.DEVNULL, timeout=120)
+    seconds, rss, code = proc.stdout.split() if proc.returncode == 0 else (b"0", b"0", b"-1")
+    if int(code) != 0:
         raise SystemExit(f"{' '.join(map(str, argv[:2]))} failed: {proc.stderr.decode()[-500:]}")
-    return elapsed
+    return float(seconds), int(rss)
+
+
+def timed(argv: Sequence[str], env: dict[str, str]) -> float:
+    return run_process(argv, env)[0]
 
 
 def interleaved_medians(commands: Sequence[Callable[[], float]], runs: int) -> list[float]:
@@ -93,6 +112,29 @@ def interleaved_medians(commands: Sequence[Callable[[], float]], runs: int) -> l
     return [statistics.median(s) for s in samples]
 
 
+@dataclass(frozen=True)
+class ProcessRuns:
+    seconds: float  # median wall time
+    max_rss_kib: int  # the largest peak resident memory of any run
+
+
+def compare_processes(commands: Sequence[Callable[[], Sequence[str]]], env: dict[str, str],
+                      runs: int) -> list[ProcessRuns]:
+    """Each command line (made afresh for every run) run ``runs`` times, interleaved after one
+    warm-up each: median time and peak memory."""
+    peaks = [0] * len(commands)
+
+    def runner(i: int) -> Callable[[], float]:
+        def run() -> float:
+            seconds, rss = run_process(commands[i](), env)
+            peaks[i] = max(peaks[i], rss)
+            return seconds
+        return run
+
+    medians = interleaved_medians([runner(i) for i in range(len(commands))], runs)
+    return [ProcessRuns(m, p) for m, p in zip(medians, peaks, strict=True)]
+
+
 def push_small_image(client: RegistryClient, ref: Reference | str, content: bytes) -> Reference:
     """A one-layer image holding ``content``; returns ``ref`` pinned to its digest."""
     r = Reference.parse(ref) if isinstance(ref, str) else ref
@@ -103,10 +145,13 @@ def push_small_image(client: RegistryClient, ref: Reference | str, content: byte
     return r.with_digest(client.push_image(r, image))
 
 
-def whole_process_result(verb: str, ours: float, theirs: float, runs: int, cosign_name: str) -> Result:
-    """Print both medians and return the ratio row for `labkit VERB` against `cosign VERB`."""
-    print(f"labkit {verb} median of {runs}: {ours * 1000:7.1f} ms")
-    print(f"{cosign_name} {verb} median of {runs}: {theirs * 1000:7.1f} ms")
-    ratio = ours / theirs
-    return Result(f"`labkit {verb}` whole process / `cosign {verb}`", ratio, "×", "≤ 1.0", ratio <= 1.0,
-                  f"{ours * 1000:.0f} vs {theirs * 1000:.0f} ms, median of {runs}")
+def whole_process_result(verb: str, ours: ProcessRuns, theirs: ProcessRuns, runs: int, cosign_name: str) -> Result:
+    """Print both tools' figures and return the time-ratio row for `labkit VERB` against `cosign
+    VERB`; met when the ratio is ≤ 1.0 and labkit's peak memory is below cosign's."""
+    for name, p in (("labkit", ours), (cosign_name, theirs)):
+        print(f"{name} {verb} median of {runs}: {p.seconds * 1000:7.1f} ms, peak RSS {p.max_rss_kib / 1024:5.1f} MiB")
+    ratio = ours.seconds / theirs.seconds
+    return Result(f"`labkit {verb}` whole process / `cosign {verb}`", ratio, "×", "≤ 1.0, RSS below cosign's",
+                  ratio <= 1.0 and ours.max_rss_kib < theirs.max_rss_kib,
+                  f"{ours.seconds * 1000:.0f} vs {theirs.seconds * 1000:.0f} ms, median of {runs}; peak RSS "
+                  f"{ours.max_rss_kib / 1024:.0f} vs {theirs.max_rss_kib / 1024:.0f} MiB")

@@ -16,7 +16,13 @@ from pathlib import Path
 
 import _common  # noqa: F401  (puts the repository on sys.path)
 from _common import (
-    LABKIT, Result, cosign_binary, interleaved_medians, print_table, push_small_image, timed, tool_env,
+    LABKIT,
+    Result,
+    compare_processes,
+    cosign_binary,
+    print_table,
+    push_small_image,
+    tool_env,
     whole_process_result,
 )
 
@@ -39,10 +45,10 @@ def measure(runs: int = 10, cosign_name: str = "cosign-v2.6.1") -> Result:
                       for tool in ("labkit", "cosign")}
         env = tool_env(work, COSIGN_PASSWORD=PASSWORD)
         flags = ["--key", str(paths.private_key), "--tlog-upload=false", "-y"]
-        ours, theirs = interleaved_medians([
-            lambda: timed([LABKIT, "sign", *flags, next(images["labkit"])], env),
-            lambda: timed([cosign, "sign", *flags, next(images["cosign"])], env),
-        ], runs)
+        ours, theirs = compare_processes([
+            lambda: [LABKIT, "sign", *flags, next(images["labkit"])],
+            lambda: [cosign, "sign", *flags, next(images["cosign"])],
+        ], env, runs)
     return whole_process_result("sign", ours, theirs, runs, cosign_name)
 
 

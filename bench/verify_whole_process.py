@@ -14,7 +14,13 @@ from pathlib import Path
 
 import _common  # noqa: F401  (puts the repository on sys.path)
 from _common import (
-    LABKIT, Result, cosign_binary, interleaved_medians, print_table, push_small_image, timed, tool_env,
+    LABKIT,
+    Result,
+    compare_processes,
+    cosign_binary,
+    print_table,
+    push_small_image,
+    tool_env,
     whole_process_result,
 )
 
@@ -36,10 +42,10 @@ def measure(runs: int = 10, cosign_name: str = "cosign-v2.6.1") -> Result:
             sign_image(image, keys.load_private_key(paths.private_key, PASSWORD), client=client)
         env = tool_env(work)
         tagged = str(image.with_tag("v1"))
-        ours, theirs = interleaved_medians([
-            lambda: timed([LABKIT, "verify", "--key", paths.public_key, "--insecure-ignore-tlog", tagged], env),
-            lambda: timed([cosign, "verify", "--key", paths.public_key, "--insecure-ignore-tlog", tagged], env),
-        ], runs)
+        ours, theirs = compare_processes([
+            lambda: [LABKIT, "verify", "--key", paths.public_key, "--insecure-ignore-tlog", tagged],
+            lambda: [cosign, "verify", "--key", paths.public_key, "--insecure-ignore-tlog", tagged],
+        ], env, runs)
     return whole_process_result("verify", ours, theirs, runs, cosign_name)
 
 
