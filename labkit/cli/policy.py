@@ -86,7 +86,7 @@ def _read_resource(path: str) -> Mapping[str, Any]:
 
 
 def _test(args: argparse.Namespace) -> int:
-    from labkit.policy.evaluate import decide_against_registry, format_decision
+    from labkit.policy.phases import decide_against_registry, format_decision
     from labkit.policy.load import load_policies
 
     labels = parse_labels(args.namespace_labels)

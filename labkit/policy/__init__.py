@@ -1,7 +1,7 @@
 """Admission policies: load Kyverno and policy-controller policies as the cluster would, and
 decide admission of Pods and workloads as each engine's webhook does."""
 
-from labkit.policy.evaluate import Decision, evaluate
+from labkit.policy.phases import Decision, evaluate
 from labkit.policy.load import load_policies
 from labkit.policy.match import glob_match, kyverno_normalize, wildcard_match
 from labkit.policy.podspec import ContainerImage, Engine, extract_images

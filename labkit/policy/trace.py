@@ -1,6 +1,6 @@
 """What one engine's webhook answered for one object (:class:`EngineResult`), and one line of its
 trace: what it did with one image (:class:`ImageTrace`; the webhook's PolicyReports are made from
-it). Every engine returns an :class:`EngineResult`; :mod:`labkit.policy.evaluate` orders them."""
+it). Every engine returns an :class:`EngineResult`; :mod:`labkit.policy.phases` orders them."""
 
 from __future__ import annotations
 

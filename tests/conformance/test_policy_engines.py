@@ -32,7 +32,7 @@ import yaml
 
 from labkit.errors import PolicyError
 from labkit.policy.credentials import RegistryAccess
-from labkit.policy.evaluate import Decision, evaluate
+from labkit.policy.phases import Decision, evaluate
 from labkit.policy.load import load_policies
 from labkit.policy.podspec import Engine, extract_images
 from labkit.policy.verification import Resolver, Verifier

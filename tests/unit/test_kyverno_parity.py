@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from labkit.policy.evaluate import evaluate
+from labkit.policy.phases import evaluate
 from labkit.policy.load import load_policies
 from tests.unit.test_policy_decision import DIGEST, PEM, Result, Stub, kyverno_policy, pod
 

@@ -101,7 +101,7 @@ def test_private_registry_needs_the_secret_kyverno_reads(tmp_path: Path) -> None
     from labkit.oci.client import RegistryClient
     from labkit.oci.model import OCI_CONFIG, OCI_LAYER, Descriptor, Image, Manifest, sha256_digest
     from labkit.policy.credentials import RegistryAccess
-    from labkit.policy.evaluate import evaluate
+    from labkit.policy.phases import evaluate
     from labkit.policy.load import load_policies
     from labkit.registry import serve
     from labkit.signing.sign import sign_image

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from labkit.errors import NoMatchingSignaturesError, NoSignaturesError
 from labkit.oci.auth import Credentials
-from labkit.policy.evaluate import Decision, evaluate
+from labkit.policy.phases import Decision, evaluate
 from labkit.policy.podspec import Engine
 from labkit.policy.load import load_policies
 

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from labkit.errors import NoMatchingSignaturesError, PolicyError, RegistryUnreachableError
 from labkit.policy import ivp, ivp_compile
 from labkit.policy.cel import CelError, compile_expression
-from labkit.policy.evaluate import Decision, evaluate
+from labkit.policy.phases import Decision, evaluate
 from labkit.policy.load import load_policies
 
 DIGEST = "sha256:" + "ab" * 32
