@@ -63,7 +63,7 @@ def _build(args: argparse.Namespace) -> int:
     if not context.is_dir():
         raise BuildError(f"build directory {context} does not exist or is not a directory")
     from labkit.oci.build import build_image, load_recipe
-    from labkit.oci.client import RegistryClient  # imported per verb: httpx is slow to load
+    from labkit.oci.client import RegistryClient  # imported per verb: only registry verbs load the client
 
     recipe = load_recipe(context.resolve())
     for line in recipe.ignored:
