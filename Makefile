@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: lab test test-notebooks test-browser notebooks bench tools system-deps venv clean
+.PHONY: lab lint test test-notebooks test-browser notebooks bench tools system-deps venv clean
 
 venv: $(STAMP)
 
@@ -30,9 +30,14 @@ tools:
 system-deps:
 	@tools/system-deps.sh
 
+# ruff and mypy --strict on labkit/ (configured in pyproject.toml): any finding fails `make test`.
+lint: $(STAMP)
+	@$(VENV)/bin/ruff check labkit
+	@$(VENV)/bin/mypy
+
 # The suite runs in a network namespace with only loopback (tools/netns-run): the native lab's
 # engines, and everything else, can reach nothing beyond this machine.
-test: $(STAMP) tools system-deps
+test: $(STAMP) lint tools system-deps
 	@tools/netns-run $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 

@@ -60,8 +60,8 @@ def playground_decision(policy_yaml: str, image: str, *, namespace_labels: str =
         return PlaygroundResult(result.allowed, result.text.replace(host, pod_host))
     from labkit.cli.policy import parse_labels
     from labkit.lab import pod
-    from labkit.policy.phases import decide_against_registry, format_decision
     from labkit.policy.load import load_policies
+    from labkit.policy.phases import decide_against_registry, format_decision
 
     try:
         labels = parse_labels(namespace_labels)

@@ -39,8 +39,8 @@ from labkit.admission.sources import NamespaceLabels, PolicyDirectory
 from labkit.errors import AdmissionError
 from labkit.oci.client import RegistryClient
 from labkit.policy.credentials import RegistryAccess, SecretStore
-from labkit.policy.phases import evaluate
 from labkit.policy.load import kyverno_failure_action
+from labkit.policy.phases import evaluate
 from labkit.policy.podspec import Engine
 from labkit.policy.schema import ImageValidatingPolicy, KyvernoPolicy
 

@@ -86,8 +86,8 @@ def _read_resource(path: str) -> Mapping[str, Any]:
 
 
 def _test(args: argparse.Namespace) -> int:
-    from labkit.policy.phases import decide_against_registry, format_decision
     from labkit.policy.load import load_policies
+    from labkit.policy.phases import decide_against_registry, format_decision
 
     labels = parse_labels(args.namespace_labels)
     resource = _read_resource(args.resource)

@@ -41,7 +41,7 @@ def parse_annotations(pairs: list[str] | None) -> dict[str, str] | None:
     return out
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sign = subparsers.add_parser(
         "sign",
         help="sign a container image by digest (cosign sign)",

@@ -389,11 +389,7 @@ def build_image(
     if not context.is_dir():
         raise BuildError(f"build directory {context} does not exist or is not a directory")
     recipe = load_recipe(context)
-    bases: Mapping[Platform, Image]
-    if isinstance(base, Image):
-        bases = {_platform_of(base): base}
-    else:
-        bases = base or {}
+    bases: Mapping[Platform, Image] = {_platform_of(base): base} if isinstance(base, Image) else base or {}
     platforms = platforms or (list(bases) if len(bases) == 1 else [DEFAULT_PLATFORM])
     missing = [str(p) for p in platforms if bases and p not in bases]
     if missing:
@@ -419,7 +415,7 @@ def build_image(
     index = Index(
         manifests=tuple(
             Descriptor(img.manifest.media_type, img.digest, len(img.manifest_bytes), platform=p)
-            for p, img in zip(platforms, images)
+            for p, img in zip(platforms, images, strict=True)
         ),
         media_type=OCI_INDEX,
     )

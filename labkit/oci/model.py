@@ -247,7 +247,7 @@ class Image:
 
     def blobs(self) -> dict[str, bytes]:
         out = {self.manifest.config.digest: self.config}
-        out.update({d.digest: b for d, b in zip(self.manifest.layers, self.layers)})
+        out.update({d.digest: b for d, b in zip(self.manifest.layers, self.layers, strict=True)})
         return out
 
 

@@ -18,7 +18,10 @@ from labkit.policy.credentials import SecretStore
 
 
 class Verified(Protocol):
-    digest: str
+    """What a verifier returns: the engines read only the verified image's digest."""
+
+    @property
+    def digest(self) -> str: ...
 
 
 class Verifier(Protocol):
