@@ -10,7 +10,6 @@ are cosign's (``cmd/cosign/errors/exit_codes.go``).
 from __future__ import annotations
 
 import os
-import traceback
 from dataclasses import dataclass
 
 
@@ -40,6 +39,8 @@ class LabkitError(Exception):
         # (LABKIT_DEBUG=1 adds it back for whoever is debugging labkit itself).
         lines = f"{type(self).__name__}: {self.diagnostics()}".splitlines()
         if os.environ.get("LABKIT_DEBUG"):
+            import traceback  # only here: every CLI verb imports this module
+
             lines = [*traceback.format_exception(self)[:-1], *lines]
         return lines
 

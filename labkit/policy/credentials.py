@@ -37,7 +37,7 @@ from labkit.errors import PolicyError
 from labkit.oci.auth import Credentials
 from labkit.oci.reference import Reference
 
-if TYPE_CHECKING:  # the client (httpx) loads only when a registry is used
+if TYPE_CHECKING:  # the registry client loads only when a registry is used
     from labkit.oci.client import RegistryClient
 
 DOCKER_CONFIG_JSON = "kubernetes.io/dockerconfigjson"

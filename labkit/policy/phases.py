@@ -71,7 +71,7 @@ def decide_against_registry(
     allow_insecure_registry: bool = False,
 ) -> Decision:
     """``evaluate`` with signatures and tags read from the real registries the images name."""
-    from labkit.oci.client import RegistryClient  # the registry client loads httpx: only when used
+    from labkit.oci.client import RegistryClient  # loaded only when a registry is used
 
     with RegistryClient(allow_insecure=allow_insecure_registry) as client:
         access = RegistryAccess(client)
