@@ -22,6 +22,7 @@ import ipaddress
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -76,14 +77,17 @@ def docker_config_path() -> Path:
     return Path(directory) / "config.json" if directory else Path.home() / ".docker" / "config.json"
 
 
-def _hostname_of_key(key: str) -> str:
-    """docker/cli ``ConvertToHostname``: ``https://host:port/v1/`` → ``host:port``."""
+def auth_key_hostname(key: str) -> str:
+    """docker/cli ``ConvertToHostname``: an ``auths`` key ``https://host:port/v1/`` → ``host:port``."""
     if "://" in key:
         key = key.split("://", 1)[1]
     return key.split("/", 1)[0]
 
 
-def _entry_credentials(entry: dict[str, object], path: Path, key: str) -> Credentials | None:
+def auth_entry_credentials(entry: Mapping[str, object]) -> Credentials | None:
+    """The credentials of one ``auths`` entry (docker's config.json, a ``.dockerconfigjson``
+    Secret): its ``auth`` (base64 ``user:password``), else ``username`` and ``password``.
+    Raises ValueError when ``auth`` is not base64 of ``user:password``."""
     auth = entry.get("auth")
     if isinstance(auth, str) and auth:
         try:
@@ -92,10 +96,7 @@ def _entry_credentials(entry: dict[str, object], path: Path, key: str) -> Creden
             decoded = ""
         username, sep, password = decoded.partition(":")
         if not sep:
-            raise AuthenticationError(
-                f"the 'auth' value for {key!r} in {path} is not base64 of 'username:password'",
-                hint="run `docker login` again or fix that entry",
-            )
+            raise ValueError("'auth' is not base64 of 'username:password'")
         return Credentials(username, password)
     user, secret = entry.get("username"), entry.get("password")
     if isinstance(user, str) and isinstance(secret, str) and user:
@@ -127,11 +128,17 @@ def credentials_from_docker_config(
     for target in wanted:
         key = DOCKER_HUB_AUTH_KEY if target == DOCKER_HUB else target
         # docker/cli's file store: exact key first, then any key whose hostname equals it.
-        candidates = [key] + [k for k in auths if k != key and _hostname_of_key(k) == key]
+        candidates = [key] + [k for k in auths if k != key and auth_key_hostname(k) == key]
         for candidate in candidates:
             entry = auths.get(candidate)
             if isinstance(entry, dict):
-                creds = _entry_credentials(entry, path, candidate)
+                try:
+                    creds = auth_entry_credentials(entry)
+                except ValueError:
+                    raise AuthenticationError(
+                        f"the 'auth' value for {candidate!r} in {path} is not base64 of 'username:password'",
+                        hint="run `docker login` again or fix that entry",
+                    ) from None
                 if creds:
                     return creds
     return None

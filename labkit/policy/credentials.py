@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from labkit.errors import PolicyError
-from labkit.oci.auth import Credentials
+from labkit.oci.auth import Credentials, auth_entry_credentials, auth_key_hostname
 from labkit.oci.reference import Reference
 
 if TYPE_CHECKING:  # the registry client loads only when a registry is used
@@ -64,24 +64,12 @@ class Secret:
             return None
         wanted = set(_DOCKER_HUB_KEYS) if registry in ("docker.io", "index.docker.io") else {registry}
         for key, entry in auths.items():
-            host = key.split("://", 1)[-1].split("/", 1)[0] if "://" in key else key.split("/", 1)[0]
-            if (key in wanted or host in wanted) and isinstance(entry, dict):
-                return _entry_credentials(entry)
+            if (key in wanted or auth_key_hostname(key) in wanted) and isinstance(entry, dict):
+                try:
+                    return auth_entry_credentials(entry)
+                except ValueError:
+                    return None  # the engines treat an unreadable entry as no credentials
         return None
-
-
-def _entry_credentials(entry: Mapping[str, Any]) -> Credentials | None:
-    auth = entry.get("auth")
-    if isinstance(auth, str) and auth:
-        try:
-            user, sep, password = base64.b64decode(auth, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        return Credentials(user, password) if sep else None
-    username, secret = entry.get("username"), entry.get("password")
-    if isinstance(username, str) and username and isinstance(secret, str):
-        return Credentials(username, secret)
-    return None
 
 
 class SecretStore(Protocol):
