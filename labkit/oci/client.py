@@ -29,6 +29,7 @@ from labkit.errors import (
     InsecureRegistryError,
     LabkitError,
     NotFoundError,
+    RegistryDiagnostic,
     RegistryError,
     RegistryUnreachableError,
     UsageError,
@@ -338,20 +339,15 @@ class RegistryClient:
 
     @staticmethod
     def _error(resp: Response, what: str) -> RegistryError:
-        code = message = None
-        try:
-            errors = resp.json().get("errors") or []
-            if errors:
-                code, message = errors[0].get("code"), errors[0].get("message")
-        except (json.JSONDecodeError, AttributeError, UnicodeDecodeError):
-            pass
+        sent = _registry_errors(resp)
+        code, message = (sent[0].code or None, sent[0].message) if sent else (None, None)
         status = resp.status_code
         detail = f"{status} {code}: {message}" if code else f"{status} {resp.reason_phrase}"
         text = f"{what}: registry answered {detail}"
         transport = ggcr_transport_error(resp)
         if status == 404 or code in _NOT_FOUND_CODES:
             return NotFoundError(text, hint="check the repository, tag or digest", status=status, code=code,
-                                 transport=transport)
+                                 transport=transport, registry_errors=sent)
         if status in (401, 403) or code in _AUTH_CODES:
             return AuthenticationError(
                 text,
@@ -359,8 +355,9 @@ class RegistryClient:
                 status=status,
                 code=code,
                 transport=transport,
+                registry_errors=sent,
             )
-        return RegistryError(text, status=status, code=code, transport=transport)
+        return RegistryError(text, status=status, code=code, transport=transport, registry_errors=sent)
 
     def _expect(self, resp: Response, what: str, *ok: int) -> Response:
         if resp.status_code not in ok:
@@ -679,3 +676,16 @@ class RegistryClient:
         config = self.get_blob(r, manifest.config.digest)
         layers = [self.get_blob(r, layer.digest) for layer in manifest.layers]
         return Image(manifest=manifest, config=config, layers=layers, raw_manifest=data)
+
+
+def _registry_errors(resp: Response) -> tuple[RegistryDiagnostic, ...]:
+    """Every entry of an OCI error body (``{"errors": [{"code", "message", "detail"}]}``), in order;
+    none when the body is not one."""
+    try:
+        errors = resp.json().get("errors") or []
+    except (json.JSONDecodeError, AttributeError, UnicodeDecodeError):
+        return ()
+    if not isinstance(errors, list):
+        return ()
+    return tuple(RegistryDiagnostic(str(e.get("code") or ""), str(e.get("message") or ""), e.get("detail"))
+                 for e in errors if isinstance(e, dict))

@@ -265,6 +265,9 @@ def test_ggcr_renders_several_errors_no_detail_and_raw_bodies() -> None:
     with client_answering(403, several) as c, pytest.raises(RegistryError) as err:
         c.get_manifest(f"{REGISTRY}/app:v1")
     assert err.value.transport.endswith("/v2/app/manifests/v1: multiple errors returned: DENIED: a; UNKNOWN: b")
+    # every diagnostic the registry sent is kept, and the CLI shows the ones after the first
+    assert [(e.code, e.message) for e in err.value.registry_errors] == [("DENIED", "a"), ("UNKNOWN", "b")]
+    assert err.value.diagnostics().splitlines()[1:3] == ["The registry also said:", "  UNKNOWN: b"]
 
     def raw(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200) if request.url.path == "/v2/" else httpx.Response(502, text="bad gateway\n")
