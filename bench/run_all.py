@@ -18,6 +18,7 @@ import traceback
 from collections.abc import Callable
 
 import admission_latency
+import admission_latency_native
 import growth
 import native_up
 import notebooks_cold
@@ -39,6 +40,8 @@ def suite(quick: bool) -> list[tuple[str, str, Callable[[], Result]]]:
         ("registry push+pull 64 MiB", "≥ 0.70", lambda: registry_throughput.measure(2 if quick else 5)),
         ("admission webhook p99, cached", "≤ 10 ms",
          lambda: admission_latency.measure(seconds=1.0 if quick else 5.0)),
+        ("admission p99 on the native lab, labkit / real engine", "≤ 1.0",
+         lambda: admission_latency_native.measure(window=1.0 if quick else 4.0, rounds=2 if quick else 5)),
         ("whole notebook suite, cold", "≤ 90 s", notebooks_cold.measure),
         ("growth", "linear; ≤ 1 s", lambda: growth.measure(2 if quick else 5)),
         ("native lab up, warm", "≤ 60 s", lambda: native_up.measure(1 if quick else 3)),
