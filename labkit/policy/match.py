@@ -18,6 +18,7 @@ pattern length × text length whatever the input, so no pattern can stall admiss
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -185,6 +186,7 @@ def compile_glob(glob: str) -> Glob:
     return Glob(glob, nodes)
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function the webhook asks again for every review
 def glob_match(glob: str, image: str) -> bool:
     """Whether a ClusterImagePolicy ``images[].glob`` covers ``image`` (as the webhook matches it)."""
     return compile_glob(glob).matches(str(Reference.parse(image)))
