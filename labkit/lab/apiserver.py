@@ -75,6 +75,10 @@ def denied(webhook: str, status: Mapping[str, Any] | None) -> str:
     return f'admission webhook "{webhook}" denied the request without explanation'
 
 
+# Secrets hold registry passwords: owner-only, as docker's config.json and a kubeconfig are.
+SECRETS_MODE = 0o600
+
+
 class ObjectStore:
     """The lab's cluster objects that are not workloads: namespaces with labels, Secrets, policies."""
 
@@ -90,6 +94,7 @@ class ObjectStore:
             self._write(self.namespaces_file, {ns: {NAME_LABEL: ns} for ns in SYSTEM_NAMESPACES})
         if not self.secrets_file.exists():
             self._write(self.secrets_file, {})
+        self.secrets_file.chmod(SECRETS_MODE)  # a lab made before secrets were 0600 is narrowed too
 
     def reset(self) -> None:
         for f in self.policies.iterdir():
@@ -176,9 +181,9 @@ class ObjectStore:
         except FileNotFoundError:
             return {}
 
-    @staticmethod
-    def _write(path: Path, doc: Mapping[str, Any]) -> None:
-        write_atomic(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
+    def _write(self, path: Path, doc: Mapping[str, Any]) -> None:
+        write_atomic(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode(),
+                     mode=SECRETS_MODE if path == self.secrets_file else None)
 
 
 @dataclass(frozen=True)

@@ -96,3 +96,24 @@ def test_object_store_labels_and_secrets(tmp_path: Path) -> None:
     secrets = json.loads((tmp_path / "s" / "secrets.json").read_text())
     assert secrets == {"kyverno/regcred": {"type": "kubernetes.io/dockerconfigjson",
                                            "data": {".dockerconfigjson": "e30="}}}
+
+
+def test_secrets_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    """Issue 13 item 11: the pull Secrets hold registry passwords, so ``secrets.json`` is 0600
+    (as kubectl's kubeconfig and docker's config.json are), from creation and after each write,
+    whatever the umask."""
+    store = ObjectStore(tmp_path / "p", tmp_path / "s")
+    old = os.umask(0o022)
+    try:
+        store.initialise()
+        assert (store.secrets_file.stat().st_mode & 0o777) == 0o600
+        store.put_secret({"kind": "Secret", "metadata": {"name": "regcred"},
+                          "stringData": {".dockerconfigjson": '{"auths": {}}'}})
+        assert (store.secrets_file.stat().st_mode & 0o777) == 0o600
+        store.reset()
+        assert (store.secrets_file.stat().st_mode & 0o777) == 0o600
+        store.secrets_file.chmod(0o644)  # a lab made before this fix
+        store.initialise()
+        assert (store.secrets_file.stat().st_mode & 0o777) == 0o600
+    finally:
+        os.umask(old)
