@@ -314,7 +314,10 @@ class RegistryClient:
         content: bytes = b"",
     ) -> Response:
         endpoint = self._endpoint(ref)
-        target = with_params(urljoin(endpoint.base, url), params)
+        # A path is appended as is, never resolved against the base: ggcr sends a repository's
+        # "." and ".." segments to the registry, which judges the name (urljoin removed them,
+        # so "team/../other" fetched, and verified, another repository).
+        target = with_params(endpoint.base + url if url.startswith("/") else url, params)
         parts = urlsplit(target)
         for attempt in range(2):
             sent = dict(headers or {})
@@ -388,6 +391,10 @@ class RegistryClient:
             r, "HEAD", f"/v2/{r.repository}/manifests/{r.identifier}", (repository_scope(r.repository, PULL),),
             headers={"Accept": ", ".join(ALL_MANIFEST_TYPES)},
         )
+        if resp.status_code not in (200, 404):
+            # A HEAD error has no body; cosign GETs the manifest and reports the registry's
+            # error (e.g. NAME_INVALID for a name it refuses), so ask once more with a GET.
+            return self.get_manifest(r).descriptor
         self._expect(resp, f"looking up manifest {r}", 200)
         digest = resp.headers.get("docker-content-digest")
         size = resp.headers.get("content-length")
