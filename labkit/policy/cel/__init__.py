@@ -19,7 +19,6 @@ context variable the evaluator sets around each evaluation.
 from __future__ import annotations
 
 import contextvars
-import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 from cel_expr_python import cel  # type: ignore[import-untyped]
 from cel_expr_python.ext import ext_optional, ext_strings  # type: ignore[import-untyped]
 
+from labkit._internal.gofmt import go_quote
 from labkit.errors import LabkitError
 from labkit.oci.reference import Reference
 
@@ -182,4 +182,4 @@ def compile_expression(source: str, env: str = "policy") -> Program:
 
 def field_invalid(path: str, value: str, detail: str) -> str:
     """k8s ``field.Invalid(path, value, detail).Error()`` for a string value (Go ``%q``)."""
-    return f"{path}: Invalid value: {json.dumps(value, ensure_ascii=False)}: {detail}"
+    return f"{path}: Invalid value: {go_quote(value)}: {detail}"
