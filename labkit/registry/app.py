@@ -196,9 +196,7 @@ class RegistryApp:
             return
         request = Request.from_scope(scope, receive)
         try:
-            if self.auth is not None and not await asyncio.to_thread(
-                self.auth.check, request.headers.get("authorization")
-            ):
+            if self.auth is not None and not await self.auth.check(request.headers.get("authorization")):
                 raise RegistryAPIError("UNAUTHORIZED", "authentication required", status=401)
             response = await self._dispatch(request)
         except RegistryAPIError as exc:

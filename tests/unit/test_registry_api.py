@@ -375,6 +375,40 @@ def test_basic_auth_from_htpasswd(tmp_path: Path) -> None:
         reg.handle.stop()
 
 
+def test_single_user_password_over_bcrypt_limit_is_a_usage_error(tmp_path: Path) -> None:
+    """Issue 13 item 7: ``--username`` with a 73-byte password crashed; Go's bcrypt (which
+    distribution and htpasswd tooling use) refuses to hash it: "password length exceeds 72 bytes"."""
+    from labkit.errors import UsageError
+
+    with pytest.raises(UsageError, match="password length exceeds 72 bytes") as info:
+        serve(root=tmp_path, port=0, username="learner", password="p" * 73)
+    assert "72" in (info.value.hint or "")
+
+
+def test_authenticated_client_is_answered_during_a_wrong_password_flood(tmp_path: Path) -> None:
+    """Issue 13 item 7: each wrong password costs a bcrypt check (cost 12, ~0.3 s); a flood of
+    them queued the remembered, right-password client behind them for seconds. Generous bound."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    reg = start(tmp_path / "root", username="learner", password="right")
+    try:
+        assert reg.client.get("/v2/", auth=("learner", "right")).status_code == 200
+
+        def wrong(i: int) -> int:
+            return httpx.get(f"{reg.handle.url}/v2/", auth=("learner", f"wrong-{i}"), timeout=60).status_code
+
+        with ThreadPoolExecutor(60) as pool:
+            flood = [pool.submit(wrong, i) for i in range(120)]
+            time.sleep(0.5)  # the flood is queued by now
+            began = time.monotonic()
+            assert reg.client.get("/v2/", auth=("learner", "right")).status_code == 200
+            elapsed = time.monotonic() - began
+            assert {f.result() for f in flood} == {401}
+        assert elapsed < 2.0, f"an authenticated request took {elapsed:.1f} s during the flood"
+    finally:
+        reg.handle.stop()
+
+
 def test_content_survives_a_restart(tmp_path: Path) -> None:
     first = start(tmp_path / "root")
     body = first.push_image("lab/app", "v1", layer=b"persistent layer")
