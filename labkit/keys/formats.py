@@ -24,10 +24,9 @@ ENCRYPTED_PEM_TYPES = (SIGSTORE_PRIVATE_KEY_PEM_TYPE, COSIGN_PRIVATE_KEY_PEM_TYP
 
 # --- PEM, as Go's encoding/pem writes and reads it --------------------------------------------
 
-_PEM_BLOCK = re.compile(
-    rb"(?:^|\n)-----BEGIN ([^\r\n-]*)-----[ \t]*\r?\n(.*?)(?:^|\n)-----END \1-----[ \t]*(?:\r?\n|$)",
-    re.DOTALL,
-)
+_PEM_BEGIN = b"-----BEGIN "
+_PEM_END = b"\n-----END "
+_PEM_DASHES = b"-----"
 
 
 @dataclass(frozen=True)
@@ -45,18 +44,56 @@ def pem_encode(pem_type: str, body: bytes) -> bytes:
     return head + b"".join(line + b"\n" for line in lines) + tail
 
 
+def _pem_line(data: bytes, start: int) -> tuple[bytes, int]:
+    """Go pem's ``getLine`` at ``start``: the line less its CR and trailing blanks, and the next line's start."""
+    newline = data.find(b"\n", start)
+    if newline < 0:
+        return data[start:].rstrip(b" \t"), len(data)
+    end = newline - 1 if newline > start and data[newline - 1] == 0x0D else newline
+    return data[start:end].rstrip(b" \t"), newline + 1
+
+
 def pem_decode_first(data: bytes) -> PemBlock | None:
-    """The first well-formed PEM block, or None; like Go ``pem.Decode``, malformed blocks are skipped."""
-    for match in _PEM_BLOCK.finditer(data):
-        body_text = match.group(2)
-        if b":" in body_text.split(b"\n", 1)[0]:
-            # RFC 1421 headers (Proc-Type: …) precede a blank line; the body follows it.
-            body_text = body_text.split(b"\n\n", 1)[-1]
+    """The first well-formed PEM block, or None: Go 1.26 ``pem.Decode`` (what cosign runs).
+
+    Like Go since CVE-2025-61723, each round finds the next END line and then the last BEGIN line
+    before it, and the next round starts after that END; so every byte is looked at a bounded
+    number of times and a file of unmatched BEGIN lines costs linear time, not quadratic.
+    """
+    start = 0
+    while (end := data.find(_PEM_END, start)) >= 0:
+        begin = data.rfind(_PEM_BEGIN, start, end)
+        round_start, start = start, end + len(_PEM_END)
+        if begin < 0 or (begin > round_start and data[begin - 1] != 0x0A):
+            continue
+        type_line, pos = _pem_line(data, begin + len(_PEM_BEGIN))
+        if not type_line.endswith(_PEM_DASHES):
+            continue
+        pem_type = type_line[: -len(_PEM_DASHES)]
+        # RFC 1421 headers ("Proc-Type: …") are lines with a colon before the body.
+        has_headers = False
+        while True:
+            if pos >= len(data):
+                return None  # Go gives up on the whole input when headers run to its end
+            line, next_pos = _pem_line(data, pos)
+            if b":" not in line:
+                break
+            has_headers, pos = True, next_pos
+            if pos > start:
+                # Headers past the END line: Go's next round starts before its own start and
+                # gives up on the whole input; stopping here keeps each round in its own bytes.
+                return None
+        if has_headers and pos > end:
+            continue
+        trailer = data[start : start + len(pem_type) + len(_PEM_DASHES)]
+        if trailer != pem_type + _PEM_DASHES or _pem_line(data, start + len(trailer))[0]:
+            continue
+        body = data[pos:end] if end > pos else b""
         try:
-            body = base64.b64decode(re.sub(rb"\s+", b"", body_text), validate=True)
+            decoded = base64.b64decode(re.sub(rb"[ \t\r\n]", b"", body), validate=True)
         except (binascii.Error, ValueError):
             continue
-        return PemBlock(match.group(1).decode("ascii", "replace"), body)
+        return PemBlock(pem_type.decode("ascii", "replace"), decoded)
     return None
 
 

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from labkit import keys
 from labkit.errors import KeyMaterialError, PasswordError
 from tests.interop.cosign import PASSWORD, Cosign, cosign  # noqa: F401 (fixture)
+from tests.unit.test_keys import HOSTILE_PEM
 
 pytestmark = pytest.mark.interop
 
@@ -109,3 +113,29 @@ def test_import_outcome_matches_cosign(cosign: Cosign, openssl_keys, tmp_path: P
     assert (tmp_path / "cosign-imp.pub").read_text() == paths.public_key.read_text()
     pub = cosign.run("public-key", "--key", str(paths.private_key))
     assert pub.returncode == 0 and pub.stdout == paths.public_key.read_text()
+
+
+# --- hostile PEM files: same outcome as cosign, in linear time (issue 13, item 8) ------------
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_PEM))
+@pytest.mark.parametrize("key_after", [False, True], ids=["alone", "key-after"])
+def test_hostile_pem_outcome_matches_cosign(cosign: Cosign, tmp_path: Path, name, key_after) -> None:
+    data = HOSTILE_PEM[name][0]
+    if key_after:
+        key = ec.generate_private_key(ec.SECP256R1())
+        data += b"\n" + key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.TraditionalOpenSSL,
+                                          serialization.NoEncryption())
+    source = tmp_path / "hostile.pem"
+    source.write_bytes(data)
+    proc = cosign.run("import-key-pair", "--key", str(source), "--output-key-prefix", "cosign-imp")
+    started = time.monotonic()
+    try:
+        keys.load_importable_key(source)
+    except KeyMaterialError as exc:
+        assert proc.returncode != 0, f"cosign accepted {name}, labkit refused: {exc}"
+        assert cosign.error(proc) in str(exc)
+    else:
+        assert proc.returncode == 0, f"labkit accepted {name}, cosign refused: {proc.stderr}"
+    assert time.monotonic() - started < 2.0

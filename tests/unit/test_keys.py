@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import stat
+import time
 
 import nacl.bindings
 import pytest
@@ -125,6 +126,32 @@ def test_bad_key_files(tmp_path) -> None:
         assert wording in str(info.value) and name in str(info.value)
     with pytest.raises(KeyFileError, match="does not exist"):
         keys.load_private_key(tmp_path / "missing.key", PASSWORD)
+
+
+# Files of PEM lines that cost a quadratic reader ~30 s at 200 KB (issue 13, item 8); cosign (Go 1.26
+# pem.Decode) answers each in milliseconds. Each maps to whether Go still finds a key appended to
+# it (a header line after an END makes Go give up on the whole input);
+# tests/interop/test_keys_cosign.py checks the outcomes against cosign itself.
+HOSTILE_PEM = {
+    "begin-lines": (b"-----BEGIN PUBLIC KEY-----\n" * 7600, True),
+    "colon-begin-end": (b"-----BEGIN a:b-----\n-----END a:b\n" * 6000, False),
+    "end-lines": (b"-----BEGIN X-----\n" + b"-----END X\n" * 18000, True),
+    "header-lines": (b"-----BEGIN X-----\n" * 5000 + b"a: b\n" * 20000, True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_PEM))
+def test_hostile_pem_is_read_in_linear_time(name) -> None:
+    hostile, key_found = HOSTILE_PEM[name]
+    key_pem = pem(ec.generate_private_key(ec.SECP256R1()), serialization.PrivateFormat.TraditionalOpenSSL)
+    for data, expected in ((hostile, None), (hostile + b"\n" + key_pem, key_pem if key_found else None)):
+        started = time.monotonic()
+        block = keys.pem_decode_first(data)
+        assert time.monotonic() - started < 2.0  # generous: a linear read takes milliseconds
+        if expected is None:
+            assert block is None
+        else:
+            assert block is not None and keys.pem_encode(block.type, block.body) == expected
 
 
 # --- generate / import / files -------------------------------------------------------------
