@@ -36,7 +36,8 @@ RFC3161_ANNOTATION = "dev.sigstore.cosign/rfc3161timestamp"
 # cosign's suffixes for attached artifacts (``pkg/oci/remote/remote.go``).
 SUFFIXES = {"signature": "sig", "attestation": "att", "sbom": "sbom"}
 
-# Cosign refuses to grow a signature image past this many layers (``maxLayers``).
+# Cosign refuses to grow a signature image past this many layers, and to read one that has more
+# (``maxLayers`` in pkg/oci/mutate and pkg/oci/remote/signatures.go).
 MAX_LAYERS = 1000
 
 _ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -108,11 +109,7 @@ class SignatureImage:
     media_type: str = OCI_MANIFEST
 
     def append(self, layer: SignatureLayer) -> None:
-        if len(self.layers) >= MAX_LAYERS:
-            raise VerificationError(
-                f"signature image already holds {MAX_LAYERS} signatures, cosign's limit",
-                hint="remove old signatures (delete the .sig tag) before adding more",
-            )
+        _check_layer_count(len(self.layers) + 1)
         self.layers.append(layer)
         # ggcr's mutate.Append adds a diffID and a history entry per layer, keeping key order.
         rootfs = self.config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
@@ -149,6 +146,7 @@ class SignatureImage:
         manifest = fetch_manifest(client, ref)
         if manifest is None:
             return None
+        _check_layer_count(len(manifest.layers))  # before fetching any: each costs a request
         config = json.loads(client.get_blob(ref, manifest.config.digest)) if with_config else _empty_config()
         layers = [
             SignatureLayer(
@@ -167,6 +165,14 @@ class SignatureImage:
         client.push_blob(ref, self.config_bytes())
         manifest = self.manifest()
         return client.put_manifest(ref, manifest.to_json(), manifest.media_type)
+
+
+def _check_layer_count(count: int) -> None:
+    if count > MAX_LAYERS:
+        raise VerificationError(
+            f"number of layers ({count}) exceeded the limit ({MAX_LAYERS})",  # cosign's words
+            hint="cosign reads no more signatures than that either; delete the .sig tag and sign again",
+        )
 
 
 def fetch_manifest(client: RegistryClient, ref: Reference) -> Manifest | None:
