@@ -19,7 +19,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,18 @@ from labkit.registry.names import DIGEST_RE, check_digest, check_tag, is_digest
 # distribution's maxManifestBodySize: a manifest is metadata, 4 MiB is plenty.
 MANIFEST_MAX_BYTES = 4 * 1024 * 1024
 _HASH_CHUNK = 1024 * 1024
+# Upload sessions: distribution purges those older than a week, daily. A lab pushes over loopback
+# in seconds, so an hour idle means abandoned; and a cap keeps a client that opens sessions and
+# walks away from filling the disk with directories (three inodes each) in the meantime.
+UPLOAD_MAX_AGE = 3600.0
+MAX_UPLOADS = 256
+_PURGE_INTERVAL = 60.0
+
+# A descriptor's size is an int64 in Go's structs (distribution, containerd): larger is invalid.
+_MAX_SIZE = 2**63 - 1
+# image-spec: a media type follows RFC 6838's restricted-name grammar. The manifest's own is sent
+# back as Content-Type, so anything else (CR/LF, non-Latin-1) could be stored but never served.
+_MEDIA_TYPE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
 
 # Layers that registries never hold (image-spec "non-distributable", Docker "foreign"): a
 # manifest may reference them without pushing them, as distribution allows.
@@ -57,6 +71,17 @@ def _hash_file(path: Path, algorithm: str) -> str:
         while chunk := f.read(_HASH_CHUNK):
             h.update(chunk)
     return f"{algorithm}:{h.hexdigest()}"
+
+
+def _parse_int(text: str) -> int | float:
+    """Integers past int64 become floats (inf past float's range) instead of Python's
+    ValueError beyond 4300 digits: a size that large is then refused as not an integer, and an
+    unknown field is left alone, as Go's decoder leaves it."""
+    return int(text) if len(text) <= 19 else float(text)
+
+
+def _loads(body: bytes) -> Any:
+    return json.loads(body, parse_int=_parse_int)
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -120,11 +145,14 @@ class PutManifestResult:
 
 
 class Storage:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, purge_interval: float = _PURGE_INTERVAL) -> None:
         self.root = Path(root)
         self._uploads: dict[str, Upload] = {}
         for sub in ("blobs", "repositories", "uploads"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self._purge_interval = purge_interval
+        self._next_purge = 0.0
+        self._purge_idle_uploads()  # sessions abandoned before a restart
 
     # --- paths --------------------------------------------------------------------------------
 
@@ -178,6 +206,16 @@ class Storage:
     # --- uploads ------------------------------------------------------------------------------
 
     def start_upload(self, repository: str) -> Upload:
+        """A new session; TOOMANYREQUESTS (429) while MAX_UPLOADS are open and none is idle."""
+        if time.monotonic() >= self._next_purge or self._open_uploads() >= MAX_UPLOADS:
+            self._purge_idle_uploads()
+        if self._open_uploads() >= MAX_UPLOADS:
+            raise RegistryAPIError(
+                "TOOMANYREQUESTS",
+                f"too many requests: {MAX_UPLOADS} blob uploads are open; finish or cancel one, "
+                f"or wait for idle ones to expire ({UPLOAD_MAX_AGE / 60:.0f} min)",
+                status=429,
+            )
         upload_id = str(uuid.uuid4())
         directory = self.root / "uploads" / upload_id
         directory.mkdir(parents=True)
@@ -186,6 +224,28 @@ class Storage:
         upload = Upload(upload_id, repository, directory)
         self._uploads[upload_id] = upload
         return upload
+
+    def _open_uploads(self) -> int:
+        with os.scandir(self.root / "uploads") as entries:
+            return sum(1 for _ in entries)
+
+    def _purge_idle_uploads(self) -> None:
+        """Remove sessions idle (no byte appended) for UPLOAD_MAX_AGE; one pass over one directory."""
+        self._next_purge = time.monotonic() + self._purge_interval
+        cutoff = time.time() - UPLOAD_MAX_AGE
+        with os.scandir(self.root / "uploads") as entries:
+            sessions = [Path(e.path) for e in entries]
+        for directory in sessions:
+            try:
+                active = max(directory.stat().st_mtime, (directory / "data").stat().st_mtime)
+            except FileNotFoundError:  # half-made or half-removed: only its directory's age counts
+                try:
+                    active = directory.stat().st_mtime
+                except FileNotFoundError:
+                    continue
+            if active < cutoff:
+                self._uploads.pop(directory.name, None)
+                shutil.rmtree(directory, ignore_errors=True)
 
     def get_upload(self, repository: str, upload_id: str) -> Upload:
         upload = self._uploads.get(upload_id)
@@ -264,6 +324,7 @@ class Storage:
         subject = doc.get("subject")
         if subject is not None:
             _check_descriptor(subject, "subject")
+        _check_annotations(doc, "manifest")
 
         target = self.blob_path(digest)
         if not target.exists():
@@ -283,9 +344,11 @@ class Storage:
     @staticmethod
     def _parse_manifest(body: bytes) -> dict[str, Any]:
         try:
-            doc = json.loads(body)
+            doc = _loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise _manifest_invalid(f"not valid JSON: {exc}") from None
+        except RecursionError:
+            raise _manifest_invalid("JSON nested too deeply") from None
         if not isinstance(doc, dict):
             raise _manifest_invalid("not a JSON object")
         if doc.get("schemaVersion") != 2:
@@ -308,6 +371,9 @@ class Storage:
         media_type = declared or content_type
         if not media_type:
             raise _manifest_invalid("no mediaType in the manifest and no Content-Type header")
+        if not _MEDIA_TYPE_RE.fullmatch(media_type):
+            raise _manifest_invalid("mediaType is not a type/subtype media type (RFC 6838)",
+                                    mediaType=media_type[:200])
         return media_type
 
     def _check_image(self, repository: str, doc: dict[str, Any]) -> None:
@@ -389,7 +455,7 @@ class Storage:
 
     @staticmethod
     def _subject_of(body: bytes) -> str | None:
-        doc = json.loads(body)
+        doc = _loads(body)
         subject = doc.get("subject")
         return subject["digest"] if isinstance(subject, dict) else None
 
@@ -429,8 +495,18 @@ def _check_descriptor(d: Any, where: str) -> None:
     if not isinstance(d.get("digest"), str) or not DIGEST_RE.fullmatch(d["digest"]):
         raise _manifest_invalid(f"{where} has an invalid digest", digest=str(d.get("digest"))[:200])
     size = d.get("size")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-        raise _manifest_invalid(f"{where} has an invalid size", size=size)
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= _MAX_SIZE:
+        raise _manifest_invalid(f"{where} has an invalid size", size=str(size)[:200])
+    _check_annotations(d, where)
+
+
+def _check_annotations(d: dict[str, Any], where: str) -> None:
+    """image-spec: a map of strings to strings (Go clients cannot decode anything else)."""
+    annotations = d.get("annotations")
+    if annotations is not None and not (
+        isinstance(annotations, dict) and all(isinstance(v, str) for v in annotations.values())
+    ):
+        raise _manifest_invalid(f"{where} annotations must map strings to strings")
 
 
 def _referrer_descriptor(doc: dict[str, Any], media_type: str, digest: str, size: int) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import os
 import socket
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ import httpx
 import pytest
 
 from labkit.registry import RegistryHandle, serve
+from labkit.registry.storage import MAX_UPLOADS, UPLOAD_MAX_AGE, Storage
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -430,6 +432,61 @@ def test_content_survives_a_restart(tmp_path: Path) -> None:
         assert done.status_code == 201
     finally:
         second.handle.stop()
+
+
+def _age(session_dir: Path, seconds: float) -> None:
+    """Make an upload session look idle for ``seconds``."""
+    past = time.time() - seconds
+    for path in (*session_dir.iterdir(), session_dir):
+        os.utime(path, (past, past))
+
+
+def test_abandoned_upload_sessions_are_purged_on_start(tmp_path: Path) -> None:
+    """Issue 13 item 10: 2,000 abandoned sessions left 6,025 inodes that survived restarts.
+    Sessions idle past UPLOAD_MAX_AGE go on start-up; a recent one still resumes."""
+    first = start(tmp_path / "root")
+    abandoned = [first.client.post("/v2/lab/app/blobs/uploads/").headers["Docker-Upload-UUID"] for _ in range(20)]
+    recent = first.client.post("/v2/lab/app/blobs/uploads/").headers["Location"]
+    first.client.patch(recent, content=b"half ")
+    first.handle.stop()
+    for session in abandoned:
+        _age(tmp_path / "root" / "uploads" / session, UPLOAD_MAX_AGE + 60)
+
+    second = start(tmp_path / "root")
+    try:
+        assert sorted(p.name for p in (tmp_path / "root" / "uploads").iterdir()) == [recent.rsplit("/", 1)[1]]
+        gone = second.client.get(f"/v2/lab/app/blobs/uploads/{abandoned[0]}")
+        assert (gone.status_code, error_code(gone)) == (404, "BLOB_UPLOAD_UNKNOWN")
+        assert second.client.put(recent, params={"digest": sha256(b"half done")}, content=b"done").status_code == 201
+    finally:
+        second.handle.stop()
+
+
+def test_upload_sessions_are_capped_and_idle_ones_make_room(tmp_path: Path) -> None:
+    """Issue 13 item 10: at MAX_UPLOADS open sessions a new one is distribution's 429
+    TOOMANYREQUESTS (the open ones keep working); once one has idled out, there is room again."""
+    reg = start(tmp_path / "root")
+    try:
+        sessions = [reg.client.post("/v2/lab/app/blobs/uploads/") for _ in range(MAX_UPLOADS)]
+        assert {r.status_code for r in sessions} == {202}
+        refused = reg.client.post("/v2/lab/app/blobs/uploads/")
+        assert (refused.status_code, error_code(refused)) == (429, "TOOMANYREQUESTS")
+        assert reg.client.patch(sessions[0].headers["Location"], content=b"more").status_code == 202
+        _age(tmp_path / "root" / "uploads" / sessions[1].headers["Docker-Upload-UUID"], UPLOAD_MAX_AGE + 60)
+        assert reg.client.post("/v2/lab/app/blobs/uploads/").status_code == 202
+        assert len(list((tmp_path / "root" / "uploads").iterdir())) == MAX_UPLOADS
+    finally:
+        reg.handle.stop()
+
+
+def test_idle_upload_sessions_are_purged_while_serving(tmp_path: Path) -> None:
+    """The purge also runs periodically (here every time) while the registry serves."""
+    storage = Storage(tmp_path, purge_interval=0)
+    idle = storage.start_upload("lab/app")
+    _age(idle.directory, UPLOAD_MAX_AGE + 60)
+    storage.start_upload("lab/app")
+    assert not idle.directory.exists()
+    assert len(list((tmp_path / "uploads").iterdir())) == 1
 
 
 def test_port_in_use_names_the_port_and_a_free_one(reg: Registry) -> None:
