@@ -61,12 +61,13 @@ from labkit.oci.model import (
     validate_digest,
 )
 from labkit.oci.reference import Reference
-from labkit.oci.transport import Response, Transport, TransportError, with_params
+from labkit.oci.transport import BodyTooLargeError, Response, Transport, TransportError, with_params
 
 if TYPE_CHECKING:
     import ssl
 
 ALL_MANIFEST_TYPES: tuple[str, ...] = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST)
+MANIFEST_LIMIT = 100 * 1024 * 1024  # ggcr pkg/v1/remote/fetcher.go manifestLimit
 
 _NOT_FOUND_CODES = frozenset({"MANIFEST_UNKNOWN", "NAME_UNKNOWN", "BLOB_UNKNOWN", "BLOB_UPLOAD_UNKNOWN"})
 _AUTH_CODES = frozenset({"UNAUTHORIZED", "DENIED"})
@@ -312,6 +313,7 @@ class RegistryClient:
         headers: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
         content: bytes = b"",
+        max_body: int | None = None,
     ) -> Response:
         endpoint = self._endpoint(ref)
         # A path is appended as is, never resolved against the base: ggcr sends a repository's
@@ -326,7 +328,12 @@ class RegistryClient:
                 if value:
                     sent["Authorization"] = value
             try:
-                resp = self._http.request(method, target, headers=sent, content=content)
+                resp = self._http.request(method, target, headers=sent, content=content, max_body=max_body)
+            except BodyTooLargeError as exc:
+                raise RegistryError(
+                    f"{method} {target}: {exc}",
+                    hint="the registry serves more than any image needs; it was not read further",
+                ) from None
             except TransportError as exc:
                 raise RegistryUnreachableError(
                     f"{method} {parts.path} on registry {ref.registry} failed: {exc}",
@@ -373,7 +380,7 @@ class RegistryClient:
         r = _as_ref(ref)
         resp = self._request(
             r, "GET", f"/v2/{r.repository}/manifests/{r.identifier}", (repository_scope(r.repository, PULL),),
-            headers={"Accept": ", ".join(accept)},
+            headers={"Accept": ", ".join(accept)}, max_body=MANIFEST_LIMIT,
         )
         self._expect(resp, f"fetching manifest {r}", 200)
         data = resp.content
@@ -457,10 +464,12 @@ class RegistryClient:
         self._expect(resp, f"checking blob {digest} in {r.name}", 200)
         return True
 
-    def get_blob(self, ref: RefLike, digest: str) -> bytes:
+    def get_blob(self, ref: RefLike, digest: str, *, size: int | None = None) -> bytes:
+        """The blob's bytes; with ``size`` (its descriptor's), no more than that many are read."""
         r = _as_ref(ref)
         resp = self._request(
-            r, "GET", f"/v2/{r.repository}/blobs/{validate_digest(digest)}", (repository_scope(r.repository, PULL),)
+            r, "GET", f"/v2/{r.repository}/blobs/{validate_digest(digest)}", (repository_scope(r.repository, PULL),),
+            max_body=size,
         )
         self._expect(resp, f"fetching blob {digest} from {r.name}", 200)
         data = resp.content
@@ -680,8 +689,8 @@ class RegistryClient:
         return ImageIndex(index=parsed, images=images, raw_manifest=fetched.data)
 
     def _pull_manifest(self, r: Reference, data: bytes, manifest: Manifest) -> Image:
-        config = self.get_blob(r, manifest.config.digest)
-        layers = [self.get_blob(r, layer.digest) for layer in manifest.layers]
+        config = self.get_blob(r, manifest.config.digest, size=manifest.config.size)
+        layers = [self.get_blob(r, layer.digest, size=layer.size) for layer in manifest.layers]
         return Image(manifest=manifest, config=config, layers=layers, raw_manifest=data)
 
 

@@ -19,7 +19,7 @@ import select
 import socket
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -49,6 +49,14 @@ class TransportError(Exception):
         return cls(str(exc) or type(exc).__name__)
 
 
+class BodyTooLargeError(TransportError):
+    """The answer's body is longer than the request allowed (``Request.max_body``); reading
+    stopped at the limit (ggcr ``internal/limit.ReadAll``'s words)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"body exceeds {limit} byte limit")
+
+
 class _Disconnected(TransportError):
     """The server closed the connection before the status line: a reused keep-alive connection
     it had dropped, so the request may be sent again on a new one."""
@@ -60,6 +68,7 @@ class Request:
     url: str
     headers: Mapping[str, str] = field(default_factory=dict)  # as sent: Host, User-Agent, Content-Length too
     content: bytes = b""
+    max_body: int | None = None  # the most body bytes read before BodyTooLargeError
 
 
 @dataclass(frozen=True)
@@ -149,9 +158,10 @@ def _read_exactly(reader: BinaryIO, size: int) -> bytes:
     return data
 
 
-def _read_chunked(reader: BinaryIO) -> bytes:
+def _read_chunked(reader: BinaryIO, limit: int | None) -> bytes:
     parts: list[bytes] = []
-    while True:  # ends at the zero-size chunk; a stream cut short raises
+    total = 0
+    while True:  # ends at the zero-size chunk, a stream cut short or one past the limit
         line = _read_line(reader)
         try:
             size = int(line.split(b";", 1)[0].strip(), 16)
@@ -160,12 +170,15 @@ def _read_chunked(reader: BinaryIO) -> bytes:
         if size == 0:
             _read_headers(reader)  # trailer fields, unused
             return b"".join(parts)
+        total += size
+        if limit is not None and total > limit:
+            raise BodyTooLargeError(limit)
         parts.append(_read_exactly(reader, size))
         if _read_line(reader) not in (b"\r\n", b"\n"):
             raise TransportError("a chunk longer than its size line says")
 
 
-def _receive(conn: _Connection, method: str) -> tuple[int, dict[str, str], bytes, bool]:
+def _receive(conn: _Connection, method: str, limit: int | None) -> tuple[int, dict[str, str], bytes, bool]:
     """Status, headers, body, and whether the connection can carry another request."""
     for _ in range(_MAX_INTERIM + 1):
         line = _read_line(conn.reader)
@@ -186,13 +199,17 @@ def _receive(conn: _Connection, method: str) -> tuple[int, dict[str, str], bytes
     if method == "HEAD" or status in (204, 304):
         body = b""
     elif "chunked" in headers.get("transfer-encoding", "").lower():
-        body = _read_chunked(conn.reader)
+        body = _read_chunked(conn.reader, limit)
     elif length is not None:
         if not length.isdigit():
             raise TransportError(f"a malformed Content-Length {length!r}")
+        if limit is not None and int(length) > limit:
+            raise BodyTooLargeError(limit)  # refused unread
         body = _read_exactly(conn.reader, int(length))
     else:
-        body, keep = conn.reader.read(), False  # delimited by the close
+        body, keep = conn.reader.read(-1 if limit is None else limit + 1), False  # delimited by the close
+        if limit is not None and len(body) > limit:
+            raise BodyTooLargeError(limit)
     return status, headers, body, keep
 
 
@@ -208,11 +225,13 @@ class Transport:
         self._tls: ssl.SSLContext | None = None
 
     def request(
-        self, method: str, url: str, *, headers: Mapping[str, str] | None = None, content: bytes = b""
+        self, method: str, url: str, *, headers: Mapping[str, str] | None = None, content: bytes = b"",
+        max_body: int | None = None,
     ) -> Response:
         """Send a request, following redirects: 303 (and 301/302 after a POST) turn it into a
-        body-less GET; Authorization goes only to the origin it was meant for."""
-        request = self._build(method, url, headers or {}, content)
+        body-less GET; Authorization goes only to the origin it was meant for. An answer body
+        longer than ``max_body`` raises :class:`BodyTooLargeError` without being read past it."""
+        request = replace(self._build(method, url, headers or {}, content), max_body=max_body)
         for _ in range(MAX_REDIRECTS + 1):
             response = self.handle_request(request)
             location = response.headers.get("location")
@@ -237,7 +256,8 @@ class Transport:
         if _origin(url) != _origin(request.url):
             dropped.add("authorization")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in dropped}
-        return self._build(method, url, headers, request.content if method == request.method else b"")
+        redirected = self._build(method, url, headers, request.content if method == request.method else b"")
+        return replace(redirected, max_body=request.max_body)
 
     def handle_request(self, request: Request) -> Response:
         """One exchange, no redirects followed."""
@@ -273,7 +293,7 @@ class Transport:
             else:
                 conn.sock.sendall(data)
                 conn.sock.sendall(request.content)
-            return _receive(conn, request.method)
+            return _receive(conn, request.method, request.max_body)
         except BaseException:
             conn.close()
             raise

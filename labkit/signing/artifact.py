@@ -39,6 +39,8 @@ SUFFIXES = {"signature": "sig", "attestation": "att", "sbom": "sbom"}
 # Cosign refuses to grow a signature image past this many layers, and to read one that has more
 # (``maxLayers`` in pkg/oci/mutate and pkg/oci/remote/signatures.go).
 MAX_LAYERS = 1000
+# ... and to read a signature payload larger than this (internal/pkg/cosign/payload/size, 128 MiB).
+MAX_PAYLOAD_SIZE = 128 * 1024 * 1024
 
 _ZERO_TIME = "0001-01-01T00:00:00Z"
 
@@ -147,10 +149,11 @@ class SignatureImage:
         if manifest is None:
             return None
         _check_layer_count(len(manifest.layers))  # before fetching any: each costs a request
-        config = json.loads(client.get_blob(ref, manifest.config.digest)) if with_config else _empty_config()
+        config = (json.loads(client.get_blob(ref, manifest.config.digest, size=manifest.config.size))
+                  if with_config else _empty_config())
         layers = [
             SignatureLayer(
-                payload=client.get_blob(ref, desc.digest),
+                payload=client.get_blob(ref, desc.digest, size=_checked_payload_size(desc.size)),
                 annotations=dict(desc.annotations or {}),
                 media_type=desc.media_type,
             )
@@ -173,6 +176,15 @@ def _check_layer_count(count: int) -> None:
             f"number of layers ({count}) exceeded the limit ({MAX_LAYERS})",  # cosign's words
             hint="cosign reads no more signatures than that either; delete the .sig tag and sign again",
         )
+
+
+def _checked_payload_size(size: int) -> int:
+    if size > MAX_PAYLOAD_SIZE:
+        raise VerificationError(
+            f"size of layer ({size}) exceeded the limit ({MAX_PAYLOAD_SIZE})",  # cosign's words
+            hint="a signature payload is a few hundred bytes; this .sig image is not cosign's",
+        )
+    return size
 
 
 def fetch_manifest(client: RegistryClient, ref: Reference) -> Manifest | None:

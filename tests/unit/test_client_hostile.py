@@ -11,8 +11,13 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
-from labkit.errors import NotFoundError
-from labkit.oci.client import RegistryClient
+import pytest
+
+from labkit.errors import NotFoundError, RegistryError, VerificationError
+from labkit.oci.client import MANIFEST_LIMIT, RegistryClient
+from labkit.oci.model import COSIGN_SIMPLESIGNING, OCI_CONFIG, OCI_MANIFEST, Descriptor, Manifest, sha256_digest
+from labkit.oci.reference import Reference
+from labkit.signing.artifact import MAX_PAYLOAD_SIZE, SignatureImage
 
 Answer = Callable[[socket.socket, str], None]
 
@@ -29,20 +34,17 @@ def hostile_registry(answer: Answer) -> Iterator[str]:
     stop = threading.Event()
 
     def connection(conn: socket.socket) -> None:
-        with conn, conn.makefile("rb") as reader:
+        with conn, conn.makefile("rb") as reader, suppress(OSError):  # the client may hang up
             while not stop.is_set():
                 line = reader.readline().decode("latin-1").strip()
                 while reader.readline() not in (b"\r\n", b"\n", b""):
                     pass
                 if not line:
                     return
-                try:
-                    if line.split(" ")[1] == "/v2/":
-                        _send(conn, "200 OK")
-                    else:
-                        answer(conn, line)
-                except OSError:
-                    return
+                if line.split(" ")[1] == "/v2/":
+                    _send(conn, "200 OK")
+                else:
+                    answer(conn, line)
 
     def accept() -> None:
         while not stop.is_set():
@@ -70,7 +72,58 @@ def test_dot_segments_go_to_the_registry_unnormalised() -> None:
         seen.append(line)
         _send(conn, "404 Not Found")
 
-    with hostile_registry(not_found) as host, RegistryClient() as client:
-        with suppress(NotFoundError):
-            client.get_manifest(f"{host}/team/../other/renamed:v1")
+    with hostile_registry(not_found) as host, RegistryClient() as client, suppress(NotFoundError):
+        client.get_manifest(f"{host}/team/../other/renamed:v1")
     assert seen == ["GET /v2/team/../other/renamed/manifests/v1 HTTP/1.1"]
+
+
+def test_a_manifest_declared_larger_than_ggcrs_limit_is_refused_unread() -> None:
+    """ggcr reads at most 100 MiB of a manifest (``manifestLimit``) and says so in these words."""
+    def huge(conn: socket.socket, line: str) -> None:
+        conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {500 * 1024 * 1024}\r\n\r\n{{".encode())
+
+    refused = pytest.raises(RegistryError, match=f"body exceeds {MANIFEST_LIMIT} byte limit")
+    with hostile_registry(huge) as host, RegistryClient() as client, refused:
+        client.get_manifest(f"{host}/team/app:v1")
+
+
+def test_an_endless_chunked_manifest_is_read_no_further_than_the_limit() -> None:
+    sent = [0]
+
+    def endless(conn: socket.socket, line: str) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = b"%x\r\n%s\r\n" % (1 << 20, b"x" * (1 << 20))
+        while sent[0] < 4 * MANIFEST_LIMIT:  # stops when the client hangs up, or at 400 MiB
+            conn.sendall(chunk)
+            sent[0] += 1 << 20
+
+    refused = pytest.raises(RegistryError, match=f"body exceeds {MANIFEST_LIMIT} byte limit")
+    with hostile_registry(endless) as host, RegistryClient() as client, refused:
+        client.get_manifest(f"{host}/team/app:v1")
+    assert sent[0] < MANIFEST_LIMIT + 32 * (1 << 20)  # the limit, plus what socket buffers held
+
+
+def test_a_blob_is_read_no_further_than_its_descriptor_size() -> None:
+    def close_delimited(conn: socket.socket, line: str) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + b"x" * (1 << 20))
+        conn.shutdown(socket.SHUT_WR)
+
+    refused = pytest.raises(RegistryError, match="body exceeds 10 byte limit")
+    with hostile_registry(close_delimited) as host, RegistryClient() as client, refused:
+        client.get_blob(f"{host}/team/app", sha256_digest(b"0123456789"), size=10)
+
+
+def test_a_signature_payload_larger_than_cosigns_limit_is_not_fetched() -> None:
+    """cosign refuses a payload over 128 MiB by its descriptor, before fetching it."""
+    seen: list[str] = []
+    big = Descriptor(COSIGN_SIMPLESIGNING, sha256_digest(b"p"), MAX_PAYLOAD_SIZE + 1)
+    manifest = Manifest(config=Descriptor.of(OCI_CONFIG, b"{}"), layers=(big,)).to_json()
+
+    def sig_image(conn: socket.socket, line: str) -> None:
+        seen.append(line)
+        _send(conn, "200 OK", manifest, f"Content-Type: {OCI_MANIFEST}\r\n")
+
+    with hostile_registry(sig_image) as host, RegistryClient() as client, pytest.raises(VerificationError) as caught:
+        SignatureImage.fetch(client, Reference.parse(f"{host}/team/app:sha256-0.sig"))
+    assert caught.value.message == f"size of layer ({MAX_PAYLOAD_SIZE + 1}) exceeded the limit (134217728)"
+    assert seen == ["GET /v2/team/app/manifests/sha256-0.sig HTTP/1.1"]
