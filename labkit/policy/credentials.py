@@ -7,7 +7,10 @@ that difference is what locks learners out of their own private registry:
   registryclientfactory.go``) reads each name **in Kyverno's own namespace** (``kyverno``), not
   in the workload's. Up to 1.17 a name is only a name: ``default/regcred`` is looked up as a
   Secret literally called that, in ``kyverno``. 1.18 (#15112) accepts ``namespace/name`` and adds
-  the pod's ``imagePullSecrets`` (in the pod's namespace). A Secret that is not found is
+  the pod's ``imagePullSecrets`` (in the pod's namespace). But Kyverno reads Secrets through
+  informers it starts only for its own namespace and the namespaces its ``--imagePullSecrets``
+  flag names (``cmd/internal/registry.go``, ``multiLister``): ``default/regcred`` is "not found"
+  even though it exists, unless the flag names ``default``. A Secret that is not found is
   skipped silently (``k8serrors.IsNotFound`` in ``registryclient/utils.go``): the pull goes out
   anonymously and the registry answers UNAUTHORIZED.
 * Kyverno ImageValidatingPolicy ``credentials.secrets``: 1.14.0 to 1.17.0 built the lookup with
@@ -28,7 +31,7 @@ import base64
 import binascii
 import json
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -174,11 +177,14 @@ class Keychain:
         return f"pull secrets: {found}" + (f"; not found: {', '.join(self.missing)}" if self.missing else "")
 
 
-def _keychain(store: SecretStore | None, refs: Sequence[tuple[str, str]]) -> Keychain:
+def _keychain(store: SecretStore | None, refs: Sequence[tuple[str, str]],
+              readable: Collection[str] | None = None) -> Keychain:
+    """The Secrets ``refs`` name; with ``readable``, only those in namespaces the engine can read."""
     found: list[Secret] = []
     missing: list[str] = []
     for namespace, name in refs:
-        secret = store.get(namespace, name) if store is not None else None
+        visible = readable is None or namespace in readable
+        secret = store.get(namespace, name) if store is not None and visible else None
         if secret is None:
             missing.append(f"{namespace}/{name}")
         else:
@@ -194,13 +200,16 @@ def kyverno_keychain(
     image_pull_secrets: Sequence[str] = (),
     version: tuple[int, ...] = KYVERNO_VERSION,
     kyverno_namespace: str = KYVERNO_NAMESPACE,
+    pull_secret_namespaces: Collection[str] = (),
 ) -> Keychain:
-    """The Secrets a ClusterPolicy verifyImages entry pulls with (see the module docstring)."""
+    """The Secrets a ClusterPolicy verifyImages entry pulls with (see the module docstring).
+    ``pull_secret_namespaces``: the namespaces Kyverno's ``--imagePullSecrets`` flag names (none
+    in the lab), whose Secrets it can read besides its own namespace's."""
     if version < (1, 18):
         return _keychain(store, [(kyverno_namespace, s) for s in secrets])
     refs = [_prefixed(s, kyverno_namespace) for s in secrets]
     refs += [_prefixed(s, resource_namespace or kyverno_namespace) for s in image_pull_secrets]
-    return _keychain(store, refs)
+    return _keychain(store, refs, {kyverno_namespace, *pull_secret_namespaces})
 
 
 def kyverno_ivp_keychain(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,9 +140,20 @@ def list_and_delete_policy(the_lab: Lab, policy: dict[str, Any]) -> None:
     assert name not in [p["metadata"]["name"] for p in the_lab.policies()]
 
 
+@contextlib.contextmanager
+def installed(the_lab: Lab, policy: dict[str, Any]) -> Iterator[None]:
+    """``policy`` applied for the block, deleted after it: the labs are shared by the tests."""
+    the_lab.apply(policy)
+    try:
+        yield
+    finally:
+        the_lab.delete(policy)
+
+
 def private_registry_round_trip(the_lab: Lab, tmp_path: Path) -> None:
     """The private registry refuses anonymous pulls; a Kyverno rule naming the pull Secret
-    verifies once learners create it from ``lab.private_registry.pull_secret()``."""
+    verifies once learners create it, from ``lab.private_registry.pull_secret()``, where Kyverno
+    reads Secrets: its own namespace (one in ``default`` it cannot see, so the pull stays anonymous)."""
     private = the_lab.private_registry
     assert private.password not in repr(private)
     with RegistryClient() as anonymous, pytest.raises(AuthenticationError):
@@ -153,19 +166,23 @@ def private_registry_round_trip(the_lab: Lab, tmp_path: Path) -> None:
     policy = {"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy", "metadata": {"name": "private"},
               "spec": {"rules": [{"name": "private", "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
                                   "verifyImages": [{"imageReferences": [f"{private.pod_host}/private/*"],
-                                                    "imageRegistryCredentials": {"secrets": ["default/regcred"]},
+                                                    "imageRegistryCredentials": {"secrets": ["regcred"]},
                                                     "failureAction": "Enforce",
                                                     "attestors": [{"entries": [{"keys": OFFLINE | {"publicKeys": pem}}]}]}]}]}}
-    the_lab.apply(policy)
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "private-app"},
-           "spec": {"containers": [{"name": "c", "image": f"{private.pod_host}/private/app:v1"}]}}
-    without = the_lab.create(pod)
-    assert not without.admitted and without.denied_by == "mutate.kyverno.svc-fail", without.message
-    [stored] = the_lab.apply(private.pull_secret("regcred", "default"))
-    assert stored.message == "secret/regcred created"
-    admitted = the_lab.create(pod)
-    assert admitted.admitted, admitted.message
-    assert admitted.images == (f"{private.pod_host}/private/app:v1@{digest}",)
+    with installed(the_lab, policy):
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "private-app"},
+               "spec": {"containers": [{"name": "c", "image": f"{private.pod_host}/private/app:v1"}]}}
+        without = the_lab.create(pod)
+        assert not without.admitted and without.denied_by == "mutate.kyverno.svc-fail", without.message
+        [stored] = the_lab.apply(private.pull_secret("regcred", "default"))
+        assert stored.message == "secret/regcred created"
+        unseen = the_lab.create(pod)
+        assert not unseen.admitted and "UNAUTHORIZED" in unseen.message, unseen.message
+        [stored] = the_lab.apply(private.pull_secret("regcred", "kyverno"))
+        assert stored.message == "secret/regcred created"
+        admitted = the_lab.create(pod)
+        assert admitted.admitted, admitted.message
+        assert admitted.images == (f"{private.pod_host}/private/app:v1@{digest}",)
 
 
 def private_registry_ivp_round_trip(the_lab: Lab, tmp_path: Path) -> None:
@@ -191,15 +208,15 @@ def private_registry_ivp_round_trip(the_lab: Lab, tmp_path: Path) -> None:
                        "validations": [{"expression": "images.containers.map(image, verifyImageSignatures("
                                                       "image, [attestors.lab])).all(e, e > 0)",
                                         "message": "failed to verify image with cosign key"}]}}
-    the_lab.apply(policy)
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "private-ivp-app"},
-           "spec": {"imagePullSecrets": [{"name": "ivpcred"}],
-                    "containers": [{"name": "c", "image": f"{private.pod_host}/private/ivp-app@{digest}"}]}}
-    the_lab.apply(private.pull_secret("ivpcred", "default"))  # the pod's namespace: not where IVP looks
-    anonymous = the_lab.create(pod)
-    assert not anonymous.admitted and "UNAUTHORIZED" in anonymous.message.upper(), anonymous.message
-    the_lab.label_namespace("kyverno", {})
-    [stored] = the_lab.apply(private.pull_secret("ivpcred", "kyverno"))
-    assert stored.message == "secret/ivpcred created"
-    admitted = the_lab.create(pod)
-    assert admitted.admitted, admitted.message
+    with installed(the_lab, policy):
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "private-ivp-app"},
+               "spec": {"imagePullSecrets": [{"name": "ivpcred"}],
+                        "containers": [{"name": "c", "image": f"{private.pod_host}/private/ivp-app@{digest}"}]}}
+        the_lab.apply(private.pull_secret("ivpcred", "default"))  # the pod's namespace: not where IVP looks
+        anonymous = the_lab.create(pod)
+        assert not anonymous.admitted and "UNAUTHORIZED" in anonymous.message.upper(), anonymous.message
+        the_lab.label_namespace("kyverno", {})
+        [stored] = the_lab.apply(private.pull_secret("ivpcred", "kyverno"))
+        assert stored.message == "secret/ivpcred created"
+        admitted = the_lab.create(pod)
+        assert admitted.admitted, admitted.message

@@ -53,6 +53,16 @@ def test_policies_lists_what_delete_removes(lab: tuple[Lab, dict[str, str]]) -> 
     scenario.list_and_delete_policy(lab[0], scenario.POLICY_TO_DELETE)
 
 
+def test_private_registry_needs_the_pull_secret_where_kyverno_reads(lab: tuple[Lab, dict[str, str]],
+                                                                    tmp_path: Path) -> None:
+    scenario.private_registry_round_trip(lab[0], tmp_path)
+
+
+def test_ivp_pulls_with_credentials_secrets_in_the_kyverno_namespace(lab: tuple[Lab, dict[str, str]],
+                                                                      tmp_path: Path) -> None:
+    scenario.private_registry_ivp_round_trip(lab[0], tmp_path)
+
+
 def test_server_dry_run_keeps_nothing(lab: tuple[Lab, dict[str, str]]) -> None:
     the_lab, subs = lab
     case = next(c for c in scenario.cases() if c.object == "kyverno-signed")

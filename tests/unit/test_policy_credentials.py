@@ -56,12 +56,23 @@ def test_kyverno_namespace_qualified_names_only_from_1_18() -> None:
     qualified = ["default/regcred"]
     old = kyverno_keychain(STORE, qualified, resource_namespace="default", version=(1, 17, 1))
     assert old.credentials(f"{HOST}/app:v1") is None and old.missing == ("kyverno/default/regcred",)
+    # 1.18+ parses the name, but reads Secrets only where it runs informers: its namespace and
+    # those its --imagePullSecrets flag names (cmd/internal/registry.go). The native lab's real
+    # Kyverno 1.19.1 answers UNAUTHORIZED for default/regcred, as this says.
     new = kyverno_keychain(STORE, qualified, resource_namespace="default")
-    assert new.credentials(f"{HOST}/app:v1") == Credentials("alice", "s3cret")
+    assert new.credentials(f"{HOST}/app:v1") is None and new.missing == ("default/regcred",)
+    flagged = kyverno_keychain(STORE, qualified, resource_namespace="default", pull_secret_namespaces=["default"])
+    assert flagged.credentials(f"{HOST}/app:v1") == Credentials("alice", "s3cret")
+    own = kyverno_keychain(STORE, ["kyverno/regcred"], resource_namespace="default")
+    assert own.credentials(f"{HOST}/app:v1") == Credentials("kyv", "pw")
 
 
 def test_kyverno_1_19_adds_the_pods_image_pull_secrets_in_its_namespace() -> None:
+    # ...which it can read only when its --imagePullSecrets flag names that namespace
     chain = kyverno_keychain(STORE, [], resource_namespace="default", image_pull_secrets=["regcred"])
+    assert chain.credentials(f"{HOST}/app:v1") is None
+    chain = kyverno_keychain(STORE, [], resource_namespace="default", image_pull_secrets=["regcred"],
+                             pull_secret_namespaces=["default"])
     assert chain.credentials(f"{HOST}/app:v1") == Credentials("alice", "s3cret")
     assert kyverno_keychain(STORE, [], resource_namespace="default", image_pull_secrets=["regcred"],
                             version=(1, 17, 0)).secrets == ()
@@ -96,8 +107,8 @@ def test_state_file_round_trip_and_reload(tmp_path: Path) -> None:
 
 
 def test_private_registry_needs_the_secret_kyverno_reads(tmp_path: Path) -> None:
-    """labkit's registry with basic auth: the pod's Secret in ``default`` admits under 1.19
-    (``default/regcred``), the bare name (looked up in ``kyverno``) pulls anonymously and fails."""
+    """labkit's registry with basic auth: a Secret in ``kyverno`` admits (the bare name), one in
+    ``default`` (``default/regcred``) is out of Kyverno's sight: the pull goes anonymous and fails."""
     from labkit.oci.client import RegistryClient
     from labkit.oci.model import OCI_CONFIG, OCI_LAYER, Descriptor, Image, Manifest, sha256_digest
     from labkit.policy.credentials import RegistryAccess
@@ -110,7 +121,8 @@ def test_private_registry_needs_the_secret_kyverno_reads(tmp_path: Path) -> None
     handle = serve(tmp_path / "registry", port=0, username="alice", password="s3cret")
     try:
         host = f"127.0.0.1:{handle.port}"
-        secret = dockerconfigjson_secret("default", "regcred", host, "alice", "s3cret")
+        secret = dockerconfigjson_secret("kyverno", "regcred", host, "alice", "s3cret")
+        elsewhere = dockerconfigjson_secret("default", "regcred", host, "alice", "s3cret")
         keys.generate_key_pair(tmp_path / "k", b"")
         private = keys.load_private_key(tmp_path / "k.key", b"")
         pem = (tmp_path / "k.pub").read_text()
@@ -145,16 +157,16 @@ def test_private_registry_needs_the_secret_kyverno_reads(tmp_path: Path) -> None
         with RegistryClient() as anonymous:
             access = RegistryAccess(anonymous)
             try:
-                store = MemorySecretStore.of(secret)
-                ok = evaluate(load_policies(policy("default/regcred")), pod, verifier=access,
+                store = MemorySecretStore.of(secret, elsewhere)
+                ok = evaluate(load_policies(policy("regcred")), pod, verifier=access,
                               resolver=access.resolve, secrets=store)
                 assert ok.allowed, ok.message
                 assert ok.patches[-1]["value"] == f"{host}/private/app:v1@{digest}"
-                denied = evaluate(load_policies(policy("regcred")), pod, verifier=access,
+                denied = evaluate(load_policies(policy("default/regcred")), pod, verifier=access,
                                   resolver=access.resolve, secrets=store)
                 assert not denied.allowed and denied.webhook == "mutate.kyverno.svc-fail"
                 assert "failed to verify image" in denied.message
-                assert "pull secrets: none; not found: kyverno/regcred" in denied.trace[0].attestors
+                assert "pull secrets: none; not found: default/regcred" in denied.trace[0].attestors
                 assert "s3cret" not in denied.message
             finally:
                 access.close()
