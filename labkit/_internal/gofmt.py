@@ -9,16 +9,18 @@ _ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t
 
 def go_quote(text: str) -> str:
     """``strconv.Quote(text)``: printable runes as they are, the rest escaped."""
-    out = []
-    for ch in text:
-        if ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-        elif ch.isprintable() or ch == " ":
-            out.append(ch)
-        elif ord(ch) < 0x80:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) <= 0xFFFF:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    return '"' + "".join(out) + '"'
+    return '"' + "".join(_ESCAPES.get(ch) or _rune(ch) for ch in text) + '"'
+
+
+def printable(text: str) -> str:
+    """``text`` with only its non-printable runes escaped as ``strconv.Quote`` escapes them: an
+    engine's message that quotes input unquoted stays as it is, on one line."""
+    return "".join(_rune(ch) if ch not in _ESCAPES or ch in '"\\' else _ESCAPES[ch] for ch in text)
+
+
+def _rune(ch: str) -> str:
+    if ch.isprintable() or ch == " ":
+        return ch
+    if ord(ch) < 0x80:
+        return f"\\x{ord(ch):02x}"
+    return f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}"

@@ -26,6 +26,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, replace
 
+from labkit._internal.gofmt import printable
 from labkit.errors import InvalidReferenceError
 
 DEFAULT_REGISTRY = "index.docker.io"
@@ -180,8 +181,8 @@ class Reference:
                 return cls(registry, repo, None, digest)
             except _BadName as digest_error:
                 cause = digest_error if "@" in text else tag_error
-                raise InvalidReferenceError(
-                    f"could not parse reference {text!r}: {cause}", hint=_HINT
+                raise InvalidReferenceError(  # ggcr quotes nothing: a hostile name stays on one line
+                    f"could not parse reference {text!r}: {printable(str(cause))}", hint=_HINT
                 ) from None
 
     @property
@@ -204,14 +205,14 @@ class Reference:
         try:
             _check_digest(digest)
         except _BadName as exc:
-            raise InvalidReferenceError(f"invalid digest for {self.name}: {exc}", hint=_HINT) from None
+            raise InvalidReferenceError(f"invalid digest for {self.name}: {printable(str(exc))}", hint=_HINT) from None
         return replace(self, tag=None, digest=digest)
 
     def with_tag(self, tag: str) -> Reference:
         try:
             _check_element("tag", tag, _TAG_CHARS, 1, 128)
         except _BadName as exc:
-            raise InvalidReferenceError(f"invalid tag for {self.name}: {exc}", hint=_HINT) from None
+            raise InvalidReferenceError(f"invalid tag for {self.name}: {printable(str(exc))}", hint=_HINT) from None
         return replace(self, tag=tag, digest=None)
 
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from labkit._internal.gofmt import go_quote
+from labkit._internal.gofmt import go_quote, printable
 
 
 @pytest.mark.parametrize(("text", "quoted"), [
@@ -18,3 +18,9 @@ from labkit._internal.gofmt import go_quote
 ])
 def test_go_quote_is_strconv_quote(text: str, quoted: str) -> None:
     assert go_quote(text) == quoted
+
+
+def test_printable_escapes_only_what_would_break_the_line() -> None:
+    # strconv.Quote's escapes for non-printable runes; quotes and backslashes stay as typed
+    assert printable('a\nb "q" \\ é\x00\u2028') == 'a\\nb "q" \\ é\\x00\\u2028'
+    assert printable("ghcr.io/team/app:v1") == "ghcr.io/team/app:v1"
