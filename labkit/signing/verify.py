@@ -53,12 +53,13 @@ class VerificationResult:
     signatures: tuple[VerifiedSignature, ...]
 
     def payloads_json(self) -> str:
-        """The JSON array cosign prints on stdout: each payload re-marshalled as critical/optional."""
-        docs = [json.loads(sig.payload) for sig in self.signatures]
+        """The JSON array cosign prints on stdout: each payload as read into sigstore's struct and
+        marshalled again (absent members empty, unknown ones dropped, map keys sorted)."""
         return json.dumps(
-            [{"critical": d.get("critical"), "optional": d.get("optional")} for d in docs],
+            [sig.claims.to_dict() for sig in self.signatures],
             separators=(",", ":"),
             ensure_ascii=False,
+            sort_keys=True,
         )
 
 

@@ -19,7 +19,7 @@ from labkit.cli import main as labkit_main
 from labkit.oci.client import RegistryClient
 from labkit.oci.model import COSIGN_SIMPLESIGNING, Descriptor, Manifest, sha256_digest
 from labkit.oci.reference import Reference
-from labkit.signing.artifact import SIGNATURE_ANNOTATION, SignatureImage, attachment_ref
+from labkit.signing.artifact import SIGNATURE_ANNOTATION, SignatureImage, SignatureLayer, attachment_ref
 from labkit.signing.sign import sign_image
 from labkit.signing.verify import verify_image
 
@@ -275,3 +275,57 @@ def test_signatures_in_another_repository(cosign, key_a, image, registry, client
     result = verify_image(image, pair.public(), client=client,
                           signature_repository=elsewhere["COSIGN_REPOSITORY"])
     assert len(result.signatures) == 1
+
+
+# --- crafted signed payloads: cosign's claim checks (issue 13, items 9 and 14) ------------------
+
+_DIGEST = "@DIGEST@"
+_TYPE = "cosign container image signature"
+# name: (payload with @DIGEST@ for the image digest, verify flags); the signature is valid for
+# each, so only the payload's claims decide. cosign unmarshals the payload into sigstore's
+# SimpleContainerImage and checks only the digest (and the annotations it is asked for).
+CRAFTED_PAYLOADS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "no-identity": ('{"critical":{"image":{"docker-manifest-digest":"@DIGEST@"},"type":"%s"},'
+                    '"optional":null}' % _TYPE, ()),
+    "no-type-no-optional": ('{"critical":{"identity":{"docker-reference":"x"},'
+                            '"image":{"docker-manifest-digest":"@DIGEST@"}}}', ()),
+    "optional-list": ('{"critical":{"image":{"docker-manifest-digest":"@DIGEST@"}},"optional":[1]}',
+                      ("-a", "k=v")),
+    "optional-string": ('{"critical":{"image":{"docker-manifest-digest":"@DIGEST@"}},"optional":"x"}',
+                        ()),
+    "optional-number": ('{"critical":{"image":{"docker-manifest-digest":"@DIGEST@"}},"optional":{"k":1}}',
+                        ("-a", "k=1")),
+    "optional-deep": ('{"critical":{"image":{"docker-manifest-digest":"@DIGEST@"}},"optional":{"k":'
+                      + "[" * 10500 + "]" * 10500 + "}}", ("-a", "k=v")),
+    "optional-huge-number": ('{"critical":{"image":{"docker-manifest-digest":"@DIGEST@"}},"optional":'
+                             '{"k":' + "9" * 5000 + "}}", ("-a", "k=v")),
+    "optional-match": ('{"critical":{"image":{"docker-manifest-digest":"@DIGEST@"}},'
+                       '"optional":{"k":"v","n":null}}', ("-a", "k=v")),
+    "critical-null": ('{"critical":null,"optional":null}', ()),
+    "digest-number": ('{"critical":{"image":{"docker-manifest-digest":5}}}', ()),
+    "not-an-object": ("[1]", ()),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CRAFTED_PAYLOADS))
+def test_crafted_payload_outcome_matches_cosign(cosign, key_a, image, client, capsys, name):
+    template, flags = CRAFTED_PAYLOADS[name]
+    payload = template.replace(_DIGEST, image.digest).encode()
+    signature = base64.b64encode(keys.sign_message(key_a.private(), payload)).decode()
+    sig = SignatureImage()
+    sig.append(SignatureLayer(payload=payload, annotations={SIGNATURE_ANNOTATION: signature}))
+    sig.push(client, attachment_ref(image, image.digest))
+    ours = labkit_cli(capsys, "verify", "--key", str(key_a.pub), "--insecure-ignore-tlog", *flags, str(image))
+    theirs = cosign.verify(key_a.pub, str(image), *flags)
+    assert ours[0] == theirs.returncode, (theirs.stderr, ours[2])
+    if ours[0]:  # one line, no traceback
+        assert [line for line in ours[2].splitlines() if not line.startswith("WARNING")] == [
+            ours[2].splitlines()[-1]]
+    if theirs.returncode == 0:
+        assert ours[1] == theirs.stdout
+        assert cosign_header(ours[2]) == cosign_header(theirs.stderr)
+    else:
+        assert "Error: no matching signatures: " in theirs.stderr
+        assert ours[2].splitlines()[-1].startswith("Error: no matching signatures: ")
+        if "missing" in cosign.error(theirs):  # cosign's own wording, not Go's JSON decoder's
+            assert ours[2].splitlines()[-1] == "Error: " + cosign.error(theirs)

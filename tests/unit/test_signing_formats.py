@@ -50,8 +50,13 @@ def test_annotated_payload_sorts_optional_keys_like_go():
 def test_payload_round_trip_and_garbage():
     parsed = SimpleSigningPayload.from_json(PLAIN_PAYLOAD)
     assert (parsed.docker_reference, parsed.digest, parsed.optional) == (REPO, PLAIN_DIGEST, None)
-    with pytest.raises(VerificationError, match="not a simple-signing document"):
-        SimpleSigningPayload.from_json(b'{"critical":{}}')
+    # As cosign reads it (Go json.Unmarshal into a struct): absent members are empty, the claim
+    # check then refuses the empty digest; members of another JSON type are errors.
+    assert SimpleSigningPayload.from_json(b'{"critical":{}}') == SimpleSigningPayload("", "", None, "")
+    for garbage, wording in ((b"[1]", "not a JSON object"), (b'{"critical":[]}', "critical is not an object"),
+                             (b'{"optional":"x"}', "optional is not an object"), (b"{", "not valid JSON")):
+        with pytest.raises(VerificationError, match=wording):
+            SimpleSigningPayload.from_json(garbage)
 
 
 @pytest.mark.parametrize(
