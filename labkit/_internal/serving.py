@@ -3,10 +3,17 @@
 Binding before uvicorn starts means ``port=0`` yields the real port at once and a taken port is
 an error naming it (with a free one to try), not a log line in a thread; running in a daemon
 thread keeps a notebook or a test going while the server serves.
+
+uvicorn closes a connection idle between requests (``timeout_keep_alive``) but sets no deadline
+for the request headers themselves, so a client sending them slowly, or never, holds a
+connection and a file descriptor for good. :class:`_HeaderDeadlineProtocol` adds one, as Go's
+``http.Server.ReadHeaderTimeout`` does for distribution; request bodies are the application's
+to bound (the registry's ``RegistryApp`` does).
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import ipaddress
 import socket
@@ -16,8 +23,13 @@ from collections.abc import Callable
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from labkit.errors import LabError
+
+# Seconds a client has to send a request's whole header block: from connecting, and after a
+# response from the end of the keep-alive time. Local clients send it in one packet.
+HEADER_TIMEOUT = 10.0
 
 
 def is_loopback(address: str) -> bool:
@@ -60,6 +72,45 @@ def bind(address: str, port: int, what: str) -> socket.socket:
     return sock
 
 
+class _HeaderDeadlineProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol (httptools, what uvicorn[standard] picks) closing a
+    connection whose next request's headers are not complete ``header_timeout`` seconds after
+    it could have begun; a request being served is never cut."""
+
+    header_timeout = HEADER_TIMEOUT
+    _header_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm(self.header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm(self.timeout_keep_alive + self.header_timeout)
+
+    def _arm(self, delay: float) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+        self._header_deadline = self.loop.call_later(delay, self._expire, self.cycle)
+
+    def _expire(self, waiting_after: object) -> None:
+        # No request began since the deadline was armed (the current cycle is the same one,
+        # finished or none): the client is still on its headers.
+        idle = self.cycle is waiting_after and (self.cycle is None or self.cycle.response_complete)
+        if idle and not self.transport.is_closing():
+            self.transport.close()
+
+
+def _protocol_with(header_timeout: float) -> type[_HeaderDeadlineProtocol]:
+    return type("HeaderDeadlineProtocol", (_HeaderDeadlineProtocol,), {"header_timeout": header_timeout})
+
+
 class BackgroundServer:
     """An ASGI app served by uvicorn from a daemon thread; started when the constructor returns."""
 
@@ -70,11 +121,13 @@ class BackgroundServer:
         what: str,
         *,
         startup_timeout: float = 15.0,
+        header_timeout: float = HEADER_TIMEOUT,
         **uvicorn_options: Any,
     ) -> None:
         self.port: int = sock.getsockname()[1]
         config = uvicorn.Config(
             app,
+            http=_protocol_with(header_timeout),
             lifespan="off",
             log_level="warning",
             access_log=False,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,11 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 _SEND_CHUNK = 1024 * 1024
+# A request body must arrive within BODY_TIMEOUT seconds plus one per MiB received, so a client
+# trickling bytes (or none) cannot hold a connection and an upload open indefinitely; a real push
+# over loopback moves many MiB a second.
+BODY_TIMEOUT = 60.0
+_BODY_BYTES_PER_EXTRA_SECOND = 1024 * 1024
 _API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
 
 # Order matters where names could end like a route: ".../blobs/uploads" before ".../blobs".
@@ -54,9 +60,10 @@ class Request:
     query: dict[str, list[str]]
     headers: dict[str, str]
     receive: Receive
+    body_timeout: float = BODY_TIMEOUT
 
     @classmethod
-    def from_scope(cls, scope: dict[str, Any], receive: Receive) -> Request:
+    def from_scope(cls, scope: dict[str, Any], receive: Receive, body_timeout: float = BODY_TIMEOUT) -> Request:
         headers: dict[str, str] = {}
         for k, v in scope["headers"]:
             key = k.decode("latin-1").lower()
@@ -68,6 +75,7 @@ class Request:
             query=parse_qs(scope["query_string"].decode("latin-1"), keep_blank_values=True),
             headers=headers,
             receive=receive,
+            body_timeout=body_timeout,
         )
 
     def param(self, key: str) -> str | None:
@@ -75,12 +83,23 @@ class Request:
         return values[0] if values else None
 
     async def body(self) -> AsyncIterator[bytes]:
+        started, received = time.monotonic(), 0
         while True:
-            message = await self.receive()
+            remaining = started + self.body_timeout + received / _BODY_BYTES_PER_EXTRA_SECOND - time.monotonic()
+            try:
+                message = await asyncio.wait_for(self.receive(), max(remaining, 0.0))
+            except TimeoutError:
+                raise RegistryAPIError(
+                    "UNKNOWN",
+                    f"request body not received within {self.body_timeout:.0f} s (plus 1 s per MiB); "
+                    "the connection is closed, send the request again",
+                    status=408,
+                ) from None
             if message["type"] == "http.disconnect":
                 raise ClientDisconnected
             chunk = message.get("body", b"")
             if chunk:
+                received += len(chunk)
                 yield chunk
             if not message.get("more_body"):
                 return
@@ -142,6 +161,8 @@ def _json(status: int, doc: Any, headers: list[tuple[str, str]] | None = None,
 def error_response(exc: RegistryAPIError) -> Response:
     entry = {"code": exc.code, "message": exc.message, "detail": exc.detail}
     headers = [("WWW-Authenticate", f'Basic realm="{REALM}"')] if exc.status == 401 else []
+    if exc.status == 408:  # the rest of the body may still trickle in: end the connection
+        headers.append(("Connection", "close"))
     return _json(exc.status or 500, {"errors": [entry]}, headers)
 
 
@@ -187,14 +208,15 @@ def _parse_range(value: str, size: int) -> tuple[int, int] | None:
 class RegistryApp:
     """ASGI callable serving one :class:`Storage`, optionally behind basic auth."""
 
-    def __init__(self, storage: Storage, auth: BasicAuth | None = None) -> None:
+    def __init__(self, storage: Storage, auth: BasicAuth | None = None, *, body_timeout: float = BODY_TIMEOUT) -> None:
         self.storage = storage
         self.auth = auth
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        request = Request.from_scope(scope, receive)
+        request = Request.from_scope(scope, receive, self.body_timeout)
         try:
             if self.auth is not None and not await self.auth.check(request.headers.get("authorization")):
                 raise RegistryAPIError("UNAUTHORIZED", "authentication required", status=401)
