@@ -71,6 +71,11 @@ OPENSSL_KEYS: dict[str, list[list[str]]] = {
                          "ec_paramgen_curve:secp256k1", "-out", "{out}"]],
     "ed448": [["genpkey", "-algorithm", "ed448", "-out", "{out}"]],
     "x25519": [["genpkey", "-algorithm", "x25519", "-out", "{out}"]],
+    # explicit curve parameters instead of a named-curve OID: Go's x509 cannot parse them
+    "p256-explicit-sec1": [["ecparam", "-name", "prime256v1", "-param_enc", "explicit", "-genkey",
+                            "-noout", "-out", "{out}"]],
+    "p256-explicit-pkcs8": [["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                             "-pkeyopt", "ec_param_enc:explicit", "-out", "{out}"]],
     # `openssl ecparam -genkey` without -noout writes an EC PARAMETERS block first
     "p256-ecparam-first": [["ecparam", "-name", "prime256v1", "-genkey", "-out", "{out}"]],
     "encrypted-pkcs8": [["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
