@@ -50,8 +50,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def confirm_overwrite(path: Path, *, assume_yes: bool) -> bool:
-    """cosign's overwrite dialogue; True means go ahead (also when nothing is there)."""
-    if not path.exists():
+    """cosign's overwrite dialogue; True means go ahead (also when nothing is there).
+
+    Like cosign, only a file there counts: a directory is refused when the pair is written.
+    """
+    if not path.exists() or path.is_dir():
         return False
     print(f"WARNING: File {path} already exists. Overwrite?", file=sys.stderr)
     if assume_yes:

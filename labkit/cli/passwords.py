@@ -31,7 +31,9 @@ def read_password(
     """
     env = os.environ if environ is None else environ
     if PASSWORD_ENV in env:
-        return env[PASSWORD_ENV].encode()
+        # The variable's bytes as the OS holds them (cosign takes any bytes, 0xff included):
+        # os.environ keeps undecodable bytes as surrogates, which os.fsencode turns back.
+        return os.fsencode(env[PASSWORD_ENV])
     stdin = stdin if stdin is not None else sys.stdin.buffer
     stderr = stderr if stderr is not None else sys.stderr
     if not stdin.isatty():

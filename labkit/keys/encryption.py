@@ -10,6 +10,7 @@ import binascii
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import nacl.exceptions
@@ -72,6 +73,32 @@ def encrypt_private_key(key: PrivateKey, password: bytes) -> bytes:
     return pem_encode(SIGSTORE_PRIVATE_KEY_PEM_TYPE, body)
 
 
+def _go_int(text: str) -> int | float:
+    # Go decodes into an int only what fits 64 bits; longer integers become floats here, which
+    # no envelope field accepts, instead of Python's ValueError past 4300 digits.
+    return int(text) if len(text) <= 19 else float(text)
+
+
+# Go's encoding/json refuses nesting deeper than this; Python's decoder stops near 1000.
+_GO_JSON_MAX_DEPTH = 10000
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[][{}]')
+
+
+def _too_deep(body: bytes) -> str:
+    """Go's error for JSON nested past its limit (cosign's message), or labkit's own when the
+    nesting is within Go's limit but beyond Python's."""
+    depth = 0
+    for token in _JSON_TOKEN.finditer(body):
+        bracket = token.group()
+        if bracket in (b"[", b"{"):
+            depth += 1
+            if depth > _GO_JSON_MAX_DEPTH:
+                return f"invalid character '{bracket.decode()}' exceeded max depth"
+        elif bracket in (b"]", b"}"):
+            depth -= 1
+    return "the encrypted key's JSON nests too deeply for labkit"
+
+
 def _envelope_field(obj: object, name: str, source: str) -> object:
     if not isinstance(obj, dict) or name not in obj:
         raise KeyFileError(
@@ -84,7 +111,9 @@ def _envelope_field(obj: object, name: str, source: str) -> object:
 def _b64_field(obj: object, name: str, source: str) -> bytes:
     value = _envelope_field(obj, name, source)
     try:
-        return base64.b64decode(str(value), validate=True)
+        if not isinstance(value, str):  # Go fills a []byte field from a JSON string only
+            raise ValueError(name)
+        return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise KeyFileError(
             f"{source}: field {name!r} of the encrypted key is not base64",
@@ -108,11 +137,16 @@ def decrypt_private_key(pem: bytes, password: bytes, *, source: str = "<key>") -
             hint = "this is an unencrypted key; convert it first with `labkit import-key-pair --key FILE`"
         raise KeyFileError(f"{source}: unsupported pem type: {block.type}", hint=hint)
     try:
-        envelope = json.loads(block.body)
+        envelope = json.loads(block.body, parse_int=_go_int)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise KeyFileError(
             f"{source}: the encrypted key is not valid JSON",
             hint="the file is corrupted; regenerate or re-import the key",
+        ) from None
+    except RecursionError:
+        raise KeyFileError(
+            f"{source}: decrypt: {_too_deep(block.body)}",
+            hint="the file is not a cosign key; regenerate or re-import the key",
         ) from None
     kdf = _envelope_field(envelope, "kdf", source)
     cipher = _envelope_field(envelope, "cipher", source)

@@ -28,6 +28,13 @@ def write_key_pair(
     """Write ``PREFIX.key`` (encrypted, 0600) and ``PREFIX.pub`` (0644); refuse to replace a key."""
     prefix = str(prefix)
     paths = KeyPairPaths(Path(prefix + ".key"), Path(prefix + ".pub"))
+    # Refuse before writing anything: cosign would write the .key and then fail on the .pub.
+    for path in (paths.private_key, paths.public_key):
+        if path.is_dir():
+            raise KeyFileError(
+                f"open {path}: is a directory",
+                hint="choose another --output-key-prefix, or move the directory away",
+            )
     # cosign only guards the .key file; the .pub follows it.
     if paths.private_key.exists() and not force:
         raise KeyExistsError(
@@ -43,8 +50,13 @@ def write_key_pair(
     except BaseException:
         private_tmp.unlink(missing_ok=True)  # leave no stray copy of the private key
         raise
-    os.replace(private_tmp, paths.private_key)
-    os.replace(public_tmp, paths.public_key)
+    try:
+        os.replace(private_tmp, paths.private_key)
+        os.replace(public_tmp, paths.public_key)
+    except OSError as exc:  # the targets changed since the checks above
+        private_tmp.unlink(missing_ok=True)
+        public_tmp.unlink(missing_ok=True)
+        raise KeyFileError(f"cannot write the key pair {prefix}.key/.pub: {exc.strerror}") from None
     return paths
 
 

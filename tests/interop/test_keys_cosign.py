@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from labkit import keys
+from labkit.cli import main as labkit_main
 from labkit.errors import KeyMaterialError, PasswordError
 from tests.interop.cosign import PASSWORD, Cosign, cosign  # noqa: F401 (fixture)
 from tests.unit.test_keys import HOSTILE_PEM
@@ -144,3 +145,64 @@ def test_hostile_pem_outcome_matches_cosign(cosign: Cosign, tmp_path: Path, name
     else:
         assert proc.returncode == 0, f"labkit accepted {name}, cosign refused: {proc.stderr}"
     assert time.monotonic() - started < 2.0
+
+
+# --- one line, never a traceback: same outcome as cosign (issue 13, item 9) ------------------
+
+
+def labkit_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = labkit_main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_password_with_any_bytes_matches_cosign(cosign: Cosign, tmp_path: Path, capsys, monkeypatch):
+    password = "\udcff"  # the byte 0xff, as os.environ holds it
+    assert cosign.run("generate-key-pair", password=password).returncode == 0
+    monkeypatch.setenv("COSIGN_PASSWORD", password)
+    code, out, err = labkit_cli(capsys, "public-key", "--key", str(tmp_path / "cosign.key"))
+    assert (code, out) == (0, (tmp_path / "cosign.pub").read_text()), err
+    assert keys.load_private_key(tmp_path / "cosign.key", b"\xff")
+
+
+@pytest.mark.parametrize("suffix", [".key", ".pub"])
+def test_generate_into_a_directory_fails_like_cosign_and_writes_nothing(
+    cosign: Cosign, tmp_path: Path, capsys, monkeypatch, suffix
+):
+    theirs_dir, ours_dir = tmp_path / "theirs", tmp_path / "ours"
+    for where in (theirs_dir, ours_dir):
+        (where / f"cosign{suffix}").mkdir(parents=True)
+    theirs = Cosign(cosign.path, theirs_dir).run("generate-key-pair")
+    monkeypatch.setenv("COSIGN_PASSWORD", PASSWORD)
+    monkeypatch.chdir(ours_dir)
+    code, _, err = labkit_cli(capsys, "generate-key-pair")
+    assert (code, theirs.returncode) == (1, 1)
+    message = f"Error: open cosign{suffix}: is a directory"
+    assert message in theirs.stderr and err.splitlines()[0] == message
+    # cosign leaves a lone cosign.key beside a cosign.pub directory; labkit writes nothing
+    assert [p.name for p in ours_dir.iterdir()] == [f"cosign{suffix}"]
+
+
+_ENVELOPE = ('{"kdf":{"name":"scrypt","params":{"N":%s,"r":8,"p":1},"salt":%s},'
+             '"cipher":{"name":"nacl/secretbox","nonce":"AA=="},"ciphertext":"AA=="}')
+HOSTILE_KEY_FILES = {
+    "deep-arrays": b"[" * 20000 + b"]" * 20000,
+    "deep-objects": b'{"a":' * 20000 + b"1" + b"}" * 20000,
+    "huge-n": (_ENVELOPE % ("9" * 10000, '"AA=="')).encode(),
+    "huge-salt": (_ENVELOPE % ("65536", "9" * 10000)).encode(),
+    "number-salt": (_ENVELOPE % ("65536", "1234")).encode(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_KEY_FILES))
+def test_hostile_key_file_fails_in_one_line_like_cosign(cosign: Cosign, tmp_path: Path, capsys,
+                                                        monkeypatch, name):
+    source = tmp_path / "hostile.key"
+    source.write_bytes(keys.pem_encode("ENCRYPTED SIGSTORE PRIVATE KEY", HOSTILE_KEY_FILES[name]))
+    theirs = cosign.run("public-key", "--key", str(source))
+    monkeypatch.setenv("COSIGN_PASSWORD", PASSWORD)
+    code, out, err = labkit_cli(capsys, "public-key", "--key", str(source))
+    assert (code, theirs.returncode, out) == (1, 1, "")
+    assert err.startswith(f"Error: {source}: ") and "Traceback" not in err
+    if name.startswith("deep"):  # Go's JSON error, word for word
+        assert err.splitlines()[0] == f"Error: {source}: {cosign.error(theirs)}"

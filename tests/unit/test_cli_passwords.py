@@ -36,3 +36,8 @@ def test_read_password_order() -> None:
                       stderr=io.StringIO(), getpass=fake_getpass)
     assert "one" not in str(info.value) and "two" not in str(info.value)
     assert prompts == ["Enter password for private key: ", "Enter password for private key again: "]
+
+
+def test_cosign_password_is_the_variables_bytes() -> None:
+    """Any bytes, as cosign takes them: os.environ holds 0xff as a surrogate (issue 13)."""
+    assert read_password(confirm=False, environ={"COSIGN_PASSWORD": "\udcffé"}) == b"\xff\xc3\xa9"

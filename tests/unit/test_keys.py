@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import stat
 import time
 
@@ -20,6 +21,7 @@ from labkit import keys
 from labkit.errors import (
     KeyExistsError,
     KeyFileError,
+    KeyMaterialError,
     PasswordError,
     UnsupportedKeyError,
     VerificationError,
@@ -178,6 +180,32 @@ def test_generate_refuses_to_overwrite_and_touches_nothing(tmp_path) -> None:
     keys.generate_key_pair(tmp_path / "cosign", PASSWORD, force=True)
     assert paths.private_key.read_bytes() != before[paths.private_key][0]
     assert stat.S_IMODE(os.stat(paths.private_key).st_mode) == 0o600
+
+
+@pytest.mark.parametrize("suffix", [".key", ".pub"])
+def test_generate_refuses_a_directory_target_before_writing_anything(tmp_path, suffix) -> None:
+    (tmp_path / f"cosign{suffix}").mkdir()
+    with pytest.raises(KeyFileError, match=rf"^open .*cosign\{suffix}: is a directory$"):
+        keys.generate_key_pair(tmp_path / "cosign", PASSWORD, force=True)
+    assert [p.name for p in tmp_path.iterdir()] == [f"cosign{suffix}"]
+
+
+def test_key_file_json_nested_deep_or_with_huge_numbers_is_one_error(tmp_path) -> None:
+    """Python's json raises RecursionError and ValueError where Go's gives an error (issue 13)."""
+    label = "ENCRYPTED SIGSTORE PRIVATE KEY"
+    envelope = ('{"kdf":{"name":"scrypt","params":{"N":%s,"r":8,"p":1},"salt":%s},'
+                '"cipher":{"name":"nacl/secretbox","nonce":"AA=="},"ciphertext":"AA=="}')
+    cases = {
+        b"[" * 20000 + b"]" * 20000: "decrypt: invalid character '[' exceeded max depth",  # Go's words
+        b'{"a":' * 20000 + b"1" + b"}" * 20000: "decrypt: invalid character '{' exceeded max depth",
+        b"[" * 5000 + b"]" * 5000: "nests too deeply",  # within Go's limit, past Python's
+        (envelope % ("9" * 10000, '"AA=="')).encode(): "unsupported scrypt parameters",
+        (envelope % ("65536", "9" * 10000)).encode(): "field 'salt' of the encrypted key is not base64",
+        (envelope % ("65536", "1234")).encode(): "field 'salt' of the encrypted key is not base64",
+    }
+    for body, wording in cases.items():
+        with pytest.raises(KeyMaterialError, match=re.escape(wording)):
+            keys.decrypt_private_key(keys.pem_encode(label, body), PASSWORD, source="k.key")
 
 
 def test_a_failed_write_leaves_the_pair_and_no_stray_private_key(tmp_path, monkeypatch) -> None:
