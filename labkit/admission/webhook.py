@@ -17,7 +17,10 @@ each endpoint runs one ``phase`` of :func:`labkit.policy.evaluate`, so it says o
 real webhook says. Pull credentials come from the lab's Secrets (``secrets.json``, see
 :mod:`labkit.admission`). Decisions are ``evaluate``'s; this module only carries them over HTTP, maps
 registry errors through failurePolicy, and bounds what a request may cost: a body limit (the
-API server's own 3 MiB request limit) and a per-review timeout (Kyverno's default 10 s).
+API server's own 3 MiB request limit) and one deadline per review, every registry request
+included (the API server's ``?timeout=``, else Kyverno's default 10 s, less a margin to answer
+in). A review past it fails as the engine fails on a registry timeout; a review that still has
+no decision gets HTTP 500, a failed call, which the API server maps through its failurePolicy.
 Malformed requests get HTTP 400 with a JSON message.
 """
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,6 +42,7 @@ from labkit.admission.review import AdmissionRequest, parse_review, review_respo
 from labkit.admission.sources import NamespaceLabels, PolicyDirectory
 from labkit.errors import AdmissionError
 from labkit.oci.client import RegistryClient
+from labkit.oci.transport import deadline
 from labkit.policy.credentials import RegistryAccess, SecretStore
 from labkit.policy.load import kyverno_failure_action
 from labkit.policy.phases import evaluate
@@ -51,6 +56,11 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 MAX_BODY_BYTES = 3 * 1024 * 1024  # k8s apiserver MaxRequestBodyBytes
 DEFAULT_TIMEOUT = 10.0  # Kyverno's webhook timeoutSeconds default
+# Reviews wait on registries, not the CPU, and each ends by its deadline, so many run at once as
+# the engines' goroutines do: ten reviews stuck on a slow registry leave the rest to others.
+DEFAULT_WORKERS = 64
+_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m)")
+_GO_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0}
 ENDPOINTS: dict[str, tuple[Engine, bool]] = {
     "/mutate/kyverno": (Engine.KYVERNO, True),
     "/validate/kyverno": (Engine.KYVERNO, False),
@@ -94,15 +104,6 @@ class Webhook:
         self.secrets = secrets
         self.no_match_policy = no_match_policy
         self.reports = ReportStore()
-
-    def failure_policy(self, engine: Engine) -> str:
-        """Kyverno aggregates: Fail if any policy says Fail; policy-controller's is Fail."""
-        if engine is Engine.POLICY_CONTROLLER:
-            return "Fail"
-        kyverno = [p for p in self.policies.current()[0] if isinstance(p, KyvernoPolicy)]
-        settings = [((p.spec.webhook_configuration or {}).get("failurePolicy")
-                     or p.spec.failure_policy or "Fail") for p in kyverno]
-        return "Fail" if not settings or "Fail" in settings else "Ignore"
 
     def review(self, engine: Engine, mutating: bool, request: AdmissionRequest) -> Outcome:
         resource = request.resource()
@@ -180,10 +181,10 @@ def _policy_controller_skips(request: AdmissionRequest) -> bool:
 
 
 class WebhookApp:
-    """ASGI wrapper: routing, body limit, timeout, 400s for malformed input."""
+    """ASGI wrapper: routing, body limit, deadline, 400s for malformed input."""
 
     def __init__(self, webhook: Webhook, *, timeout: float = DEFAULT_TIMEOUT,
-                 max_body: int = MAX_BODY_BYTES, workers: int = 8) -> None:
+                 max_body: int = MAX_BODY_BYTES, workers: int = DEFAULT_WORKERS) -> None:
         self.webhook, self.timeout, self.max_body = webhook, timeout, max_body
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="labkit-admission")
 
@@ -198,7 +199,8 @@ class WebhookApp:
                 body = await self._body(scope, receive)
                 request = parse_review(body)
                 engine, mutating = ENDPOINTS[path]
-                await _json(send, 200, await self._review(engine, mutating, request))
+                budget = _caller_timeout(scope.get("query_string", b"").decode(), self.timeout)
+                await _json(send, 200, await self._review(engine, mutating, request, budget))
             elif path == "/healthz" and method == "GET":
                 await _json(send, 200, await asyncio.get_running_loop().run_in_executor(
                     self.executor, self.webhook.health))
@@ -232,28 +234,40 @@ class WebhookApp:
             if not message.get("more_body"):
                 return b"".join(chunks)
 
-    async def _review(self, engine: Engine, mutating: bool, request: AdmissionRequest) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        job = loop.run_in_executor(self.executor, self.webhook.review, engine, mutating, request)
+    async def _review(self, engine: Engine, mutating: bool, request: AdmissionRequest,
+                      budget: float) -> dict[str, Any]:
+        # Registry requests end a margin before the caller gives up, so the engine's own error
+        # (a registry timeout) is the answer; the worker is free again by then.
+        margin = min(1.0, budget / 5)
+
+        def review() -> Outcome:
+            with deadline(budget - margin):
+                return self.webhook.review(engine, mutating, request)
+
+        job = asyncio.get_running_loop().run_in_executor(self.executor, review)
         try:
-            outcome = await asyncio.wait_for(job, self.timeout)
+            outcome = await asyncio.wait_for(job, budget)
         except TimeoutError:
-            outcome = self._failed(engine, f"no decision within {self.timeout:g}s")
+            raise _BadRequest(500, f"labkit admission ({engine.value}): no decision within {budget:g}s") from None
         except Exception as exc:  # a bug or an unexpected registry answer must not kill the server
             log.exception("review %s of %s failed", request.uid, engine.value)
-            outcome = self._failed(engine, f"internal error: {exc}")
+            raise _BadRequest(500, f"labkit admission ({engine.value}): internal error: {exc}") from None
         return review_response(request.uid, outcome.allowed, message=outcome.message,
                                warnings=outcome.warnings, patch=outcome.patch)
 
-    def _failed(self, engine: Engine, what: str) -> Outcome:
-        """What the API server would do if the webhook had not answered: failurePolicy."""
-        text = f"labkit admission ({engine.value}): {what}"
-        if self.webhook.failure_policy(engine) == "Ignore":
-            return Outcome(True, warnings=(f"{text}; admitted (failurePolicy Ignore)",))
-        return Outcome(False, f"{text}; denied (failurePolicy Fail)")
-
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _caller_timeout(query: str, default: float) -> float:
+    """The API server's ``?timeout=10s`` (a Go duration: the webhook's timeoutSeconds), if
+    shorter than ``default``: an answer after it is never read."""
+    value = parse_qs(query).get("timeout", [""])[0]
+    match = _GO_DURATION.fullmatch(value)
+    if match is None:
+        return default
+    seconds = float(match[1]) * _GO_UNITS[match[2]]
+    return min(default, seconds) if seconds > 0 else default
 
 
 async def _json(send: Send, status: int, doc: Any) -> None:

@@ -233,6 +233,11 @@ class RegistryClient:
         self._http = transport or Transport(verify=not allow_insecure, timeout=timeout)
         self._endpoints: dict[str, _Endpoint] = {}
 
+    @property
+    def timeout(self) -> float:
+        """Seconds one request may take in all (the transport's)."""
+        return self._http.timeout
+
     def close(self) -> None:
         self._http.close()
 
@@ -335,9 +340,11 @@ class RegistryClient:
                     hint="the registry serves more than any image needs; it was not read further",
                 ) from None
             except TransportError as exc:
+                hint = (f"the registry did not answer within {self.timeout:g}s (all a request may take)"
+                        if isinstance(exc.__cause__, TimeoutError)
+                        else f"is it still running? `labkit lab status` shows the lab registry ({ref})")
                 raise RegistryUnreachableError(
-                    f"{method} {parts.path} on registry {ref.registry} failed: {exc}",
-                    hint=f"is it still running? `labkit lab status` shows the lab registry ({ref})",
+                    f"{method} {parts.path} on registry {ref.registry} failed: {exc}", hint=hint
                 ) from None
             if resp.status_code == 401 and attempt == 0:
                 retry_scopes = endpoint.auth.answer(resp, scopes)

@@ -5,8 +5,10 @@
 its requests take (bench/README.md). This does what the client needs and no more: keep-alive
 connections pooled per origin (thread-safe: the admission webhook shares one client across its
 workers), bodies by Content-Length, chunked or up to the close, redirects followed as httpx's
-``follow_redirects=True`` did, and a timeout on every connect, send and receive. No proxies (the
-client never used the environment's), no compression (none is asked for).
+``follow_redirects=True`` did. Time is bounded per request, not per read: a request and its
+redirects finish within ``timeout`` or fail, however slowly a server trickles bytes, and within
+an enclosing :func:`deadline` (a webhook's review, a CLI command) too. No proxies (the client
+never used the environment's), no compression (none is asked for).
 
 A test observes or alters traffic by subclassing :class:`Transport` and overriding
 :meth:`Transport.handle_request`, which sees every exchange, redirect hops included.
@@ -18,9 +20,12 @@ import json
 import select
 import socket
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from labkit import __version__
@@ -37,6 +42,23 @@ _MAX_HEADERS = 100
 _MAX_INTERIM = 8  # 1xx answers skipped before the final one
 _MAX_IDLE = 8  # idle connections kept per origin
 _ONE_SEND = 65536  # a request up to this size goes out in one send
+_RECV = 65536
+
+# The monotonic time by which every request in this context must be answered (see deadline()).
+_DEADLINE: ContextVar[float | None] = ContextVar("labkit_transport_deadline", default=None)
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Requests sent inside the block, in this thread or task, end within ``seconds`` from now
+    (or the enclosing block's deadline, if sooner): a stuck exchange fails with "timed out"."""
+    outer = _DEADLINE.get()
+    end = time.monotonic() + seconds
+    token = _DEADLINE.set(end if outer is None else min(outer, end))
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
 
 
 class TransportError(Exception):
@@ -69,6 +91,7 @@ class Request:
     headers: Mapping[str, str] = field(default_factory=dict)  # as sent: Host, User-Agent, Content-Length too
     content: bytes = b""
     max_body: int | None = None  # the most body bytes read before BodyTooLargeError
+    deadline: float | None = None  # time.monotonic() by which the exchange must be complete
 
 
 @dataclass(frozen=True)
@@ -113,31 +136,79 @@ def _origin(url: str) -> tuple[str, str, int]:
     return parts.scheme, parts.hostname, port
 
 
+class _Reader:
+    """Buffered reads from a socket in which every ``recv`` waits only for the time left before
+    ``deadline``: a server sending a byte a second cannot stretch an answer past it."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = bytearray()
+        self.deadline = float("inf")
+
+    def _fill(self) -> bool:
+        """Read once more; False at the end of the stream."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out")  # the message a socket timeout has
+        self.sock.settimeout(left)
+        data = self.sock.recv(_RECV)
+        self.buffer += data
+        return bool(data)
+
+    def _take(self, size: int) -> bytes:
+        data = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return data
+
+    def readline(self, limit: int) -> bytes:
+        """Up to and including the next newline, at most ``limit`` bytes; less at the end."""
+        while True:
+            end = self.buffer.find(b"\n", 0, limit)
+            if end >= 0:
+                return self._take(end + 1)
+            if len(self.buffer) >= limit or not self._fill():
+                return self._take(limit)
+
+    def read(self, size: int = -1) -> bytes:
+        """``size`` bytes (all until the end with -1); fewer if the stream ends first."""
+        while (size < 0 or len(self.buffer) < size) and self._fill():
+            pass
+        return self._take(len(self.buffer) if size < 0 else size)
+
+
 class _Connection:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.reader: BinaryIO = sock.makefile("rb")
+        self.reader = _Reader(sock)
 
     def idle_and_open(self) -> bool:
         """An idle connection has nothing to read; if it has, the server closed it (EOF) or broke
         the protocol, and it is not reused."""
+        if self.reader.buffer:
+            return False
         poller = select.poll()
         poller.register(self.sock, select.POLLIN)
         return not poller.poll(0)
 
     def close(self) -> None:
-        self.reader.close()
         self.sock.close()
 
 
-def _read_line(reader: BinaryIO) -> bytes:
+def _time_left(end: float) -> float:
+    left = end - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("timed out")
+    return left
+
+
+def _read_line(reader: _Reader) -> bytes:
     line = reader.readline(_MAX_LINE + 1)
     if len(line) > _MAX_LINE:
         raise TransportError(f"an answer line longer than {_MAX_LINE} bytes")
     return line
 
 
-def _read_headers(reader: BinaryIO) -> dict[str, str]:
+def _read_headers(reader: _Reader) -> dict[str, str]:
     headers: dict[str, str] = {}
     for _ in range(_MAX_HEADERS + 1):
         line = _read_line(reader)
@@ -151,14 +222,14 @@ def _read_headers(reader: BinaryIO) -> dict[str, str]:
     raise TransportError(f"more than {_MAX_HEADERS} header fields")
 
 
-def _read_exactly(reader: BinaryIO, size: int) -> bytes:
+def _read_exactly(reader: _Reader, size: int) -> bytes:
     data = reader.read(size)
     if len(data) < size:
         raise TransportError(f"the connection closed after {len(data)} of {size} body bytes")
     return data
 
 
-def _read_chunked(reader: BinaryIO, limit: int | None) -> bytes:
+def _read_chunked(reader: _Reader, limit: int | None) -> bytes:
     parts: list[bytes] = []
     total = 0
     while True:  # ends at the zero-size chunk, a stream cut short or one past the limit
@@ -215,7 +286,8 @@ def _receive(conn: _Connection, method: str, limit: int | None) -> tuple[int, di
 
 class Transport:
     """Sends requests over pooled keep-alive connections. ``verify=False`` skips TLS certificate
-    and host name checks; ``timeout`` (seconds) bounds each connect, send and receive."""
+    and host name checks; ``timeout`` (seconds) bounds each request, redirects included, from
+    connect to the last body byte."""
 
     def __init__(self, *, verify: bool = True, timeout: float = 30.0) -> None:
         self.verify = verify
@@ -231,7 +303,10 @@ class Transport:
         """Send a request, following redirects: 303 (and 301/302 after a POST) turn it into a
         body-less GET; Authorization goes only to the origin it was meant for. An answer body
         longer than ``max_body`` raises :class:`BodyTooLargeError` without being read past it."""
-        request = replace(self._build(method, url, headers or {}, content), max_body=max_body)
+        end = time.monotonic() + self.timeout
+        outer = _DEADLINE.get()
+        request = replace(self._build(method, url, headers or {}, content), max_body=max_body,
+                          deadline=end if outer is None else min(outer, end))
         for _ in range(MAX_REDIRECTS + 1):
             response = self.handle_request(request)
             location = response.headers.get("location")
@@ -257,7 +332,7 @@ class Transport:
             dropped.add("authorization")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in dropped}
         redirected = self._build(method, url, headers, request.content if method == request.method else b"")
-        return replace(redirected, max_body=request.max_body)
+        return replace(redirected, max_body=request.max_body, deadline=request.deadline)
 
     def handle_request(self, request: Request) -> Response:
         """One exchange, no redirects followed."""
@@ -267,16 +342,17 @@ class Transport:
         head = f"{request.method} {target} HTTP/1.1\r\n"
         head += "".join(f"{k}: {v}\r\n" for k, v in request.headers.items()) + "\r\n"
         data = head.encode("latin-1")
-        conn, reused = self._checkout(origin)
+        end = request.deadline or time.monotonic() + self.timeout
+        conn, reused = self._checkout(origin, end)
         try:
             try:
-                status, headers, body, keep = self._exchange(conn, request, data)
+                status, headers, body, keep = self._exchange(conn, request, data, end)
             except (_Disconnected, ConnectionError):
                 if not reused:
                     raise
                 # The server had dropped the idle connection: once more, on a new one.
-                conn = self._connect(*origin)
-                status, headers, body, keep = self._exchange(conn, request, data)
+                conn = self._connect(*origin, end)
+                status, headers, body, keep = self._exchange(conn, request, data, end)
         except OSError as exc:
             raise TransportError.of(exc) from exc
         if keep:
@@ -286,8 +362,12 @@ class Transport:
         return Response(status, headers, body, request)
 
     @staticmethod
-    def _exchange(conn: _Connection, request: Request, data: bytes) -> tuple[int, dict[str, str], bytes, bool]:
+    def _exchange(
+        conn: _Connection, request: Request, data: bytes, end: float
+    ) -> tuple[int, dict[str, str], bytes, bool]:
         try:
+            conn.reader.deadline = end
+            conn.sock.settimeout(_time_left(end))  # sendall's timeout bounds the whole send
             if len(request.content) <= _ONE_SEND:
                 conn.sock.sendall(data + request.content)
             else:
@@ -298,7 +378,7 @@ class Transport:
             conn.close()
             raise
 
-    def _checkout(self, origin: tuple[str, str, int]) -> tuple[_Connection, bool]:
+    def _checkout(self, origin: tuple[str, str, int], end: float) -> tuple[_Connection, bool]:
         with self._lock:
             idle = self._idle.get(origin, [])
             while idle:
@@ -306,7 +386,7 @@ class Transport:
                 if conn.idle_and_open():
                     return conn, True
                 conn.close()
-        return self._connect(*origin), False
+        return self._connect(*origin, end), False
 
     def _checkin(self, origin: tuple[str, str, int], conn: _Connection) -> None:
         with self._lock:
@@ -316,9 +396,9 @@ class Transport:
                 return
         conn.close()
 
-    def _connect(self, scheme: str, host: str, port: int) -> _Connection:
+    def _connect(self, scheme: str, host: str, port: int, end: float) -> _Connection:
         try:
-            sock = socket.create_connection((host, port), timeout=self.timeout)
+            sock = socket.create_connection((host, port), timeout=_time_left(end))
         except OSError as exc:
             raise TransportError.of(exc) from exc
         try:

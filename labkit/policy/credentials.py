@@ -263,7 +263,8 @@ class RegistryAccess:
                 from labkit.oci.client import RegistryClient
 
                 client = self._clients[credentials] = RegistryClient(
-                    allow_insecure=self.client.allow_insecure, credentials=credentials)
+                    allow_insecure=self.client.allow_insecure, credentials=credentials,
+                    timeout=self.client.timeout)  # the webhook's bound, for every client
             return client
 
     def __call__(self, ref: str, keys: Sequence[Any], *, annotations: Mapping[str, str] | None = None,

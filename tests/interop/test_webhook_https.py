@@ -12,7 +12,9 @@ import base64
 import json
 import ssl
 import subprocess
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from labkit.oci.reference import Reference
 from labkit.policy.patches import apply_patches
 from labkit.signing.sign import sign_image
 from tests.peers import free_port
+from tests.unit.test_client_hostile import hostile_registry, trickle_manifest
 from tests.lab.scenario import OFFLINE
 
 pytestmark = pytest.mark.interop
@@ -240,3 +243,34 @@ def test_ca_chain_verifies_with_openssl_and_names_loopback(lab: Lab) -> None:
     # a client without the CA refuses the server
     with pytest.raises(httpx.ConnectError):
         httpx.get(lab.handle.url + "/healthz", verify=True)
+
+
+def test_reviews_stuck_on_a_slow_registry_end_by_their_deadline_and_hold_no_one_up(
+    labkit_registry, tmp_path: Path
+) -> None:
+    """Ten reviews of images on a registry that sends a byte a second: each ends within the
+    review's deadline with the engine's registry error (a Fail policy denies), and a signed pod
+    on a healthy registry is answered at once meanwhile. Before, every worker waited on the
+    trickle (no read ever timed out) and the healthy review queued behind them."""
+    with hostile_registry(trickle_manifest) as slow:
+        lab = Lab(tmp_path, labkit_registry.host)
+        try:
+            (lab.policies / "slow.yaml").write_text(_kyverno("slow-registry", f"{slow}/slow/*", lab.pem))
+            with ThreadPoolExecutor(10) as pool:
+                stuck = [pool.submit(lab.post, "/mutate/kyverno?timeout=10s", review([f"{slow}/slow/app:v{i}"]))
+                         for i in range(10)]
+                time.sleep(1)  # all ten are waiting on the registry by now
+                start = time.monotonic()
+                healthy = lab.post("/mutate/kyverno?timeout=10s", review([f"{lab.host}/webhook/signed:v1"]))
+                assert healthy["allowed"] is True
+                assert time.monotonic() - start < 5
+                answers = [future.result(timeout=30) for future in stuck]
+            # The API server's own ?timeout= is the review's deadline: the registry request ends
+            # before it (else the webhook would answer HTTP 500, a failed call, and lab.post fails).
+            answers.append(lab.post("/mutate/kyverno?timeout=2s", review([f"{slow}/slow/app:short"])))
+            for answer in answers:
+                assert answer["allowed"] is False
+                assert "timed out" in answer["status"]["message"]
+        finally:
+            lab.http.close()
+            lab.handle.stop()

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
 import pytest
 
-from labkit.errors import NotFoundError, RegistryError, VerificationError
+from labkit.errors import NotFoundError, RegistryError, RegistryUnreachableError, VerificationError
 from labkit.oci.client import MANIFEST_LIMIT, RegistryClient
 from labkit.oci.model import COSIGN_SIMPLESIGNING, OCI_CONFIG, OCI_MANIFEST, Descriptor, Manifest, sha256_digest
 from labkit.oci.reference import Reference
+from labkit.oci.transport import deadline
 from labkit.signing.artifact import MAX_PAYLOAD_SIZE, SignatureImage
 
 Answer = Callable[[socket.socket, str], None]
@@ -127,3 +129,28 @@ def test_a_signature_payload_larger_than_cosigns_limit_is_not_fetched() -> None:
         SignatureImage.fetch(client, Reference.parse(f"{host}/team/app:sha256-0.sig"))
     assert caught.value.message == f"size of layer ({MAX_PAYLOAD_SIZE + 1}) exceeded the limit (134217728)"
     assert seen == ["GET /v2/team/app/manifests/sha256-0.sig HTTP/1.1"]
+
+
+def trickle_manifest(conn: socket.socket, line: str) -> None:
+    """A manifest answer whose 40 body bytes come one a second: each read is quick, the whole slow."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n")
+    for _ in range(40):
+        conn.sendall(b" ")
+        time.sleep(1)
+
+
+def test_a_trickling_registry_fails_the_request_within_its_timeout() -> None:
+    """``timeout`` bounds the whole request: a byte a second never trips a per-read timeout."""
+    with hostile_registry(trickle_manifest) as host, RegistryClient(timeout=2) as client:
+        start = time.monotonic()
+        with pytest.raises(RegistryUnreachableError, match=r"on registry .* failed: timed out"):
+            client.get_manifest(f"{host}/team/app:v1")
+    assert time.monotonic() - start < 10  # 2 s, on a loaded machine
+
+
+def test_an_enclosing_deadline_bounds_every_request_in_it() -> None:
+    with hostile_registry(trickle_manifest) as host, RegistryClient(timeout=30) as client, deadline(1):
+        start = time.monotonic()
+        with pytest.raises(RegistryUnreachableError, match="timed out"):
+            client.get_manifest(f"{host}/team/app:v1")
+    assert time.monotonic() - start < 10
