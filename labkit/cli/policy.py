@@ -72,14 +72,15 @@ def parse_labels(text: str) -> dict[str, str]:
 
 
 def _read_resource(path: str) -> Mapping[str, Any]:
-    import yaml
+    from labkit._internal.yamlsafe import YAMLInputError, load_all
 
     try:
-        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        docs = load_all(Path(path).read_bytes())
     except OSError as exc:
         raise UsageError(f"--resource {path}: cannot read: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise UsageError(f"--resource {path}: not valid YAML: {exc}") from exc
+    except YAMLInputError as exc:
+        raise UsageError(f"--resource {path}: {exc}", hint=exc.hint) from None
+    doc = docs[0] if len(docs) == 1 else None
     if not isinstance(doc, dict) or "kind" not in doc:
         raise UsageError(f"--resource {path}: expected one Kubernetes object with a kind")
     return doc

@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from labkit._internal.yamlsafe import YAMLInputError, load_all
 from labkit.errors import LabError, UsageError
 from labkit.lab.state import LabHome, LabState
 from labkit.oci.auth import Credentials
@@ -94,16 +93,17 @@ def load_documents(source: str | Path | Mapping[str, Any]) -> tuple[list[dict[st
     if isinstance(source, Mapping):
         return [dict(source)], None
     text, where = str(source), None
+    data: str | bytes = text
     if isinstance(source, Path) or ("\n" not in text and Path(text).is_file()):
         where = str(source)
         try:
-            text = Path(source).read_text()
+            data = Path(source).read_bytes()
         except OSError as exc:
             raise UsageError(f"cannot read {source}: {exc.strerror}") from None
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{where or 'the given YAML'} is not valid YAML: {exc}") from None
+        docs = [d for d in load_all(data) if d is not None]
+    except YAMLInputError as exc:
+        raise UsageError(f"{where or 'the given YAML'}: {exc}", hint=exc.hint) from None
     for doc in docs:
         if not isinstance(doc, dict) or "kind" not in doc:
             raise UsageError(f"{where or 'the given YAML'}: every document must be a Kubernetes object "

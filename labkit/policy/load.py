@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from labkit._internal.yamlsafe import YAMLInputError, load_all
 from labkit.errors import PolicyError
 from labkit.policy.decoder import Decoder  # stages 1 and 2: strict decoding against the dataclass schema
 from labkit.policy.match import GlobError, compile_glob
@@ -41,21 +41,16 @@ _KINDS: dict[tuple[str, str], type] = {
 }
 
 
-# libyaml's loader when PyYAML was built with it: the pure-Python one spent two thirds of the
-# time of loading 500 policies (bench/growth.py).
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def load_policies(source: str | Path) -> list[Policy]:
     """Policies from YAML text or a file path (several ``---`` documents allowed).
 
     Raises PolicyError with the message the cluster would give, naming the document.
     """
-    text, origin = _read(source)
+    data, origin = _read(source)
     try:
-        docs = [d for d in yaml.load_all(text, Loader=_YAML_LOADER) if d is not None]
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{origin}: not valid YAML: {exc}", hint="fix the YAML syntax") from exc
+        docs = [d for d in load_all(data) if d is not None]
+    except YAMLInputError as exc:
+        raise PolicyError(f"{origin}: {exc}", hint=exc.hint) from None
     policies: list[Policy] = []
     for index, doc in enumerate(docs):
         where = origin if len(docs) == 1 else f"{origin} (document {index + 1})"
@@ -65,11 +60,11 @@ def load_policies(source: str | Path) -> list[Policy]:
     return policies
 
 
-def _read(source: str | Path) -> tuple[str, str]:
+def _read(source: str | Path) -> tuple[str | bytes, str]:
     if isinstance(source, Path) or ("\n" not in source and Path(source).is_file()):
         path = Path(source)
         try:
-            return path.read_text(encoding="utf-8"), str(path)
+            return path.read_bytes(), str(path)
         except OSError as exc:
             raise PolicyError(f"{path}: cannot read: {exc.strerror}", hint="check the path") from exc
     return source, "<policy>"
