@@ -97,6 +97,60 @@ def pem_decode_first(data: bytes) -> PemBlock | None:
     return None
 
 
+# --- DER, as far as telling a named curve from explicit parameters -------------------------
+
+_DER_OID, _DER_SEQUENCE, _DER_OCTET_STRING, _DER_CONTEXT_0 = 0x06, 0x30, 0x04, 0xA0
+
+
+def _der_elements(content: bytes) -> list[tuple[int, bytes]]:
+    """The (tag, content) DER elements that make up ``content``; [] if it does not parse."""
+    elements, pos = [], 0
+    while pos < len(content):
+        if pos + 2 > len(content):
+            return []
+        length, start = content[pos + 1], pos + 2
+        if length & 0x80:
+            size = length & 0x7F
+            if not 0 < size <= 4 or start + size > len(content):
+                return []
+            length, start = int.from_bytes(content[start : start + size], "big"), start + size
+        if start + length > len(content):
+            return []
+        elements.append((content[pos], content[start : start + length]))
+        pos = start + length
+    return elements
+
+
+def _sequence(content: bytes) -> list[tuple[int, bytes]]:
+    """The elements of the one SEQUENCE that ``content`` holds; [] otherwise."""
+    top = _der_elements(content)
+    return _der_elements(top[0][1]) if len(top) == 1 and top[0][0] == _DER_SEQUENCE else []
+
+
+def names_its_curve(pem_type: str, der: bytes) -> bool:
+    """Whether an EC key's DER gives its curve as an OID, the only form Go's x509 parses.
+
+    A public key (PKIX) carries it in its algorithm identifier; SEC1 in ``[0] parameters``;
+    PKCS#8 in its algorithm identifier, and the SEC1 key inside may repeat it.
+    """
+    key = _sequence(der)
+    if pem_type == "PUBLIC KEY":
+        return bool(key) and _algorithm_names_curve(key[0])
+    if pem_type == "PRIVATE KEY":
+        if len(key) < 3 or not _algorithm_names_curve(key[1]) or key[2][0] != _DER_OCTET_STRING:
+            return False
+        key = _sequence(key[2][1])
+    params = [content for tag, content in key if tag == _DER_CONTEXT_0]
+    return not params or params[0][:1] == bytes([_DER_OID])
+
+
+def _algorithm_names_curve(element: tuple[int, bytes]) -> bool:
+    """An AlgorithmIdentifier whose parameters are an OID (the named curve)."""
+    tag, content = element
+    algorithm = _der_elements(content) if tag == _DER_SEQUENCE else []
+    return len(algorithm) >= 2 and algorithm[1][0] == _DER_OID
+
+
 # --- key files and key types -----------------------------------------------------------------
 
 
@@ -159,6 +213,12 @@ def load_public_key(path_or_pem: str | Path | bytes) -> PublicKey:
         ) from None
     if not isinstance(key, PublicKey):
         raise UnsupportedKeyError(f"{source}: unsupported public key type {type(key).__name__}")
+    if isinstance(key, ec.EllipticCurvePublicKey) and not names_its_curve(block.type, block.body):
+        raise UnsupportedKeyError(
+            f"{source}: x509: invalid ECDSA parameters",  # cosign's words (Go's x509)
+            hint="the key spells out its curve parameters; re-export it with a named curve: "
+            "openssl ec -pubin -in KEY -param_enc named_curve -pubout -out KEY.named",
+        )
     return key
 
 

@@ -14,7 +14,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, x25519
 
 from labkit.errors import KeyFileError, UnsupportedKeyError
-from labkit.keys.formats import PrivateKey, pem_decode_first, pem_encode, read_key_file, signing_key
+from labkit.keys.formats import (
+    PrivateKey,
+    names_its_curve,
+    pem_decode_first,
+    pem_encode,
+    read_key_file,
+    signing_key,
+)
 from labkit.keys.generation import KeyPairPaths, write_key_pair
 from labkit.keys.signatures import EC_HASHES
 
@@ -70,7 +77,7 @@ def parse_importable_key(data: bytes, *, source: str) -> PrivateKey:
         raise UnsupportedKeyError(
             f"{source}: {parse_error}", hint=f"curve {key.curve.name} is not supported by cosign"
         )
-    if isinstance(key, ec.EllipticCurvePrivateKey) and not _names_its_curve(block.type, block.body):
+    if isinstance(key, ec.EllipticCurvePrivateKey) and not names_its_curve(block.type, block.body):
         # Go's x509 reads a curve only as a named-curve OID: cosign fails to parse explicit ones.
         raise UnsupportedKeyError(
             f"{source}: {parse_error}",
@@ -108,52 +115,6 @@ def _family(key: object) -> str | None:
         if isinstance(key, cls):
             return family
     return None
-
-
-_DER_OID, _DER_SEQUENCE, _DER_OCTET_STRING, _DER_CONTEXT_0 = 0x06, 0x30, 0x04, 0xA0
-
-
-def _der_elements(content: bytes) -> list[tuple[int, bytes]]:
-    """The (tag, content) DER elements that make up ``content``; [] if it does not parse."""
-    elements, pos = [], 0
-    while pos < len(content):
-        if pos + 2 > len(content):
-            return []
-        length, start = content[pos + 1], pos + 2
-        if length & 0x80:
-            size = length & 0x7F
-            if not 0 < size <= 4 or start + size > len(content):
-                return []
-            length, start = int.from_bytes(content[start : start + size], "big"), start + size
-        if start + length > len(content):
-            return []
-        elements.append((content[pos], content[start : start + length]))
-        pos = start + length
-    return elements
-
-
-def _sequence(content: bytes) -> list[tuple[int, bytes]]:
-    """The elements of the one SEQUENCE that ``content`` holds; [] otherwise."""
-    top = _der_elements(content)
-    return _der_elements(top[0][1]) if len(top) == 1 and top[0][0] == _DER_SEQUENCE else []
-
-
-def _names_its_curve(pem_type: str, der: bytes) -> bool:
-    """Whether an EC key gives its curve as an OID, the only form Go's x509 parses.
-
-    SEC1 carries it in ``[0] parameters``; PKCS#8 in the algorithm identifier, and the SEC1 key
-    inside may repeat it.
-    """
-    key = _sequence(der)
-    if pem_type == "PRIVATE KEY":
-        if len(key) < 3 or key[1][0] != _DER_SEQUENCE or key[2][0] != _DER_OCTET_STRING:
-            return False
-        algorithm = _der_elements(key[1][1])
-        if len(algorithm) < 2 or algorithm[1][0] != _DER_OID:
-            return False
-        key = _sequence(key[2][1])
-    params = [content for tag, content in key if tag == _DER_CONTEXT_0]
-    return not params or params[0][:1] == bytes([_DER_OID])
 
 
 def _goodkey_reason(key: object) -> str | None:

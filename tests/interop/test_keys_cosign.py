@@ -121,6 +121,25 @@ def test_import_outcome_matches_cosign(cosign: Cosign, openssl_keys, tmp_path: P
     assert pub.returncode == 0 and pub.stdout == paths.public_key.read_text()
 
 
+@pytest.mark.parametrize("name", ["p256-sec1", "p256-explicit-sec1", "p256-explicit-pkcs8"])
+def test_public_key_outcome_matches_cosign(cosign: Cosign, openssl_keys, tmp_path: Path, name) -> None:
+    """A public key with explicit curve parameters: cosign's x509 refuses it (issue 13, item 14)."""
+    pub, blob = tmp_path / "key.pub", tmp_path / "blob"
+    subprocess.run(["/usr/bin/openssl", "pkey", "-in", str(openssl_keys[name]), "-pubout", "-out", str(pub)],
+                   check=True, capture_output=True, timeout=60)
+    blob.write_bytes(b"blob")
+    proc = cosign.run("verify-blob", "--key", str(pub), "--signature", "AAAA", "--insecure-ignore-tlog",
+                      str(blob))
+    assert proc.returncode != 0  # the signature is garbage; only the reason tells
+    try:
+        keys.load_public_key(pub)
+    except KeyMaterialError as exc:
+        assert cosign.error(proc).endswith("x509: invalid ECDSA parameters")
+        assert str(exc) == f"{pub}: x509: invalid ECDSA parameters"
+    else:
+        assert "invalid ECDSA parameters" not in proc.stderr
+
+
 # --- hostile PEM files: same outcome as cosign, in linear time (issue 13, item 8) ------------
 
 
