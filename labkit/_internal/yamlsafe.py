@@ -142,3 +142,27 @@ def load_all(data: str | bytes) -> list[Any]:
     except yaml.YAMLError as exc:
         raise YAMLInputError(f"not valid YAML: {exc}", "fix the YAML syntax") from None
 
+
+METADATA_HINT = "metadata must be a mapping with a string name, e.g. metadata: {name: my-policy}"
+# encoding/json's names for what it found (UnmarshalTypeError.Value)
+_JSON_TYPES = {str: "string", int: "number", float: "number", bool: "bool", list: "array", dict: "object"}
+# ObjectMeta's fields apply reads first (metadataOnlyObject), by Go type
+_META_FIELDS = {"name": "string", "namespace": "string", "generateName": "string",
+                "labels": "map[string]string", "annotations": "map[string]string"}
+
+
+def object_meta_error(doc: dict[str, Any]) -> str:
+    """encoding/json's error for a ``metadata`` kubectl cannot decode, or "" (null is allowed)."""
+    meta = doc.get("metadata")
+    if meta is None:
+        return ""
+    if not isinstance(meta, dict):
+        return (f"json: cannot unmarshal {_JSON_TYPES.get(type(meta), 'string')} into Go struct field "
+                "metadataOnlyObject.metadata of type v1.ObjectMeta")
+    for name, go_type in _META_FIELDS.items():
+        value = meta.get(name)
+        found = _JSON_TYPES.get(type(value), "string")  # YAML dates and the like become strings
+        if value is not None and found != ("object" if go_type.startswith("map") else "string"):
+            return (f"json: cannot unmarshal {found} into Go struct field ObjectMeta.metadata.{name} "
+                    f"of type {go_type}")
+    return ""

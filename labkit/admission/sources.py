@@ -76,6 +76,9 @@ class PolicyDirectory:
             except LabkitError as exc:
                 errors[path.name] = str(exc)
                 log.error("policy file %s not loaded: %s", path, exc)
+            except Exception as exc:  # a loader bug on one file must not take the others down
+                errors[path.name] = f"{path}: not loaded: {type(exc).__name__}: {exc}"
+                log.exception("policy file %s not loaded", path)
         if not self.directory.is_dir():
             errors[str(self.directory)] = f"{self.directory}: no such policy directory"
         self._policies, self._errors = policies, errors

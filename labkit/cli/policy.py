@@ -72,7 +72,7 @@ def parse_labels(text: str) -> dict[str, str]:
 
 
 def _read_resource(path: str) -> Mapping[str, Any]:
-    from labkit._internal.yamlsafe import YAMLInputError, load_all
+    from labkit._internal.yamlsafe import METADATA_HINT, YAMLInputError, load_all, object_meta_error
 
     try:
         docs = load_all(Path(path).read_bytes())
@@ -83,6 +83,8 @@ def _read_resource(path: str) -> Mapping[str, Any]:
     doc = docs[0] if len(docs) == 1 else None
     if not isinstance(doc, dict) or "kind" not in doc:
         raise UsageError(f"--resource {path}: expected one Kubernetes object with a kind")
+    if meta_error := object_meta_error(doc):
+        raise UsageError(f'unable to decode "{path}": {meta_error}', hint=METADATA_HINT)
     return doc
 
 

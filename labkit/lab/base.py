@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labkit._internal.yamlsafe import YAMLInputError, load_all
+from labkit._internal.yamlsafe import METADATA_HINT, YAMLInputError, load_all, object_meta_error
 from labkit.errors import LabError, UsageError
 from labkit.lab.state import LabHome, LabState
 from labkit.oci.auth import Credentials
@@ -108,6 +108,8 @@ def load_documents(source: str | Path | Mapping[str, Any]) -> tuple[list[dict[st
         if not isinstance(doc, dict) or "kind" not in doc:
             raise UsageError(f"{where or 'the given YAML'}: every document must be a Kubernetes object "
                              "with apiVersion and kind")
+        if meta_error := object_meta_error(doc):
+            raise UsageError(f'unable to decode "{where or "the given YAML"}": {meta_error}', hint=METADATA_HINT)
     return docs, where
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from labkit._internal.yamlsafe import YAMLInputError, load_all
+from labkit._internal.yamlsafe import METADATA_HINT, YAMLInputError, load_all, object_meta_error
 from labkit.errors import PolicyError
 from labkit.policy.decoder import Decoder  # stages 1 and 2: strict decoding against the dataclass schema
 from labkit.policy.match import GlobError, compile_glob
@@ -54,6 +54,8 @@ def load_policies(source: str | Path) -> list[Policy]:
     policies: list[Policy] = []
     for index, doc in enumerate(docs):
         where = origin if len(docs) == 1 else f"{origin} (document {index + 1})"
+        if isinstance(doc, dict) and (meta_error := object_meta_error(doc)):
+            raise PolicyError(f'unable to decode "{origin}": {meta_error}', hint=METADATA_HINT)
         policies.append(_load_one(doc, where))
     if not policies:
         raise PolicyError(f"{origin}: no policy documents found", hint="add a policy document")
@@ -83,7 +85,7 @@ def _load_one(doc: Any, where: str) -> Policy:
         )
     decoder = Decoder()
     policy: Policy = decoder.decode(cls, doc, "")
-    if not policy.metadata.name:
+    if policy.metadata is None or not policy.metadata.name:  # None: metadata was null
         decoder.invalid.append("metadata.name: Required value: name or generateName is required")
     if decoder.unknown:
         fields = ", ".join(f'unknown field "{p}"' for p in decoder.unknown)
@@ -94,7 +96,7 @@ def _load_one(doc: Any, where: str) -> Policy:
         )
     if decoder.invalid:
         raise PolicyError(f"{where}: {kind}.{api_version.partition('/')[0]} "
-                          f'"{doc.get("metadata", {}).get("name", "")}" is invalid: '
+                          f'"{(doc.get("metadata") or {}).get("name") or ""}" is invalid: '
                           + ", ".join(decoder.invalid))
     problems = _validate(policy)
     if problems:

@@ -1,12 +1,14 @@
 """User YAML is refused as Kubernetes refuses it, before any object is built: alias bombs
 (go-yaml v2 decode.go ``allowedAliasRatio``; kubectl v1.36.3 prints ``error converting YAML to
-JSON: yaml: document contains excessive aliasing``) and bytes that are not UTF-8 (go-yaml's
-reader). Every path that reads user YAML goes through the one loader: policy files, the
+JSON: yaml: document contains excessive aliasing``), bytes that are not UTF-8 (go-yaml's reader)
+and a ``metadata`` kubectl cannot decode (``unable to decode "FILE": json: cannot unmarshal …``,
+kubectl v1.36.3). Every path that reads user YAML goes through the one loader: policy files, the
 webhook's policy directory, ``lab.apply`` and ``labkit policy test --resource``. Hang tests run in
 a thread and must answer within 10 s."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -15,10 +17,15 @@ from typing import Any
 import pytest
 
 from labkit._internal.yamlsafe import YAMLInputError, load_all
+from labkit.admission.review import AdmissionRequest
+from labkit.admission.sources import NamespaceLabels, PolicyDirectory
+from labkit.admission.webhook import Webhook
 from labkit.cli import main
 from labkit.errors import PolicyError, UsageError
 from labkit.lab.base import load_documents
+from labkit.oci.client import RegistryClient
 from labkit.policy.load import load_policies
+from labkit.policy.podspec import Engine
 
 EXCESSIVE = "error converting YAML to JSON: yaml: document contains excessive aliasing"
 STATIC_CIP = """\
@@ -110,6 +117,24 @@ def test_policy_alias_bomb_is_one_policy_error(tmp_path: Path) -> None:
     assert isinstance(err, PolicyError) and err.message == f"{path}: {EXCESSIVE}"
 
 
+@pytest.mark.parametrize(("metadata", "text"), [
+    ("x", "json: cannot unmarshal string into Go struct field metadataOnlyObject.metadata of type v1.ObjectMeta"),
+    ("[1]", "json: cannot unmarshal array into Go struct field metadataOnlyObject.metadata of type v1.ObjectMeta"),
+    ("{name: 5}", "json: cannot unmarshal number into Go struct field ObjectMeta.metadata.name of type string"),
+    ("{name: a, labels: x}",
+     "json: cannot unmarshal string into Go struct field ObjectMeta.metadata.labels of type map[string]string"),
+])
+def test_malformed_metadata_is_kubectls_decode_error(tmp_path: Path, metadata: str, text: str) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(STATIC_CIP.replace("metadata: {name: deny-all}", f"metadata: {metadata}"))
+    with pytest.raises(PolicyError) as err:
+        load_policies(path)
+    assert err.value.message == f'unable to decode "{path}": {text}'
+    with pytest.raises(UsageError) as lab_err:
+        load_documents(path)
+    assert lab_err.value.message == f'unable to decode "{path}": {text}'
+
+
 def test_non_utf8_policy_file_is_one_policy_error(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_bytes(STATIC_CIP.encode().replace(b"deny-all", b"deny-\xff"))
@@ -126,13 +151,15 @@ def test_lab_apply_refuses_an_alias_bomb() -> None:
     assert isinstance(err, UsageError) and err.message == f"the given YAML: {EXCESSIVE}"
 
 
-@pytest.mark.parametrize("name", ["bomb", "utf8"])
+@pytest.mark.parametrize("name", ["bomb", "metadata", "utf8"])
 def test_cli_reports_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str) -> None:
     heads = {"policy": "apiVersion: kyverno.io/v1\nkind: ClusterPolicy\n", "resource": "apiVersion: v1\nkind: Pod\n"}
     for role, head in heads.items():
         path = tmp_path / f"{role}.yaml"
         if name == "bomb":
             path.write_text(bomb(head))
+        elif name == "metadata":
+            path.write_text(head + "metadata: x\n")
         else:
             path.write_bytes(head.encode() + b"metadata: {name: \xff}\n")
     policy = tmp_path / "cip.yaml"
@@ -145,3 +172,47 @@ def test_cli_reports_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     errors = [line for line in err.splitlines() if line.startswith("Error: ")]
     assert len(errors) == 2 and all(len(line) < 300 for line in errors), err
 
+
+def test_webhook_keeps_serving_beside_a_bad_policy_file(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "good.yaml").write_text(STATIC_CIP)
+    (policies / "meta.yaml").write_text(STATIC_CIP.replace("metadata: {name: deny-all}", "metadata: x"))
+    (policies / "bytes.yaml").write_bytes(STATIC_CIP.encode().replace(b"deny-all", b"deny-\xff"))
+    (policies / "bomb.yaml").write_text(bomb("apiVersion: kyverno.io/v1\nkind: ClusterPolicy\n"))
+    (tmp_path / "namespaces.json").write_text(json.dumps({"ns": {"policy.sigstore.dev/include": "true"}}))
+    webhook = Webhook(PolicyDirectory(policies), NamespaceLabels(tmp_path / "namespaces.json"),
+                      RegistryClient(), cache_ttl=0)
+    health = within_10s(webhook.health)
+    assert health is None
+    report = webhook.health()
+    assert report["status"] == "degraded"
+    assert report["policies"] == ["ClusterImagePolicy/deny-all"]
+    assert sorted(report["errors"]) == ["bomb.yaml", "bytes.yaml", "meta.yaml"]
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "ns"},
+           "spec": {"containers": [{"name": "c", "image": "registry.local/x@sha256:" + "ab" * 32}]}}
+    request = AdmissionRequest("u", "CREATE", "ns", "p", pod, kind={"group": "", "version": "v1", "kind": "Pod"})
+    outcome = webhook.review(Engine.POLICY_CONTROLLER, False, request)
+    assert not outcome.allowed and "deny-all" in outcome.message
+
+
+
+def test_policy_directory_keeps_out_a_file_whatever_its_loader_raises(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # defence in depth: a loader bug on one file must not take the other policies down
+    from labkit.admission import sources
+
+    real = sources.load_policies
+
+    def flaky(path: Path) -> list[Any]:
+        if path.name == "odd.yaml":
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(path)
+
+    monkeypatch.setattr(sources, "load_policies", flaky)
+    (tmp_path / "good.yaml").write_text(STATIC_CIP)
+    (tmp_path / "odd.yaml").write_text(STATIC_CIP)
+    policies, errors = PolicyDirectory(tmp_path).current()
+    assert [p.name for p in policies] == ["deny-all"]
+    assert errors == {"odd.yaml": f"{tmp_path / 'odd.yaml'}: not loaded: RecursionError: "
+                                  "maximum recursion depth exceeded"}
