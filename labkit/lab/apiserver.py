@@ -40,7 +40,7 @@ import httpx
 import yaml
 
 from labkit._internal.files import write_atomic
-from labkit.errors import LabError, PolicyError, UsageError
+from labkit.errors import PolicyError, UsageError
 from labkit.lab.base import WORKLOAD_KINDS, AdmissionResult
 from labkit.lab.names import POLICY_GROUPS, kind_slash_name, plural
 from labkit.policy.load import load_policies
@@ -214,12 +214,23 @@ ROUTES = (
 )
 
 
+# timeoutSeconds of every webhook the lab registers (the API's default, Kyverno's and
+# policy-controller's): the call's timeout, and sent as ``?timeout=`` for the webhook to answer by.
+WEBHOOK_TIMEOUT = 10
+
+
+class _CallFailed(Exception):
+    """The webhook call itself failed (no answer in time, unreachable, not HTTP 200): the API
+    server's failurePolicy decides, unlike an answer, which stands whatever it says."""
+
+
 class ApiServer:
     """Creates workloads through the webhook over HTTPS, as kube-apiserver would."""
 
     def __init__(self, store: ObjectStore, webhook_url: str, ca_file: Path) -> None:
         self.store, self.webhook_url = store, webhook_url
-        self.http = httpx.Client(base_url=webhook_url, timeout=15, trust_env=False,  # loopback: never proxied
+        self.http = httpx.Client(base_url=webhook_url, timeout=WEBHOOK_TIMEOUT,
+                                 trust_env=False,  # loopback: never proxied
                                  verify=ssl.create_default_context(cafile=str(ca_file)))
 
     def close(self) -> None:
@@ -324,7 +335,18 @@ class ApiServer:
         for route in ROUTES:
             if not route.selects(namespace, labels):
                 continue
-            response = self._review(route, obj, namespace, name, kind, dry_run, old, uid)
+            try:
+                response = self._review(route, obj, namespace, name, kind, dry_run, old, uid)
+            except _CallFailed as failure:
+                webhook = self.webhook_name(route)
+                if webhook.endswith("-ignore"):
+                    continue  # failurePolicy Ignore: on as if the webhook were not there
+                # failurePolicy Fail: kube-apiserver's InternalError (webhook ErrCallingWebhook)
+                return replace(base, warnings=tuple(warnings), webhooks=(*consulted, webhook), denied_by=webhook,
+                               controller=route.engine.value, object=obj, images=_images(obj),
+                               message=kubectl_error(f'Internal error occurred: failed calling webhook "{webhook}": '
+                                                     f"failed to call webhook: {failure}", "InternalError",
+                                                     source, verb))
             warnings += response.get("warnings") or []
             status = response.get("status") or {}
             webhook = self.webhook_name(route, str(status.get("message", "")))
@@ -354,13 +376,16 @@ class ApiServer:
             "userInfo": {"username": "kubernetes-admin", "groups": ["system:masters", "system:authenticated"]},
             "object": obj, "oldObject": old, "dryRun": dry_run,
             "options": {"apiVersion": "meta.k8s.io/v1", "kind": options}}}
+        url = f"{self.webhook_url}{route.path}?timeout={WEBHOOK_TIMEOUT}s"
         try:
-            resp = self.http.post(route.path, json=review)
+            resp = self.http.post(url, json=review)
+        except httpx.TimeoutException:
+            raise _CallFailed(f'Post "{url}": context deadline exceeded') from None
         except httpx.HTTPError as exc:
-            raise LabError(f"the lab webhook at {self.webhook_url} did not answer {route.path}: {exc}",
-                           hint="check `labkit lab status`; `labkit lab up` restarts a stopped lab") from None
-        if resp.status_code != 200:
-            raise LabError(f"the lab webhook answered {route.path} with HTTP {resp.status_code}: {resp.text[:300]}")
+            raise _CallFailed(f'Post "{url}": {exc}') from None
+        if resp.status_code != 200:  # client-go's text for an error status without a Status body
+            raise _CallFailed(f'an error on the server ("{resp.text[:300]}") has prevented the request '
+                              "from succeeding")
         return dict(resp.json()["response"])
 
 
