@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,3 +77,28 @@ def test_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert main(["policy", "test", "--policy", cip, "--resource", pod(tmp_path, "x"),
                  "--namespace-labels", "novalue"]) == 2
     assert "is not KEY=VALUE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("glob", "answer"), [
+    # Kyverno CLI v1.19.1 (kyverno apply --policy-report) on the same policy: gobwas/glob's lexer
+    # error for an unclosed '[', and an unclosed '{' accepted (the alternatives end the pattern)
+    ("ghcr.io/team/[abc", 'spec.MatchImageReferences[0].glob: Invalid value: "ghcr.io/team/[abc": '
+                          "unexpected end of input"),
+    ("ghcr.io/team/{a,b", "valid (ImageValidatingPolicy check-signed)"),
+])
+def test_lint_answers_malformed_ivp_globs_at_once(tmp_path: Path, glob: str, answer: str) -> None:
+    policy = write(tmp_path, "ivp.yaml", f"""\
+apiVersion: policies.kyverno.io/v1
+kind: ImageValidatingPolicy
+metadata: {{name: check-signed}}
+spec:
+  matchConstraints:
+    resourceRules: [{{apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [pods]}}]
+  matchImageReferences: [{{glob: "{glob}"}}]
+  validations: [{{expression: "true"}}]
+""")
+    # a subprocess with a deadline: a matcher that loops must fail this test, not stall the run
+    run = subprocess.run([sys.executable, "-m", "labkit", "policy", "lint", policy], capture_output=True,
+                         text=True, timeout=10, check=False, stdin=subprocess.DEVNULL)
+    assert answer in run.stdout + run.stderr
+    assert "Traceback" not in run.stderr
