@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from labkit.errors import KeyExistsError
+from labkit.errors import KeyExistsError, KeyFileError
 
 if TYPE_CHECKING:
     from labkit import keys
@@ -103,7 +103,12 @@ def _public_key(args: argparse.Namespace) -> int:
     key = keys.load_private_key(args.key, read_password(confirm=False))
     pem = keys.public_key_pem(key)
     if args.outfile:
-        Path(args.outfile).write_text(pem)
+        try:
+            Path(args.outfile).write_text(pem)
+        except OSError as exc:
+            # Go's wording, as cosign prints it: "open out.pub: is a directory"
+            reason = (exc.strerror or str(exc)).lower()
+            raise KeyFileError(f"open {args.outfile}: {reason}", hint="choose another --outfile") from None
         print(f"Public key written to {args.outfile}", file=sys.stderr)
     else:
         sys.stdout.write(pem)

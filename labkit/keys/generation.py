@@ -67,6 +67,8 @@ def _stage(final: Path, data: bytes, mode: int) -> Path:
         raise KeyFileError(f"cannot write {final}: directory {final.parent} does not exist") from None
     except PermissionError:
         raise KeyFileError(f"cannot write {final}: permission denied") from None
+    except OSError as exc:  # a full disk, a read-only file system, a name too long…
+        raise KeyFileError(f"cannot write {final}: {exc.strerror or exc}") from None
 
 
 def generate_key_pair(

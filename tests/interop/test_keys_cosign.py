@@ -225,3 +225,17 @@ def test_hostile_key_file_fails_in_one_line_like_cosign(cosign: Cosign, tmp_path
     assert err.startswith(f"Error: {source}: ") and "Traceback" not in err
     if name.startswith("deep"):  # Go's JSON error, word for word
         assert err.splitlines()[0] == f"Error: {source}: {cosign.error(theirs)}"
+
+
+@pytest.mark.parametrize("outfile", ["out.pub", "missing/out.pub"], ids=["directory", "no-parent"])
+def test_public_key_outfile_that_cannot_be_written_fails_like_cosign(
+    cosign: Cosign, tmp_path: Path, capsys, monkeypatch, outfile
+):
+    keys.generate_key_pair(tmp_path / "cosign", PASSWORD.encode())
+    (tmp_path / "out.pub").mkdir()
+    theirs = cosign.run("public-key", "--key", "cosign.key", "--outfile", outfile)
+    monkeypatch.setenv("COSIGN_PASSWORD", PASSWORD)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = labkit_cli(capsys, "public-key", "--key", "cosign.key", "--outfile", outfile)
+    assert (code, theirs.returncode) == (1, 1)
+    assert err.splitlines()[0] == f"Error: {cosign.error(theirs)}"
