@@ -130,6 +130,9 @@ def _sign(args: argparse.Namespace) -> int:
     return 0
 
 
+VERIFY_TIMEOUT = 180.0  # cosign's --timeout default (3m0s)
+
+
 def _verify(args: argparse.Namespace) -> int:
     if not args.insecure_ignore_tlog:
         raise VerificationError(
@@ -140,6 +143,7 @@ def _verify(args: argparse.Namespace) -> int:
     print(TLOG_SKIP_WARNING, file=sys.stderr)
     from labkit import keys
     from labkit.oci.reference import Reference
+    from labkit.oci.transport import deadline
     from labkit.signing.artifact import signature_repository_from_env
     from labkit.signing.verify import verify_image
 
@@ -148,14 +152,15 @@ def _verify(args: argparse.Namespace) -> int:
     client = _client(args)
     for image in args.images:
         ref = Reference.parse(image)
-        result = verify_image(
-            ref,
-            public_key,
-            client=client,
-            annotations=annotations,
-            signature_repository=signature_repository_from_env(),
-            digest_algorithm=args.signature_digest_algorithm,
-        )
+        with deadline(VERIFY_TIMEOUT):  # a registry cannot stretch a verification past it
+            result = verify_image(
+                ref,
+                public_key,
+                client=client,
+                annotations=annotations,
+                signature_repository=signature_repository_from_env(),
+                digest_algorithm=args.signature_digest_algorithm,
+            )
         checks = ["The specified annotations were verified."] if annotations else []
         checks += [
             "The cosign claims were validated",

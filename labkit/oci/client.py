@@ -340,7 +340,8 @@ class RegistryClient:
                     hint="the registry serves more than any image needs; it was not read further",
                 ) from None
             except TransportError as exc:
-                hint = (f"the registry did not answer within {self.timeout:g}s (all a request may take)"
+                hint = (f"the registry answers too slowly: a request may take {self.timeout:g}s in all, "
+                        "within the command's or review's own deadline"
                         if isinstance(exc.__cause__, TimeoutError)
                         else f"is it still running? `labkit lab status` shows the lab registry ({ref})")
                 raise RegistryUnreachableError(
