@@ -130,7 +130,8 @@ def _documents(text: str) -> Iterator[Any]:
 
 def load_all(data: str | bytes) -> list[Any]:
     """Every document in ``data`` (None for an empty one); YAMLInputError for what Kubernetes
-    refuses and for YAML that does not parse (``not valid YAML: …``)."""
+    refuses and for YAML that does not parse, on one line as kubectl words it (``error converting
+    YAML to JSON: yaml: line N: <problem>``; line numbers are PyYAML's, not always go-yaml's)."""
     if isinstance(data, bytes):
         try:
             data = data.decode("utf-8")
@@ -139,8 +140,11 @@ def load_all(data: str | bytes) -> list[Any]:
             raise YAMLInputError(_CONVERTING + problem, "save the file as UTF-8 text") from None
     try:
         return list(_documents(data))
-    except yaml.YAMLError as exc:
-        raise YAMLInputError(f"not valid YAML: {exc}", "fix the YAML syntax") from None
+    except yaml.MarkedYAMLError as exc:
+        where = f"line {exc.problem_mark.line + 1}: " if exc.problem_mark else ""
+        raise YAMLInputError(f"{_CONVERTING}{where}{exc.problem or exc.context}", "fix the YAML syntax") from None
+    except yaml.YAMLError as exc:  # the reader's errors (control characters) have no mark
+        raise YAMLInputError(_CONVERTING + str(exc).splitlines()[0], "fix the YAML syntax") from None
 
 
 METADATA_HINT = "metadata must be a mapping with a string name, e.g. metadata: {name: my-policy}"

@@ -23,6 +23,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from labkit._internal.gofmt import go_quote
 from labkit.oci.reference import Reference, kyverno_normalize
 
 __all__ = ["Glob", "GlobError", "compile_glob", "compile_ivp_glob", "glob_match", "kyverno_normalize",
@@ -177,7 +178,7 @@ def compile_glob(glob: str) -> Glob:
     elif glob == "*":
         glob = "index.docker.io/library/*"
     if not _VALID_GLOB.match(glob):
-        raise GlobError(f'invalid glob "{glob}"')
+        raise GlobError(f"invalid glob {go_quote(glob)}")  # fmt.Errorf("invalid glob %q", glob)
     nodes: list[Node] = []
     for i, piece in enumerate(glob.split("**")):  # as ReplaceAll("**", "#"): left to right
         if i:

@@ -69,7 +69,7 @@ def test_a_broken_policy_says_why_instead_of_deciding(signed: dict[str, str]) ->
     broken = widgets.playground_decision(signed["a"].replace("failureAction", "failureActon"), "x.io/a/b:c")
     assert broken.allowed is None and broken.text.startswith("invalid policy:") and "failureActon" in broken.text
     yaml_error = widgets.playground_decision("spec: [unclosed", "x.io/a/b:c")
-    assert yaml_error.allowed is None and "not valid YAML" in yaml_error.text
+    assert yaml_error.allowed is None and "error converting YAML to JSON: yaml: line 2:" in yaml_error.text
 
 
 def test_playground_widget_updates_on_edit(signed: dict[str, str]) -> None:
