@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: lab lint test test-notebooks test-browser notebooks bench tools system-deps venv clean
+.PHONY: lab lint fuzz test test-notebooks test-browser notebooks bench tools system-deps venv clean
 
 venv: $(STAMP)
 
@@ -40,6 +40,11 @@ lint: $(STAMP)
 test: $(STAMP) lint tools system-deps
 	@tools/netns-run $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
+
+# The fuzzers at length: 10^5 inputs per target, random seeds (make test runs a few hundred, fixed).
+FUZZ_EXAMPLES ?= 100000
+fuzz: $(STAMP)
+	@LABKIT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/fuzz -p no:cacheprovider --timeout 0 $(PYTEST_ARGS)
 
 # Only the notebook regression: every notebook re-run on the embedded lab, outputs diffed.
 test-notebooks: $(STAMP)
