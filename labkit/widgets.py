@@ -225,12 +225,13 @@ class SignVerifyPanel(_Panel):
 
 
 def tree_text(ref: str) -> str:
-    """``cosign tree`` for ``ref``, followed by each signature's signed digest and annotations."""
-    import json
-
+    """``cosign tree`` for ``ref``, followed by each signature's signed digest and annotations
+    (or why its payload cannot be read)."""
+    from labkit.errors import VerificationError
     from labkit.oci.client import RegistryClient
     from labkit.oci.reference import Reference
     from labkit.signing.artifact import SignatureImage, attachment_ref, signature_repository_from_env
+    from labkit.signing.payload import SimpleSigningPayload
     from labkit.signing.tree import format_tree, tree
 
     image, repository = Reference.parse(ref), signature_repository_from_env()
@@ -240,11 +241,13 @@ def tree_text(ref: str) -> str:
         digest = image.digest or client.resolve(image)
         sig = SignatureImage.fetch(client, attachment_ref(image, digest, repository=repository))
     for layer in sig.layers if sig else []:
-        claims = json.loads(layer.payload)
-        optional = claims.get("optional") or {}
-        signed = claims["critical"]["image"]["docker-manifest-digest"]
-        extra = ", ".join(f"{k}={v}" for k, v in optional.items()) or "no annotations"
-        lines.append(f"   signed {signed[:19]}… ({extra})")
+        try:  # read as cosign reads it: a crafted payload is shown, not a traceback
+            claims = SimpleSigningPayload.from_json(layer.payload)
+        except VerificationError as exc:
+            lines.append(f"   unreadable payload: {exc.message}")
+            continue
+        extra = ", ".join(f"{k}={v}" for k, v in (claims.optional or {}).items()) or "no annotations"
+        lines.append(f"   signed {claims.digest[:19]}… ({extra})")
     return "\n".join(lines)
 
 

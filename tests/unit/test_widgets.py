@@ -203,3 +203,16 @@ def test_sign_verify_panel_runs_cosigns_verbs(home: Path, labkit_registry) -> No
     assert after.ok, after.transcript()
     assert f"Verification for {ref} --" in after.stderr  # cosign's header, then the checks it made
     assert after.equivalent is not None and after.equivalent.startswith("cosign verify --key ")
+
+
+def test_tree_text_shows_a_crafted_payload_instead_of_failing(labkit_registry) -> None:
+    from labkit.oci.reference import Reference
+    from labkit.signing.artifact import SIGNATURE_ANNOTATION, SignatureImage, SignatureLayer, attachment_ref
+
+    ref = f"{labkit_registry.host}/pg/crafted:v1"
+    with RegistryClient() as client:
+        digest = client.push_image(ref, one_layer_image(b"crafted\n"))
+        sig = SignatureImage()
+        sig.append(SignatureLayer(b"[]", {SIGNATURE_ANNOTATION: "AAAA"}))  # a JSON array, not a payload
+        sig.push(client, attachment_ref(Reference.parse(ref), digest))
+    assert widgets.tree_text(ref).endswith("unreadable payload: signature payload is not a JSON object")
