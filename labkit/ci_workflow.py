@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from labkit._internal.yamlsafe import YAMLInputError, load_all
 from labkit.errors import UsageError
 
 TEMPLATE = Path(__file__).resolve().parent / "samples" / "github-actions" / "sign-by-digest.yml"
@@ -36,11 +35,12 @@ class Finding:
 
 def load_workflow(path: str | Path) -> dict[str, Any]:
     try:
-        doc = yaml.safe_load(Path(path).read_text())
+        docs = load_all(Path(path).read_bytes())  # the safe loader: a workflow file is user input
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{path} is not valid YAML: {exc}") from None
+    except YAMLInputError as exc:
+        raise UsageError(f"{path}: {exc}", hint=exc.hint) from None
+    doc = docs[0] if docs else None
     if not isinstance(doc, dict) or not isinstance(doc.get("jobs"), dict):
         raise UsageError(f"{path} is not a GitHub Actions workflow (no jobs:)")
     return doc

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit.ci_workflow import TEMPLATE, check_workflow
+from labkit.ci_workflow import TEMPLATE, check_workflow, load_workflow
 from labkit.errors import UsageError
 
 
@@ -47,3 +47,13 @@ def test_not_a_workflow_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "x.yml").write_text("just: text\n")
     with pytest.raises(UsageError, match="not a GitHub Actions workflow"):
         check_workflow(tmp_path / "x.yml")
+
+
+def test_a_workflow_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
+    # nine levels of nine aliases: 9^9 nodes once expanded; kubectl's go-yaml refuses the ratio
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    lines += [f'{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, '
+              f'*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]' for i in range(8)]
+    (tmp_path / "bomb.yml").write_text("\n".join(lines) + "\n")
+    with pytest.raises(UsageError, match="document contains excessive aliasing"):
+        load_workflow(tmp_path / "bomb.yml")
