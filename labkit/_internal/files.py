@@ -42,3 +42,14 @@ def write_atomic(path: Path, data: bytes, *, mode: int | None = None, durable: b
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def names_a_file(text: str) -> bool:
+    """Whether ``text`` (one line, given where a path or a document is accepted) is an existing
+    file's path; a name the OS refuses (too long, say) is a document, not an error."""
+    if "\n" in text:
+        return False
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False

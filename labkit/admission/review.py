@@ -13,7 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from labkit._internal.yamlsafe import object_meta_error
 from labkit.errors import AdmissionError
+from labkit.policy.podspec import pod_spec_problem
 
 API_VERSION = "admission.k8s.io/v1"
 KIND = "AdmissionReview"
@@ -71,6 +73,10 @@ def parse_review(body: bytes) -> AdmissionRequest:
     for name, value in (("object", obj), ("oldObject", old)):
         if value is not None and not isinstance(value, dict):
             raise AdmissionError(f"AdmissionReview request.{name} is not an object", hint=_HINT)
+        # what the API server's decoding guarantees, and the engines rely on
+        problem = value and (object_meta_error(value) or pod_spec_problem(value))
+        if problem:
+            raise AdmissionError(f"AdmissionReview request.{name}: {problem}", hint=_HINT)
     kind_field = request.get("kind")
     return AdmissionRequest(
         uid=uid,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labkit._internal.files import names_a_file
 from labkit._internal.yamlsafe import METADATA_HINT, YAMLInputError, load_all, object_meta_error
 from labkit.errors import LabError, UsageError
 from labkit.lab.state import LabHome, LabState
@@ -94,7 +95,7 @@ def load_documents(source: str | Path | Mapping[str, Any]) -> tuple[list[dict[st
         return [dict(source)], None
     text, where = str(source), None
     data: str | bytes = text
-    if isinstance(source, Path) or ("\n" not in text and Path(text).is_file()):
+    if isinstance(source, Path) or names_a_file(text):
         where = str(source)
         try:
             data = Path(source).read_bytes()

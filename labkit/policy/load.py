@@ -19,6 +19,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from labkit._internal.files import names_a_file
 from labkit._internal.yamlsafe import METADATA_HINT, YAMLInputError, load_all, object_meta_error
 from labkit.errors import PolicyError
 from labkit.policy.decoder import Decoder  # stages 1 and 2: strict decoding against the dataclass schema
@@ -63,7 +64,7 @@ def load_policies(source: str | Path) -> list[Policy]:
 
 
 def _read(source: str | Path) -> tuple[str | bytes, str]:
-    if isinstance(source, Path) or ("\n" not in source and Path(source).is_file()):
+    if isinstance(source, Path) or names_a_file(source):
         path = Path(source)
         try:
             return path.read_bytes(), str(path)

@@ -83,6 +83,35 @@ def pod_spec(resource: Mapping[str, Any], engine: Engine) -> Mapping[str, Any] |
     return None if path is None else find_pod_spec(resource, path)
 
 
+def pod_spec_problem(resource: Mapping[str, Any]) -> str:
+    """Why ``resource``'s pod spec could not have come from the API server ("" when it could):
+    the API server decodes every object into its Go type before a webhook sees it, so each level
+    of the path is an object, each container list an array of objects, each image a string."""
+    kind = str(resource.get("kind", ""))
+    if kind not in POD_SPEC_PATHS:
+        return ""
+    node: Any = resource
+    where: list[str] = []
+    for key in POD_SPEC_PATHS[kind][1]:
+        node, where = node.get(key), [*where, key]
+        if node is None:
+            return ""
+        if not isinstance(node, Mapping):
+            return f"{'.'.join(where)} is not an object"
+    for list_name in (*CONTAINER_LISTS, "imagePullSecrets"):
+        items = node.get(list_name)
+        field = ".".join((*where, list_name))
+        if items is not None and not isinstance(items, list):
+            return f"{field} is not an array"
+        for index, item in enumerate(items or []):
+            if not isinstance(item, Mapping):
+                return f"{field}[{index}] is not an object"
+            for name in ("image", "name"):
+                if item.get(name) is not None and not isinstance(item[name], str):
+                    return f"{field}[{index}].{name} is not a string"
+    return ""
+
+
 @dataclass(frozen=True)
 class ContainerImage:
     """One container's image as written in the object, with its position in both notations."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 import pytest
 
@@ -53,3 +54,18 @@ def test_denied_carries_message_and_no_patch() -> None:
     resp = review_response("u", False, message="validation failed: x", patch=[{"op": "add"}])["response"]
     assert resp["allowed"] is False and resp["status"] == {"status": "Failure", "message": "validation failed: x"}
     assert "patch" not in resp and "patchType" not in resp
+
+
+@pytest.mark.parametrize(("obj", "problem"), [
+    ({"kind": "Pod", "metadata": True}, "json: cannot unmarshal bool into Go struct field"),
+    ({"kind": "Pod", "spec": {"containers": "c"}}, "spec.containers is not an array"),
+    ({"kind": "Deployment", "spec": {"template": {"spec": {"containers": [{"image": 7}]}}}},
+     "spec.template.spec.containers[0].image is not a string"),
+    ({"kind": "Pod", "spec": {"imagePullSecrets": [True]}}, "spec.imagePullSecrets[0] is not an object"),
+])
+def test_an_object_the_api_server_could_not_have_decoded_is_a_400(obj: dict[str, object], problem: str) -> None:
+    # found by tests/fuzz: the engines crashed on them (HTTP 500) where the API server never sends them
+    body = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                       "request": {"uid": "u", "object": obj}}).encode()
+    with pytest.raises(AdmissionError, match=re.escape(problem)):
+        parse_review(body)

@@ -155,3 +155,9 @@ def test_kyverno_image_reference_syntax_is_not_validated() -> None:
         '"ghcr.io/labkit/*"', '"127.0.0.1:1/team/[abc", "127.0.0.1:1/team/{a,b"')
     (policy,) = load_policies(text)
     assert isinstance(policy, KyvernoPolicy)
+
+
+def test_a_one_line_document_too_long_for_a_file_name_is_read_as_yaml() -> None:
+    # found by tests/fuzz: the path check raised OSError (File name too long) instead
+    with pytest.raises(PolicyError, match="a policy document must be a YAML mapping"):
+        load_policies("0" * 300)
