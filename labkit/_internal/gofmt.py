@@ -3,8 +3,8 @@ messages, which also keeps a hostile value (a newline, a control byte) on one li
 
 from __future__ import annotations
 
-_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v",
-            "\\": "\\\\", '"': '\\"'}
+_CONTROL = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+_ESCAPES = {**_CONTROL, "\\": "\\\\", '"': '\\"'}
 
 
 def go_quote(text: str) -> str:
@@ -15,7 +15,7 @@ def go_quote(text: str) -> str:
 def printable(text: str) -> str:
     """``text`` with only its non-printable runes escaped as ``strconv.Quote`` escapes them: an
     engine's message that quotes input unquoted stays as it is, on one line."""
-    return "".join(_rune(ch) if ch not in _ESCAPES or ch in '"\\' else _ESCAPES[ch] for ch in text)
+    return "".join(_CONTROL.get(ch) or _rune(ch) for ch in text)
 
 
 def _rune(ch: str) -> str:
