@@ -307,7 +307,7 @@ class RegistryAuth:
         try:
             body = resp.json()
             token = body.get("token") or body.get("access_token")
-        except (json.JSONDecodeError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):  # not JSON, not an object, nested too deep
             token = None
         if resp.status_code != 200 or not isinstance(token, str) or not token:
             raise AuthenticationError(

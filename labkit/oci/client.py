@@ -174,7 +174,7 @@ def ggcr_transport_error(resp: Response) -> str:
         doc = json.loads(body) if body else None
         if isinstance(doc, Mapping) and isinstance(doc.get("errors"), list):
             errors = [e for e in doc["errors"] if isinstance(e, Mapping)]
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # not JSON, or nested past Python's decoder: no entries
         pass
     status, status_text = resp.status_code, resp.reason_phrase
 
@@ -707,7 +707,7 @@ def _registry_errors(resp: Response) -> tuple[RegistryDiagnostic, ...]:
     none when the body is not one."""
     try:
         errors = resp.json().get("errors") or []
-    except (json.JSONDecodeError, AttributeError, UnicodeDecodeError):
+    except (ValueError, AttributeError, RecursionError):  # not JSON, not an object, nested too deep
         return ()
     if not isinstance(errors, list):
         return ()

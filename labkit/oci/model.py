@@ -211,7 +211,11 @@ def parse_manifest(data: bytes, media_type: str | None = None) -> Manifest | Ind
     """Parse manifest bytes as an image manifest or an index, by media type or by shape."""
     try:
         doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError:
+        # Go's decoder (go-containerregistry's) allows 10000 levels, Python's about 1000: a
+        # manifest nested between the two is refused here, one nested deeper by both.
+        raise LabkitError("manifest nests JSON too deeply for labkit") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer beyond 4300 digits
         raise LabkitError(f"manifest is not valid JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise LabkitError("manifest is not a JSON object")

@@ -12,7 +12,7 @@ from contextlib import suppress
 
 import pytest
 
-from labkit.errors import NotFoundError, RegistryError, RegistryUnreachableError, VerificationError
+from labkit.errors import LabkitError, NotFoundError, RegistryError, RegistryUnreachableError, VerificationError
 from labkit.oci.client import MANIFEST_LIMIT, RegistryClient
 from labkit.oci.model import COSIGN_SIMPLESIGNING, OCI_CONFIG, OCI_MANIFEST, Descriptor, Manifest, sha256_digest
 from labkit.oci.reference import Reference
@@ -113,3 +113,16 @@ def test_an_enclosing_deadline_bounds_every_request_in_it() -> None:
             client.get_manifest(f"{host}/team/app:v1")
     assert time.monotonic() - start < 10
 
+
+@pytest.mark.parametrize("status", ["200 OK", "500 Internal Server Error"])
+def test_a_manifest_or_error_nested_past_the_decoder_is_one_error(status: str) -> None:
+    """JSON nested 100,000 deep (Go's decoder stops at 10,000, Python's about 1,000) is a registry
+    answer labkit refuses in one line, never a RecursionError that ends the review."""
+    nested = b'{"schemaVersion":2,"layers":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+
+    def deep(conn: socket.socket, line: str) -> None:
+        _send(conn, status, nested, f"Content-Type: {OCI_MANIFEST}\r\n")
+
+    with hostile_registry(deep) as host, RegistryClient() as client, pytest.raises(LabkitError) as caught:
+        SignatureImage.fetch(client, Reference.parse(f"{host}/team/app:sha256-0.sig"))
+    assert "\n" not in caught.value.message
