@@ -15,7 +15,9 @@ from labkit.cli._flags import bool_flag, registry_flags
 from labkit.errors import UsageError, VerificationError
 
 if TYPE_CHECKING:
+    from labkit.keys import PrivateKey
     from labkit.oci.client import RegistryClient
+    from labkit.oci.reference import Reference
 
 TLOG_SKIP_WARNING = (
     "WARNING: Skipping tlog verification is an insecure practice that lacks transparency and "
@@ -55,6 +57,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                       help="for an index, also sign every manifest it references")
     bool_flag(sign, "tlog-upload", "accepted for cosign parity; labkit never uploads", default=True)
     bool_flag(sign, "upload", "push the signature to the registry", default=True)
+    bool_flag(sign, "new-bundle-format", "sign as cosign v3 does by default: a Sigstore bundle attached "
+              "as an OCI referrer, which readers of .sig images cannot see", default=False)
+    bool_flag(sign, "use-signing-config", "accepted for cosign v3 parity; labkit has no signing config",
+              default=False)
     sign.add_argument("-y", "--yes", action="store_true", help="skip confirmation prompts")
     sign.add_argument("--output-signature", type=Path, help="also write the base64 signature here")
     sign.add_argument("--output-payload", type=Path, help="also write the signed payload here")
@@ -111,6 +117,8 @@ def _sign(args: argparse.Namespace) -> int:
         print(TAG_WARNING.format(ref=args.image), file=sys.stderr)
     if args.tlog_upload:
         print(NO_TLOG_NOTE, file=sys.stderr)
+    if args.new_bundle_format:
+        return _sign_bundle(args, ref, private_key)
     results = sign_image(
         ref,
         private_key,
@@ -127,6 +135,21 @@ def _sign(args: argparse.Namespace) -> int:
         args.output_signature.write_text(results[0].signature)
     if args.output_payload:
         args.output_payload.write_bytes(results[0].payload)
+    return 0
+
+
+def _sign_bundle(args: argparse.Namespace, ref: Reference, private_key: PrivateKey) -> int:
+    from labkit.signing.bundle import sign_bundle
+
+    unsupported = [flag for flag, given in (("-a", args.annotations), ("--recursive", args.recursive),
+                                            ("--upload=false", not args.upload),
+                                            ("--output-signature", args.output_signature),
+                                            ("--output-payload", args.output_payload)) if given]
+    if unsupported:
+        raise UsageError(f"labkit's --new-bundle-format signing does not take {', '.join(unsupported)}",
+                         hint="sign without --new-bundle-format for a .sig signature with those options")
+    result = sign_bundle(ref, private_key, client=_client(args))
+    print(f"Pushing bundle to: {result.referrer.name}@{result.referrer.digest}", file=sys.stderr)
     return 0
 
 
