@@ -15,9 +15,7 @@ from labkit.cli._flags import bool_flag, registry_flags
 from labkit.errors import UsageError, VerificationError
 
 if TYPE_CHECKING:
-    from labkit.keys import PrivateKey
     from labkit.oci.client import RegistryClient
-    from labkit.oci.reference import Reference
 
 TLOG_SKIP_WARNING = (
     "WARNING: Skipping tlog verification is an insecure practice that lacks transparency and "
@@ -112,13 +110,19 @@ def _sign(args: argparse.Namespace) -> int:
 
     ref = Reference.parse(args.image)
     annotations = parse_annotations(args.annotations)
+    if args.new_bundle_format:
+        _bundle_conflicts(args)
     private_key = keys.load_private_key(args.key, read_password(confirm=False))
     if ref.digest is None:
         print(TAG_WARNING.format(ref=args.image), file=sys.stderr)
     if args.tlog_upload:
         print(NO_TLOG_NOTE, file=sys.stderr)
     if args.new_bundle_format:
-        return _sign_bundle(args, ref, private_key)
+        from labkit.signing.bundle import sign_bundle
+
+        bundle = sign_bundle(ref, private_key, client=_client(args))
+        print(f"Pushing bundle to: {bundle.referrer.name}@{bundle.referrer.digest}", file=sys.stderr)
+        return 0
     results = sign_image(
         ref,
         private_key,
@@ -138,19 +142,16 @@ def _sign(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sign_bundle(args: argparse.Namespace, ref: Reference, private_key: PrivateKey) -> int:
-    from labkit.signing.bundle import sign_bundle
-
-    unsupported = [flag for flag, given in (("-a", args.annotations), ("--recursive", args.recursive),
-                                            ("--upload=false", not args.upload),
-                                            ("--output-signature", args.output_signature),
-                                            ("--output-payload", args.output_payload)) if given]
-    if unsupported:
-        raise UsageError(f"labkit's --new-bundle-format signing does not take {', '.join(unsupported)}",
+def _bundle_conflicts(args: argparse.Namespace) -> None:
+    """labkit's bundle signing covers cosign v3's plain ``sign``; refuse, before any password
+    prompt, the options it does not carry over."""
+    given = [flag for flag, value in (("-a", args.annotations), ("--recursive", args.recursive),
+                                      ("--upload=false", not args.upload),
+                                      ("--output-signature", args.output_signature),
+                                      ("--output-payload", args.output_payload)) if value]
+    if given:
+        raise UsageError(f"labkit's --new-bundle-format signing does not take {', '.join(given)}",
                          hint="sign without --new-bundle-format for a .sig signature with those options")
-    result = sign_bundle(ref, private_key, client=_client(args))
-    print(f"Pushing bundle to: {result.referrer.name}@{result.referrer.digest}", file=sys.stderr)
-    return 0
 
 
 VERIFY_TIMEOUT = 180.0  # cosign's --timeout default (3m0s)

@@ -41,6 +41,16 @@ def test_an_error_prints_the_message_then_the_next_step_on_its_own_line(
     assert lines == ["Error: public key file no-such.pub does not exist", "Hint: check the path"]
 
 
+def test_bundle_signing_refuses_options_it_does_not_carry_before_reading_the_key(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = cli.main(["sign", "--new-bundle-format", "-a", "k=v", "--recursive", "--key", "no-such.key",
+                     "127.0.0.1:1/a@sha256:" + "0" * 64])
+    err = capsys.readouterr().err
+    assert code == 2  # a usage error, as argparse's
+    assert "Error: labkit's --new-bundle-format signing does not take -a, --recursive\n" in err
+
+
 def test_a_notebook_shows_a_labkit_error_as_its_message_and_hint_not_a_traceback() -> None:
     error = UsageError("unknown lab backend 'kinda'", hint="choose one of: embedded, native, kind")
     assert str(error) == "unknown lab backend 'kinda'"
