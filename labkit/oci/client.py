@@ -319,6 +319,7 @@ class RegistryClient:
         params: dict[str, str] | None = None,
         content: bytes = b"",
         max_body: int | None = None,
+        truncate: bool = False,
     ) -> Response:
         endpoint = self._endpoint(ref)
         # A path is appended as is, never resolved against the base: ggcr sends a repository's
@@ -333,7 +334,8 @@ class RegistryClient:
                 if value:
                     sent["Authorization"] = value
             try:
-                resp = self._http.request(method, target, headers=sent, content=content, max_body=max_body)
+                resp = self._http.request(method, target, headers=sent, content=content, max_body=max_body,
+                                          truncate=truncate)
             except BodyTooLargeError as exc:
                 raise RegistryError(
                     f"{method} {target}: {exc}",
@@ -473,11 +475,13 @@ class RegistryClient:
         return True
 
     def get_blob(self, ref: RefLike, digest: str, *, size: int | None = None) -> bytes:
-        """The blob's bytes; with ``size`` (its descriptor's), no more than that many are read."""
+        """The blob's bytes; with ``size`` (its descriptor's), no more than that many are read and
+        hashed, whatever follows them: ggcr reads a layer through ``verify.ReadCloser``, an
+        ``io.LimitReader`` at the descriptor's size (cosign verifies a payload with a byte more)."""
         r = _as_ref(ref)
         resp = self._request(
             r, "GET", f"/v2/{r.repository}/blobs/{validate_digest(digest)}", (repository_scope(r.repository, PULL),),
-            max_body=size,
+            max_body=size, truncate=size is not None,
         )
         self._expect(resp, f"fetching blob {digest} from {r.name}", 200)
         data = resp.content

@@ -91,6 +91,9 @@ class Request:
     headers: Mapping[str, str] = field(default_factory=dict)  # as sent: Host, User-Agent, Content-Length too
     content: bytes = b""
     max_body: int | None = None  # the most body bytes read before BodyTooLargeError
+    # Past max_body, keep the first max_body bytes and drop the connection instead of raising:
+    # how ggcr reads a blob (verify.ReadCloser's io.LimitReader at the descriptor's size).
+    truncate: bool = False
     deadline: float | None = None  # time.monotonic() by which the exchange must be complete
 
 
@@ -229,7 +232,8 @@ def _read_exactly(reader: _Reader, size: int) -> bytes:
     return data
 
 
-def _read_chunked(reader: _Reader, limit: int | None) -> bytes:
+def _read_chunked(reader: _Reader, limit: int | None, truncate: bool = False) -> tuple[bytes, bool]:
+    """The body, and whether it was read to its end (False: cut at ``limit``, ``truncate``)."""
     parts: list[bytes] = []
     total = 0
     while True:  # ends at the zero-size chunk, a stream cut short or one past the limit
@@ -240,16 +244,20 @@ def _read_chunked(reader: _Reader, limit: int | None) -> bytes:
             raise TransportError(f"a malformed chunk size line {line[:60]!r}") from None
         if size == 0:
             _read_headers(reader)  # trailer fields, unused
-            return b"".join(parts)
+            return b"".join(parts), True
+        if limit is not None and total + size > limit:
+            if not truncate:
+                raise BodyTooLargeError(limit)
+            parts.append(_read_exactly(reader, limit - total))
+            return b"".join(parts), False
         total += size
-        if limit is not None and total > limit:
-            raise BodyTooLargeError(limit)
         parts.append(_read_exactly(reader, size))
         if _read_line(reader) not in (b"\r\n", b"\n"):
             raise TransportError("a chunk longer than its size line says")
 
 
-def _receive(conn: _Connection, method: str, limit: int | None) -> tuple[int, dict[str, str], bytes, bool]:
+def _receive(conn: _Connection, method: str, limit: int | None,
+             truncate: bool = False) -> tuple[int, dict[str, str], bytes, bool]:
     """Status, headers, body, and whether the connection can carry another request."""
     for _ in range(_MAX_INTERIM + 1):
         line = _read_line(conn.reader)
@@ -270,17 +278,23 @@ def _receive(conn: _Connection, method: str, limit: int | None) -> tuple[int, di
     if method == "HEAD" or status in (204, 304):
         body = b""
     elif "chunked" in headers.get("transfer-encoding", "").lower():
-        body = _read_chunked(conn.reader, limit)
+        body, whole = _read_chunked(conn.reader, limit, truncate)
+        keep = keep and whole
     elif length is not None:
         if not length.isdigit():
             raise TransportError(f"a malformed Content-Length {length!r}")
         if limit is not None and int(length) > limit:
-            raise BodyTooLargeError(limit)  # refused unread
-        body = _read_exactly(conn.reader, int(length))
+            if not truncate:
+                raise BodyTooLargeError(limit)  # refused unread
+            body, keep = _read_exactly(conn.reader, limit), False
+        else:
+            body = _read_exactly(conn.reader, int(length))
     else:
         body, keep = conn.reader.read(-1 if limit is None else limit + 1), False  # delimited by the close
         if limit is not None and len(body) > limit:
-            raise BodyTooLargeError(limit)
+            if not truncate:
+                raise BodyTooLargeError(limit)
+            body = body[:limit]
     return status, headers, body, keep
 
 
@@ -298,14 +312,15 @@ class Transport:
 
     def request(
         self, method: str, url: str, *, headers: Mapping[str, str] | None = None, content: bytes = b"",
-        max_body: int | None = None,
+        max_body: int | None = None, truncate: bool = False,
     ) -> Response:
         """Send a request, following redirects: 303 (and 301/302 after a POST) turn it into a
         body-less GET; Authorization goes only to the origin it was meant for. An answer body
-        longer than ``max_body`` raises :class:`BodyTooLargeError` without being read past it."""
+        longer than ``max_body`` raises :class:`BodyTooLargeError` without being read past it
+        (``truncate``: is cut to its first ``max_body`` bytes)."""
         end = time.monotonic() + self.timeout
         outer = _DEADLINE.get()
-        request = replace(self._build(method, url, headers or {}, content), max_body=max_body,
+        request = replace(self._build(method, url, headers or {}, content), max_body=max_body, truncate=truncate,
                           deadline=end if outer is None else min(outer, end))
         for _ in range(MAX_REDIRECTS + 1):
             response = self.handle_request(request)
@@ -332,7 +347,7 @@ class Transport:
             dropped.add("authorization")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in dropped}
         redirected = self._build(method, url, headers, request.content if method == request.method else b"")
-        return replace(redirected, max_body=request.max_body, deadline=request.deadline)
+        return replace(redirected, max_body=request.max_body, truncate=request.truncate, deadline=request.deadline)
 
     def handle_request(self, request: Request) -> Response:
         """One exchange, no redirects followed."""
@@ -373,7 +388,7 @@ class Transport:
             else:
                 conn.sock.sendall(data)
                 conn.sock.sendall(request.content)
-            return _receive(conn, request.method, request.max_body)
+            return _receive(conn, request.method, request.max_body, request.truncate)
         except BaseException:
             conn.close()
             raise

@@ -12,7 +12,14 @@ from contextlib import suppress
 
 import pytest
 
-from labkit.errors import LabkitError, NotFoundError, RegistryError, RegistryUnreachableError, VerificationError
+from labkit.errors import (
+    DigestMismatchError,
+    LabkitError,
+    NotFoundError,
+    RegistryError,
+    RegistryUnreachableError,
+    VerificationError,
+)
 from labkit.oci.client import MANIFEST_LIMIT, RegistryClient
 from labkit.oci.model import COSIGN_SIMPLESIGNING, OCI_CONFIG, OCI_MANIFEST, Descriptor, Manifest, sha256_digest
 from labkit.oci.reference import Reference
@@ -64,13 +71,40 @@ def test_an_endless_chunked_manifest_is_read_no_further_than_the_limit() -> None
 
 
 def test_a_blob_is_read_no_further_than_its_descriptor_size() -> None:
-    def close_delimited(conn: socket.socket, line: str) -> None:
-        conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + b"x" * (1 << 20))
-        conn.shutdown(socket.SHUT_WR)
+    sent = [0]
 
-    refused = pytest.raises(RegistryError, match="body exceeds 10 byte limit")
+    def close_delimited(conn: socket.socket, line: str) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+        while sent[0] < 64 * (1 << 20):  # stops when the client hangs up, or at 64 MiB
+            conn.sendall(b"x" * (1 << 20))
+            sent[0] += 1 << 20
+
+    refused = pytest.raises(DigestMismatchError, match="hashes to sha256:")
     with hostile_registry(close_delimited) as host, RegistryClient() as client, refused:
         client.get_blob(f"{host}/team/app", sha256_digest(b"0123456789"), size=10)
+    assert sent[0] < 32 * (1 << 20)  # what socket buffers held
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked", "close"])
+def test_bytes_after_a_blobs_descriptor_size_are_not_read(framing: str) -> None:
+    """ggcr reads a layer through an ``io.LimitReader`` at its descriptor's size and hashes that
+    (cosign v2.6.1 verifies a signature whose payload blob comes with a byte more)."""
+    blob = b"0123456789"
+
+    def longer(conn: socket.socket, line: str) -> None:
+        body = blob + b"\n"
+        if framing == "length":
+            _send(conn, "200 OK", body)
+        elif framing == "chunked":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"6\r\n012345\r\n5\r\n6789\n\r\n0\r\n\r\n")
+        else:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + body)
+            conn.shutdown(socket.SHUT_WR)
+
+    with hostile_registry(longer) as host, RegistryClient() as client:
+        assert client.get_blob(f"{host}/team/app", sha256_digest(blob), size=len(blob)) == blob
+        assert client.get_blob(f"{host}/team/app", sha256_digest(blob), size=len(blob)) == blob  # a new connection
 
 
 def test_a_signature_payload_larger_than_cosigns_limit_is_not_fetched() -> None:
