@@ -95,10 +95,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     tr.set_defaults(func=_tree)
 
 
-def _client(args: argparse.Namespace) -> RegistryClient:
+def _client(args: argparse.Namespace, *, timeout: float = 30.0) -> RegistryClient:
     from labkit.oci.client import RegistryClient
 
-    return RegistryClient(allow_insecure=args.allow_insecure_registry)
+    return RegistryClient(allow_insecure=args.allow_insecure_registry, timeout=timeout)
 
 
 def _sign(args: argparse.Namespace) -> int:
@@ -173,7 +173,9 @@ def _verify(args: argparse.Namespace) -> int:
 
     public_key = keys.load_public_key(args.key)
     annotations = parse_annotations(args.annotations)
-    client = _client(args)
+    # cosign bounds the command (--timeout), not each request: an answer slower than the client's
+    # default 30 s still verifies, as in cosign, within the 3 minutes.
+    client = _client(args, timeout=VERIFY_TIMEOUT)
     for image in args.images:
         ref = Reference.parse(image)
         with deadline(VERIFY_TIMEOUT):  # a registry cannot stretch a verification past it
