@@ -56,6 +56,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 MAX_BODY_BYTES = 3 * 1024 * 1024  # k8s apiserver MaxRequestBodyBytes
 DEFAULT_TIMEOUT = 10.0  # Kyverno's webhook timeoutSeconds default
+MAX_TIMEOUT = 30.0  # admissionregistration/v1 validation: timeoutSeconds between 1 and 30
 # Reviews wait on registries, not the CPU, and each ends by its deadline, so many run at once as
 # the engines' goroutines do: ten reviews stuck on a slow registry leave the rest to others.
 DEFAULT_WORKERS = 64
@@ -260,14 +261,15 @@ class WebhookApp:
 
 
 def _caller_timeout(query: str, default: float) -> float:
-    """The API server's ``?timeout=10s`` (a Go duration: the webhook's timeoutSeconds), if
-    shorter than ``default``: an answer after it is never read."""
+    """The API server's ``?timeout=10s`` (a Go duration: the webhook's timeoutSeconds, 25 s for
+    policy-controller's), at most 30 s (the API's limit on timeoutSeconds); ``default`` without
+    one. An answer after it is never read."""
     value = parse_qs(query).get("timeout", [""])[0]
     match = _GO_DURATION.fullmatch(value)
     if match is None:
         return default
     seconds = float(match[1]) * _GO_UNITS[match[2]]
-    return min(default, seconds) if seconds > 0 else default
+    return min(MAX_TIMEOUT, seconds) if seconds > 0 else default
 
 
 async def _json(send: Send, status: int, doc: Any) -> None:

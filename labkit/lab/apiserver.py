@@ -195,6 +195,7 @@ class Route:
     engine: Engine
     reason: str  # the status reason the real engine puts on denials
     selects: Callable[[str, Mapping[str, str]], bool]
+    timeout: int = 10  # the webhook's timeoutSeconds
 
 
 def _kyverno_selects(namespace: str, labels: Mapping[str, str]) -> bool:
@@ -205,18 +206,20 @@ def _pc_selects(namespace: str, labels: Mapping[str, str]) -> bool:
     return labels.get(PC_INCLUDE) == "true" and "webhooks.knative.dev/exclude" not in labels
 
 
+# timeoutSeconds of the webhooks the lab registers: the call's timeout, and sent as ``?timeout=``
+# for the webhook to answer by. Kyverno's is the API's default, 10 s (webhookTimeoutSeconds);
+# policy-controller's release sets 25 s (config/500-webhook-configuration.yaml at v0.13.1).
+WEBHOOK_TIMEOUT = 10
+PC_WEBHOOK_TIMEOUT = 25
+
 # Mutating configurations run in name order: kyverno-resource-mutating-webhook-cfg < policy.sigstore.dev.
 ROUTES = (
-    Route("/mutate/kyverno", True, Engine.KYVERNO, "", _kyverno_selects),
-    Route("/mutate/policy-controller", True, Engine.POLICY_CONTROLLER, "BadRequest", _pc_selects),
-    Route("/validate/kyverno", False, Engine.KYVERNO, "", _kyverno_selects),
-    Route("/validate/policy-controller", False, Engine.POLICY_CONTROLLER, "BadRequest", _pc_selects),
+    Route("/mutate/kyverno", True, Engine.KYVERNO, "", _kyverno_selects, WEBHOOK_TIMEOUT),
+    Route("/mutate/policy-controller", True, Engine.POLICY_CONTROLLER, "BadRequest", _pc_selects, PC_WEBHOOK_TIMEOUT),
+    Route("/validate/kyverno", False, Engine.KYVERNO, "", _kyverno_selects, WEBHOOK_TIMEOUT),
+    Route("/validate/policy-controller", False, Engine.POLICY_CONTROLLER, "BadRequest", _pc_selects,
+          PC_WEBHOOK_TIMEOUT),
 )
-
-
-# timeoutSeconds of every webhook the lab registers (the API's default, Kyverno's and
-# policy-controller's): the call's timeout, and sent as ``?timeout=`` for the webhook to answer by.
-WEBHOOK_TIMEOUT = 10
 
 
 class _CallFailed(Exception):
@@ -376,9 +379,9 @@ class ApiServer:
             "userInfo": {"username": "kubernetes-admin", "groups": ["system:masters", "system:authenticated"]},
             "object": obj, "oldObject": old, "dryRun": dry_run,
             "options": {"apiVersion": "meta.k8s.io/v1", "kind": options}}}
-        url = f"{self.webhook_url}{route.path}?timeout={WEBHOOK_TIMEOUT}s"
+        url = f"{self.webhook_url}{route.path}?timeout={route.timeout}s"
         try:
-            resp = self.http.post(url, json=review)
+            resp = self.http.post(url, json=review, timeout=route.timeout)
         except httpx.TimeoutException:
             raise _CallFailed(f'Post "{url}": context deadline exceeded') from None
         except httpx.HTTPError as exc:
