@@ -8,6 +8,10 @@ and an engine's decision can change only because of the fault.
 Faults (``FAULTS``), each spoiling what an engine must read to verify a signature:
 
 * ``ok``: nothing (the control: signed, verified).
+* ``sluggish``: the ``.sig`` manifest's body trickles over ``SLUGGISH_SECONDS``, well within
+  every webhook's timeoutSeconds (Kyverno's 10 s): slow, but an answer in time.
+* ``between``: the ``.sig`` manifest's body trickles over ``BETWEEN_SECONDS``: past Kyverno's
+  timeoutSeconds (10 s), within policy-controller's (25 s).
 * ``slow``: the ``.sig`` manifest's body trickles over ``slow_seconds`` (longer than any
   webhook's timeoutSeconds, Kyverno's cap being 30 s), so each read is quick and the whole slow.
 * ``5xx``: every request answers 503 with a distribution error body.
@@ -38,13 +42,16 @@ from dataclasses import dataclass
 
 from tests.faults.hostile import send
 
-FAULTS = ("ok", "slow", "5xx", "lying-digest", "trailing-bytes", "oversized", "nested", "redirect-loop", "many-layers")
+FAULTS = ("ok", "sluggish", "between", "slow", "5xx", "lying-digest", "trailing-bytes", "oversized", "nested",
+          "redirect-loop", "many-layers")
 MANIFEST_LIMIT = 100 * 1024 * 1024  # go-containerregistry pkg/v1/remote manifestLimit
 OVERSIZE = MANIFEST_LIMIT + 16 * 1024 * 1024
 NESTING = 100_000
 LAYERS = 20_000
 MAX_HEADER_LINES = 100
 SLOW_PIECES = 33
+SLUGGISH_SECONDS = 6.0
+BETWEEN_SECONDS = 15.0
 
 
 def repository(fault: str, engine: str) -> str:
@@ -165,7 +172,11 @@ class FaultProxy:
         elif fault == "trailing-bytes" and "/blobs/" in request.path:
             self._reply(conn, request, status, reason, headers, body + b"\n")
         elif fault == "slow" and request.is_sig_manifest:
-            self._trickle(conn, headers, body)
+            self._trickle(conn, headers, body, self.slow_seconds)
+        elif fault == "sluggish" and request.is_sig_manifest:
+            self._trickle(conn, headers, body, SLUGGISH_SECONDS)
+        elif fault == "between" and request.is_sig_manifest:
+            self._trickle(conn, headers, body, BETWEEN_SECONDS)
         elif fault == "oversized" and request.is_sig_manifest:
             self._oversized(conn, headers)
         elif fault == "nested" and request.is_sig_manifest:
@@ -179,14 +190,14 @@ class FaultProxy:
         else:
             self._reply(conn, request, status, reason, headers, body)
 
-    def _trickle(self, conn: socket.socket, headers: dict[str, str], body: bytes) -> None:
+    def _trickle(self, conn: socket.socket, headers: dict[str, str], body: bytes, seconds: float) -> None:
         lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nConnection: close\r\n{lines}\r\n"
                      .encode("latin-1"))
         pieces = min(SLOW_PIECES, len(body))
         step = -(-len(body) // pieces)
         for i in range(pieces):  # bounded: SLOW_PIECES waits, cut short when the proxy stops
-            if self.stop.wait(self.slow_seconds / pieces):
+            if self.stop.wait(seconds / pieces):
                 return
             conn.sendall(body[i * step:(i + 1) * step])
 

@@ -10,6 +10,7 @@ documented behaviour gives; the deadlines for the time each review may take. The
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import ssl
@@ -23,11 +24,11 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from labkit import keys
-from labkit.admission.webhook import DEFAULT_TIMEOUT
 from labkit.lab import Lab
-from labkit.lab.apiserver import WEBHOOK_TIMEOUT
+from labkit.lab.apiserver import PC_WEBHOOK_TIMEOUT, WEBHOOK_TIMEOUT
 from tests.conftest import COSIGN_V2_PIN, RunningRegistry, reference_tool
 from tests.faults.labs import ENGINES, FAILURE_POLICIES, Review, prepare_namespaces, push_signed, run_phases, timed
 from tests.faults.proxy import FAULTS, FaultProxy, repository
@@ -44,30 +45,49 @@ VERIFY_KNOWN = {
                               "checksum after reading N bytes; got …, want …` (exit 12); labkit fetches the "
                               "payloads with the .sig image and stops at its DigestMismatchError (exit 1)"),
 }
-# A lab review passes two webhooks (mutating, then validating), each bounded by its timeoutSeconds.
-REVIEW_DEADLINE = 2 * WEBHOOK_TIMEOUT
+# A lab review passes two webhooks (mutating, then validating), each bounded by its timeoutSeconds:
+# Kyverno's default 10 s, policy-controller's 25 s (its release's 500-webhook-configuration.yaml).
+REVIEW_DEADLINE = {"embedded": {"cp": 2 * WEBHOOK_TIMEOUT, "ivp": 2 * WEBHOOK_TIMEOUT, "cip": 2 * PC_WEBHOOK_TIMEOUT},
+                   "native": {"cp": 2 * 10, "ivp": 2 * 10, "cip": 2 * 25}}
 
-# What the real engines decide (True: admitted), from their documented behaviour; the native lab
-# must decide so, and the embedded lab as the native lab does.
-# * Under failurePolicy Fail every fault denies: a registry error or a failed verification blocks
-#   (Kyverno pkg/utils/engine BlockRequest; the IVP's CEL error; policy-controller denies on any
-#   error) and a webhook call that times out is refused by kube-apiserver.
+# What the real engines decide (True: admitted), from their documented behaviour and source; the
+# native lab must decide so, and the embedded lab as the native lab does (tests/faults/
+# known_differences.yaml lists where it does not, and why).
+# * failurePolicy only tells kube-apiserver what to do with a webhook call that failed (no answer
+#   within timeoutSeconds, not HTTP 200); an answer stands, a denial included.
+# * Under Fail every fault but the harmless ones denies: a rule failure or error blocks (Kyverno
+#   pkg/utils/engine BlockRequest), an ImageValidatingPolicy's evaluation error denies,
+#   policy-controller denies on any error, and a timed-out call is refused by kube-apiserver.
 # * Kyverno ClusterPolicy, Ignore: only a net.OpError is a rule *error* (which Ignore lets pass);
 #   a 5xx, a bad manifest or a digest mismatch is a rule *failure*, which Enforce blocks
-#   (pkg/engine/internal/imageverifier.go). A stuck registry makes kube-apiserver give up on the
-#   mutating call (Ignore: passed over), and the validating webhook's ``required`` check then finds
-#   no verified-image annotation: denied.
-# * ImageValidatingPolicy, Ignore: verifyImageSignatures failing on a registry error is a CEL
-#   evaluation error, which failurePolicy Ignore lets pass; a timed-out call is passed over.
-# * Bytes after a blob's descriptor size are never read (ggcr's verify.ReadCloser): the signature
-#   verifies through trailing-bytes as through ok.
-HARMLESS = ("ok", "trailing-bytes")
+#   (pkg/engine/internal/imageverifier.go). A registry that holds the mutating call past 10 s
+#   (slow; redirect-loop: Kyverno keeps following it) makes kube-apiserver pass the call over,
+#   and the validating webhook's ``required`` check then finds no verified image: denied.
+# * ImageValidatingPolicy, Ignore: an evaluation error (verifyImageSignatures failing on the
+#   registry) is an answer, and denies; only a call still unanswered after 10 s (slow,
+#   redirect-loop) is passed over: admitted.
+# * Bytes after a blob's descriptor size: cosign and policy-controller read a layer through
+#   verify.ReadCloser (an io.LimitReader at that size) and never see them; Kyverno fetches blobs
+#   with ggcr's fetcher.fetchBlob, which refuses a Content-Length other than the descriptor's size
+#   ("Content-Length header 252 does not match expected size 251"): denied by both Kyverno kinds.
+# * between: past Kyverno's 10 s, within policy-controller's 25 s: Kyverno as for slow,
+#   policy-controller admits.
+HARMLESS = ("ok", "sluggish")
+PASSED_OVER = ("between", "slow", "redirect-loop")  # kube-apiserver gives up on Kyverno's webhook call
 EXPECTED: dict[tuple[str, str, str], bool] = {}
 for _fault in FAULTS:
     for _engine in ENGINES:
-        EXPECTED[_fault, _engine, "Fail"] = _fault in HARMLESS
+        EXPECTED[_fault, _engine, "Fail"] = _fault in HARMLESS or (_fault, _engine) in (("trailing-bytes", "cip"),
+                                                                                         ("between", "cip"))
     EXPECTED[_fault, "cp", "Ignore"] = _fault in HARMLESS
-    EXPECTED[_fault, "ivp", "Ignore"] = True
+    EXPECTED[_fault, "ivp", "Ignore"] = _fault in HARMLESS + PASSED_OVER
+KNOWN = yaml.safe_load((Path(__file__).parent / "known_differences.yaml").read_text())["differences"]
+
+
+def known_difference(fault: str, engine: str, failure_policy: str) -> str | None:
+    """The reason the embedded lab decides this case otherwise than the native lab, if listed."""
+    case = f"{fault}/{engine}/{failure_policy}"
+    return next((d["reason"] for d in KNOWN if any(fnmatch.fnmatchcase(case, p) for p in d["cases"])), None)
 
 
 @pytest.fixture(scope="module")
@@ -143,12 +163,14 @@ def test_verify_fails_where_cosign_fails(verified: Mapping[tuple[str, str], tupl
             assert (ours.returncode, theirs.returncode) == VERIFY_KNOWN[fault][0], (ours.stderr, theirs.stderr)
         elif theirs.returncode:
             assert ours.returncode == theirs.returncode, (name, ours.stderr[-2000:], theirs.stderr[-2000:])
-    assert (ours.returncode == 0) == (fault in (*HARMLESS, "slow")), ours.stderr[-2000:]  # slow: within 3 min
+    # slow ones: within cosign's 3 minutes; trailing bytes: see EXPECTED
+    verifies = (*HARMLESS, "between", "slow", "trailing-bytes")
+    assert (ours.returncode == 0) == (fault in verifies), ours.stderr[-2000:]
 
 
 # --- the labs ----------------------------------------------------------------------------------
 
-def _review(lab: Lab, path: str, pod: Mapping[str, Any]) -> Callable[[], tuple[int, bool | None]]:
+def _review(lab: Lab, engine: str, pod: Mapping[str, Any]) -> Callable[[], tuple[int, bool | None]]:
     """One AdmissionReview straight to the embedded lab's webhook, as kube-apiserver sends it."""
     def call() -> tuple[int, bool | None]:
         review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
@@ -158,15 +180,17 @@ def _review(lab: Lab, path: str, pod: Mapping[str, Any]) -> Callable[[], tuple[i
             "operation": "CREATE", "userInfo": {"username": "kubernetes-admin"}, "object": pod,
             "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}}}
         ca = ssl.create_default_context(cafile=str(lab.tls.ca_cert))  # type: ignore[attr-defined]
-        with httpx.Client(verify=ca, trust_env=False, timeout=DEFAULT_TIMEOUT + 2 * SLACK) as http:
-            resp = http.post(f"{lab.webhook_url}{path}?timeout={int(DEFAULT_TIMEOUT)}s",  # type: ignore[attr-defined]
-                             content=json.dumps(review))
+        with httpx.Client(verify=ca, trust_env=False, timeout=WEBHOOK_TIMEOUTS[engine] + 2 * SLACK) as http:
+            resp = http.post(f"{lab.webhook_url}{WEBHOOK_PATHS[engine]}"  # type: ignore[attr-defined]
+                             f"?timeout={WEBHOOK_TIMEOUTS[engine]}s", content=json.dumps(review))
         allowed = resp.json().get("response", {}).get("allowed") if resp.status_code == 200 else None
         return resp.status_code, allowed
     return call
 
 
 WEBHOOK_PATHS = {"cp": "/mutate/kyverno", "ivp": "/validate/kyverno", "cip": "/validate/policy-controller"}
+# What the API server sends as ?timeout= (each webhook's timeoutSeconds).
+WEBHOOK_TIMEOUTS = {"cp": WEBHOOK_TIMEOUT, "ivp": WEBHOOK_TIMEOUT, "cip": PC_WEBHOOK_TIMEOUT}
 
 
 class LabRun:
@@ -191,7 +215,7 @@ class LabRun:
             def extra(failure_policy: str) -> dict[tuple[str, str], Callable[[], Any]]:
                 if not self.direct or failure_policy != "Fail":
                     return {}
-                return {(fault, engine): _review(self.lab, WEBHOOK_PATHS[engine],
+                return {(fault, engine): _review(self.lab, engine,
                                                  pod(fault, engine, "direct", proxy.host, digests))
                         for fault in FAULTS for engine in ENGINES}
 
@@ -249,8 +273,8 @@ def test_webhook_answers_each_review_within_its_deadline(embedded: LabRun, fault
         for e, a in answers.items())
     for engine, ((status, allowed), seconds) in answers.items():
         assert status == 200, (engine, status)
-        assert seconds < DEFAULT_TIMEOUT + SLACK, (engine, seconds)
-        assert allowed is (fault in HARMLESS), engine
+        assert seconds < WEBHOOK_TIMEOUTS[engine] + SLACK, (engine, seconds)
+        assert allowed is EXPECTED[fault, engine, "Fail"] or known_difference(fault, engine, "Fail"), engine
 
 
 @pytest.mark.parametrize(("fault", "engine", "failure_policy"), CASES)
@@ -258,7 +282,7 @@ def test_embedded_lab_answers_within_its_deadline(embedded: LabRun, fault: str, 
                                                   failure_policy: str) -> None:
     embedded.run()
     review = embedded.reviews[fault, engine, failure_policy]
-    assert review.seconds < REVIEW_DEADLINE + SLACK, review
+    assert review.seconds < REVIEW_DEADLINE["embedded"][engine] + SLACK, review
 
 
 @pytest.mark.parametrize(("fault", "engine", "failure_policy"), CASES)
@@ -267,6 +291,7 @@ def test_native_lab_decides_as_the_engines_document(native: LabRun, fault: str, 
     native.run()
     _record(table, native, "native")
     review = native.reviews[fault, engine, failure_policy]
+    assert review.seconds < REVIEW_DEADLINE["native"][engine] + SLACK, review
     assert review.admitted is EXPECTED[fault, engine, failure_policy], review.message
 
 
@@ -276,4 +301,7 @@ def test_embedded_lab_decides_as_the_native_lab(embedded: LabRun, native: LabRun
     embedded.run()
     native.run()
     ours, theirs = embedded.reviews[fault, engine, failure_policy], native.reviews[fault, engine, failure_policy]
-    assert ours.admitted is theirs.admitted, f"embedded: {ours.message}\nnative: {theirs.message}"
+    if known_difference(fault, engine, failure_policy):  # still so, or the entry goes
+        assert ours.admitted is not theirs.admitted, f"embedded: {ours.message}\nnative: {theirs.message}"
+    else:
+        assert ours.admitted is theirs.admitted, f"embedded: {ours.message}\nnative: {theirs.message}"
