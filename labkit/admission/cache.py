@@ -34,19 +34,19 @@ class CachingVerifier:
     def __call__(
         self, ref: str, keys: Sequence[Any], *, annotations: Mapping[str, str] | None = None,
         repository: str | None = None, credentials: Credentials | None = None,
-        digest_algorithm: str = "sha256",
+        digest_algorithm: str = "sha256", bundles: bool = False,
     ) -> VerificationResult:
         # the signature hash is part of the question: a key verified under sha256 says nothing
         # about the same signatures under sha384 (Kyverno's signatureAlgorithm)
         cache_key = (ref, tuple(sorted(key_fingerprint(k) for k in keys)),
                      tuple(sorted((annotations or {}).items())), repository, credentials,
-                     digest_algorithm)
+                     digest_algorithm, bundles)
         cached = self.cache.get(cache_key) if self.cache else None
         if cached is not None:
             return cached
         result: VerificationResult = self.access(ref, keys, annotations=annotations,
                                                  repository=repository, credentials=credentials,
-                                                 digest_algorithm=digest_algorithm)
+                                                 digest_algorithm=digest_algorithm, bundles=bundles)
         if self.cache:
             self.cache.put(cache_key, result)
         return result

@@ -269,7 +269,7 @@ class RegistryAccess:
 
     def __call__(self, ref: str, keys: Sequence[Any], *, annotations: Mapping[str, str] | None = None,
                  repository: str | None = None, credentials: Credentials | None = None,
-                 digest_algorithm: str = "sha256") -> Any:
+                 digest_algorithm: str = "sha256", bundles: bool = False) -> Any:
         from labkit.errors import ImageTagNotFoundError, RegistryError
         from labkit.signing.verify import verify_image  # signing is only needed once verifying
 
@@ -278,7 +278,8 @@ class RegistryAccess:
             # digest_algorithm: the engine's signature hash (Kyverno signatureAlgorithm, IVP and
             # policy-controller hashAlgorithm), which, like cosign's verifier, does not follow the key
             return verify_image(ref, keys, client=client, annotations=annotations,
-                                signature_repository=repository or None, digest_algorithm=digest_algorithm)
+                                signature_repository=repository or None, digest_algorithm=digest_algorithm,
+                                bundles=bundles)
         except ImageTagNotFoundError as exc:
             # cosign's ResolveDigest GETs the manifest (remote.Get, pkg/oci/remote/digest.go:30)
             # and quotes ggcr's error for it (pkg/cosign/verify.go:660): the registry's error

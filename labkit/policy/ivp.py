@@ -50,12 +50,12 @@ from labkit.policy.cel import CURRENT, CelError
 from labkit.policy.credentials import SecretStore, kyverno_ivp_keychain
 from labkit.policy.ivp_compile import CompiledPolicy, compile_policies
 from labkit.policy.match import kyverno_normalize
-from labkit.policy.podspec import EXTRACTOR_PATHS, Engine, extract_images, find_pod_spec, resource_name
+from labkit.policy.podspec import EXTRACTOR_PATHS, ContainerImage, Engine, extract_images, find_pod_spec, resource_name
 from labkit.policy.schema import ImageValidatingPolicy
 from labkit.policy.selectors import labels_match
 from labkit.policy.tlog import KYVERNO_SIGNATURE_ALGORITHMS, ivp_key_error
 from labkit.policy.trace import Denial, EngineResult, ImageTrace
-from labkit.policy.verification import Registry, call_verifier, keys_from_pem
+from labkit.policy.verification import Registry, call_verifier, keys_from_pem, registry_text
 
 __all__ = ["KYVERNO_SECRET_BUG", "admission_report", "mutate", "validate"]
 
@@ -103,10 +103,17 @@ class Result:
     rule: str = ""
 
 
-def _registry_text(exc: LabkitError) -> str:
-    """A registry failure as Kyverno quotes it: go-containerregistry's ``transport.Error``
-    (``GET <url>: MANIFEST_UNKNOWN: …; map[…]``) when labkit has the answer, else labkit's."""
-    return getattr(exc, "transport", "") or exc.message
+def _first_unparsable(containers: Sequence[ContainerImage]) -> str:
+    """Kyverno's error for the first image it cannot parse (``invalid image '…' (bad image: …,
+    defaultRegistry: docker.io, enableDefaultRegistryMutation: true: …)``), else ""."""
+    for c in containers:
+        try:
+            kyverno_normalize(c.image)
+        except LabkitError as exc:
+            full, _, reason = exc.message.removeprefix("bad image ").partition(": ")
+            return (f"invalid image '{c.image}' (bad image: {full.strip(chr(39))}, defaultRegistry: docker.io, "
+                    f"enableDefaultRegistryMutation: true: {reason})")
+    return ""
 
 
 def _manifest_fetcher(obj: Any) -> Callable[..., str] | None:
@@ -156,12 +163,13 @@ class _Request:
                 options: dict[str, Any] = {"annotations": annotations or None, "credentials": credentials}
                 if repository:  # cosign.source.repository: ociremote.WithTargetRepository (opts.go:96)
                     options["repository"] = repository
-                call_verifier(self.verifier, image, keys, algorithm, **options)
+                # Kyverno's cosign verifier auto-detects cosign v3 bundles (ivpol/cosign/verifier.go)
+                call_verifier(self.verifier, image, keys, algorithm, bundles=True, **options)
             except (NoSignaturesError, NoMatchingSignaturesError) as exc:
                 lines.append(f"{name}: {exc.message}")
                 continue
             except LabkitError as exc:
-                raise ValueError(f"failed to get imagedata: {_registry_text(exc)}") from None
+                raise ValueError(f"failed to get imagedata: {registry_text(exc)}") from None
             lines.append(f"{name}: verified")
             count += 1
         if attestors:
@@ -270,6 +278,7 @@ class _Run:
         patches: list[dict[str, Any]] = []
         errors: dict[str, Result] = {}
         containers = extract_images(self.resource, Engine.KYVERNO) or []
+        unparsable = _first_unparsable(containers)
         for policy in self.compiled:
             if policy.config.mutate_digest is False or not self._constraints_match(policy):
                 continue
@@ -278,6 +287,9 @@ class _Run:
                     continue
             except CelError:
                 continue  # the validating webhook reports it
+            if unparsable:  # MutateDigest extracts every image first (pkg/utils/api/image.go)
+                errors[policy.name] = Result("error", f"failed to update digest: {unparsable}", rule="mutateDigest")
+                continue
             failures = []
             for c in containers:
                 image = kyverno_normalize(c.image)
@@ -286,7 +298,7 @@ class _Run:
                 try:
                     digest = self._resolve(image, policy)
                 except (LabkitError, ValueError) as exc:
-                    text = _registry_text(exc) if isinstance(exc, LabkitError) else str(exc)
+                    text = registry_text(exc) if isinstance(exc, LabkitError) else str(exc)
                     failures.append(f"failed to resolve digest for image {image}: {text}")
                     continue
                 if all(p["path"] != c.pointer for p in patches):
@@ -363,7 +375,7 @@ class _Run:
                 try:
                     self.request.fetch_manifest(image, credentials=keychain.credentials(image))
                 except LabkitError as exc:
-                    return Result("error", f"failed to evaluate policy: {_registry_text(exc)}", matched,
+                    return Result("error", f"failed to evaluate policy: {registry_text(exc)}", matched,
                                   rule="evaluation")
         data["images"] = images
         data["attestations"] = {a["name"]: a["name"] for a in policy.policy.spec.attestations

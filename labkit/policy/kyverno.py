@@ -153,6 +153,21 @@ def _autogen(policy: KyvernoPolicy, rule_match: MatchResources, kind: str,
 # --- the webhooks -----------------------------------------------------------------------------
 
 
+def _parsable(images: list[ContainerImage]) -> list[ContainerImage]:
+    """The images Kyverno's policy context holds: all of them, or none when one does not parse.
+
+    Its deferred image loader (``AddImageInfos``, pkg/engine/context/context.go) fails as a whole
+    on the first bad name and the rules then see no image at all, so a pod with one unparsable
+    image is admitted unchecked, its other images included (Kyverno 1.19.1, the native lab).
+    """
+    try:
+        for container in images:
+            kyverno_normalize(container.image)
+    except LabkitError:
+        return []
+    return images
+
+
 class _Run:
     """One pass of Kyverno's webhooks over one object: :meth:`mutate` or :meth:`validate`."""
 
@@ -169,7 +184,7 @@ class _Run:
         self.result = EngineResult()
         self.kind = str(resource.get("kind", ""))
         self.namespace = str((resource.get("metadata") or {}).get("namespace") or "")
-        self.images = extract_images(resource, Engine.KYVERNO) or []
+        self.images = _parsable(extract_images(resource, Engine.KYVERNO) or [])
         self.pull_secrets = image_pull_secrets(pod_spec(resource, Engine.KYVERNO))
         # ImageVerificationMetadata: image → status, and policy → rule → image → status (1.19)
         self.annotation: dict[str, str] = {}
@@ -266,11 +281,7 @@ class _Run:
     def _verify(
         self, policy: KyvernoPolicy, rule: str, iv: ImageVerification, container: ContainerImage
     ) -> ImageTrace | None:
-        try:
-            image = kyverno_normalize(container.image)
-        except LabkitError as exc:
-            return ImageTrace(Engine.KYVERNO, policy.name, rule, container.image,
-                              container.pointer, "error", exc.message, phase="mutate")
+        image = kyverno_normalize(container.image)
         patterns = iv.image_references or ([iv.image] if iv.image else [])
         if not any(wildcard_match(p, image) for p in patterns):
             return None
@@ -467,10 +478,7 @@ class _Run:
         self, policy: KyvernoPolicy, rule: str, iv: ImageVerification, patterns: Sequence[str],
         container: ContainerImage, scoped: Mapping[str, Any],
     ) -> ImageTrace | None:
-        try:
-            image = kyverno_normalize(container.image)
-        except LabkitError:
-            return None  # the mutating webhook already reported it
+        image = kyverno_normalize(container.image)
         if not any(wildcard_match(p, image) for p in patterns):
             return None
         trace = ImageTrace(Engine.KYVERNO, policy.name, rule, image, container.pointer, "pass",

@@ -25,7 +25,7 @@ from labkit.policy.schema import Authority, ClusterImagePolicy
 from labkit.policy.selectors import labels_match
 from labkit.policy.tlog import cip_key_error
 from labkit.policy.trace import Denial, EngineResult, ImageTrace
-from labkit.policy.verification import Registry, call_verifier, keys_from_pem
+from labkit.policy.verification import Registry, call_verifier, keys_from_pem, registry_text
 
 INCLUDE_LABEL = "policy.sigstore.dev/include"
 WEBHOOK = "policy.sigstore.dev"
@@ -179,7 +179,7 @@ class _Run:
                                   algorithm, repository=repository, credentials=credentials)
                 except LabkitError as exc:
                     messages.append(f"signature key validation failed for authority "
-                                    f"{authority.name} for {name}: {exc.message}")
+                                    f"{authority.name} for {name}: {registry_text(exc)}")
                     continue
                 return True, [f"{authority.name}: verified"]
             elif authority.key is not None:

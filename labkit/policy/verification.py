@@ -30,7 +30,8 @@ class Verifier(Protocol):
     ``repository`` holds the signatures (cosign's COSIGN_REPOSITORY); ``credentials`` are the
     ones the engine's pull secrets give for the image's registry. ``digest_algorithm`` (the
     policy's signature hash) is passed only when it is not sha256, so a verifier that always
-    checks SHA-256 need not accept it."""
+    checks SHA-256 need not accept it. ``bundles`` (ImageValidatingPolicy only) asks for cosign v3
+    bundles to be looked for first; it too is passed only to a verifier that accepts it."""
 
     def __call__(
         self, ref: str, keys: Sequence[Any], *, annotations: Mapping[str, str] | None = None,
@@ -65,24 +66,38 @@ def keys_from_pem(text: str) -> list[Any]:
     return [load_pem_public_key(b.encode()) for b in blocks]
 
 
+def registry_text(exc: LabkitError) -> str:
+    """A registry failure as the Go engines quote it: go-containerregistry's ``transport.Error``
+    (``GET <url>: MANIFEST_UNKNOWN: …; map[…]``) when labkit has the answer, else labkit's."""
+    return getattr(exc, "transport", "") or exc.message
+
+
 class UnsupportedAlgorithm(LabkitError):
     """The injected verifier cannot check a hash other than SHA-256."""
 
 
-def call_verifier(verifier: Any, ref: str, keys: Sequence[Any], digest_algorithm: str,
-                  **options: Any) -> Any:
-    """``verifier(ref, keys, **options)``, adding ``digest_algorithm`` when it is not sha256.
+def _accepts(verifier: Any, name: str) -> bool:
+    try:
+        params = inspect.signature(verifier).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
 
-    A verifier without that parameter would silently check SHA-256, so it is refused instead.
+
+def call_verifier(verifier: Any, ref: str, keys: Sequence[Any], digest_algorithm: str, *,
+                  bundles: bool = False, **options: Any) -> Any:
+    """``verifier(ref, keys, **options)``, adding ``digest_algorithm`` when it is not sha256 and
+    ``bundles`` when asked for.
+
+    A verifier without ``digest_algorithm`` would silently check SHA-256, so it is refused
+    instead; one without ``bundles`` (a test double) reads ``.sig`` images only.
     """
     if digest_algorithm != "sha256":
-        try:
-            params = inspect.signature(verifier).parameters.values()
-        except (TypeError, ValueError):
-            params = []  # type: ignore[assignment]
-        if not any(p.name == "digest_algorithm" or p.kind is p.VAR_KEYWORD for p in params):
+        if not _accepts(verifier, "digest_algorithm"):
             raise UnsupportedAlgorithm(
                 f"labkit's verifier ({type(verifier).__name__}) cannot check {digest_algorithm} "
                 "signatures", hint="it must accept a digest_algorithm keyword")
         options["digest_algorithm"] = digest_algorithm
+    if bundles and _accepts(verifier, "bundles"):
+        options["bundles"] = True
     return verifier(ref, keys, **options)

@@ -20,11 +20,15 @@ from datetime import UTC, datetime
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from labkit import keys
+from labkit.errors import LabkitError, VerificationError
 from labkit.oci.client import RegistryClient
 from labkit.oci.model import EMPTY_JSON, OCI_EMPTY, OCI_MANIFEST, Descriptor, Manifest
 from labkit.oci.reference import Reference
+from labkit.signing.artifact import MAX_PAYLOAD_SIZE
 
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+BUNDLE_PREFIX = "application/vnd.dev.sigstore.bundle"  # what cosign's GetBundles looks for
+MAX_REFERRERS = 1000  # referrers looked at per image, as the layers of a .sig image are capped
 SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
 IN_TOTO_PAYLOAD = "application/vnd.in-toto+json"
 IN_TOTO_STATEMENT = "https://in-toto.io/Statement/v1"
@@ -81,3 +85,48 @@ def sign_bundle(ref: Reference | str, private_key: keys.PrivateKey, *, client: R
     ).to_json()
     digest = client.push_referrer(image, manifest, OCI_MANIFEST)
     return BundleResult(subject.digest, image.with_digest(digest), bundle)
+
+
+def find_bundles(client: RegistryClient, image: Reference) -> list[bytes]:
+    """cosign's ``GetBundles``: the Sigstore bundle of every referrer of ``image`` (a digest
+    reference) whose first layer is one, whatever the referrer's artifactType says."""
+    found = []
+    for descriptor in client.referrers(image).manifests[:MAX_REFERRERS]:
+        manifest = client.get_manifest(image.with_digest(descriptor.digest)).parsed()
+        if not isinstance(manifest, Manifest) or not manifest.layers:
+            continue
+        layer = manifest.layers[0]
+        if not layer.media_type.startswith(BUNDLE_PREFIX):
+            continue
+        if layer.size > MAX_PAYLOAD_SIZE:
+            raise VerificationError(f"size of layer ({layer.size}) exceeded the limit ({MAX_PAYLOAD_SIZE})")
+        found.append(client.get_blob(image, layer.digest, size=layer.size))
+    return found
+
+
+def verify_bundle(bundle: bytes, candidates: tuple[keys.PublicKey, ...],
+                  digest: str) -> tuple[bytes, str, keys.PublicKey]:
+    """(statement, base64 signature, key) when one of ``candidates`` signed this bundle's DSSE
+    envelope and its statement names ``digest`` (cosign's ``IntotoSubjectClaimVerifier``);
+    LabkitError saying why not otherwise."""
+    try:
+        envelope = json.loads(bundle)["dsseEnvelope"]
+        payload, payload_type = base64.b64decode(envelope["payload"]), str(envelope["payloadType"])
+        signature_b64 = str(envelope["signatures"][0]["sig"])
+        subjects = json.loads(payload)["subject"]
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise LabkitError(f"not a DSSE bundle labkit can read: {exc}") from None
+    signature, message = base64.b64decode(signature_b64), pae(payload_type, payload)
+    first_error: LabkitError | None = None
+    for key in candidates:
+        try:
+            keys.verify_message(key, signature, message)
+        except LabkitError as exc:
+            first_error = first_error or exc
+            continue
+        algorithm, _, hex_digest = digest.partition(":")
+        if not any(isinstance(s, dict) and (s.get("digest") or {}).get(algorithm) == hex_digest for s in subjects):
+            raise LabkitError(f"no subject of the statement names {digest}")
+        return payload, signature_b64, key
+    assert first_error is not None  # candidates is never empty
+    raise first_error

@@ -32,6 +32,7 @@ from labkit.errors import (
 from labkit.oci.client import RegistryClient
 from labkit.oci.reference import Reference
 from labkit.signing.artifact import SignatureImage, SignatureLayer, attachment_ref
+from labkit.signing.bundle import find_bundles, verify_bundle
 from labkit.signing.payload import SimpleSigningPayload
 
 
@@ -95,11 +96,14 @@ def verify_image(
     signature_repository: str | None = None,
     digest_algorithm: str = "sha256",
     cache: VerificationCache | None = None,
+    bundles: bool = False,
 ) -> VerificationResult:
     """Return the signatures on ``ref`` that verify; raise cosign's error when none does.
 
     With ``cache``, a repeat verification of an unchanged signature set costs one HEAD request
-    (two for a tag reference) instead of fetching and checking every signature.
+    (two for a tag reference) instead of fetching and checking every signature. With
+    ``bundles``, cosign v3 bundles attached as referrers are looked for first and, when there
+    are any, they alone are checked (cosign v3's and Kyverno's ImageValidatingPolicy auto-detect).
     """
     image = Reference.parse(ref) if isinstance(ref, str) else ref
     candidates = tuple(public_keys) if isinstance(public_keys, Sequence) else (public_keys,)
@@ -113,6 +117,10 @@ def verify_image(
         "no signatures found",
         hint=f"nothing is signed for {image.name}@{digest}; sign it with `labkit sign --key …`",
     )
+    if bundles:
+        found = find_bundles(client, image.with_digest(digest))
+        if found:
+            return _verify_bundles(image, digest, found, candidates)
     sig_ref = attachment_ref(image, digest, repository=signature_repository)
     cache_key: _CacheKey | None = None
     if cache is not None:
@@ -144,6 +152,20 @@ def verify_image(
         raise NoMatchingSignaturesError("no matching signatures: " + "\n ".join(errors))
     if cache is not None and cache_key is not None:
         cache.put(cache_key, tuple(verified))
+    return VerificationResult(image, digest, tuple(verified))
+
+
+def _verify_bundles(image: Reference, digest: str, found: list[bytes],
+                    candidates: tuple[keys.PublicKey, ...]) -> VerificationResult:
+    verified: list[VerifiedSignature] = []
+    errors: list[str] = []
+    for bundle in found:
+        try:
+            verified.append(VerifiedSignature(*verify_bundle(bundle, candidates, digest)))
+        except LabkitError as exc:
+            errors.append(exc.message)
+    if not verified:
+        raise NoMatchingSignaturesError("no matching attestations: " + "\n ".join(errors))
     return VerificationResult(image, digest, tuple(verified))
 
 

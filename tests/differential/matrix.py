@@ -23,7 +23,10 @@ from dataclasses import dataclass, field
 
 ENGINES = ("cp", "ivp", "cip")
 # Image states (repositories under diff/ in each lab's registry; see setup.py).
-IMAGES = ("signed-a", "signed-b", "signed-ab", "unsigned", "signed-p384", "replayed", "sig-elsewhere", "missing")
+# bundle-a: signed with key a in cosign v3's bundle format only (an OCI referrer, no .sig);
+# dotted: unsigned, named through a ".." segment, beside a second container running it by its name.
+IMAGES = ("signed-a", "signed-b", "signed-ab", "unsigned", "signed-p384", "replayed", "sig-elsewhere", "missing",
+          "bundle-a", "dotted")
 REFS = ("tag", "digest")
 NAMESPACES = {"plain": "diff-plain", "include": "diff-include"}  # include: policy.sigstore.dev/include=true
 WORKLOADS = ("Pod", "Deployment")
@@ -32,7 +35,7 @@ SKIP_LABEL = "labkit.dev/skip"  # Kyverno rules exclude workloads carrying it (f
 
 # Attestor variants: what each one can tell apart decides the images reviewed under it.
 VARIANT_IMAGES: dict[str, tuple[str, ...]] = {
-    "key-a": ("signed-a", "signed-b", "unsigned", "signed-p384", "replayed", "sig-elsewhere"),
+    "key-a": ("signed-a", "signed-b", "unsigned", "signed-p384", "replayed", "sig-elsewhere", "bundle-a", "dotted"),
     "key-a-tlog": ("signed-a", "unsigned", "signed-b"),  # no ignoreTlog/ignoreSCT: the transparency log is asked for
     "keys-ab-count1": ("signed-a", "signed-b", "signed-ab", "unsigned"),
     "keys-ab-all": ("signed-a", "signed-b", "signed-ab", "unsigned"),

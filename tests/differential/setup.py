@@ -21,6 +21,7 @@ from labkit.oci.client import RegistryClient
 from labkit.oci.model import OCI_CONFIG, OCI_LAYER, Descriptor, Image, Manifest, sha256_digest
 from labkit.oci.reference import Reference
 from labkit.signing.artifact import SignatureImage, attachment_ref
+from labkit.signing.bundle import sign_bundle
 from labkit.signing.sign import sign_image
 from tests.differential.matrix import IMAGES, Workload
 from tests.differential.policies import SIGSTORE_REPO, Keys
@@ -66,7 +67,7 @@ def push_images(lab: Lab, ring: KeyRing) -> dict[str, str]:
     digests: dict[str, str] = {"missing": MISSING_DIGEST}
     with RegistryClient() as client:
         for state in IMAGES:
-            if state != "missing":
+            if state not in ("missing", "dotted"):
                 digests[state] = client.push_image(Reference.parse(f"{host}/diff/{state}:{TAG}"),
                                                    _image(f"labkit differential: {state}\n".encode()))
 
@@ -79,6 +80,8 @@ def push_images(lab: Lab, ring: KeyRing) -> dict[str, str]:
         sign("signed-ab", ring.b)
         sign("signed-p384", ring.c)
         sign("sig-elsewhere", ring.a, signature_repository=f"{host}/{SIGSTORE_REPO}")
+        sign_bundle(f"{host}/diff/bundle-a@{digests['bundle-a']}", ring.a, client=client)
+        digests["dotted"] = digests["unsigned"]
         # A signature replayed from signed-a: valid for key a, but its payload names signed-a's digest.
         source = attachment_ref(Reference.parse(f"{host}/diff/signed-a"), digests["signed-a"])
         replay = SignatureImage.fetch(client, source, with_config=True)
@@ -88,7 +91,7 @@ def push_images(lab: Lab, ring: KeyRing) -> dict[str, str]:
 
 
 def image_ref(registry: str, digests: dict[str, str], w: Workload) -> str:
-    base = f"{registry}/diff/{w.image}"
+    base = f"{registry}/diff/../diff/unsigned" if w.image == "dotted" else f"{registry}/diff/{w.image}"
     return f"{base}@{digests[w.image]}" if w.ref == "digest" else f"{base}:{TAG}"
 
 
@@ -102,13 +105,15 @@ def manifest(name: str, namespace: str, w: Workload, image: str, forged_for: str
         meta["annotations"] = {FORGED_ANNOTATION: json.dumps(
             {"version": 1, "policies": {f"/{forged_for}": {"verify-signature": {image: "pass"}}}},
             separators=(",", ":"))}
-    container = {"name": "app", "image": image}
+    containers = [{"name": "app", "image": image}]
+    if w.image == "dotted":  # the same image by its plain name: Kyverno ClusterPolicy checks neither
+        containers.append({"name": "sidecar", "image": image.replace("/diff/../diff/", "/diff/")})
     if w.kind == "Pod":
-        return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": {"containers": [container]}}
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": {"containers": containers}}
     selector = {"app": name}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
             "spec": {"replicas": w.replicas, "selector": {"matchLabels": selector},
-                     "template": {"metadata": {"labels": selector}, "spec": {"containers": [container]}}}}
+                     "template": {"metadata": {"labels": selector}, "spec": {"containers": containers}}}}
 
 
 def prepare_namespaces(lab: Lab) -> None:
