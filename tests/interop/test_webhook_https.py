@@ -248,10 +248,12 @@ def test_ca_chain_verifies_with_openssl_and_names_loopback(lab: Lab) -> None:
 def test_reviews_stuck_on_a_slow_registry_end_by_their_deadline_and_hold_no_one_up(
     labkit_registry, tmp_path: Path
 ) -> None:
-    """Ten reviews of images on a registry that sends a byte a second: each ends within the
-    review's deadline with the engine's registry error (a Fail policy denies), and a signed pod
-    on a healthy registry is answered at once meanwhile. Before, every worker waited on the
-    trickle (no read ever timed out) and the healthy review queued behind them."""
+    """Ten reviews of images on a registry that sends a byte a second: each ends a moment
+    (``GRACE``) after the review's deadline, when the API server has given up and applied its
+    failurePolicy, as with a real engine; a caller still waiting gets the engine's registry
+    error (a Fail policy denies). A signed pod on a healthy registry is answered at once
+    meanwhile. Before, every worker waited on the trickle (no read ever timed out) and the
+    healthy review queued behind them."""
     with hostile_registry(trickle_manifest) as slow:
         lab = Lab(tmp_path, labkit_registry.host)
         try:
@@ -266,7 +268,7 @@ def test_reviews_stuck_on_a_slow_registry_end_by_their_deadline_and_hold_no_one_
                 assert time.monotonic() - start < 5
                 answers = [future.result(timeout=30) for future in stuck]
             # The API server's own ?timeout= is the review's deadline: the registry request ends
-            # before it (else the webhook would answer HTTP 500, a failed call, and lab.post fails).
+            # GRACE after it (a caller that waits gets the registry error, not an HTTP 500).
             answers.append(lab.post("/mutate/kyverno?timeout=2s", review([f"{slow}/slow/app:short"])))
             for answer in answers:
                 assert answer["allowed"] is False
