@@ -218,7 +218,7 @@ def signed(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
             yield Item(True, f"{what} ({digest[:19]}…) has a signature cosign.pub verifies")
 
 
-# --- notebook 09 -------------------------------------------------------------------------------
+# --- notebook 10 -------------------------------------------------------------------------------
 
 
 @_checkpoint("reset")
@@ -348,7 +348,72 @@ def cip(lab: Lab, home: Path | str | None = None, namespace: str = "secure") -> 
                          fix=f"apply cip.yaml and label {namespace} policy.sigstore.dev/include=true")
 
 
-# --- notebook 08 -------------------------------------------------------------------------------
+# --- notebook 08: the attack lab --------------------------------------------------------------
+
+
+def _everywhere_denied(lab: Lab, what: str, image: str, fix: str) -> Item:
+    from labkit import attack_lab
+
+    tried = attack_lab.attempt(lab, image)
+    admitted = tried.admitted_by()
+    return Item(not admitted, f"{what} is denied by all three engines",
+                f"{fix} (admitted by: {', '.join(admitted)})")
+
+
+def _attack_ref(lab: Lab, tag: str) -> str | None:
+    from labkit import attack_lab
+
+    try:
+        with _client() as client:
+            return client.resolve(f"{lab.registry.host}/{attack_lab.REPOSITORY}/app:{tag}")
+    except LabkitError:
+        return None
+
+
+@_checkpoint("attacks")
+def attacks(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
+    """Notebook 08: the three guards stand, fail closed, and stop the attacks that must fail."""
+    from labkit import attack_lab
+
+    applied = {p["metadata"]["name"]: p for p in lab.policies()}
+    missing = [Path(f).stem for f in attack_lab.GUARD_FILES if Path(f).stem not in applied]
+    yield Item(not missing, "the three guard policies are applied",
+               f"{', '.join(missing)} missing: run step 0 of notebook 08")
+    if missing:
+        return
+    ignoring = [name for name in ("attack-ivp", "attack-cpol")
+                if (applied[name].get("spec") or {}).get("failurePolicy") == "Ignore"]
+    yield Item(not ignoring, "the Kyverno guards fail closed (failurePolicy: Fail)",
+               f"{', '.join(ignoring)} still say Ignore: apply them as written by "
+               "attack_lab.write_guards(lab, 'cosign.pub') (end of attack 8)")
+    evil = _attack_ref(lab, "evil")
+    if evil is None:
+        yield Item(False, "the attacker's image is pushed", "run step 1 of notebook 08")
+        return
+    pods = lab.registry.pod_host
+    yield _everywhere_denied(lab, "the hijacked tag attack/app:v1", f"{pods}/attack/app:v1",
+                             "push the attacker's image as v1 (attack 1)")
+    yield _everywhere_denied(lab, "the attacker's digest, with a replayed and a self-made signature",
+                             f"{pods}/attack/app@{evil}", "run attacks 2 and 3")
+    yield _everywhere_denied(lab, "the attacker's digest on an unreachable registry",
+                             f"{attack_lab.UNREACHABLE}/attack/app@{evil}",
+                             "put failurePolicy: Fail back on the Kyverno guards (end of attack 8)")
+
+
+@_checkpoint("sibling_gap")
+def sibling_gap(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
+    """Notebook 08's exercise: an unsigned image in a sibling repository is checked, and denied."""
+    evil = _attack_ref(lab, "evil")
+    if evil is None:
+        yield Item(False, "the attacker's image is pushed", "run step 1 of notebook 08")
+        return
+    image = f"{lab.registry.pod_host}/attack-staging/app@{evil}"
+    yield _everywhere_denied(lab, f"the unsigned {image}", image,
+                             "widen the glob of attack-ivp.yaml and attack-cpol.yaml to the whole "
+                             "registry and apply both (lab.apply)")
+
+
+# --- notebook 09 -------------------------------------------------------------------------------
 
 
 @_checkpoint("ci_workflow")
@@ -359,7 +424,7 @@ def ci_workflow(path: Path | str | None = None, home: Path | str | None = None) 
     path = Path(path) if path is not None else workshop.workdir(home) / "sign-by-digest.yml"
     if not path.exists():
         yield Item(False, f"your workflow at {workshop.shown(path, home)}",
-                   "copy the template as in notebook 08, step 1")
+                   "copy the template as in notebook 09, step 1")
         return
     try:
         findings = check_workflow(path)

@@ -1,4 +1,4 @@
-"""Reading a GitHub Actions workflow for the one property notebook 08 teaches: every ``cosign
+"""Reading a GitHub Actions workflow for the one property notebook 09 teaches: every ``cosign
 sign`` signs a digest that comes from the build step's output, never a tag.
 
     findings = check_workflow(TEMPLATE)  # labkit/samples/github-actions/sign-by-digest.yml

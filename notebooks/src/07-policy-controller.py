@@ -111,4 +111,4 @@ workshop.run("labkit lab label secure policy.sigstore.dev/include=true")  # back
 # - It verifies digests: tags are resolved by its mutating webhook first.
 # - `mode: warn` admits with a warning: roll out first, enforce later.
 #
-# Next: **08 · signing in CI**.
+# Next: **08 · the attack lab**.

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 08 · Signing in CI
+# # 09 · Signing in CI
 #
 # **You will**
 # - read a GitHub Actions workflow that builds, pushes and signs **by digest**, line by line,
@@ -116,4 +116,4 @@ print(check.ci_workflow().passed)
 # - Pin actions by commit SHA; grant the token the least it needs.
 # - Keys come from secrets (`env://`), or there is no key at all (keyless, OIDC + Fulcio + Rekor).
 #
-# Next: **09 · wrap-up and reset**.
+# Next: **10 · wrap-up and reset**.

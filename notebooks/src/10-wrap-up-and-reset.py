@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 09 · Wrap-up and reset
+# # 10 · Wrap-up and reset
 #
 # **You will**
 # - look back at the supply chain you built, in one picture,
@@ -24,7 +24,8 @@ image = check.image_ref(lab)
 # | 05 | a Kyverno ImageValidatingPolicy (CEL), and the private-registry credentials fix | `kubectl apply -f ivp.yaml` |
 # | 06 | a Kyverno ClusterPolicy: digest mutation, Enforce vs Audit, policy reports | `kubectl get policyreports` |
 # | 07 | a policy-controller ClusterImagePolicy: opt-in namespaces, no-match deny, warn | `kubectl label ns … policy.sigstore.dev/include=true` |
-# | 08 | the same chain in a CI pipeline | `cosign sign --key env://… "$IMAGE@$DIGEST"` in GitHub Actions |
+# | 08 | attacked your own supply chain: tag hijack, replayed and swapped signatures, name tricks, globs, bundles, fail-open | `crane cp`, `cosign sign --new-bundle-format` |
+# | 09 | the same chain in a CI pipeline | `cosign sign --key env://… "$IMAGE@$DIGEST"` in GitHub Actions |
 #
 # Here is the image and everything attached to it, as `cosign tree` shows it, with what each
 # signature vouches for (the supply-chain tree view):

@@ -163,7 +163,7 @@ def test_reset_and_ci_workflow(lab: Lab, home: Path) -> None:
     lab.reset()
     assert check.reset(lab, home).passed
 
-    assert "notebook 08" in check.ci_workflow(home=home).missing[0].fix
+    assert "notebook 09" in check.ci_workflow(home=home).missing[0].fix
     copy = workshop.workdir(home) / "sign-by-digest.yml"
     copy.write_text(TEMPLATE.read_text().replace('"${IMAGE}@${DIGEST}"', '"${IMAGE}:latest"'))
     assert len(check.ci_workflow(home=home).missing) == 1

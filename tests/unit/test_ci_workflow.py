@@ -1,4 +1,4 @@
-"""labkit.ci_workflow on the repository's template and on the mistakes notebook 08 warns about.
+"""labkit.ci_workflow on the repository's template and on the mistakes notebook 09 warns about.
 Oracle: GitHub's expression syntax (steps.<id>.outputs.<name>) and cosign sign's flags."""
 
 from __future__ import annotations
