@@ -121,7 +121,8 @@ def _sign(args: argparse.Namespace) -> int:
         from labkit.signing.bundle import sign_bundle
 
         bundle = sign_bundle(ref, private_key, client=_client(args))
-        print(f"Pushing bundle to: {bundle.referrer.name}@{bundle.referrer.digest}", file=sys.stderr)
+        # the referrer carries its creation time, so its digest differs each run: name the repository
+        print(f"Pushing bundle to: {bundle.referrer.name}", file=sys.stderr)
         return 0
     results = sign_image(
         ref,
