@@ -151,19 +151,23 @@ def keys(home: Path | str | None = None) -> Iterator[Item]:
 
 
 @_checkpoint("image")
-def image(lab: Lab) -> Iterator[Item]:
-    """The sample image pushed to the lab registry, multi-arch, with the reproducible digest."""
+def image(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
+    """The sample image pushed to the lab registry, multi-arch, with the digest a reproducible
+    build of the learner's copy of the sample (``hello-flask/`` in the workshop directory, as it
+    is now) gives; the package's own copy until notebook 02 makes the learner's."""
     from labkit.errors import NotFoundError, RegistryError
     from labkit.oci.build import build_image
     from labkit.oci.model import Platform
 
     ref = image_ref(lab)
+    copy = workshop.workdir(home) / workshop.SAMPLE_APP.name
+    source = copy if copy.is_dir() else workshop.SAMPLE_APP
     with _client() as client:
         try:
             fetched = client.get_manifest(ref)
         except NotFoundError:
             yield Item(False, f"{ref} is in the lab registry",
-                       f"build and push it: `labkit build {workshop.SAMPLE_APP} -t {ref} "
+                       f"build and push it from the workshop directory: `labkit build {copy.name} -t {ref} "
                        "--platform linux/amd64,linux/arm64/v8 --push` (notebook 02)")
             return
         except RegistryError as exc:
@@ -173,11 +177,11 @@ def image(lab: Lab) -> Iterator[Item]:
     platforms = [str(d.platform) for d in getattr(fetched.parsed(), "manifests", ()) if d.platform]
     yield Item(len(platforms) >= 2, f"it is a multi-platform index ({', '.join(platforms) or 'one image'})",
                "rebuild with --platform linux/amd64,linux/arm64/v8 and push again")
-    expected = build_image(workshop.SAMPLE_APP, platforms=[Platform.parse(p) for p in platforms] or None)
+    expected = build_image(source, platforms=[Platform.parse(p) for p in platforms] or None)
     want = expected.digest
-    yield Item(fetched.digest == want, f"its digest is the reproducible build's ({want[:19]}…)",
-               "the pushed image was not built from the sample app unchanged: rebuild it from "
-               f"{workshop.SAMPLE_APP} and push again")
+    yield Item(fetched.digest == want, f"its digest is the reproducible build's of {copy.name}/ ({want[:19]}…)",
+               f"the pushed image was not built from {copy.name}/ as it is now: rebuild it from "
+               f"{copy.name} and push again, or undo your changes to it")
 
 
 # --- notebooks 03 and 04 -----------------------------------------------------------------------

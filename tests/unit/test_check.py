@@ -104,14 +104,19 @@ def test_image_and_signed(lab: Lab, home: Path) -> None:
         assert all("--recursive" in i.fix for i in index_only.missing)
         sign_image(f"{ref.rsplit(':', 1)[0]}@{sample.digest}", private, client=client, recursive=True)
         assert check.signed(lab, home).passed
-    other = workshop.workdir(home) / "other"
-    shutil.copytree(workshop.SAMPLE_APP, other)
-    (other / "app.py").write_text("changed\n")
+    # The learner's copy (notebook 02 makes it) is the reference: edited and pushed, it passes;
+    # pushed from elsewhere, the fix names the copy as the learner sees it, never a machine path.
+    copy = workshop.workdir(home) / "hello-flask"
+    shutil.copytree(workshop.SAMPLE_APP, copy)
+    (copy / "app.py").write_text("changed\n")
+    edited = build_image(copy, platforms=PLATFORMS)
     with RegistryClient() as client:
-        client.push_image(ref, build_image(other, platforms=PLATFORMS))
-    changed = check.image(lab)
-    assert _failed(changed) == [f"its digest is the reproducible build's ({sample.digest[:19]}…)"]
-    assert f"rebuild it from {workshop.SAMPLE_APP}" in changed.missing[0].fix
+        assert _failed(check.image(lab, home)) == [
+            f"its digest is the reproducible build's of hello-flask/ ({edited.digest[:19]}…)"]
+        assert "rebuild it from hello-flask and push again" in check.image(lab, home).missing[0].fix
+        assert str(workshop.SAMPLE_APP) not in check.image(lab, home).missing[0].fix
+        client.push_image(ref, edited)
+        assert check.image(lab, home).passed
 
 
 def test_admission_checkpoints(lab: Lab, home: Path) -> None:
