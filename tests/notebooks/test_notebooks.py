@@ -131,15 +131,18 @@ def test_notebook(backend: str, notebook: Path, request: pytest.FixtureRequest,
     _timings[(notebook.stem, backend)] = time.perf_counter() - start
     assert not problems(result.nb_final), f"{notebook.name}: " + "; ".join(problems(result.nb_final))
     if regen:
-        without_paths(notebook)
+        without_machine_values(notebook)
 
 
-PATH_MASKS = [(pattern, repl) for what, pattern, repl in MASKS if what.startswith("lab home")]
+# What a committed output must not carry from the machine that ran it: the lab's home (a
+# temporary directory there) and its loopback ports, saved as the comparison masks them.
+MACHINE_MASKS = [(pattern, repl) for what, pattern, repl in MASKS
+                 if what.startswith("lab home") or what == "loopback ports"]
 
 
-def without_paths(notebook: Path) -> None:
-    """A regenerated notebook is committed: the lab's home (a temporary directory here) reads
-    ``$LABKIT_HOME`` in its outputs, as the comparison masks it, so no machine path is saved."""
+def without_machine_values(notebook: Path) -> None:
+    """A regenerated notebook is committed: its outputs read ``$LABKIT_HOME`` and
+    ``127.0.0.1:PORT``, as the comparison masks them, so no machine's paths or ports are saved."""
     import nbformat
 
     nb = nbformat.read(notebook, as_version=4)
@@ -153,9 +156,22 @@ def without_paths(notebook: Path) -> None:
 
 
 def _unpath(text: str) -> str:
-    for pattern, repl in PATH_MASKS:
+    for pattern, repl in MACHINE_MASKS:
         text = re.sub(pattern, repl, text)
     return text
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_outputs_carry_no_machine_paths_or_ports(notebook: Path) -> None:
+    import nbformat
+
+    found = []
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        for out in cell.get("outputs", []):
+            text = out.get("text") or out.get("data", {}).get("text/plain", "")
+            found += [line for line in text.splitlines() if _unpath(line) != line]  # not yet masked
+            found += re.findall(r"(?:/tmp|/home|/root|/Users|/var/folders)/[\w.+-]+", text)
+    assert not found, f"{notebook.name}: regenerate it (`make notebooks NB={notebook.stem[:2]}`): {found[:5]}"
 
 
 def test_masks_are_narrow() -> None:
