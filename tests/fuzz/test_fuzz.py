@@ -15,7 +15,7 @@ import base64
 import contextlib
 import json
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,15 @@ def _one_line(exc: LabkitError | GlobError) -> None:
         assert "\n" not in message.strip(), f"{type(exc).__name__} over several lines: {message!r}"
 
 
+def _accepted_or_refused_in_one_line(call: Callable[[], object]) -> None:
+    """``call()`` answers in time, returning or raising a LabkitError whose message is one line."""
+    with _answers_in_time():
+        try:
+            call()
+        except LabkitError as exc:
+            _one_line(exc)
+
+
 def _joined(pieces: list[str]) -> st.SearchStrategy[str]:
     return st.lists(st.sampled_from(pieces) | st.text(max_size=4), max_size=12).map("".join)
 
@@ -133,29 +142,17 @@ KEY_BYTES = _mutated(PUBLIC_PEM) | st.binary(max_size=2048) | st.builds(
 
 @given(KEY_BYTES)
 def test_a_public_key_loads_or_is_refused_in_one_line(data: bytes) -> None:
-    with _answers_in_time():
-        try:
-            load_public_key(data)
-        except LabkitError as exc:
-            _one_line(exc)
+    _accepted_or_refused_in_one_line(lambda: load_public_key(data))
 
 
 @given(KEY_BYTES)
 def test_an_importable_key_parses_or_is_refused_in_one_line(data: bytes) -> None:
-    with _answers_in_time():
-        try:
-            parse_importable_key(data, source="fuzz.pem")
-        except LabkitError as exc:
-            _one_line(exc)
+    _accepted_or_refused_in_one_line(lambda: parse_importable_key(data, source="fuzz.pem"))
 
 
 @given(KEY_BYTES, st.binary(max_size=16))
 def test_an_encrypted_key_opens_or_is_refused_in_one_line(data: bytes, password: bytes) -> None:
-    with _answers_in_time():
-        try:
-            decrypt_private_key(data, password, source="fuzz.key")
-        except LabkitError as exc:
-            _one_line(exc)
+    _accepted_or_refused_in_one_line(lambda: decrypt_private_key(data, password, source="fuzz.key"))
 
 
 # --- policies -----------------------------------------------------------------------------------
@@ -195,11 +192,7 @@ POLICY_TEXT = st.builds(
 
 @given(POLICY_TEXT)
 def test_a_policy_loads_or_is_refused_in_one_line(text: str) -> None:
-    with _answers_in_time():
-        try:
-            load_policies(text)
-        except LabkitError as exc:
-            _one_line(exc)
+    _accepted_or_refused_in_one_line(lambda: load_policies(text))
 
 
 # --- AdmissionReviews ---------------------------------------------------------------------------
