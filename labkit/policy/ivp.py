@@ -50,7 +50,14 @@ from labkit.policy.cel import CURRENT, CelError
 from labkit.policy.credentials import SecretStore, kyverno_ivp_keychain
 from labkit.policy.ivp_compile import CompiledPolicy, compile_policies
 from labkit.policy.match import kyverno_normalize
-from labkit.policy.podspec import EXTRACTOR_PATHS, ContainerImage, Engine, extract_images, find_pod_spec, resource_name
+from labkit.policy.podspec import (
+    EXTRACTOR_PATHS,
+    Engine,
+    extract_images,
+    find_pod_spec,
+    kyverno_extraction_error,
+    resource_name,
+)
 from labkit.policy.schema import ImageValidatingPolicy
 from labkit.policy.selectors import labels_match
 from labkit.policy.tlog import KYVERNO_SIGNATURE_ALGORITHMS, ivp_key_error
@@ -101,19 +108,6 @@ class Result:
     # the rule name Kyverno gives the result (engine.go): the policy's own name for a validation
     # outcome, "evaluation" when evaluating failed, "mutateDigest" when pinning failed
     rule: str = ""
-
-
-def _first_unparsable(containers: Sequence[ContainerImage]) -> str:
-    """Kyverno's error for the first image it cannot parse (``invalid image '…' (bad image: …,
-    defaultRegistry: docker.io, enableDefaultRegistryMutation: true: …)``), else ""."""
-    for c in containers:
-        try:
-            kyverno_normalize(c.image)
-        except LabkitError as exc:
-            full, _, reason = exc.message.removeprefix("bad image ").partition(": ")
-            return (f"invalid image '{c.image}' (bad image: {full.strip(chr(39))}, defaultRegistry: docker.io, "
-                    f"enableDefaultRegistryMutation: true: {reason})")
-    return ""
 
 
 def _manifest_fetcher(obj: Any) -> Callable[..., str] | None:
@@ -278,7 +272,7 @@ class _Run:
         patches: list[dict[str, Any]] = []
         errors: dict[str, Result] = {}
         containers = extract_images(self.resource, Engine.KYVERNO) or []
-        unparsable = _first_unparsable(containers)
+        unparsable = kyverno_extraction_error(containers)
         for policy in self.compiled:
             if policy.config.mutate_digest is False or not self._constraints_match(policy):
                 continue

@@ -28,7 +28,7 @@ from labkit.policy.credentials import image_pull_secrets, kyverno_keychain
 from labkit.policy.load import kyverno_failure_action
 from labkit.policy.match import kyverno_normalize, wildcard_match
 from labkit.policy.patches import pointer, pointer_parts
-from labkit.policy.podspec import ContainerImage, Engine, extract_images, pod_spec
+from labkit.policy.podspec import ContainerImage, Engine, extract_images, kyverno_extraction_error, pod_spec
 from labkit.policy.schema import Attestor, ImageVerification, KyvernoPolicy, MatchResources, ResourceDescription
 from labkit.policy.selectors import labels_match
 from labkit.policy.tlog import kyverno_key_options, rekor_unreachable
@@ -153,21 +153,6 @@ def _autogen(policy: KyvernoPolicy, rule_match: MatchResources, kind: str,
 # --- the webhooks -----------------------------------------------------------------------------
 
 
-def _parsable(images: list[ContainerImage]) -> list[ContainerImage]:
-    """The images Kyverno's policy context holds: all of them, or none when one does not parse.
-
-    Its deferred image loader (``AddImageInfos``, pkg/engine/context/context.go) fails as a whole
-    on the first bad name and the rules then see no image at all, so a pod with one unparsable
-    image is admitted unchecked, its other images included (Kyverno 1.19.1, the native lab).
-    """
-    try:
-        for container in images:
-            kyverno_normalize(container.image)
-    except LabkitError:
-        return []
-    return images
-
-
 class _Run:
     """One pass of Kyverno's webhooks over one object: :meth:`mutate` or :meth:`validate`."""
 
@@ -184,7 +169,11 @@ class _Run:
         self.result = EngineResult()
         self.kind = str(resource.get("kind", ""))
         self.namespace = str((resource.get("metadata") or {}).get("namespace") or "")
-        self.images = _parsable(extract_images(resource, Engine.KYVERNO) or [])
+        images = extract_images(resource, Engine.KYVERNO) or []
+        # Kyverno's deferred image loader (AddImageInfos, pkg/engine/context/context.go) fails as a
+        # whole on one unparsable name, and the rules then see no image at all: such a pod is
+        # admitted unchecked, its other images included (Kyverno 1.19.1, the native lab)
+        self.images = [] if kyverno_extraction_error(images) else images
         self.pull_secrets = image_pull_secrets(pod_spec(resource, Engine.KYVERNO))
         # ImageVerificationMetadata: image → status, and policy → rule → image → status (1.19)
         self.annotation: dict[str, str] = {}

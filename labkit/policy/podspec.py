@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from labkit.errors import LabkitError
+from labkit.oci.reference import kyverno_normalize
+
 
 class Engine(str, Enum):  # noqa: UP042 -- a StrEnum member would print differently
     KYVERNO = "kyverno"
@@ -161,3 +164,19 @@ def extract_images(resource: Mapping[str, Any], engine: Engine) -> list[Containe
                 )
             )
     return found
+
+
+def kyverno_extraction_error(containers: Sequence[ContainerImage]) -> str:
+    """Why Kyverno's image extraction (``ExtractImagesFromResource``, pkg/utils/api/image.go) fails:
+    the first image it cannot parse, in its words (``invalid image '…' (bad image: …,
+    defaultRegistry: docker.io, enableDefaultRegistryMutation: true: …)``); "" when all parse.
+    The extraction fails as a whole, so the policy context of a ClusterPolicy then holds no
+    image, and an ImageValidatingPolicy's digest pinning errs."""
+    for c in containers:
+        try:
+            kyverno_normalize(c.image)
+        except LabkitError as exc:
+            full, _, reason = exc.message.removeprefix("bad image ").partition(": ")
+            return (f"invalid image '{c.image}' (bad image: {full.strip(chr(39))}, defaultRegistry: docker.io, "
+                    f"enableDefaultRegistryMutation: true: {reason})")
+    return ""
