@@ -4,21 +4,32 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-stamp
+# Two stamps: `make lab` installs only what the workshop needs (labkit and the lab extra:
+# JupyterLab, ipykernel, ipywidgets, matplotlib, tqdm); the test targets add the test extra
+# (pytest, Playwright, hypothesis, ruff, mypy). Installing the test set stamps the lab set too.
+LAB_STAMP := $(VENV)/.lab-stamp
+STAMP     := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# compat: a plain path entry, not setuptools' import-hook finder, which costs ~11 ms of every
+# `labkit` process's start-up (python -X importtime; bench/README.md)
+PIP_INSTALL := $(PY) -m pip install --quiet --config-settings editable_mode=compat -e
 
 .PHONY: lab lint fuzz test test-notebooks test-browser notebooks bench tools system-deps venv clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "labkit needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# compat: a plain path entry, not setuptools' import-hook finder, which costs ~11 ms of every
-	# `labkit` process's start-up (python -X importtime; bench/README.md)
-	$(PY) -m pip install --quiet -e '.[test,lab]' --config-settings editable_mode=compat
-	@touch $(STAMP)
+
+$(LAB_STAMP): pyproject.toml | $(PY)
+	$(PIP_INSTALL) '.[lab]'
+	@touch $(LAB_STAMP)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP_INSTALL) '.[test,lab]'
+	@touch $(STAMP) $(LAB_STAMP)
 
 # Reference tools (cosign, crane, the Kyverno CLI, policy-controller's tester) and the native lab's
 # control plane and engines are built from the Go module proxy into a cache outside the repo;
@@ -66,7 +77,7 @@ notebooks: $(STAMP)
 bench: $(STAMP) tools system-deps
 	@$(PY) bench/run_all.py
 
-lab: $(STAMP)
+lab: $(LAB_STAMP)
 	@tools/lab.sh
 
 clean:

@@ -2,15 +2,16 @@
 # `make lab`: start the lab (`labkit lab up`), then JupyterLab on notebook 00.
 # LAB_BACKEND=native runs the real kube-apiserver, Kyverno and policy-controller as local processes
 # (built first if needed), LAB_BACKEND=kind a kind cluster; LABKIT_HOME the lab's directory
-# (default ~/.labkit).
-# Ctrl-C stops JupyterLab and the lab; images and keys stay in LABKIT_HOME for next time.
+# (default ~/.labkit); LAB_JUPYTER_PORT JupyterLab's port (default 8888).
+# One Ctrl-C stops JupyterLab and the lab; images and keys stay in LABKIT_HOME for next time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-VENV=.venv
+VENV="$PWD/.venv"
 export LABKIT_HOME="${LABKIT_HOME:-$HOME/.labkit}"
 export LAB_BACKEND="${LAB_BACKEND:-embedded}"
 PORT="${LAB_JUPYTER_PORT:-8888}"
+STOP_WITHIN=20  # seconds JupyterLab gets to stop (kernels, terminals) before it is killed
 
 if [ "$LAB_BACKEND" = kind ] && ! "$VENV/bin/python" -c 'import sh' 2>/dev/null; then
   "$VENV/bin/pip" install --quiet -e '.[kind]'  # the kind backend drives docker, kind, helm and kubectl
@@ -18,11 +19,51 @@ fi
 if [ "$LAB_BACKEND" = native ]; then
   tools/reference-tools.sh  # the control plane and engines, from the Go module proxy; kept once built
 fi
-"$VENV/bin/labkit" lab up --backend "$LAB_BACKEND"
-trap '"$VENV/bin/labkit" lab down >/dev/null 2>&1 && echo "lab: stopped (keys and images stay in $LABKIT_HOME)"' EXIT
+
+# Ctrl-C reaches this script (the terminal's foreground process group) and interrupts `wait` below;
+# JupyterLab runs in the background, where it ignores SIGINT, so this script stops it — SIGTERM,
+# then SIGKILL after STOP_WITHIN seconds — and then the lab: one Ctrl-C, and a bounded stop.
+jupyter_pid=
+stop_all() {
+  if [ -n "$jupyter_pid" ] && kill -TERM "$jupyter_pid" 2>/dev/null; then
+    for _ in $(seq $((STOP_WITHIN * 5))); do kill -0 "$jupyter_pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL "$jupyter_pid" 2>/dev/null || true
+  fi
+  if timeout 120 "$VENV/bin/labkit" lab down >/dev/null 2>&1; then
+    echo "lab: stopped (keys and images stay in $LABKIT_HOME)"
+  else
+    echo "lab: \`labkit lab down\` failed; \`labkit lab status\` shows what still runs" >&2
+  fi
+}
+trap stop_all EXIT
 trap 'exit 0' INT TERM  # Ctrl-C is how the lab is meant to end
 
+"$VENV/bin/labkit" lab up --backend "$LAB_BACKEND"
+
+# JupyterLab's terminals and `!` cells inherit this environment: labkit, and the lab's own settings.
+if lab_env=$("$VENV/bin/labkit" lab env 2>/dev/null); then
+  eval "$lab_env"
+else  # a labkit without `lab env`: at least labkit (and the venv's tools) on PATH
+  export PATH="$VENV/bin:$PATH"
+fi
+
+# JupyterLab's root: the notebooks and the learner's workshop directory, nothing else of the
+# repository. A directory of symlinks in the lab's home, so labs with different homes sharing
+# one checkout each see their own workshop directory; files learners create there stay.
+root="$LABKIT_HOME/jupyterlab"
+mkdir -p "$root"
+mkdir -p -m 700 "$LABKIT_HOME/workshop"
+find "$root" -mindepth 1 -maxdepth 1 -type l -delete  # links from an earlier start
+for entry in notebooks/*; do
+  [ "$(basename "$entry")" = src ] && continue  # the drafts the notebooks are made from: for authors
+  ln -s "$PWD/$entry" "$root/$(basename "$entry")"
+done
+ln -s ../workshop "$root/workshop"
+
+mapfile -t jupyter_args < <(grep -v -e '^#' -e '^$' tools/jupyterlab-args)
+[ "$(id -u)" -eq 0 ] && jupyter_args+=(--allow-root)  # containers and CI often run as root
 echo "lab: JupyterLab opens on notebook 00; the URL with its token follows. Ctrl-C stops everything."
-root_flag=(); [ "$(id -u)" -eq 0 ] && root_flag=(--allow-root)  # containers and CI often run as root
-"$VENV/bin/jupyter" lab --no-browser --ip 127.0.0.1 --port "$PORT" --ServerApp.root_dir=notebooks \
-  --LabApp.default_url=/lab/tree/00-start-here.ipynb "${root_flag[@]}"
+"$VENV/bin/jupyter" lab "${jupyter_args[@]}" --port "$PORT" --ServerApp.root_dir="$root" \
+  --LabApp.default_url=/lab/tree/00-start-here.ipynb &
+jupyter_pid=$!
+wait "$jupyter_pid"

@@ -37,6 +37,12 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in t
 nbclient = pytest.importorskip("nbclient", reason="running notebooks needs nbclient (the lab extra)")
 
 
+def jupyterlab_args() -> list[str]:
+    """JupyterLab's arguments as `make lab` passes them (tools/lab.sh reads the same file)."""
+    lines = (ROOT / "tools" / "jupyterlab-args").read_text().splitlines()
+    return [line for line in lines if line and not line.startswith("#")]
+
+
 @pytest.fixture(scope="module")
 def workshop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
     """A lab with notebook 05's prerequisites done (00–03 executed headless), and a copy of the
@@ -68,9 +74,8 @@ def workshop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, d
 def jupyterlab(workshop: tuple[Path, dict[str, str]]) -> Iterator[str]:
     notebooks, env = workshop
     port, token = free_port(), secrets.token_hex(16)
-    argv = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip", "127.0.0.1", f"--port={port}",
-            f"--ServerApp.token={token}", f"--ServerApp.root_dir={notebooks}", "--ServerApp.open_browser=False",
-            "--LabApp.news_url=", "--allow-root"]
+    argv = [sys.executable, "-m", "jupyter", "lab", *jupyterlab_args(), f"--port={port}",
+            f"--ServerApp.token={token}", f"--ServerApp.root_dir={notebooks}", "--allow-root"]
     log = (notebooks / "jupyterlab.log").open("wb")
     server = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
