@@ -31,13 +31,28 @@ pushed = workshop.run(f"labkit build hello-flask -t {image} --platform linux/amd
 # %% [markdown]
 # **What just happened.** The last line is `REPOSITORY@DIGEST`: the digest of the index, the
 # SHA-256 of its manifest bytes. Everyone in the room who built the same sources has the same
-# digest, because the build fixes everything that usually varies:
+# digest, because `labkit build` fixes everything that usually varies:
 #
 # - file times come from `SOURCE_DATE_EPOCH` (0 unless set), not from your checkout;
-# - tar entries are sorted, with fixed owners and modes; gzip writes no timestamp;
-# - the config's `created` time is that same epoch.
+# - tar entries are sorted, with fixed owners (0:0, no names) and modes (0644/0755); gzip writes
+#   no timestamp or file name, at a fixed level;
+# - the config's `created` time is that same epoch; nothing is downloaded or run (no `RUN`).
 #
-# So a digest is a name for *content*: build it twice, anywhere, and you get the same one.
+# So a digest is a name for *content*: build it twice with labkit, anywhere, and you get the same one.
+#
+# **`docker buildx build` is not reproducible by default**, although it takes the same flags (the
+# `real tool` line above). Run twice on this directory, it gives two digests: file times come from
+# your checkout, the config's `created` and history record the build's clock, `RUN pip install`
+# fetches what PyPI serves that day, and `FROM python:3.12-slim` is a tag that moves. BuildKit gets
+# the same property only when you ask for it:
+#
+# - `SOURCE_DATE_EPOCH` set (buildx 0.10 and later pass the variable on as the build argument) fixes
+#   `created` and the history times;
+# - `--output type=image,name=IMAGE,push=true,rewrite-timestamp=true` (BuildKit 0.13 and later)
+#   rewrites the file times in the layers to that epoch;
+# - the base pinned by digest (`FROM python:3.12-slim@sha256:…`) and the installed packages pinned;
+# - `--provenance=false`: the provenance attestation buildx attaches by default records when the
+#   build ran, so the index digest differs on every build even when each platform's digest does not.
 
 # %%
 again = workshop.run("labkit build hello-flask -t example.invalid/workshop/hello:v1 --platform linux/amd64,linux/arm64/v8")
