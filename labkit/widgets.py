@@ -1,6 +1,7 @@
-"""Notebook widgets (ipywidgets): a key panel, a sign/verify panel, a policy playground and a
-supply-chain tree view. Each widget is a thin face on a plain function that is tested without
-a browser; buttons run the same ``labkit`` verbs a terminal would (``labkit.workshop.run``).
+"""Notebook widgets (ipywidgets): a key panel, a sign/verify panel, a policy playground, a
+supply-chain tree view, and PolicyReports in Policy Reporter's views. Each widget is a thin face
+on a plain function that is tested without a browser; buttons run the same ``labkit`` verbs a
+terminal would (``labkit.workshop.run``).
 
 Stable DOM hooks for browser tests: the playground's editor is a textarea inside an element with
 class ``labkit-policy-editor``, and its verdict is the element with class ``labkit-decision``
@@ -14,10 +15,13 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labkit import workshop
 from labkit.errors import LabkitError
+
+if TYPE_CHECKING:  # the admission package pulls the webhook in: imported where used
+    from labkit.admission.reporter import Dashboard, Filter, PolicyDetails, PolicySource, Result
 
 
 class _Panel:
@@ -292,3 +296,173 @@ def report_chart(reports: Sequence[dict[str, Any]]) -> Any:
     figure.tight_layout()
     plt.close(figure)
     return figure
+
+
+# --- Policy Reporter's views ---------------------------------------------------------------------
+
+
+def _status_chip(status: str, count: int | None = None) -> str:
+    from labkit.admission.reporter import STATUS_COLOURS
+
+    colour = STATUS_COLOURS.get(status, "#9E9E9E")
+    label = status if count is None else f"{status} {count}"
+    return (f'<span class="labkit-status labkit-status-{html.escape(status)}" style="background:{colour};'
+            'color:#fff;border-radius:10px;padding:0 8px;margin-right:4px;white-space:nowrap">'
+            f'{html.escape(label)}</span>')
+
+
+def _status_bar(counts: dict[str, int]) -> str:
+    """A stacked bar in the statuses' colours: one row of "Results per Namespace"."""
+    from labkit.admission.reporter import STATUS_COLOURS, STATUSES
+
+    total = sum(counts.values()) or 1
+    cells = "".join(f'<div title="{s} {counts[s]}" style="width:{100 * counts[s] / total:.1f}%;'
+                    f'background:{STATUS_COLOURS[s]}"></div>' for s in STATUSES if counts.get(s))
+    return f'<div style="display:flex;height:14px;min-width:240px;background:#eee">{cells}</div>'
+
+
+def _chips(counts: dict[str, int]) -> str:
+    from labkit.admission.reporter import STATUSES
+
+    return "".join(_status_chip(s, counts[s]) for s in STATUSES if counts.get(s) or s != "skip")
+
+
+def _dashboard_html(view: Dashboard) -> str:
+    from labkit.admission.reporter import title
+
+    parts = [f"<h4>Dashboard: {view.count} results</h4>{_chips(view.total)}"]
+    if not view.sources:
+        parts.append("<p>No results found</p>")
+    for s in view.sources:
+        name = html.escape(title(s.source) or "(no source)")
+        rows = [(html.escape(ns), _status_bar(c), _chips(c)) for ns, c in s.namespaces.items()]
+        table = "".join(f"<tr><td>{ns}</td><td>{bar}</td><td>{chips}</td></tr>" for ns, bar, chips in rows)
+        parts.append(f"<h4>{name}: {s.count} results</h4>{_chips(s.total)}"
+                     f"<h5>{name} Results per Namespace</h5><table>{table or '<tr><td>(none)</td></tr>'}</table>"
+                     f"<h5>{name} Cluster Scoped Results</h5>{_chips(s.cluster)}")
+    return "".join(parts)
+
+
+def _policies_html(view: Sequence[PolicySource]) -> str:
+    from labkit.admission.reporter import SEVERITY_COLOURS, title
+
+    parts = []
+    for s in view:
+        parts.append(f"<h4>{html.escape(title(s.source) or '(no source)')}</h4>")
+        for category, items in s.categories.items():
+            rows = "".join(
+                f"<tr><td>{html.escape(i.name)}</td><td style='color:{SEVERITY_COLOURS.get(i.severity or 'info')}'>"
+                f"{html.escape(i.severity)}</td><td>{_chips(i.counts)}</td></tr>" for i in items)
+            parts.append(f"<h5>{html.escape(category)}</h5><table>{rows}</table>")
+    return "".join(parts) or "<p>No policies found</p>"
+
+
+def _details_html(view: PolicyDetails) -> str:
+    from labkit.admission.reporter import title
+
+    name = html.escape(view.title)
+    parts = [f"<h4>{html.escape(title(view.source) or '(no source)')}: {name}</h4>{_chips(view.total)}",
+             f"<h5>{name} Results per Namespace</h5><table>"
+             + "".join(f"<tr><td>{html.escape(ns)}</td><td>{_status_bar(c)}</td><td>{_chips(c)}</td></tr>"
+                       for ns, c in view.namespaces.items()) + "</table>",
+             f"<h5>{name} cluster scoped results</h5>{_chips(view.cluster)}"]
+    for ns, rows in view.results.items():
+        parts.append(f"<h5>{html.escape(ns or 'Cluster Scoped Results')}</h5>"
+                     + _result_table(rows, ("APIVersion", "Kind", "Name", "Rule", "Severity", "Status", "Message")))
+    return "".join(parts)
+
+
+_COLUMNS = {"Namespace": "namespace", "APIVersion": "api_version", "Kind": "kind", "Name": "name",
+            "Policy": "policy", "Rule": "rule", "Severity": "severity", "Status": "status", "Message": "message"}
+
+
+def _result_table(rows: Sequence[Result], headers: Sequence[str]) -> str:
+    """Policy Reporter's result table (``policy/Results.vue``'s columns), the status as a chip."""
+    def cell(r: Result, header: str) -> str:
+        value = str(getattr(r, _COLUMNS[header]))
+        return _status_chip(value) if header == "Status" else html.escape(value)
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{cell(r, h)}</td>" for h in headers) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _results_html(rows: Sequence[Result]) -> str:
+    return _result_table(rows, ("Namespace", "APIVersion", "Kind", "Name", "Policy", "Rule", "Severity", "Status",
+                                "Message"))
+
+
+TAB_TITLES = ("Dashboard", "Policy Dashboard", "Policy Details", "Results")
+
+
+class PolicyReporterView(_Panel):
+    """PolicyReports in Policy Reporter's views, as tabs: Dashboard, Policy Dashboard, one
+    policy's details (chosen in a dropdown) and Results filtered by namespace,
+    kind, status and severity. Its plain-text face is :func:`labkit.admission.reporter.text`:
+    every view, sorted, so a saved notebook diffs cleanly."""
+
+    summary = "Policy Reporter views"
+
+    def __init__(self, reports: Sequence[dict[str, Any]]) -> None:
+        import ipywidgets as w
+
+        from labkit.admission import reporter
+
+        self.rows = reporter.results(reports)
+        self.text = reporter.text(self.rows)
+        options = reporter.filter_options(self.rows)
+        names = [(f"{reporter.title(p.source) or '(no source)'}: {p.name}", (p.source, p.name))
+                 for s in reporter.policies(self.rows) for items in s.categories.values() for p in items]
+        self.policy = w.Dropdown(options=names or [("(no policies)", ("", ""))], description="policy")
+        self.details = w.HTML()
+        self.filters = {
+            name: w.Dropdown(options=[("all", "")] + [(v or "(cluster)", v) for v in values], description=name)
+            for name, values in (("namespace", options.namespaces), ("kind", options.kinds),
+                                 ("status", options.statuses), ("severity", options.severities))}
+        self.results = w.HTML()
+        self.policy.observe(lambda _c: self.show_policy(), names="value")
+        for dropdown in self.filters.values():
+            dropdown.observe(lambda _c: self.show_results(), names="value")
+        tabs = [w.HTML(_dashboard_html(reporter.dashboard(self.rows))),
+                w.HTML(_policies_html(reporter.policies(self.rows))), w.VBox([self.policy, self.details]),
+                w.VBox([w.HBox(list(self.filters.values())), self.results])]
+        self.widget = w.Tab(children=tabs)
+        for index, name in enumerate(TAB_TITLES):
+            self.widget.set_title(index, name)
+        self.show_policy()
+        self.show_results()
+
+    def selection(self) -> Filter:
+        from labkit.admission.reporter import Filter
+
+        def one(name: str) -> tuple[str, ...]:
+            value = self.filters[name].value
+            return (value,) if value else ()
+
+        return Filter(namespaces=one("namespace"), kinds=one("kind"), statuses=one("status"),
+                      severities=one("severity"))
+
+    def show_policy(self) -> None:
+        from labkit.admission.reporter import policy_details
+
+        source, name = self.policy.value
+        self.details.value = _details_html(policy_details(self.rows, name, source)) if name else ""
+
+    def show_results(self) -> None:
+        from labkit.admission.reporter import filter_results
+
+        self.results.value = _results_html(filter_results(self.rows, self.selection()))
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        bundle = dict(self.widget._repr_mimebundle_(**kwargs))
+        bundle["text/plain"] = self.text
+        return bundle
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def policy_reporter(reports: Sequence[dict[str, Any]]) -> PolicyReporterView:
+    """``reports`` (``lab.reports()``) as Policy Reporter shows them: Dashboard, Policies, a
+    policy's details, Results (see :mod:`labkit.admission.reporter` for the views' sources)."""
+    return PolicyReporterView(reports)
