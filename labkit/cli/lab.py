@@ -1,14 +1,17 @@
-"""``labkit lab up|status|apply|label|reset|down``: one lab per LABKIT_HOME, embedded, native or kind."""
+"""``labkit lab up|status|env|apply|label|reset|down``: one lab per LABKIT_HOME, embedded, native or kind."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labkit.errors import UsageError
 from labkit.lab.factory import BACKENDS
+
+if TYPE_CHECKING:
+    from labkit.lab import Lab
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,8 +24,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                           "cluster with a local registry, Kyverno and policy-controller (needs docker, kind, "
                           "helm, kubectl).")
     up.add_argument("--backend", choices=BACKENDS, default="embedded")
+    up.add_argument("--port", action="append", default=[], metavar="NAME=PORT",
+                    help="listen on PORT for the lab's NAME (registry, private-registry, webhook, …; repeatable); "
+                         "kept in $LABKIT_HOME/ports.json for later starts, as every port is (also: LABKIT_PORTS="
+                         "NAME=PORT,…)")
+    up.add_argument("--fresh-ports", action="store_true",
+                    help="forget the kept ports and pick new free ones (policies naming the old registry "
+                         "address must then be re-applied)")
     up.set_defaults(func=_up)
     verbs.add_parser("status", help="backend, registry host:port, webhook URL, health").set_defaults(func=_status)
+    verbs.add_parser("env", help="export lines for a shell: PATH, LABKIT_HOME, KUBECONFIG, the lab's addresses",
+                     description='eval "$(labkit lab env)" gives a shell the lab\'s environment: labkit and the '
+                     "real tools on PATH, KUBECONFIG where the backend has an API server, the registry's "
+                     "address as LABKIT_REGISTRY.").set_defaults(func=_env)
     apply = verbs.add_parser("apply", help="apply policies, Secrets, Namespaces and workloads from a file",
                              description="Policies, Secrets and Namespaces are stored; workloads go through "
                              "admission and print what kubectl would. Exit status 1 when one is denied.")
@@ -41,17 +55,45 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _up(args: argparse.Namespace) -> int:
     from labkit.lab import Lab
+    from labkit.lab.ports import parse_ports
 
-    lab = Lab.start(backend=args.backend)
+    options: dict[str, Any] = {}
+    if args.port:
+        options["ports"] = parse_ports(args.port, "--port")
+    if args.fresh_ports:
+        options["fresh_ports"] = True
+    lab = Lab.start(backend=args.backend, **options)
     _print_status(lab.status())
+    _warn_stale(lab)
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
     from labkit.lab import Lab
 
-    _print_status(Lab.connect().status())
+    lab = Lab.connect()
+    _print_status(lab.status())
+    _warn_stale(lab)
     return 0
+
+
+def _env(args: argparse.Namespace) -> int:
+    from labkit.lab import Lab
+    from labkit.lab.environment import export_lines
+
+    sys.stdout.write(export_lines(Lab.connect().env()))
+    return 0
+
+
+def _warn_stale(lab: Lab) -> None:
+    """A policy naming a registry the lab does not serve denies nothing: say so, with the fix."""
+    stale = lab.stale_policies()
+    for entry in stale:
+        print(f"Warning: {entry}: it matches none of this lab's images, so what it used to deny is admitted",
+              file=sys.stderr)
+    if stale:
+        print(f"Hint: re-apply the policy from its notebook (it names lab.registry.pod_host, now "
+              f"{lab.registry.pod_host}), or remove every policy with `labkit lab reset`", file=sys.stderr)
 
 
 def _print_status(status: dict[str, Any]) -> None:

@@ -8,7 +8,8 @@
 
 from labkit.lab.base import AdmissionResult, Lab, PrivateRegistry, RegistryInfo, pod
 from labkit.lab.factory import BACKENDS, connect, start  # also registers Lab.start / Lab.connect
+from labkit.lab.stale import StalePolicy
 from labkit.lab.state import LabHome
 
-__all__ = ["BACKENDS", "AdmissionResult", "Lab", "LabHome", "PrivateRegistry", "RegistryInfo", "connect", "pod",
-           "start"]
+__all__ = ["BACKENDS", "AdmissionResult", "Lab", "LabHome", "PrivateRegistry", "RegistryInfo", "StalePolicy",
+           "connect", "pod", "start"]

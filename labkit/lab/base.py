@@ -14,6 +14,8 @@ from typing import Any
 from labkit._internal.files import names_a_file
 from labkit._internal.yamlsafe import METADATA_HINT, YAMLInputError, load_all, object_meta_error
 from labkit.errors import LabError, UsageError
+from labkit.lab.environment import shell_environment
+from labkit.lab.stale import StalePolicy, stale_policies
 from labkit.lab.state import LabHome, LabState
 from labkit.oci.auth import Credentials
 
@@ -194,6 +196,39 @@ class Lab(abc.ABC):
     @abc.abstractmethod
     def status(self) -> dict[str, Any]:
         """backend, registry, webhook and health, for ``labkit lab status``."""
+
+    def served_registries(self) -> tuple[str, ...]:
+        """Every ``host:port`` the lab's registries answer on: push and pod hosts, private included."""
+        hosts = [self.registry.host, self.registry.pod_host]
+        try:
+            private = self.private_registry
+            hosts += [private.host, private.pod_host]
+        except LabError:
+            pass  # a lab without a private registry
+        return tuple(dict.fromkeys(hosts))
+
+    def stale_policies(self) -> list[StalePolicy]:
+        """Stored policies (``policies()``) that name a loopback registry ``host:port`` this lab does not
+        serve: one :class:`~labkit.lab.stale.StalePolicy` per policy and host, empty when all is well.
+        Such a policy matches none of the lab's images, so what it used to deny is admitted."""
+        return stale_policies(self.policies(), self.served_registries())
+
+    def env(self) -> dict[str, str]:
+        """The shell environment for this lab (``labkit lab env`` prints it as ``export`` lines):
+        ``PATH`` (labkit's bin directory, the real tools when built), ``LABKIT_HOME``, ``LAB_BACKEND``,
+        ``KUBECONFIG`` where the backend has an API server, and the lab's addresses
+        (``LABKIT_REGISTRY``, ``LABKIT_REGISTRY_POD_HOST``, ``LABKIT_PRIVATE_REGISTRY``…)."""
+        return shell_environment(self.home, self.backend, self.env_addresses())
+
+    def env_addresses(self) -> dict[str, str]:
+        """The lab's addresses as environment variables (part of :meth:`env`)."""
+        found = {"LABKIT_REGISTRY": self.registry.host, "LABKIT_REGISTRY_POD_HOST": self.registry.pod_host}
+        try:
+            private = self.private_registry
+            found |= {"LABKIT_PRIVATE_REGISTRY": private.host, "LABKIT_PRIVATE_REGISTRY_POD_HOST": private.pod_host}
+        except LabError:
+            pass
+        return found
 
     @abc.abstractmethod
     def reset(self) -> None:

@@ -21,10 +21,12 @@ from labkit.errors import LabError
 from labkit.lab.apiserver import ApiServer, ObjectStore, delete_object, store_object
 from labkit.lab.base import WORKLOAD_KINDS, AdmissionResult, Lab, PrivateRegistry, RegistryInfo, load_documents
 from labkit.lab.cosign_artifacts import delete_cosign_artifacts
-from labkit.lab.processes import require_alive, running_lab, spawn_labkit, terminate
-from labkit.lab.registries import registry_healthy, start_registries
+from labkit.lab.ports import PortPlan
+from labkit.lab.processes import require_alive, require_running_ports, running_lab, spawn_labkit, terminate
+from labkit.lab.registries import REGISTRY_PORTS, registry_healthy, start_registries
 from labkit.lab.state import PRIVATE_USER, LabHome, LabState, Service, clear
 
+PORT_NAMES = (*REGISTRY_PORTS, "webhook")  # what `labkit lab up --port NAME=PORT` can choose
 
 class EmbeddedLab(Lab):
     backend = "embedded"
@@ -38,24 +40,31 @@ class EmbeddedLab(Lab):
     # --- life cycle ------------------------------------------------------------------------
 
     @classmethod
-    def launch(cls, home: LabHome, *, timeout: float = 15.0) -> EmbeddedLab:
-        """Start the lab in ``home``, or return the one already running there."""
+    def launch(cls, home: LabHome, *, timeout: float = 15.0, ports: Mapping[str, int] | None = None,
+               fresh_ports: bool = False) -> EmbeddedLab:
+        """Start the lab in ``home``, or return the one already running there. Its ports are those
+        kept in ``home`` (:mod:`labkit.lab.ports`); ``ports`` chooses some (default: ``LABKIT_PORTS``),
+        ``fresh_ports`` picks new ones."""
         state = running_lab(home, cls.backend)
         if state is not None:
+            require_running_ports(state, ports, fresh_ports)
             return cls(home, state)
+        plan = PortPlan(home, PORT_NAMES, ports, fresh_ports)
+        plan.require_free()
         home.create()
         ObjectStore(home.policies, home.state).initialise()
         ca = ensure_tls(home.admission, [DEFAULT_DNS_NAME]).ca_cert  # made once here, reused by the webhook
         env = {**os.environ, "LABKIT_HOME": str(home.root)}
         services: dict[str, Service] = {}
         try:
-            services.update(start_registries(home, env, timeout))
+            services.update(start_registries(home, env, timeout, plan))
             services["webhook"] = spawn_labkit(home, "webhook", env, timeout, lambda port: [
                 "admission", "serve", "--port", str(port), "--policies", str(home.policies),
-                "--state", str(home.state)], lambda port: _webhook_healthy(port, ca))
+                "--state", str(home.state)], lambda port: _webhook_healthy(port, ca), ports=plan)
         except BaseException:
             terminate(services)
             raise
+        plan.save()
         state = LabState(cls.backend, services)
         state.save(home)
         return cls(home, state)

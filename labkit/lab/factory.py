@@ -22,9 +22,15 @@ BACKENDS = ("embedded", "native", "kind")
 
 
 def start(backend: str = "embedded", home: Path | str | None = None, **options: Any) -> Lab:
-    """Start a lab of ``backend`` in ``home`` (default ``LABKIT_HOME``), or return the one running there."""
+    """Start a lab of ``backend`` in ``home`` (default ``LABKIT_HOME``), or return the one running there.
+
+    The embedded and native labs take ``ports={"registry": 5001, …}`` (kept for later starts; default
+    ``LABKIT_PORTS``) and ``fresh_ports=True`` (pick new ones); see :mod:`labkit.lab.ports`."""
     if backend not in BACKENDS:
         raise UsageError(f"unknown lab backend {backend!r}", hint=f"choose one of: {', '.join(BACKENDS)}")
+    if backend == "kind" and (options.pop("ports", None) or options.pop("fresh_ports", False)):
+        raise UsageError("the kind lab's ports are fixed: its registries are localhost:5001 and localhost:5002",
+                         hint="--port and --fresh-ports are for the embedded and native labs")
     return backend_class(backend).launch(LabHome.resolve(home), **options)
 
 

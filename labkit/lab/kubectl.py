@@ -21,6 +21,7 @@ import yaml
 from labkit.errors import LabError
 from labkit.lab.base import WORKLOAD_KINDS, AdmissionResult, Lab, load_documents
 from labkit.lab.cosign_artifacts import delete_cosign_artifacts
+from labkit.lab.environment import shell_environment
 from labkit.lab.names import POLICY_GROUPS, kind_slash_name, plural
 from labkit.lab.state import LabHome, LabState
 from labkit.policy.podspec import Engine, extract_images
@@ -62,6 +63,13 @@ class KubectlLab(Lab):
     def __init__(self, home: LabHome, state: LabState) -> None:
         super().__init__(home, state)
         self.kubeconfig = state.info["kubeconfig"]
+
+    def env(self) -> dict[str, str]:
+        """As :meth:`Lab.env`, with ``KUBECONFIG`` for the lab's API server (and, where labkit runs
+        its own kubectl, that kubectl linked into ``$LABKIT_HOME/bin``)."""
+        kubectl = self.kubectl_binary if Path(self.kubectl_binary).is_absolute() else None
+        return shell_environment(self.home, self.backend, self.env_addresses(), kubeconfig=str(self.kubeconfig),
+                                 kubectl=kubectl)
 
     # --- hooks for the backends ------------------------------------------------------------
 

@@ -32,15 +32,15 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from labkit._internal.serving import free_port
 from labkit._internal.tools import tools_dir
 from labkit.admission.tls import ensure_tls
 from labkit.errors import LabError
 from labkit.lab.base import PrivateRegistry, RegistryInfo
 from labkit.lab.kubectl import KubectlLab, run_kubectl
-from labkit.lab.processes import require_alive, running_lab, spawn, terminate
-from labkit.lab.registries import start_registries
-from labkit.lab.sockets import listening
+from labkit.lab.ports import PortPlan
+from labkit.lab.processes import require_alive, require_running_ports, running_lab, spawn, terminate
+from labkit.lab.registries import REGISTRY_PORTS, start_registries
+from labkit.lab.sockets import holder, listening
 from labkit.lab.state import PRIVATE_USER, LabHome, LabState, Service, clear
 
 KUBERNETES = "v1.36.3"
@@ -72,6 +72,9 @@ STOP_ORDER = (("policy-controller", "kyverno-reports", "kyverno"), ("kube-contro
 # policy-controller v0.13.1 listens on all interfaces on fixed ports: its --secure-port flag is
 # parsed after knative has copied the server options (cmd/webhook/main.go), so 8443 it is.
 PC_PORT = 8443
+# what `labkit lab up --port NAME=PORT` can choose; kept in LABKIT_HOME/ports.json
+PORT_NAMES = (*REGISTRY_PORTS, "etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager", "kyverno",
+              "kyverno-metrics", "kyverno-reports", "policy-controller-profiling")
 PC_FIXED_PORTS = {PC_PORT: "policy-controller's webhook always listens on :8443",
                   8080: "policy-controller's health probes always listen on :8080 (knative injection/health_check.go)"}
 
@@ -92,19 +95,24 @@ class NativeLab(KubectlLab):
     # --- life cycle ------------------------------------------------------------------------
 
     @classmethod
-    def launch(cls, home: LabHome, *, timeout: float = START_TIMEOUT) -> NativeLab:
-        """Start the control plane and engines in ``home``, or return the lab already running there."""
+    def launch(cls, home: LabHome, *, timeout: float = START_TIMEOUT, ports: Mapping[str, int] | None = None,
+               fresh_ports: bool = False) -> NativeLab:
+        """Start the control plane and engines in ``home``, or return the lab already running there.
+        Ports are kept in ``home`` as on the embedded lab (:mod:`labkit.lab.ports`)."""
         state = running_lab(home, cls.backend)
         if state is not None:
+            require_running_ports(state, ports, fresh_ports)
             return cls(home, state)
         missing = missing_binaries()
         if missing:
             raise LabError(f"the native lab needs {', '.join(missing)} in {tools_dir()}",
                            hint="build them from the Go module proxy: `make tools` (needs Go; ~15-30 min cold), "
                                 "or use the embedded backend")
+        plan = PortPlan(home, PORT_NAMES, ports, fresh_ports)
         _require_free(PC_FIXED_PORTS)
+        plan.require_free()
         home.create()
-        return _Starter(home, timeout).run(cls)
+        return _Starter(home, timeout, plan).run(cls)
 
     @classmethod
     def attach(cls, home: LabHome, state: LabState) -> NativeLab:
@@ -148,8 +156,8 @@ class NativeLab(KubectlLab):
 class _Starter:
     """One bring-up: each step starts a process or creates the objects the next one needs."""
 
-    def __init__(self, home: LabHome, timeout: float) -> None:
-        self.home, self.timeout = home, timeout
+    def __init__(self, home: LabHome, timeout: float, ports: PortPlan) -> None:
+        self.home, self.timeout, self.ports = home, timeout, ports
         self.dir = home.root / "native"
         self.tools = tools_dir()
         self.services: dict[str, Service] = {}
@@ -164,6 +172,7 @@ class _Starter:
                 began = time.monotonic()
                 step()
                 self.timings[name] = round(time.monotonic() - began, 1)
+            self.ports.save()
             state = LabState(cls.backend, self.services,
                              info={"kubeconfig": str(self.kubeconfig), "timings": json.dumps(self.timings)})
             state.save(self.home)
@@ -199,10 +208,10 @@ class _Starter:
         _write(self.dir / "tokens.csv", f'{self.token},admin,admin,"system:masters"\n'.encode(), 0o600)
 
     def registries(self) -> None:
-        self.services.update(start_registries(self.home, self.env, self.timeout))
+        self.services.update(start_registries(self.home, self.env, self.timeout, self.ports))
 
     def etcd(self) -> None:
-        client, peer = free_port(), free_port()
+        client, peer = self.ports.port("etcd"), self.ports.port("etcd-peer")
         url = f"http://127.0.0.1:{client}"
         self.etcd_url = url
         self._spawn("etcd", f"etcd-{ETCD}", client, [
@@ -214,7 +223,7 @@ class _Starter:
             healthy=lambda: _get_ok(f"{url}/health"))
 
     def apiserver(self) -> None:
-        port = free_port()
+        port = self.ports.port("kube-apiserver")
         self.api_url = f"https://127.0.0.1:{port}"
         self._spawn("kube-apiserver", f"kube-apiserver-{KUBERNETES}", port, [
             f"--etcd-servers={self.etcd_url}", "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
@@ -231,7 +240,7 @@ class _Starter:
         self._write_kubeconfig()
 
     def controller_manager(self) -> None:
-        port = free_port()
+        port = self.ports.port("kube-controller-manager")
         self._spawn("kube-controller-manager", f"kube-controller-manager-{KUBERNETES}", port, [
             f"--kubeconfig={self.kubeconfig}", "--controllers=namespace,clusterrole-aggregation",
             "--leader-elect=false",
@@ -253,7 +262,8 @@ class _Starter:
         self._until("every CRD is Established", self._established)
 
     def kyverno(self) -> None:
-        port, metrics, reports_metrics = free_port(), free_port(), free_port()
+        port, metrics = self.ports.port("kyverno"), self.ports.port("kyverno-metrics")
+        reports_metrics = self.ports.port("kyverno-reports")
         env = {**self.env, **KYVERNO_ENV}
         common = [f"--kubeconfig={self.kubeconfig}", "--metricsHost=127.0.0.1", "--loggingFormat=text"]
         self._spawn("kyverno", f"kyverno-admission-controller-{KYVERNO}", port, [
@@ -275,7 +285,8 @@ class _Starter:
         env = {**self.env, "KUBECONFIG": str(self.kubeconfig), "SYSTEM_NAMESPACE": PC_SERVICE[0],
                "WEBHOOK_NAME": "webhook", "METRICS_DOMAIN": "sigstore.dev/policy",
                "CONFIG_LOGGING_NAME": "config-logging", "CONFIG_OBSERVABILITY_NAME": "config-observability",
-               "KUBERNETES_MIN_VERSION": "1.21.0", "HOME": str(self.dir), "PROFILING_PORT": str(free_port())}
+               "KUBERNETES_MIN_VERSION": "1.21.0", "HOME": str(self.dir),
+               "PROFILING_PORT": str(self.ports.port("policy-controller-profiling"))}
         self._spawn("policy-controller", f"policy-controller-webhook-{POLICY_CONTROLLER}", self.pc_port,
                     ["--disable-tuf"], env=env, healthy=self._pc_ready)
 
@@ -349,7 +360,7 @@ def _require_free(ports: Mapping[int, str]) -> None:
             try:
                 s.bind(("0.0.0.0", port))
             except OSError:
-                raise LabError(f"port {port} is in use: {why}",
+                raise LabError(f"port {port} is in use by {holder(port) or 'another process'}: {why}",
                                hint="stop what holds it (another native lab? `labkit lab down` in its "
                                     "LABKIT_HOME), or run the lab in a network namespace of its own "
                                     "(tools/netns-run)") from None

@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from labkit._internal.serving import free_port
-from labkit.errors import LabError
+from labkit.errors import LabError, UsageError
+from labkit.lab.ports import PortPlan
 from labkit.lab.state import LabHome, LabState, Service, clear, process_start_time
 
 POLL = 0.05
@@ -95,18 +95,20 @@ PORT_ATTEMPTS = 3
 
 
 def spawn_labkit(home: LabHome, name: str, env: Mapping[str, str], timeout: float,
-                 argv: Callable[[int], list[str]], healthy: Callable[[int], bool], stdin: str | None = None) -> Service:
-    """Start ``python -m labkit ARGV(port)`` detached on a free port; a port taken in the meantime
-    means another try."""
+                 argv: Callable[[int], list[str]], healthy: Callable[[int], bool], *, ports: PortPlan,
+                 stdin: str | None = None) -> Service:
+    """Start ``python -m labkit ARGV(port)`` detached on ``ports.port(name)``. A fresh pick taken in
+    the meantime means another try; a kept or chosen port taken is an error naming its holder."""
     log = home.logs / f"{name}.log"
+    port = ports.port(name)
     for _ in range(PORT_ATTEMPTS):
-        port = free_port()
         try:
             return spawn(name, [sys.executable, "-m", "labkit", *argv(port)], log=log, env=env, cwd=home.root,
                          port=port, healthy=functools.partial(healthy, port), timeout=timeout, stdin=stdin)
         except StartFailed as exc:
             if b"already in use" not in tail(exc.log):
                 raise
+        port = ports.repick(name)
     raise LabError(f"no free port for the lab's {name} after {PORT_ATTEMPTS} tries", hint=f"see {log}")
 
 
@@ -124,6 +126,15 @@ def running_lab(home: LabHome, backend: str) -> LabState | None:
     terminate(state.services)
     clear(home)
     return None
+
+
+def require_running_ports(state: LabState, ports: Mapping[str, int] | None, fresh: bool) -> None:
+    """``up`` on a running lab returns it as it is: asking it for other ports (or fresh ones) is an error."""
+    differ = {n: p for n, p in (ports or {}).items() if n in state.services and state.services[n].port != p}
+    if fresh or differ:
+        asked = ", ".join(f"{n}={p}" for n, p in differ.items()) or "fresh ports"
+        raise UsageError(f"the {state.backend} lab is already running with its ports; cannot switch to {asked}",
+                         hint="stop it first (`labkit lab down`), then `labkit lab up` with the new ports")
 
 
 def require_alive(home: LabHome, state: LabState, hint: str) -> None:

@@ -7,18 +7,21 @@ from collections.abc import Mapping
 
 import httpx
 
+from labkit.lab.ports import PortPlan
 from labkit.lab.processes import spawn_labkit
 from labkit.lab.state import PRIVATE_USER, LabHome, Service
 
+REGISTRY_PORTS = ("registry", "private-registry")  # names of their ports in the lab's PortPlan
 
-def start_registries(home: LabHome, env: Mapping[str, str], timeout: float) -> dict[str, Service]:
+
+def start_registries(home: LabHome, env: Mapping[str, str], timeout: float, ports: PortPlan) -> dict[str, Service]:
     services = {"registry": spawn_labkit(home, "registry", env, timeout, lambda port: [
-        "registry", "serve", "--port", str(port), "--root", str(home.registry)], registry_healthy)}
+        "registry", "serve", "--port", str(port), "--root", str(home.registry)], registry_healthy, ports=ports)}
     password = home.new_private_password()
     services["private-registry"] = spawn_labkit(home, "private-registry", env, timeout, lambda port: [
         "registry", "serve", "--port", str(port), "--root", str(home.root / "private-registry"),
         "--username", PRIVATE_USER, "--password-stdin"], lambda port: registry_healthy(port, auth=True),
-        stdin=password + "\n")
+        ports=ports, stdin=password + "\n")
     return services
 
 

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from labkit.errors import LabError
-from labkit.lab import Lab, LabHome
-from labkit.lab import processes
+from labkit.lab import Lab, LabHome, ports
 from labkit.lab.apiserver import NAME_LABEL, ObjectStore
 from labkit.lab.state import LabState, Service, process_start_time
 
@@ -68,9 +67,9 @@ def test_start_replaces_stale_state_and_retries_a_taken_port(tmp_path: Path, mon
     taken.bind(("127.0.0.1", 0))
     taken.listen()
     port = taken.getsockname()[1]
-    ports = iter([port])
-    real = processes.free_port
-    monkeypatch.setattr(processes, "free_port", lambda: next(ports, None) or real())
+    picks = iter([port])
+    real = ports.pick_port
+    monkeypatch.setattr(ports, "pick_port", lambda avoid: next(picks, None) or real(avoid))
     try:
         lab = Lab.start("embedded", tmp_path)
         try:
