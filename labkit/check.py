@@ -422,7 +422,8 @@ def sibling_gap(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
 
 @_checkpoint("ci_workflow")
 def ci_workflow(path: Path | str | None = None, home: Path | str | None = None) -> Iterator[Item]:
-    """Your copy of the CI template signs the build step's digest and pins every action."""
+    """Your copy of the CI template signs the build step's digest in the classic ``.sig`` format,
+    pins every action, sets up QEMU for arm64 and lower-cases the image name."""
     from labkit.ci_workflow import check_workflow
 
     path = Path(path) if path is not None else workshop.workdir(home) / "sign-by-digest.yml"
@@ -438,5 +439,4 @@ def ci_workflow(path: Path | str | None = None, home: Path | str | None = None) 
     if not any("cosign sign" in f.what or "signs" in f.what for f in findings):
         yield Item(False, f"{path.name} signs the image", "add the `cosign sign … \"${IMAGE}@${DIGEST}\"` step")
     for finding in findings:
-        yield Item(finding.ok, finding.what, "sign \"${IMAGE}@${DIGEST}\" with DIGEST from "
-                   "${{ steps.build.outputs.digest }}; pin actions to a full commit SHA (# vX.Y.Z)")
+        yield Item(finding.ok, finding.what, finding.fix)
