@@ -337,7 +337,7 @@ def _dashboard_html(view: Dashboard) -> str:
         name = html.escape(title(s.source) or "(no source)")
         rows = [(html.escape(ns), _status_bar(c), _chips(c)) for ns, c in s.namespaces.items()]
         table = "".join(f"<tr><td>{ns}</td><td>{bar}</td><td>{chips}</td></tr>" for ns, bar, chips in rows)
-        parts.append(f"<h4>{name}: {s.count} results</h4>{_chips(s.total)}"
+        parts.append(f"<h4>{name}</h4><h5>{s.count} {name} Results</h5>{_chips(s.total)}"
                      f"<h5>{name} Results per Namespace</h5><table>{table or '<tr><td>(none)</td></tr>'}</table>"
                      f"<h5>{name} Cluster Scoped Results</h5>{_chips(s.cluster)}")
     return "".join(parts)
@@ -360,13 +360,18 @@ def _policies_html(view: Sequence[PolicySource]) -> str:
 def _details_html(view: PolicyDetails) -> str:
     from labkit.admission.reporter import title
 
-    name = html.escape(view.title)
-    parts = [f"<h4>{html.escape(title(view.source) or '(no source)')}: {name}</h4>{_chips(view.total)}",
+    name, source = html.escape(view.title), html.escape(title(view.source) or "(no source)")
+    parts = [f"<h4>{source}: {name}</h4><h5>{sum(view.total.values())} {source} Results</h5>{_chips(view.total)}",
              f"<h5>{name} Results per Namespace</h5><table>"
              + "".join(f"<tr><td>{html.escape(ns)}</td><td>{_status_bar(c)}</td><td>{_chips(c)}</td></tr>"
-                       for ns, c in view.namespaces.items()) + "</table>",
-             f"<h5>{name} cluster scoped results</h5>{_chips(view.cluster)}"]
-    for ns, rows in view.results.items():
+                       for ns, c in view.namespaces.items()) + "</table>"]
+    if any(view.cluster.values()):
+        parts.append(f"<h5>{name} cluster scoped results</h5>{_chips(view.cluster)}")
+    headed = False
+    for ns, rows in view.results.items():  # "" (cluster scoped) sorts first, as the page shows it
+        if ns and not headed:
+            parts.append("<h4>Namespace Scoped Results</h4>")
+            headed = True
         parts.append(f"<h5>{html.escape(ns or 'Cluster Scoped Results')}</h5>"
                      + _result_table(rows, ("APIVersion", "Kind", "Name", "Rule", "Severity", "Status", "Message")))
     return "".join(parts)

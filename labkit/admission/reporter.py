@@ -324,15 +324,18 @@ def _source_name(source: str) -> str:
 
 
 def dashboard_text(view: Dashboard) -> str:
+    """The Dashboard per source: the pie's title ("2 Kyverno Results") with its counts, "Kyverno
+    Results per Namespace" one line per namespace, "Kyverno Cluster Scoped Results"."""
     lines = [f"Dashboard: {view.count} results  ({counts_text(view.total)})"]
     if not view.sources:
         lines.append("  No results found")
     for s in view.sources:
-        lines.append(f"  {_source_name(s.source)}: {s.count} results  ({counts_text(s.total)})")
-        lines.append(f"    {_source_name(s.source)} Results per Namespace")
+        name = _source_name(s.source)
+        lines += [f"  {name}", f"    {s.count} {name} Results  ({counts_text(s.total)})",
+                  f"    {name} Results per Namespace"]
         width = max((len(ns) for ns in s.namespaces), default=0)
         lines += [f"      {ns:<{width}}  {counts_text(c)}" for ns, c in s.namespaces.items()] or ["      (none)"]
-        lines.append(f"    {_source_name(s.source)} Cluster Scoped Results  ({counts_text(s.cluster)})")
+        lines.append(f"    {name} Cluster Scoped Results  ({counts_text(s.cluster)})")
     return "\n".join(lines)
 
 
@@ -351,15 +354,22 @@ def policies_text(view: Sequence[PolicySource]) -> str:
 
 
 def details_text(view: PolicyDetails) -> str:
-    lines = [f"{_source_name(view.source)}: {view.title}  ({counts_text(view.total)})",
+    """A policy's page, titled "Kyverno: Workshop-Verify-Images": the pie, "<policy> Results per
+    Namespace", "<policy> cluster scoped results" when it has any, then its results: "Cluster
+    Scoped Results" and "Namespace Scoped Results" per namespace, each with its message."""
+    name = _source_name(view.source)
+    lines = [f"{name}: {view.title}", f"  {sum(view.total.values())} {name} Results  ({counts_text(view.total)})",
              f"  {view.title} Results per Namespace"]
     lines += [f"    {ns}  {counts_text(c)}" for ns, c in view.namespaces.items()] or ["    (none)"]
-    lines.append(f"  {view.title} cluster scoped results  ({counts_text(view.cluster)})")
-    for ns, rows in view.results.items():
-        lines.append(f"  {ns or 'Cluster Scoped Results'}")
-        lines += [f"    {r.status:<5}  {r.resource}  rule {r.rule or '-'}"
+    if any(view.cluster.values()):
+        lines.append(f"  {view.title} cluster scoped results  ({counts_text(view.cluster)})")
+    for ns, rows in view.results.items():  # "" (cluster scoped) sorts first, as the page shows it
+        if ns and "  Namespace Scoped Results" not in lines:
+            lines.append("  Namespace Scoped Results")
+        lines.append(f"    {ns}" if ns else "  Cluster Scoped Results")
+        lines += [f"      {r.status:<5}  {r.resource}  rule {r.rule or '-'}"
                   + (f"  severity {r.severity}" if r.severity else "")
-                  + (f"\n           {_unported(r.message)}" if r.message else "") for r in rows]
+                  + (f"\n             {_unported(r.message)}" if r.message else "") for r in rows]
     return "\n".join(lines)
 
 

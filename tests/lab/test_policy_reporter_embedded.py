@@ -82,6 +82,8 @@ def test_text_is_stable_and_has_no_timestamps_or_ports(reports: list[dict[str, A
             assert str(result["timestamp"]["seconds"]) not in text
         assert report["metadata"]["name"] not in text  # the report's name is the pod's uid
     assert "Kyverno Results per Namespace\n      default  pass 1  warn 0  fail 1  error 0  skip 0" in text
+    assert ("Kyverno: Workshop-Verify-Images\n  2 Kyverno Results  (pass 1  warn 0  fail 1  error 0  skip 0)\n"
+            "  Workshop-Verify-Images Results per Namespace\n") in text
     assert not re.search(r"\b\d{10}\b", text)
     # The unsigned pod's message names the lab's registry, on a port of this machine: saved masked.
     assert "failed to verify image 127.0.0.1:PORT/workshop/unsigned@sha256:" in text

@@ -286,7 +286,8 @@ def test_text_is_sorted_and_carries_no_timestamps() -> None:
     assert text == reporter.text(list(reversed(PUBLISHED)))
     assert "1701868762" not in text and "487df031" not in text and "2023-12-06" not in text
     assert not re.search(r"\d+\.\d+\.\d+\.\d+:\d+", text)
-    assert "Kyverno Results per Namespace\n      kube-system  pass 1  warn 0  fail 1  error 0  skip 0" in text
+    assert ("  Kyverno\n    2 Kyverno Results  (pass 1  warn 0  fail 1  error 0  skip 0)\n"
+            "    Kyverno Results per Namespace\n      kube-system  pass 1  warn 0  fail 1  error 0  skip 0\n") in text
     assert "Kyverno Cluster Scoped Results  (pass 0  warn 0  fail 0  error 0  skip 0)" in text
     assert text.startswith("Dashboard: 7 results  (pass 1  warn 2  fail 4  error 0  skip 0)")
 
