@@ -4,7 +4,11 @@ Policy Reporter reads every ``PolicyReport``/``ClusterPolicyReport`` (``wgpolicy
 and openreports.io ``Report``/``ClusterReport`` into one table of results and shows it in views.
 This module is the data behind labkit's copy of those views (rendered by
 ``labkit.widgets.policy_reporter``); it imports no widget. What each function follows, read in the
-sources (policy-reporter-ui at 78d6105, policy-reporter at 4e5e05b8):
+sources (github.com/kyverno/policy-reporter-ui at 78d6105: ``.vue`` and ``.ts`` paths below are
+under its ``frontend/app/components/``, ``pages/`` under ``frontend/app/``, ``backend/`` at its
+root; github.com/kyverno/policy-reporter at 4e5e05b8: the ``pkg/`` paths). Status names and
+order: ``frontend/app/types/core.ts`` ``Status``; the UI's navigation names the views "Dashboard"
+and "Policy Dashboard" (``frontend/app/layouts/default.vue``).
 
 - **Dashboard** (:func:`dashboard`), per source, titled as ``utils.Title`` spells it ("kyverno" ->
   "Kyverno"): a pie of the source's results by status (``graph/CountDistribution.vue``), the bar
@@ -21,7 +25,8 @@ sources (policy-reporter-ui at 78d6105, policy-reporter at 4e5e05b8):
   status (``pages/policies/index.vue``, ``policy/SourceGroup.vue``, ``policy/List.vue``,
   ``policy/Item.vue``); a result without a category is filed under "Other"
   (``pkg/report/result/reconditioner.go``, ``pkg/api/v2/views.go`` ``MapPolicies``).
-- **Policy details** (:func:`policy_details`, ``pages/policies/[source]/[policy].vue``): the same
+- **Policy details** (:func:`policy_details`, ``pages/policies/[source]/[policy].vue``, titled
+  "<Source>: <policy title>", the title ``utils.Title(policy)`` without a source plugin): the same
   pie and "Results per Namespace" chart for one policy (``policy/StatusCharts.vue``), "<policy>
   cluster scoped results", then "Namespace Scoped Results": one table per namespace with the
   columns APIVersion, Kind, Name, Rule, Severity, Status and the message in the expanded row
@@ -31,7 +36,7 @@ sources (policy-reporter-ui at 78d6105, policy-reporter at 4e5e05b8):
   (``form/StatusSelect.vue``) and severity (``SeverityBtn.vue``); labkit gathers those filters
   over one list.
 
-Status colours are the UI's light theme (``plugins/02.vuetify.ts``, ``status-*``), severities'
+Status colours are the UI's light theme (``frontend/app/plugins/02.vuetify.ts``, ``status-*``), severities'
 likewise (``severity-*``). :func:`text` renders every view as plain, sorted text with neither
 timestamps nor UIDs, and loopback ports written ``127.0.0.1:PORT`` (the lab's registries listen
 on a port of this machine; saved notebooks carry it so), for saved notebooks and their diff.
