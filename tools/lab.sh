@@ -40,12 +40,10 @@ trap 'exit 0' INT TERM  # Ctrl-C is how the lab is meant to end
 
 "$VENV/bin/labkit" lab up --backend "$LAB_BACKEND"
 
-# JupyterLab's terminals and `!` cells inherit this environment: labkit, and the lab's own settings.
-if lab_env=$("$VENV/bin/labkit" lab env 2>/dev/null); then
-  eval "$lab_env"
-else  # a labkit without `lab env`: at least labkit (and the venv's tools) on PATH
-  export PATH="$VENV/bin:$PATH"
-fi
+# JupyterLab's terminals and `!` cells inherit this environment: labkit and the real tools on PATH,
+# KUBECONFIG where the backend has an API server, the lab's addresses (`labkit lab env --help`).
+lab_env=$("$VENV/bin/labkit" lab env)
+eval "$lab_env"
 
 # JupyterLab's root: the notebooks and the learner's workshop directory, nothing else of the
 # repository. A directory of symlinks in the lab's home, so labs with different homes sharing

@@ -61,7 +61,11 @@ class Terminal:
 
 
 def _controlling_terminal() -> None:
-    """In the child: a session of its own whose controlling terminal is stdin (the pty's slave)."""
+    """In the child: a session of its own whose controlling terminal is stdin (the pty's slave),
+    and Ctrl-C's default disposition, as a login shell gives it (a runner that started pytest in
+    the background would otherwise pass on SIGINT ignored, which bash cannot trap)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
     os.setsid()
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
@@ -81,10 +85,12 @@ def processes_for(home: Path) -> set[int]:
     return found
 
 
-@pytest.fixture
-def make_lab(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Terminal, str, Path]]:
+@pytest.fixture(scope="module")
+def make_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.Popen[bytes], Terminal, str, Path]]:
     """tools/lab.sh on the embedded lab, a temporary LABKIT_HOME and a free port, in a
-    pseudo-terminal; yields it once JupyterLab has printed its URL."""
+    pseudo-terminal; yields it once JupyterLab has printed its URL. Started once for the module:
+    the last test stops it with Ctrl-C."""
+    tmp_path = tmp_path_factory.mktemp("make-lab")
     home, port = tmp_path / "labkit-home", free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("COSIGN_PASSWORD", "COSIGN_REPOSITORY", "KUBECONFIG")}
     env.update(LABKIT_HOME=str(home), LAB_BACKEND="embedded", LAB_JUPYTER_PORT=str(port),
@@ -137,39 +143,10 @@ def terminal_says(base: str, token: str, command: str) -> str:
         httpx.delete(f"{base}/api/terminals/{name}", params={"token": token}, timeout=10)
 
 
-def test_one_ctrl_c_stops_jupyterlab_and_the_lab(make_lab: tuple[subprocess.Popen[bytes], Terminal, str, Path]) -> None:
-    proc, terminal, url, home = make_lab
-    base, token = url.split("/lab")[0], url.rpartition("token=")[2]
-    lab = {**os.environ, "LABKIT_HOME": str(home)}
-    assert subprocess.run([str(VENV_BIN / "labkit"), "lab", "status"], env=lab, capture_output=True).returncode == 0
-    # No "Shut down this Jupyter server (y/[n])?"; no news feed and no update check (page config).
-    page = httpx.get(f"{base}/lab", params={"token": token}, timeout=10).text
-    assert '"news": {"disabled": true}' in page
-
-    # The learner's terminal has labkit (the lab's own, from the venv) on PATH.
-    said = terminal_says(base, token, "command -v labkit")
-    assert f"{VENV_BIN}/labkit" in said, said
-
-    started = processes_for(home)
-    assert proc.pid in started and len(started) > 2  # lab.sh, JupyterLab, the lab's services
-    os.write(terminal.fd, b"\x03")  # one Ctrl-C
-    assert proc.wait(timeout=STOPS_WITHIN) == 0, terminal.text()[-3000:]
-
-    deadline = time.monotonic() + 10  # JupyterLab's kernels and terminals end in their own sessions
-    while (left := started & processes_for(home)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not left, f"still running after one Ctrl-C: {left}\n" + terminal.text()[-3000:]
-    with pytest.raises(httpx.TransportError):
-        httpx.get(f"{base}/api/status", timeout=2)
-    status = subprocess.run([str(VENV_BIN / "labkit"), "lab", "status"], env=lab, capture_output=True, text=True)
-    assert status.returncode != 0, status.stdout
-    assert "lab: stopped" in terminal.text()
-    assert "Shut down this Jupyter server" not in terminal.text()
-
-
 def test_the_file_browser_shows_the_notebooks_and_the_workshop_directory_only(
         make_lab: tuple[subprocess.Popen[bytes], Terminal, str, Path]) -> None:
-    _, _, url, home = make_lab
+    proc, _, url, home = make_lab
+    assert proc.poll() is None, "lab.sh has stopped: run this test before the Ctrl-C test"
     base, token = url.split("/lab")[0], url.rpartition("token=")[2]
 
     def contents(path: str) -> httpx.Response:
@@ -194,3 +171,35 @@ def test_the_file_browser_shows_the_notebooks_and_the_workshop_directory_only(
     # Nothing else of the repository: not the drafts, not what is beside notebooks/.
     for path in ("src", "..%2FREADME.md", "..%2Ftools%2Flab.sh", "..%2F..%2Flab.json"):
         assert contents(path).status_code == 404, path
+
+
+def test_one_ctrl_c_stops_jupyterlab_and_the_lab(make_lab: tuple[subprocess.Popen[bytes], Terminal, str, Path]) -> None:
+    proc, terminal, url, home = make_lab
+    base, token = url.split("/lab")[0], url.rpartition("token=")[2]
+    lab = {**os.environ, "LABKIT_HOME": str(home)}
+    assert subprocess.run([str(VENV_BIN / "labkit"), "lab", "status"], env=lab, capture_output=True).returncode == 0
+    # No "Shut down this Jupyter server (y/[n])?"; no news feed and no update check (page config).
+    page = httpx.get(f"{base}/lab", params={"token": token}, timeout=10).text
+    assert '"news": {"disabled": true}' in page
+
+    # The learner's terminal has the lab's environment (`labkit lab env`): labkit from the venv on
+    # PATH, the lab's home and its registry's address.
+    said = terminal_says(base, token, 'command -v labkit; echo "home=$LABKIT_HOME registry=$LABKIT_REGISTRY"')
+    assert f"{VENV_BIN}/labkit" in said, said
+    assert f"home={home} registry=127.0.0.1:" in said, said
+
+    started = processes_for(home)
+    assert proc.pid in started and len(started) > 2  # lab.sh, JupyterLab, the lab's services
+    os.write(terminal.fd, b"\x03")  # one Ctrl-C
+    assert proc.wait(timeout=STOPS_WITHIN) == 0, terminal.text()[-3000:]
+
+    deadline = time.monotonic() + 10  # JupyterLab's kernels and terminals end in their own sessions
+    while (left := started & processes_for(home)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"still running after one Ctrl-C: {left}\n" + terminal.text()[-3000:]
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{base}/api/status", timeout=2)
+    status = subprocess.run([str(VENV_BIN / "labkit"), "lab", "status"], env=lab, capture_output=True, text=True)
+    assert status.returncode != 0, status.stdout
+    assert "lab: stopped" in terminal.text()
+    assert "Shut down this Jupyter server" not in terminal.text()
