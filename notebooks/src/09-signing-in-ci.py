@@ -21,26 +21,39 @@ print("copied", TEMPLATE.name)
 #
 # **Trigger and permissions.** It runs on pushes to `main`. `permissions: {}` takes every token
 # permission away at the top; the job asks only for what it needs: read the code, write packages
-# (push to ghcr.io). Keyless signing would add `id-token: write`.
+# (push to ghcr.io). Keyless signing would add `id-token: write`. The runner, `ubuntu-24.04`, is an
+# amd64 machine.
 
 # %%
-print(workshop.numbered("sign-by-digest.yml", 3, 19))
+print(workshop.numbered("sign-by-digest.yml", 3, 18))
 
 # %% [markdown]
 # **Pinned actions.** Each `uses:` names a full commit SHA, with the release as a comment. A tag like
 # `@v7` can be moved to other code by whoever controls the action's repository — the tag-hijack story
 # of notebook 00, one level up. `persist-credentials: false` keeps the token out of `.git/config`.
+#
+# **A lower-case image name.** `${{ github.repository }}` is `owner/name` as GitHub spells it
+# (`My-Org/Hello`), but image repository names are lower case only: a build tagged
+# `ghcr.io/My-Org/Hello:…` fails with `repository name must be lowercase`. Workflow expressions
+# have no lower-case function, so a shell step does it — bash's `${GITHUB_REPOSITORY,,}` — and
+# appends `IMAGE=…` to `$GITHUB_ENV`, which makes it `env.IMAGE` in every later step.
+#
+# **QEMU for arm64.** The runner is amd64; building `linux/arm64` runs the Dockerfile's `RUN` steps
+# (here `pip install`) as arm64 programs. `docker/setup-qemu-action` registers QEMU's arm64 emulator
+# with the kernel before the builder is set up; without it those steps fail with
+# `exec format error`. (The other way: build each platform on a runner of its own CPU, such as
+# `ubuntu-24.04-arm`.)
 
 # %%
-print(workshop.numbered("sign-by-digest.yml", 20, 30))
+print(workshop.numbered("sign-by-digest.yml", 19, 34))
 
 # %% [markdown]
 # **Build and push.** The step has `id: build`, so later steps can read its outputs. It builds both
 # platforms, pushes an index tagged with the commit SHA, and exposes the index **digest** as
-# `steps.build.outputs.digest`.
+# `steps.build.outputs.digest`. The tag uses the lower-case `env.IMAGE`.
 
 # %%
-print(workshop.numbered("sign-by-digest.yml", 31, 38))
+print(workshop.numbered("sign-by-digest.yml", 35, 41))
 
 # %% [markdown]
 # **Sign the digest.** The digest arrives through `env:` — never pasted into `run:` as
@@ -49,10 +62,12 @@ print(workshop.numbered("sign-by-digest.yml", 31, 38))
 # `--key env://COSIGN_PRIVATE_KEY` reads the key from an environment variable filled from a
 # repository secret (the contents of `cosign.key`); `COSIGN_PASSWORD` opens it; GitHub masks both in
 # logs. `--yes` answers cosign's upload prompt; in CI the signature *is* recorded in the public
-# Rekor log, which is what makes it auditable. `--recursive` signs each platform too.
+# Rekor log, which is what makes it auditable. `--recursive` signs each platform too. The installer
+# step pins the cosign release (v3.1.3) instead of taking the installer's default, so an installer
+# update cannot change what `cosign sign` writes; the two `--…=false` flags are the next section.
 
 # %%
-print(workshop.numbered("sign-by-digest.yml", 39, 50))
+print(workshop.numbered("sign-by-digest.yml", 42, 63))
 
 # %% [markdown]
 # **Keyless.** Without a key, cosign asks GitHub for an OIDC token (`id-token: write`), gets a
@@ -60,16 +75,44 @@ print(workshop.numbered("sign-by-digest.yml", 39, 50))
 # There is no secret to leak; verifiers and policies name the identity instead
 # (`--certificate-identity …/.github/workflows/image.yml@refs/heads/main`,
 # `--certificate-oidc-issuer https://token.actions.githubusercontent.com`).
+
+# %% [markdown]
+# ## Why the classic `.sig` format, with cosign v3
 #
-# Note: cosign-installer v4 installs cosign v3, which stores signatures as Sigstore bundles
-# attached with the OCI referrers API; policy engines reading only the legacy `sha256-….sig` tag
-# (what this lab teaches) need `--new-bundle-format=false --use-signing-config=false`.
+# cosign-installer v4 installs cosign v3, and cosign v3 changed what `cosign sign` writes. By default
+# it makes a **Sigstore bundle** and attaches it to the image through the OCI *referrers* API; it
+# writes no `sha256-<digest>.sig` tag. That is notebook 08's "cosign v3 bundles" attack, done to
+# yourself: notebook 06's ClusterPolicy (`verifyImages`, `type: Cosign`) looks for the `.sig` tag,
+# finds nothing and denies with `no signatures found`; policy-controller (notebook 07) cannot verify
+# a bundle-format image signature with a key at all; `cosign verify` v2 finds nothing either. The
+# pipeline stays green while every deployment of the image is denied.
+#
+# Two flags bring the classic format back, and both are needed. `--new-bundle-format=false` writes
+# the `.sig` image; `--use-signing-config=false` turns off the signing config cosign v3 fetches from
+# Sigstore, with which it refuses the first flag (`must provide --new-bundle-format or --bundle …`).
+# Without a signing config, cosign uses the Rekor and Fulcio of its flags' defaults: CI still records
+# the signature in the public Rekor log.
+#
+# The other way is to keep bundles and make every engine read them — Kyverno's ImageValidatingPolicy
+# or a ClusterPolicy with `type: SigstoreBundle` (keys only from Kyverno 1.19), policy-controller's
+# `signatureFormat: bundle` (keyless authorities only, and not yet for image signatures) — which
+# neither the policies of notebooks 06 and 07 nor every engine version can. So the template signs
+# in the classic format. The project's tests replay this step with the real cosign v3.1.3 against a
+# lab: with the flags both policies admit the image, without them both deny it.
 
 # %% [markdown]
 # ## The workflow checks itself
 #
-# `labkit.ci_workflow.check_workflow` reads a workflow and reports, per step, whether each action is
-# pinned and whether each `cosign sign` signs the build step's digest output:
+# `labkit.ci_workflow.check_workflow` reads a workflow and reports, per step:
+# - each action is pinned to a commit;
+# - each `cosign sign` signs the build step's digest output, not a tag;
+# - it signs in the classic format for the cosign the job installs: the installer's
+#   `cosign-release`, else that installer release's default (v4 installs cosign v3); the flags count
+#   on the command line or as cosign's `COSIGN_NEW_BUNDLE_FORMAT=false` / `COSIGN_USE_SIGNING_CONFIG=false`;
+# - a build for another CPU than the runner's (arm64 on amd64) sets up QEMU first;
+# - image names made from `github.repository` are lower-cased.
+#
+# Each failure says what to change. Your copy is the template, so everything passes:
 
 # %%
 check.ci_workflow()
@@ -113,6 +156,9 @@ print(check.ci_workflow().passed)
 # %% [markdown]
 # ## Key points
 # - Sign the digest your build step reports (`steps.<id>.outputs.digest`), never a tag.
+# - With cosign v3, sign with `--new-bundle-format=false --use-signing-config=false` while your
+#   policies read the classic `.sig` format; pin the cosign release so it cannot change under you.
+# - Build arm64 on amd64 with QEMU set up first; lower-case image names (`${GITHUB_REPOSITORY,,}`).
 # - Pin actions by commit SHA; grant the token the least it needs.
 # - Keys come from secrets (`env://`), or there is no key at all (keyless, OIDC + Fulcio + Rekor).
 #

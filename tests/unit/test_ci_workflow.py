@@ -7,6 +7,8 @@ writes with and without the flags is replayed in tests/interop/test_ci_template_
 
 from __future__ import annotations
 
+import itertools
+import re
 from pathlib import Path
 
 import pytest
@@ -195,3 +197,14 @@ def test_a_workflow_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
     (tmp_path / "bomb.yml").write_text("\n".join(lines) + "\n")
     with pytest.raises(UsageError, match="document contains excessive aliasing"):
         load_workflow(tmp_path / "bomb.yml")
+
+
+def test_notebook_09_shows_the_whole_template_in_order() -> None:
+    """The draft's ``workshop.numbered`` cells follow the template from line 3 to its last line,
+    so an edit to the template cannot leave a step unexplained (or a cell showing half a step)."""
+    draft = Path(__file__).resolve().parents[2] / "notebooks" / "src" / "09-signing-in-ci.py"
+    ranges = [(int(a), int(b)) for a, b in
+              re.findall(r'numbered\("sign-by-digest\.yml", (\d+), (\d+)\)', draft.read_text())]
+    assert ranges and ranges[0][0] == 3
+    assert all(prev[1] + 1 == nxt[0] for prev, nxt in itertools.pairwise(ranges)), ranges
+    assert ranges[-1][1] == len(TEMPLATE.read_text().splitlines())
