@@ -68,8 +68,12 @@ _VERSION = re.compile(r"^v?(\d+)(?:\.(\d+))?")
 # Go's strconv.ParseBool, which cosign's boolean flags (and their COSIGN_* variables) go through
 _TRUE, _FALSE = {"1", "t", "T", "true", "TRUE", "True"}, {"0", "f", "F", "false", "FALSE", "False"}
 # an image name made of the repository's name: `…/${{ github.repository }}`, `…/$GITHUB_REPOSITORY`
-_REPO_IN_NAME = re.compile(r"/(\$\{\{\s*github\.repository(?:_owner)?\s*\}\}"
-                           r"|\$\{?GITHUB_REPOSITORY(?:_OWNER)?(?![A-Za-z0-9_,])\}?)")
+_REPO_EXPR = (r"\$\{\{\s*github\.repository(?:_owner)?\s*\}\}"
+              r"|\$\{?GITHUB_REPOSITORY(?:_OWNER)?(?![A-Za-z0-9_,])\}?")
+# what stands before `/NAME` in an image reference: a registry host, or an expression that holds one
+_BEFORE_NAME = (r"(?:(?<![\w.-])(?:[\w-]+\.)+[\w-]+(?::\d+)?|(?<![\w.-])localhost(?::\d+)?"
+                r"|\$\{\{[^{}]*\}\}|\$\{?[A-Za-z_]\w*\}?)")
+_NOT_A_REGISTRY = re.compile(r"github\.com|githubusercontent\.com|server_url", re.IGNORECASE)
 _LOWERED = re.compile(r"\$\{GITHUB_REPOSITORY(?:_OWNER)?,,\}|\btr\s+['\"]?(?:\[:upper:\]|A-Z)")
 _ARCH_ALIASES = {"x86_64": "amd64", "x64": "amd64", "aarch64": "arm64", "arm64": "arm64", "amd64": "amd64"}
 
@@ -122,14 +126,14 @@ def check_workflow(path: str | Path) -> list[Finding]:
     ``github.repository`` (lower-cased?)."""
     doc = load_workflow(path)
     workflow_env = _strings(doc.get("env"))
-    findings: list[Finding] = list(_name_findings(_prefixed("env", workflow_env), "workflow"))
+    findings: list[Finding] = list(_name_findings(_prefixed("env", workflow_env), "workflow", workflow_env))
     for job_name, job in doc["jobs"].items():
         job = job if isinstance(job, Mapping) else {}
         steps = [s for s in job.get("steps") or [] if isinstance(s, Mapping)]
         builds = {s["id"] for s in steps if s.get("id") and _action(s) == "docker/build-push-action"}
         env = {**workflow_env, **_strings(job.get("env"))}
         cosign = _installed_cosign(steps)
-        findings.extend(_name_findings(_prefixed("env", _strings(job.get("env"))), f"job {job_name}"))
+        findings.extend(_name_findings(_prefixed("env", _strings(job.get("env"))), f"job {job_name}", env))
         for index, step in enumerate(steps):
             where = f"job {job_name}, step {_label(step, index)}"
             if "uses" in step and not str(step["uses"]).startswith("./"):
@@ -146,7 +150,7 @@ def check_workflow(path: str | Path) -> list[Finding]:
             names = {**_prefixed("env", _strings(step.get("env"))), "run": script}
             if _action(step) != "docker/metadata-action":  # it lower-cases the images it is given
                 names.update(_prefixed("with", _strings(step.get("with"))))
-            findings.extend(_name_findings(names, where))
+            findings.extend(_name_findings(names, where, step_env))
     return findings
 
 
@@ -180,7 +184,7 @@ def _commands(script: str) -> Iterator[list[str]]:
 def _sign_findings(script: str, env: Mapping[str, str], builds: set[str], cosign: _Cosign,
                    where: str) -> Iterator[Finding]:
     for words in _commands(script):
-        if words[:2] != ["cosign", "sign"]:
+        if Path(words[0]).name != "cosign" or words[1:2] != ["sign"]:  # cosign, ./cosign, $HOME/…/cosign
             continue
         images = _positional(words[2:])
         if not images:
@@ -235,9 +239,9 @@ def _installed_cosign(steps: list[Mapping[str, Any]]) -> _Cosign:
         if tag:  # a tag (not pinned: another finding says so); v4 and later install cosign v3
             return _Cosign("v3" if int(tag.group(1)) >= 4 else "v2",
                            f"the default of sigstore/cosign-installer {ref}")
-        return _Cosign(None, "sigstore/cosign-installer at a commit labkit does not know "
-                       "(every release since v4.0.0 installs cosign v3)")
-    return _Cosign(None, "no sigstore/cosign-installer step, so its version is unknown")
+        return _Cosign(None, "sigstore/cosign-installer at a commit labkit does not know, counted as v3: "
+                       "every installer since v4.0.0 installs cosign v3")
+    return _Cosign(None, "no sigstore/cosign-installer step, so the version is unknown, counted as v3")
 
 
 def _bool_option(args: list[str], name: str, env: Mapping[str, str]) -> bool | None:
@@ -330,16 +334,25 @@ def _qemu_findings(steps: list[Mapping[str, Any]], index: int, runs_on: Any, whe
 # --- image names: lower case -------------------------------------------------------------------------
 
 
-def _name_findings(values: Mapping[str, str], where: str) -> Iterator[Finding]:
+def _name_pattern(env: Mapping[str, str]) -> re.Pattern[str]:
+    """``/NAME`` after a registry, where NAME is the repository's name or an env variable holding it
+    (``IMAGE_NAME: ${{ github.repository }}`` then ``ghcr.io/${{ env.IMAGE_NAME }}``)."""
+    names = [_REPO_EXPR] + [rf"\$\{{\{{\s*env\.{re.escape(k)}\s*\}}\}}|\$\{{?{re.escape(k)}(?![A-Za-z0-9_,])\}}?"
+                            for k, v in env.items() if re.search(_REPO_EXPR, v)]
+    return re.compile(rf"(?P<before>{_BEFORE_NAME})/(?P<name>{'|'.join(names)})")
+
+
+def _name_findings(values: Mapping[str, str], where: str, env: Mapping[str, str]) -> Iterator[Finding]:
+    pattern = _name_pattern(env)
     for key, value in values.items():
         label = f"{where}, {key}"
         lowered = _LOWERED.search(value) if key == "run" else None
         if lowered:
             yield Finding(True, f"{label}: lower-cases the image name ({lowered.group(0)})")
             continue
-        match = _REPO_IN_NAME.search(value)
+        match = next((m for m in pattern.finditer(value) if not _NOT_A_REGISTRY.search(m.group("before"))), None)
         if match:
-            yield Finding(False, f"{label}: names an image with {match.group(1)}, which keeps the owner's "
+            yield Finding(False, f"{label}: names an image with {match.group('name')}, which keeps the owner's "
                           "upper case (My-Org/App), and registries accept only lower-case repository names",
                           'set the name in a step, run: echo "IMAGE=ghcr.io/${GITHUB_REPOSITORY,,}" >> '
                           '"$GITHUB_ENV", then use ${{ env.IMAGE }} (bash lower-cases with ,,)')

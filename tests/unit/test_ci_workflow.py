@@ -108,8 +108,8 @@ def test_each_breakage_of_the_new_rules_fails_once_with_a_fix(tmp_path: Path, ol
 
 
 @pytest.mark.parametrize("installer, source", [
-    ("a" * 40, "sigstore/cosign-installer at a commit labkit does not know (every release since v4.0.0 "
-               "installs cosign v3)"),
+    ("a" * 40, "cosign (sigstore/cosign-installer at a commit labkit does not know, counted as v3: every "
+               "installer since v4.0.0 installs cosign v3"),
     ("v4", "cosign v3 (the default of sigstore/cosign-installer v4"),
 ])
 def test_an_installer_of_unknown_default_counts_as_cosign_v3(tmp_path: Path, installer: str, source: str) -> None:
@@ -208,3 +208,39 @@ def test_notebook_09_shows_the_whole_template_in_order() -> None:
     assert ranges and ranges[0][0] == 3
     assert all(prev[1] + 1 == nxt[0] for prev, nxt in itertools.pairwise(ranges)), ranges
     assert ranges[-1][1] == len(TEMPLATE.read_text().splitlines())
+
+
+def test_a_name_held_in_an_env_variable_counts_as_github_docs_write_it(tmp_path: Path) -> None:
+    # GitHub's publishing guide: REGISTRY and IMAGE_NAME in env, joined in the tags
+    path = _variant(tmp_path, "    steps:\n",
+                    "    env:\n      REGISTRY: ghcr.io\n      IMAGE_NAME: ${{ github.repository }}\n    steps:\n")
+    assert _failed(path) == []  # the variables alone name no image
+    joined = "tags: ${{ env.REGISTRY }}/${{ env.IMAGE_NAME }}:"
+    path.write_text(path.read_text().replace("tags: ${{ env.IMAGE }}:", joined))
+    assert _failed(path) == ["job build-sign, step build, with tags: names an image with ${{ env.IMAGE_NAME }}, which "
+                             "keeps the owner's upper case (My-Org/App), and registries accept only lower-case "
+                             "repository names"]
+
+
+@pytest.mark.parametrize("line", [
+    "          labels: org.opencontainers.image.source=${{ github.server_url }}/${{ github.repository }}\n",
+    "          build-args: SOURCE=https://github.com/${{ github.repository }}\n",
+])
+def test_urls_of_the_repository_are_not_image_names(tmp_path: Path, line: str) -> None:
+    path = _variant(tmp_path, "          push: true\n", "          push: true\n" + line)
+    assert _failed(path) == []
+
+
+def test_without_an_installer_cosign_counts_as_v3(tmp_path: Path) -> None:
+    installer = "      - uses: sigstore/cosign-installer@6f9f17788090df1f26f669e9d70d6ae9567deba6 # v4.1.2\n"
+    path = _variant(tmp_path, (RELEASE, CLASSIC, installer), "")
+    bad = _failed(path)
+    assert len(bad) == 1 and "cosign (no sigstore/cosign-installer step, so the version is unknown, counted as v3) " \
+        f"{BUNDLE}" in bad[0], bad
+
+
+def test_cosign_run_by_its_path_is_read_too(tmp_path: Path) -> None:
+    path = _variant(tmp_path, "cosign sign --yes", "$HOME/.cosign/cosign sign --yes")
+    assert any("signs in the classic" in f.what for f in check_workflow(path))
+    path.write_text(path.read_text().replace(CLASSIC, ""))
+    assert len(_failed(path)) == 1 and BUNDLE in _failed(path)[0]
