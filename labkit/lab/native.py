@@ -75,6 +75,9 @@ PC_PORT = 8443
 # what `labkit lab up --port NAME=PORT` can choose; kept in LABKIT_HOME/ports.json
 PORT_NAMES = (*REGISTRY_PORTS, "etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager", "kyverno",
               "kyverno-metrics", "kyverno-reports", "policy-controller-profiling")
+# The ports the stored cluster depends on: a cluster made with others is made afresh.
+CLUSTER_PORTS = ("etcd", "etcd-peer", "kube-apiserver", "kyverno")
+CLUSTER_FILE = "cluster.json"  # written once a start has finished: its key (_Starter.cluster_key)
 PC_FIXED_PORTS = {PC_PORT: "policy-controller's webhook always listens on :8443",
                   8080: "policy-controller's health probes always listen on :8080 (knative injection/health_check.go)"}
 
@@ -173,6 +176,7 @@ class _Starter:
                 step()
                 self.timings[name] = round(time.monotonic() - began, 1)
             self.ports.save()
+            _write(self.dir / CLUSTER_FILE, json.dumps(self.cluster_key()).encode(), 0o644)
             state = LabState(cls.backend, self.services,
                              info={"kubeconfig": str(self.kubeconfig), "timings": json.dumps(self.timings)})
             state.save(self.home)
@@ -193,9 +197,29 @@ class _Starter:
 
     # --- steps -----------------------------------------------------------------------------
 
+    def cluster_key(self) -> dict[str, Any]:
+        """What the stored cluster depends on: the versions, and the ports etcd, the API server and
+        the engines' registered webhooks were made with."""
+        return {"versions": sorted(BINARIES), "ports": {n: self.ports.port(n) for n in CLUSTER_PORTS}}
+
+    def reusable(self) -> bool:
+        """The last start's cluster (etcd's data, its credentials, the engines' objects) can serve
+        again: it finished starting, with these versions and these kept ports."""
+        if not all(n in self.ports.fixed for n in CLUSTER_PORTS):
+            return False
+        try:
+            return bool(json.loads((self.dir / CLUSTER_FILE).read_text()) == self.cluster_key())
+        except (OSError, ValueError):
+            return False
+
     def certificates(self) -> None:
+        self.reuse = self.reusable()
+        if self.reuse:  # policies, namespaces and Secrets survive `lab down` / `lab up`
+            self.tls = ensure_tls(self.dir / "pki", ["kubernetes.default.svc"])
+            self.token = (self.dir / "tokens.csv").read_text().split(",", 1)[0]
+            return
         if self.dir.exists():
-            shutil.rmtree(self.dir)  # a fresh etcd and fresh credentials each time
+            shutil.rmtree(self.dir)  # a fresh etcd and fresh credentials
         self.dir.mkdir(parents=True)
         self.tls = ensure_tls(self.dir / "pki", ["kubernetes.default.svc"])
         sa = ec.generate_private_key(ec.SECP256R1())
@@ -248,6 +272,15 @@ class _Starter:
             healthy=lambda: _get_ok(f"https://127.0.0.1:{port}/healthz", None))
 
     def engine_objects(self) -> None:
+        self.pc_port = PC_PORT
+        if self.reuse:
+            # The engines' objects are stored; the leases their previous processes held are not
+            # theirs any more: without this the new ones wait out the leases (up to a minute)
+            # before they reconcile (policy-controller compiles ClusterImagePolicies only then).
+            for namespace in ("kyverno", PC_SERVICE[0]):
+                self.kubectl("delete", "leases", "--all", "-n", namespace, "--wait=false")
+            self._until("every CRD is Established", self._established)
+            return
         kyverno = self.tools / KYVERNO_CONFIG
         self.kubectl("create", "namespace", "kyverno")
         # Kyverno marks a policy ready only once its reports controller may read what the policy
@@ -256,7 +289,6 @@ class _Starter:
                      "--serviceaccount=kyverno:kyverno-reports-controller")
         self.kubectl("create", "-f", "-", stdin=yaml.safe_dump(_kyverno_configmap(kyverno / "values.yaml")))
         self.kubectl("create", "-R", "-f", str(kyverno / "crds"))  # two CRDs are too large for client-side apply
-        self.pc_port = PC_PORT
         pc_objects = list(_policy_controller_objects(self.tools / POLICY_CONTROLLER_CONFIG / "config", self.pc_port))
         self.kubectl("create", "-f", "-", stdin=yaml.safe_dump_all(pc_objects))
         self._until("every CRD is Established", self._established)
@@ -335,7 +367,12 @@ class _Starter:
             return False
 
     def _pc_ready(self) -> bool:
-        """knative fills every caBundle (and the CRD conversion's) once its certificates exist."""
+        """knative fills every caBundle (and the CRD conversion's) once its certificates exist; on a
+        kept cluster they are filled already, so the webhook must also be listening."""
+        try:
+            socket.create_connection(("127.0.0.1", self.pc_port), timeout=1).close()
+        except OSError:
+            return False
         try:
             bundles = self.kubectl("get", "mutatingwebhookconfigurations,validatingwebhookconfigurations", "-o",
                                    "jsonpath={range .items[*]}{.metadata.name}={.webhooks[0].clientConfig.caBundle}"

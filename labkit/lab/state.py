@@ -1,7 +1,9 @@
 """Where a lab keeps its state: everything under ``LABKIT_HOME`` (default ``~/.labkit``).
 
     $LABKIT_HOME/
-      lab.json              backend, and each service's pid, process start time and port
+      lab.json              backend, and each service's pid, process start time and port (`lab down` removes it)
+      ports.json            the ports the lab listens on, kept across `lab down`/`up` and reboots (labkit.lab.ports)
+      bin/                  the real tools under their plain names, for `labkit lab env` (labkit.lab.environment)
       registry/             the embedded registry's storage
       private-registry/     the second, password-protected registry (password: private-registry.password, 0600)
       admission/            the webhook's CA and serving certificate
@@ -10,7 +12,8 @@
       logs/                 one log file per background service
       kind/                 the kind backend's kubeconfig
 
-Two homes never share a port or a process: ports are chosen free at start and recorded here.
+Two homes never share a port or a process: ports are picked free at the first start, kept here
+and claimed user-wide (:mod:`labkit.lab.ports`).
 A pid is trusted only while the process it names is the one that was started (same start
 time), so a stale ``lab.json`` after a reboot never leads to signalling a stranger.
 """

@@ -7,6 +7,7 @@ table the embedded lab is held to), and the kernel (``/proc``) for processes and
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -147,3 +148,39 @@ def test_up_twice_reuses_and_down_leaves_nothing_listening(native_lab: Lab, tmp_
     listening = [line for line in (tmp_path / "after").read_text().splitlines()[1:]
                  if len(line.split()) > 3 and line.split()[3] == "0A"]
     assert not listening, listening
+
+
+def test_a_denied_pod_stays_denied_after_lab_down_and_up(native_lab: Lab, tmp_path: Path) -> None:
+    """Issue 14 §2 on the real engines, in a namespace of its own (policy-controller's fixed ports):
+    policies applied and unsigned pods denied, the lab stopped and started again; the registry has
+    the same address, the policies are still stored, the same unsigned images are denied by the
+    real webhooks and signed ones admitted (so the engines still reach the registry)."""
+    netns_run = Path(__file__).resolve().parents[2] / "tools" / "netns-run"
+    (tmp_path / "work").mkdir()
+    out = subprocess.run([str(netns_run), sys.executable, "-m", "tests.lab.native_restart", str(tmp_path / "home"),
+                          str(tmp_path / "work")], capture_output=True, text=True, timeout=900,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = json.loads(out.stdout.splitlines()[-1])
+    assert seen["registry_after"] == seen["registry_before"]
+    assert seen["policies"] == ["check-ivp", "check-signed", "signed-by-lab-key"] and seen["stale"] == []
+    assert not any(admitted for admitted, _ in seen["before"].values()), seen["before"]
+    admitted = {name: result[0] for name, result in seen["after"].items()}
+    assert admitted == {"kyverno-unsigned": False, "ivp-unsigned": False, "pc-unsigned": False,
+                        "kyverno-signed": True, "pc-signed": True}, seen["after"]
+    assert "denied the request" in seen["after"]["pc-unsigned"][1]
+
+
+def test_env_gives_bash_kubectl_pointed_at_the_lab(lab: tuple[Lab, dict[str, str]], tmp_path: Path) -> None:
+    """``eval "$(labkit lab env)"``: the real kubectl, under its plain name, talks to the lab's API server."""
+    the_lab = lab[0]
+    printed = subprocess.run([sys.executable, "-m", "labkit", "lab", "env"], capture_output=True, text=True,
+                             env={**os.environ, "LABKIT_HOME": str(the_lab.home.root)}, timeout=120)
+    assert printed.returncode == 0, printed.stderr
+    assert "no API server" not in printed.stdout
+    (tmp_path / "env.sh").write_text(printed.stdout)
+    script = 'eval "$(cat "$1")"; set -e; kubectl version --client -o json; kubectl get namespace pc -o name'
+    out = subprocess.run(["bash", "-c", script, "bash", str(tmp_path / "env.sh")], capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp")}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert '"gitVersion": "v1.36.3"' in out.stdout and out.stdout.rstrip().endswith("namespace/pc")
