@@ -50,7 +50,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     label.add_argument("labels", nargs="+", metavar="k=v")
     label.set_defaults(func=_label)
     verbs.add_parser("reset", help="remove lab namespaces, policies, secrets and signatures").set_defaults(func=_reset)
-    verbs.add_parser("down", help="stop the lab's processes (images, policies and ports stay in $LABKIT_HOME)").set_defaults(func=_down)
+    verbs.add_parser("down", help="stop the lab's processes (images, policies and ports stay in $LABKIT_HOME)"
+                     ).set_defaults(func=_down)
 
 
 def _up(args: argparse.Namespace) -> int:
