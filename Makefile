@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # `labkit` process's start-up (python -X importtime; bench/README.md)
 PIP_INSTALL := $(PY) -m pip install --quiet --config-settings editable_mode=compat -e
 
-.PHONY: lab lint fuzz test test-notebooks test-browser notebooks bench tools system-deps venv clean
+.PHONY: lab lint fuzz test test-notebooks test-browser notebooks solutions bench tools system-deps venv clean
 
 venv: $(STAMP)
 
@@ -72,6 +72,13 @@ notebooks: $(STAMP)
 	@for src in notebooks/src/*.py; do n=$$(basename $$src .py); \
 	  case ",$(NB)," in *",1,"*|*",$${n%%-*},"*) $(PY) tools/notebook_from_py.py $$src notebooks/$$n.ipynb;; esac; done
 	@LABKIT_NOTEBOOKS_REGEN=$(NB) $(PY) -m pytest tests/notebooks -q $(PYTEST_ARGS)
+
+# Trainers: the notebooks with the exercises' solutions, in solutions/ (outside JupyterLab's root,
+# so learners never see them). Built from the drafts; run them on a lab like the learners' own.
+solutions: $(LAB_STAMP)
+	@mkdir -p solutions
+	@for src in notebooks/src/*.py; do $(PY) tools/notebook_from_py.py --solutions $$src solutions/$$(basename $$src .py).ipynb; done
+	@echo "solutions: $$(ls solutions/*.ipynb | wc -l) notebooks with their solutions in solutions/ (open with: .venv/bin/jupyter lab solutions)"
 
 # Benchmarks beside the reference tools (bench/README.md); writes bench/results.json.
 bench: $(STAMP) tools system-deps

@@ -7,70 +7,60 @@ Checkpoints never change anything: they read the key files, the registry and the
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from labkit import workshop
-from labkit.errors import LabkitError
+from labkit.checkpoint import Checkpoint, Item, admission_item, checkpoint
+from labkit.errors import LabkitError, PrerequisiteError
+from labkit.exercises import (
+    exercise_00,
+    exercise_01,
+    exercise_02,
+    exercise_03,
+    exercise_04,
+    exercise_05,
+    exercise_06,
+    exercise_07,
+    exercise_08,
+    exercise_09,
+    exercise_10,
+)
+
+__all__ = [
+    "Checkpoint",
+    "Item",
+    "attacks",
+    "ci_workflow",
+    "cip",
+    "exercise_00",
+    "exercise_01",
+    "exercise_02",
+    "exercise_03",
+    "exercise_04",
+    "exercise_05",
+    "exercise_06",
+    "exercise_07",
+    "exercise_08",
+    "exercise_09",
+    "exercise_10",
+    "image",
+    "image_ref",
+    "images_for",
+    "ivp",
+    "keys",
+    "lab_running",
+    "ready_for",
+    "reset",
+    "signed",
+    "verify_images",
+]
 
 if TYPE_CHECKING:
     from labkit.lab import Lab
     from labkit.oci.client import RegistryClient
-
-
-@dataclass(frozen=True)
-class Item:
-    """One thing a checkpoint looked at; ``fix`` is the next step when it is not in place."""
-
-    ok: bool
-    what: str
-    fix: str | None = None
-
-    def __str__(self) -> str:
-        return f"✓ {self.what}" if self.ok else f"✗ {self.what}\n    → {self.fix}"
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    topic: str
-    items: tuple[Item, ...]
-
-    @property
-    def passed(self) -> bool:
-        return all(item.ok for item in self.items)
-
-    @property
-    def missing(self) -> tuple[Item, ...]:
-        return tuple(item for item in self.items if not item.ok)
-
-    def __bool__(self) -> bool:
-        return self.passed
-
-    def __str__(self) -> str:
-        head = (f"Checkpoint {self.topic}: all {len(self.items)} checks pass" if self.passed else
-                f"Checkpoint {self.topic}: {len(self.missing)} of {len(self.items)} checks to fix")
-        return "\n".join([head, *(f"  {item}".replace("\n", "\n  ") for item in self.items)])
-
-    def _repr_pretty_(self, printer: object, cycle: bool) -> None:
-        printer.text(str(self))  # type: ignore[attr-defined]
-
-
-def _checkpoint(topic: str) -> Callable[[Callable[..., Iterator[Item]]], Callable[..., Checkpoint]]:
-    """Collect a generator's items into a Checkpoint; a generator stops at the first item later
-    ones depend on (no key, nothing to verify), so the learner sees one clear next step."""
-
-    def wrap(fn: Callable[..., Iterator[Item]]) -> Callable[..., Checkpoint]:
-        @functools.wraps(fn)
-        def run(*args: object, **kwargs: object) -> Checkpoint:
-            return Checkpoint(topic, tuple(fn(*args, **kwargs)))
-
-        return run
-
-    return wrap
 
 
 def _client() -> RegistryClient:
@@ -87,7 +77,7 @@ def image_ref(lab: Lab) -> str:
 # --- notebook 00 -------------------------------------------------------------------------------
 
 
-@_checkpoint("lab")
+@checkpoint("lab")
 def lab_running(lab: Lab) -> Iterator[Item]:
     """The lab's registry and admission webhook answer."""
     import re
@@ -106,7 +96,7 @@ def lab_running(lab: Lab) -> Iterator[Item]:
 # --- notebook 01 -------------------------------------------------------------------------------
 
 
-@_checkpoint("keys")
+@checkpoint("keys")
 def keys(home: Path | str | None = None) -> Iterator[Item]:
     """A cosign key pair in the workshop directory: encrypted, 0600, the .pub matching the .key."""
     from labkit import keys as keylib
@@ -150,7 +140,7 @@ def keys(home: Path | str | None = None) -> Iterator[Item]:
 # --- notebook 02 -------------------------------------------------------------------------------
 
 
-@_checkpoint("image")
+@checkpoint("image")
 def image(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
     """The sample image pushed to the lab registry, multi-arch, with the digest a reproducible
     build of the learner's copy of the sample (``hello-flask/`` in the workshop directory, as it
@@ -187,7 +177,7 @@ def image(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
 # --- notebooks 03 and 04 -----------------------------------------------------------------------
 
 
-@_checkpoint("signed")
+@checkpoint("signed")
 def signed(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
     """The sample image signed by digest with the workshop key, and every platform image too."""
     from labkit import keys as keylib
@@ -225,7 +215,7 @@ def signed(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
 # --- notebook 10 -------------------------------------------------------------------------------
 
 
-@_checkpoint("reset")
+@checkpoint("reset")
 def reset(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
     """After ``lab reset``: no signatures on the sample image, the image and the keys kept."""
     from labkit.errors import RegistryError
@@ -275,19 +265,7 @@ def _policy_file(name: str, kind: str, notebook: str, home: Path | str | None) -
                f"it holds {', '.join(kinds)}; start again from notebook {notebook}")
 
 
-def _admission(lab: Lab, what: str, image: str, *, admitted: bool, namespace: str = "default",
-               denied_by: str = "", pinned: bool = False, warned: bool = False, fix: str) -> Item:
-    """Ask admission (a server dry run: nothing is kept) about a one-container pod."""
-    from labkit.lab import pod
-
-    result = lab.create(pod("checkpoint", image, namespace), dry_run=True)
-    ok = result.admitted is admitted and (not denied_by or denied_by in (result.denied_by or ""))
-    ok = ok and (not pinned or all("@sha256:" in i for i in result.images)) and (not warned or bool(result.warnings))
-    said = result.message.splitlines()[-1] if result.message else ""
-    return Item(ok, what, f"{fix} (admission said: {said})")
-
-
-@_checkpoint("ivp")
+@checkpoint("ivp")
 def ivp(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
     """Notebook 05: the ImageValidatingPolicy admits the signed image and denies the unsigned one."""
     items = list(_policy_file("ivp.yaml", "ImageValidatingPolicy", "05", home))
@@ -295,13 +273,13 @@ def ivp(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
     if not all(i.ok for i in items):
         return
     signed, unsigned = images_for(lab)
-    yield _admission(lab, f"a pod running {signed} is admitted, its image pinned to a digest", signed,
+    yield admission_item(lab, f"a pod running {signed} is admitted, its image pinned to a digest", signed,
                      admitted=True, pinned=True, fix="apply ivp.yaml (lab.apply) and sign the image (notebook 03)")
-    yield _admission(lab, f"a pod running {unsigned} is denied by the IVP webhook", unsigned, admitted=False,
+    yield admission_item(lab, f"a pod running {unsigned} is denied by the IVP webhook", unsigned, admitted=False,
                      denied_by="ivpol.", fix="apply ivp.yaml (lab.apply); is the unsigned image pushed?")
 
 
-@_checkpoint("verify_images")
+@checkpoint("verify_images")
 def verify_images(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
     """Notebook 06: the ClusterPolicy pins the signed image's tag to its digest; the unsigned image
     is denied (Enforce) or admitted and reported (Audit)."""
@@ -316,10 +294,10 @@ def verify_images(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
     rule = doc["spec"]["rules"][0]["verifyImages"][0]
     action, pins = rule.get("failureAction", "Audit"), rule.get("mutateDigest", True) is not False
     pinned_note = ", its tag pinned to the signed digest" if pins else ""
-    yield _admission(lab, f"a pod running {signed} is admitted{pinned_note}",
+    yield admission_item(lab, f"a pod running {signed} is admitted{pinned_note}",
                      signed, admitted=True, pinned=pins, fix="apply clusterpolicy.yaml (lab.apply)")
     if action == "Enforce":
-        yield _admission(lab, f"a pod running {unsigned} is denied (Enforce)", unsigned, admitted=False,
+        yield admission_item(lab, f"a pod running {unsigned} is denied (Enforce)", unsigned, admitted=False,
                          denied_by="kyverno", fix="apply clusterpolicy.yaml (lab.apply)")
         return
     reported = [r for report in lab.reports() for r in report.get("results", [])
@@ -328,7 +306,7 @@ def verify_images(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
                "create the unsigned pod once under the Audit policy (notebook 06, step 4)")
 
 
-@_checkpoint("cip")
+@checkpoint("cip")
 def cip(lab: Lab, home: Path | str | None = None, namespace: str = "secure") -> Iterator[Item]:
     """Notebook 07: policy-controller checks only the opted-in namespace; there it admits the signed
     image and refuses the unsigned one (or warns, in warn mode)."""
@@ -339,15 +317,15 @@ def cip(lab: Lab, home: Path | str | None = None, namespace: str = "secure") -> 
     if not all(i.ok for i in items):
         return
     signed, unsigned = images_for(lab)
-    yield _admission(lab, f"in {namespace} (opted in), a pod running {signed} is admitted", signed, admitted=True,
+    yield admission_item(lab, f"in {namespace} (opted in), a pod running {signed} is admitted", signed, admitted=True,
                      namespace=namespace, fix=f"label the namespace: lab.label_namespace({namespace!r}, "
                      "{'policy.sigstore.dev/include': 'true'}) and apply cip.yaml")
     warn = yaml.safe_load((workshop.workdir(home) / "cip.yaml").read_text())["spec"].get("mode") == "warn"
     if warn:
-        yield _admission(lab, f"in {namespace}, {unsigned} is admitted with a warning (mode: warn)", unsigned,
+        yield admission_item(lab, f"in {namespace}, {unsigned} is admitted with a warning (mode: warn)", unsigned,
                          admitted=True, warned=True, namespace=namespace, fix="apply cip.yaml (lab.apply)")
     else:
-        yield _admission(lab, f"in {namespace}, a pod running {unsigned} is denied by policy.sigstore.dev",
+        yield admission_item(lab, f"in {namespace}, a pod running {unsigned} is denied by policy.sigstore.dev",
                          unsigned, admitted=False, denied_by="policy.sigstore.dev", namespace=namespace,
                          fix=f"apply cip.yaml and label {namespace} policy.sigstore.dev/include=true")
 
@@ -374,7 +352,7 @@ def _attack_ref(lab: Lab, tag: str) -> str | None:
         return None
 
 
-@_checkpoint("attacks")
+@checkpoint("attacks")
 def attacks(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
     """Notebook 08: the three guards stand, fail closed, and stop the attacks that must fail."""
     from labkit import attack_lab
@@ -404,23 +382,10 @@ def attacks(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
                              "put failurePolicy: Fail back on the Kyverno guards (end of attack 8)")
 
 
-@_checkpoint("sibling_gap")
-def sibling_gap(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
-    """Notebook 08's exercise: an unsigned image in a sibling repository is checked, and denied."""
-    evil = _attack_ref(lab, "evil")
-    if evil is None:
-        yield Item(False, "the attacker's image is pushed", "run step 1 of notebook 08")
-        return
-    image = f"{lab.registry.pod_host}/attack-staging/app@{evil}"
-    yield _everywhere_denied(lab, f"the unsigned {image}", image,
-                             "widen the glob of attack-ivp.yaml and attack-cpol.yaml to the whole "
-                             "registry and apply both (lab.apply)")
-
-
 # --- notebook 09 -------------------------------------------------------------------------------
 
 
-@_checkpoint("ci_workflow")
+@checkpoint("ci_workflow")
 def ci_workflow(path: Path | str | None = None, home: Path | str | None = None) -> Iterator[Item]:
     """Your copy of the CI template signs the build step's digest in the classic ``.sig`` format,
     pins every action, sets up QEMU for arm64 and lower-cases the image name."""
@@ -440,3 +405,38 @@ def ci_workflow(path: Path | str | None = None, home: Path | str | None = None) 
         yield Item(False, f"{path.name} signs the image", "add the `cosign sign … \"${IMAGE}@${DIGEST}\"` step")
     for finding in findings:
         yield Item(finding.ok, finding.what, finding.fix)
+
+
+# --- every notebook's first cell -------------------------------------------------------------------
+
+
+# What each notebook uses from earlier ones, and the checkpoint that shows it is there. Notebooks
+# 04 to 10 need the signed sample (03), which needs the key (01) and the pushed image (02).
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "00": (), "01": (), "02": (), "03": ("01", "02"), "04": ("03",), "05": ("03",), "06": ("03",),
+    "07": ("03",), "08": ("03",), "09": ("01",), "10": ("03",),
+}
+_SHOWN_BY: dict[str, Callable[[Lab, Path | str | None], Checkpoint]] = {
+    "01": lambda lab, home: keys(home),
+    "02": image,
+    "03": signed,
+}
+
+
+def ready_for(notebook: str, lab: Lab, home: Path | str | None = None) -> None:
+    """Raise :class:`PrerequisiteError` naming the earlier notebook to finish first, with the fix,
+    when this notebook would use a key, image or signature that is not there yet."""
+    for earlier in _NEEDS[notebook]:
+        if earlier == "03":  # the signature needs the key and the image: name the first missing
+            for first in ("01", "02"):
+                _require(notebook, first, _SHOWN_BY[first](lab, home))
+        _require(notebook, earlier, _SHOWN_BY[earlier](lab, home))
+    print(f"Notebook {notebook}: everything it needs from earlier notebooks is in place.")
+
+
+def _require(notebook: str, earlier: str, found: Checkpoint) -> None:
+    if found.passed:
+        return
+    item = found.missing[0]
+    raise PrerequisiteError(f"notebook {notebook} needs notebook {earlier} finished first: missing {item.what}",
+                            hint=f"open notebook {earlier} and run it to the end ({item.fix})")

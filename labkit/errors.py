@@ -197,3 +197,7 @@ class AdmissionError(LabkitError):
 
 class LabError(LabkitError):
     """The lab (embedded, native or kind) could not be started, found or stopped."""
+
+
+class PrerequisiteError(LabkitError):
+    """A notebook needs what an earlier notebook makes (a key, an image, a signature)."""

@@ -104,6 +104,42 @@ def write_policy(template: str, target: str | Path, *, public_key: str | Path, *
     return target
 
 
+def push_private_sample(lab: Lab, home: Path | str | None = None) -> str:
+    """Push the sample to the lab's password-protected registry and sign it by digest with the
+    workshop key (``docker login``, ``docker push``, ``cosign sign``); return the image as pods
+    name it, by digest."""
+    from labkit import keys
+    from labkit.oci.build import build_image
+    from labkit.oci.client import RegistryClient
+    from labkit.signing.sign import sign_image
+
+    private = lab.private_registry
+    use_password(home)
+    with RegistryClient(credentials=private.credentials()) as client:
+        digest = client.push_image(f"{private.host}/private/hello:v1", build_image(copy_sample(home)))
+        sign_image(f"{private.host}/private/hello@{digest}",
+                   keys.load_private_key(key(home), os.environ[PASSWORD_ENV].encode()), client=client)
+    return f"{private.pod_host}/private/hello@{digest}"
+
+
+def side_by_side(left: str, right: str, titles: tuple[str, str] = ("", ""), gap: int = 3) -> str:
+    """Two texts in two columns (the left padded to its longest line), for comparing policies."""
+    import itertools
+
+    lines = [left.splitlines(), right.splitlines()]
+    if any(titles):
+        lines = [[titles[0], "-" * len(titles[0]), *lines[0]], [titles[1], "-" * len(titles[1]), *lines[1]]]
+    width = max((len(line) for line in lines[0]), default=0) + gap
+    return "\n".join(f"{a:<{width}}{b}".rstrip() for a, b in itertools.zip_longest(*lines, fillvalue=""))
+
+
+def policy_template(name: str) -> str:
+    """``samples/policies/NAME.yaml`` as written, without its comment lines: what a policy of that
+    kind looks like before ``write_policy`` fills in the key and the registry."""
+    text = (POLICY_TEMPLATES / f"{name}.yaml").read_text()
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+
+
 def start(home: Path | str | None = None) -> Lab:
     """Every notebook's first step: the lab (``LAB_BACKEND``, default embedded; started or
     reconnected), the workshop directory as the working directory, and the key password set."""
@@ -112,7 +148,42 @@ def start(home: Path | str | None = None) -> Lab:
     lab = Lab.start(backend=os.environ.get("LAB_BACKEND", "embedded"), home=home)
     os.chdir(workdir(home))
     use_password(home)
+    _labkit_on_path()
     return lab
+
+
+def _labkit_on_path() -> None:
+    """Put this environment's ``labkit`` on the kernel's PATH, so ``!labkit …`` cells run it
+    (``make lab`` does the same for JupyterLab's terminals)."""
+    import shutil
+    import sys
+
+    if shutil.which("labkit") is None:
+        os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+
+
+def tool(name: str) -> str:
+    """The command a ``!`` cell runs for ``name``: the real tool when it is installed, else the
+    ``labkit`` verbs that take the same flags and print the same output.
+
+    ``cosign`` counts only as v2: v3 signs in the bundle format by default, which the ClusterPolicy
+    and policy-controller of notebooks 06 and 07 do not read (notebook 09 explains).
+    """
+    import shutil
+    import subprocess
+
+    _labkit_on_path()
+    found = shutil.which(name)
+    if found is None or name not in ("cosign", "crane"):
+        return "labkit"
+    if name == "cosign":
+        try:
+            version = subprocess.run([found, "version"], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            return "labkit"
+        if "v2." not in version:
+            return "labkit"
+    return name
 
 
 def clear_policies(lab: Lab, engine: str) -> None:

@@ -1,10 +1,12 @@
 """Write a notebook from a percent-format script (the form notebooks are drafted in).
 
-    python tools/notebook_from_py.py draft.py notebooks/03-sign.ipynb
+    python tools/notebook_from_py.py draft.py notebooks/03-sign.ipynb                 # the learner's
+    python tools/notebook_from_py.py --solutions draft.py solutions/03-sign.ipynb     # the trainer's
 
 Cells start at ``# %%`` (code), ``# %% [markdown]`` (markdown, each line's leading ``# `` removed)
-or ``# %% solution`` (code shown collapsed in JupyterLab: an exercise's solution). The notebook
-is written without outputs; ``make notebooks`` executes it and stores them.
+or ``# %% solution`` (an exercise's solution). Solution cells go only into the trainer's notebook
+(``--solutions``, tagged ``solution``); the learner's has the exercise and its check without them.
+The notebook is written without outputs; ``make notebooks`` executes it and stores them.
 """
 
 from __future__ import annotations
@@ -18,20 +20,20 @@ import nbformat
 _MARKER = re.compile(r"^# %%(?: \[(markdown)\]| (solution))?\s*$")
 
 
-def cells_from(text: str) -> list[nbformat.NotebookNode]:
+def cells_from(text: str, solutions: bool = False) -> list[nbformat.NotebookNode]:
     cells: list[nbformat.NotebookNode] = []
     kind, lines = None, []
 
     def flush() -> None:
         source = "\n".join(lines).strip("\n")
-        if kind is None or not source:
+        if kind is None or not source or (kind == "solution" and not solutions):
             return
         if kind == "markdown":
             cells.append(nbformat.v4.new_markdown_cell(re.sub(r"(?m)^# ?", "", source)))
         else:
             cell = nbformat.v4.new_code_cell(source)
             if kind == "solution":
-                cell.metadata.update({"jupyter": {"source_hidden": True}, "tags": ["solution"]})
+                cell.metadata.update({"tags": ["solution"]})
             cells.append(cell)
 
     for line in text.splitlines():
@@ -45,9 +47,9 @@ def cells_from(text: str) -> list[nbformat.NotebookNode]:
     return cells
 
 
-def main(source: str, target: str) -> None:
+def main(source: str, target: str, solutions: bool = False) -> None:
     nb = nbformat.v4.new_notebook()
-    nb.cells = cells_from(Path(source).read_text())
+    nb.cells = cells_from(Path(source).read_text(), solutions)
     nb.metadata.update({"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
                         "language_info": {"name": "python"}})
     for i, cell in enumerate(nb.cells):
@@ -56,4 +58,6 @@ def main(source: str, target: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    args = sys.argv[1:]
+    with_solutions = "--solutions" in args
+    main(*[a for a in args if a != "--solutions"][:2], solutions=with_solutions)

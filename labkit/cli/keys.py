@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     pub.set_defaults(func=_public_key)
 
 
-def confirm_overwrite(path: Path, *, assume_yes: bool) -> bool:
+def confirm_overwrite(path: Path, *, assume_yes: bool, flag: str) -> bool:
     """cosign's overwrite dialogue; True means go ahead (also when nothing is there).
 
     Like cosign, only a file there counts: a directory is refused when the pair is written.
@@ -63,11 +63,13 @@ def confirm_overwrite(path: Path, *, assume_yes: bool) -> bool:
     answer = sys.stdin.readline().strip("\r\n")
     if answer.lower() == "y":
         return True
+    # What a learner needs before saying yes: a new key orphans everything the old one signed.
+    kept = (f"{path} was left untouched. A new key would leave every signature made with this one "
+            f"unverifiable with the new public key, and policies holding the old public key would deny "
+            f"what you sign next; to replace it on purpose, pass {flag}")
     if answer.lower() in ("", "n"):
-        raise KeyExistsError("user declined the prompt", hint=f"{path} was left untouched")
-    raise KeyExistsError(
-        f'invalid input "{answer}" (allowed values y, n)', hint=f"{path} was left untouched"
-    )
+        raise KeyExistsError("user declined the prompt", hint=kept)
+    raise KeyExistsError(f'invalid input "{answer}" (allowed values y, n)', hint=kept)
 
 
 def _report(paths: keys.KeyPairPaths) -> int:
@@ -80,7 +82,7 @@ def _generate(args: argparse.Namespace) -> int:
     from labkit import keys  # imported per verb: cryptography is slow to load
     from labkit.cli.passwords import read_password
 
-    force = confirm_overwrite(Path(args.output_key_prefix + ".key"), assume_yes=args.force)
+    force = confirm_overwrite(Path(args.output_key_prefix + ".key"), assume_yes=args.force, flag="--force")
     password = read_password(confirm=True)
     return _report(keys.generate_key_pair(args.output_key_prefix, password, force=force))
 
@@ -91,7 +93,7 @@ def _import(args: argparse.Namespace) -> int:
 
     # Refuse a bad input before asking anything, as cosign does.
     key = keys.load_importable_key(args.key)
-    force = confirm_overwrite(Path(args.output_key_prefix + ".key"), assume_yes=args.yes)
+    force = confirm_overwrite(Path(args.output_key_prefix + ".key"), assume_yes=args.yes, flag="--yes")
     password = read_password(confirm=True)
     return _report(keys.write_key_pair(args.output_key_prefix, key, password, force=force))
 

@@ -1,5 +1,9 @@
 """Every workshop notebook, re-run on the embedded lab and diffed against its committed outputs,
-then re-run on the native lab (the real engines decide) with every cell and checkpoint passing.
+then the trainer's version (with the exercises' solutions) re-run on the embedded lab and on the
+native lab (the real engines decide), with every cell, checkpoint and exercise check passing.
+
+Learners' notebooks carry no solutions, so there every exercise check must report what is still
+to do; in the trainer's, after the solution, the same check must pass.
 
 On each backend the notebooks share one ``LABKIT_HOME`` and run in order (01 makes the key 03
 signs with), as a learner works through them. Only values that must vary are masked (MASKS);
@@ -23,7 +27,9 @@ pytest.importorskip("pytest_notebook", reason="pytest-notebook is in the test ex
 pytest.importorskip("ipykernel", reason="running notebooks needs ipykernel (the lab extra)")
 from pytest_notebook.nb_regression import NBRegressionFixture  # noqa: E402
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("[0-9][0-9]-*.ipynb"))
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
+DRAFTS = ROOT / "notebooks" / "src"
 _REGEN = os.environ.get("LABKIT_NOTEBOOKS_REGEN", "")
 
 
@@ -62,6 +68,9 @@ _timings: dict[tuple[str, str], float] = {}  # (notebook, backend) → seconds, 
 
 
 BACKENDS = [os.environ["LAB_BACKEND"]] if os.environ.get("LAB_BACKEND") else ["embedded", "native"]
+# (backend, with solutions): the learner's notebooks on embedded only (their outputs are committed),
+# the trainer's on every backend.
+RUNS = [(b, False) for b in BACKENDS if b == "embedded"] + [(b, True) for b in BACKENDS]
 _homes: dict[str, Path] = {}
 
 
@@ -70,7 +79,8 @@ def timings():
     yield
     if _timings:
         ARTIFACTS.mkdir(exist_ok=True)
-        rows = [f"| {name} | {backend} | {seconds:.1f} |" for (name, backend), seconds in _timings.items()]
+        rows = [f"| {name} | {backend} | {seconds:.1f} |" for (name, backend), seconds in _timings.items()
+                if not backend.endswith("+solutions")]
         (ARTIFACTS / "notebook-timings.md").write_text(
             "| notebook | backend | execution (and diff), s |\n|---|---|---|\n" + "\n".join(rows) + "\n"
             + "".join(f"| all | {b} | {sum(t for (n, nb), t in _timings.items() if nb == b):.1f} |\n"
@@ -93,27 +103,51 @@ def lab_home(backend: str, request: pytest.FixtureRequest, tmp_path_factory: pyt
     return _homes[backend]
 
 
+def _outputs(nb) -> list[str]:
+    return [out.get("text") or out.get("data", {}).get("text/plain", "")
+            for cell in nb.cells for out in cell.get("outputs", [])]
+
+
 def problems(nb) -> list[str]:
     """Cells that raised, and checkpoints that did not pass: a notebook must end all green."""
-    found = []
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "error":
-                found.append(f"a cell raised {out['ename']}: {out['evalue']}")
-            text = out.get("text") or out.get("data", {}).get("text/plain", "")
-            if any(line.startswith("Checkpoint ") and "checks to fix" in line for line in text.splitlines()):
-                found.append(text.strip())  # the checkpoint's whole report: which checks failed and their fixes
+    found = [f"a cell raised {out['ename']}: {out['evalue']}"
+             for cell in nb.cells for out in cell.get("outputs", []) if out.get("output_type") == "error"]
+    for text in _outputs(nb):
+        if any(line.startswith("Checkpoint ") and "checks to fix" in line for line in text.splitlines()):
+            found.append(text.strip())  # the checkpoint's whole report: which checks failed and their fixes
     return found
 
 
-@pytest.mark.parametrize(("backend", "notebook"), [(b, n) for b in BACKENDS for n in NOTEBOOKS],
-                         ids=[f"{b}-{n.stem}" for b in BACKENDS for n in NOTEBOOKS])
-def test_notebook(backend: str, notebook: Path, request: pytest.FixtureRequest,
+def exercise_reports(nb) -> list[str]:
+    """The first line of each exercise check's report (``Exercise NN · …: …``)."""
+    return [line for text in _outputs(nb) for line in text.splitlines() if line.startswith("Exercise ")]
+
+
+def trainers_notebook(notebook: Path, directory: Path) -> Path:
+    """The notebook as ``make solutions`` writes it: the learner's, plus the solution cells."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("notebook_from_py", ROOT / "tools" / "notebook_from_py.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    target = directory / notebook.name
+    module.main(str(DRAFTS / f"{notebook.stem}.py"), str(target), solutions=True)
+    return target
+
+
+def exercise_reports_expected(notebook: Path) -> bool:
+    return "## Exercise" in (DRAFTS / f"{notebook.stem}.py").read_text()
+
+
+@pytest.mark.parametrize(("backend", "solutions", "notebook"), [(b, s, n) for b, s in RUNS for n in NOTEBOOKS],
+                         ids=[f"{b}{'+solutions' if s else ''}-{n.stem}" for b, s in RUNS for n in NOTEBOOKS])
+def test_notebook(backend: str, solutions: bool, notebook: Path, request: pytest.FixtureRequest,
                   tmp_path_factory: pytest.TempPathFactory, timings: None) -> None:
-    home = lab_home(backend, request, tmp_path_factory)
+    run = f"{backend}+solutions" if solutions and backend == "embedded" else backend
+    home = lab_home(run, request, tmp_path_factory)
     env = {k: v for k, v in os.environ.items() if k not in ("COSIGN_PASSWORD", "COSIGN_REPOSITORY")}
     env.update(LABKIT_HOME=str(home), LAB_BACKEND=backend, PYTHONWARNINGS="ignore")
-    regen = regenerates(notebook) and backend == "embedded"
+    regen = regenerates(notebook) and backend == "embedded" and not solutions
     fixture = NBRegressionFixture(
         exec_timeout=300 if backend == "embedded" else 900,
         exec_env=env,
@@ -126,10 +160,17 @@ def test_notebook(backend: str, notebook: Path, request: pytest.FixtureRequest,
     # Outputs are committed from the embedded lab. On native and kind, hosts, timings and the
     # status layout differ, so there every cell must run and every checkpoint pass, without a
     # diff; regenerating, the fixture reports the difference it wrote back, and the same holds.
+    path = trainers_notebook(notebook, tmp_path_factory.mktemp("solutions")) if solutions else notebook
     start = time.perf_counter()
-    result = fixture.check(str(notebook), raise_errors=backend == "embedded" and not regen)
-    _timings[(notebook.stem, backend)] = time.perf_counter() - start
+    result = fixture.check(str(path), raise_errors=backend == "embedded" and not regen and not solutions)
+    _timings[(notebook.stem, run)] = time.perf_counter() - start
     assert not problems(result.nb_final), f"{notebook.name}: " + "; ".join(problems(result.nb_final))
+    # Each exercise's check: still to do in the learner's notebook, passing after the solution.
+    reports = exercise_reports(result.nb_final)
+    assert bool(reports) == exercise_reports_expected(notebook), f"{notebook.name}: exercise check {reports}"
+    for report in reports:
+        assert ("checks to fix" not in report) if solutions else ("checks to fix" in report), \
+            f"{notebook.name} ({'with' if solutions else 'without'} solutions): {report}"
     if regen:
         without_machine_values(notebook)
 
@@ -200,5 +241,39 @@ def test_notebook_matches_its_draft(draft: Path) -> None:
     notebook = draft.parents[1] / f"{draft.stem}.ipynb"
     assert notebook.exists(), f"{notebook.name} is missing: run `make notebooks NB={draft.stem[:2]}`"
     committed = [(c.cell_type, c.source) for c in nbformat.read(notebook, as_version=4).cells]
-    drafted = [(c.cell_type, c.source) for c in module.cells_from(draft.read_text())]
+    drafted = [(c.cell_type, c.source) for c in module.cells_from(draft.read_text())]  # no solutions
     assert committed == drafted, f"{notebook.name} is stale: run `make notebooks NB={draft.stem[:2]}`"
+
+
+@pytest.mark.parametrize("draft", _drafts(), ids=lambda p: p.stem)
+def test_notebook_starts_with_its_prerequisites(draft: Path) -> None:
+    """From 02 on, the cell that starts the lab checks what the notebook uses from earlier ones."""
+    number, lines = draft.stem[:2], draft.read_text().splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("lab = workshop.start()")]
+    if number in ("00", "01"):  # the first notebooks need nothing earlier
+        assert not starts
+        return
+    assert starts and lines[starts[0] + 1].startswith(f'check.ready_for("{number}", lab)'), draft.name
+
+
+def test_a_skipped_notebook_stops_at_its_first_cell(tmp_path: Path) -> None:
+    """Notebook 06 opened first, on a lab with nothing in it: the first cell names the notebook to
+    finish first and its fix, and nothing after it runs (no FileNotFoundError, no false pass)."""
+    import nbclient
+    import nbformat
+
+    notebook = next(n for n in NOTEBOOKS if n.name.startswith("06-"))
+    nb = nbformat.read(notebook, as_version=4)
+    env = {k: v for k, v in os.environ.items() if k not in ("COSIGN_PASSWORD", "COSIGN_REPOSITORY")}
+    env.update(LABKIT_HOME=str(tmp_path), LAB_BACKEND="embedded", PYTHONWARNINGS="ignore")
+    client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", env=env)
+    try:
+        with pytest.raises(nbclient.exceptions.CellExecutionError) as raised:
+            client.execute()
+    finally:
+        subprocess.run([sys.executable, "-m", "labkit", "lab", "down"], env=env, capture_output=True, timeout=60)
+    error = raised.value
+    assert error.ename == "PrerequisiteError", error
+    assert "notebook 06 needs notebook 01 finished first" in error.evalue
+    ran = [c for c in nb.cells if c.cell_type == "code" and c.get("execution_count")]
+    assert len(ran) == 1, "cells after the prerequisites check ran"

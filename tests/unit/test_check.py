@@ -202,3 +202,40 @@ def test_lab_checkpoint_reads_a_kind_labs_deployment_counts(lab: Lab) -> None:
 
     assert check.lab_running(Kind("kyverno-admission-controller=1/1 kyverno-reports-controller=1/1 ")).passed  # type: ignore[arg-type]
     assert _failed(check.lab_running(Kind("kyverno-admission-controller=/1 "))) == ["the lab's kyverno answers"]  # type: ignore[arg-type]
+
+
+def test_ready_for_names_the_notebook_to_finish_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each missing piece names the notebook that makes it, in the order a learner makes them."""
+    from labkit.errors import PrerequisiteError
+
+    monkeypatch.delenv("COSIGN_PASSWORD", raising=False)
+    fresh = Lab.start("embedded", tmp_path)
+    try:
+        for notebook in ("00", "01", "02"):
+            check.ready_for(notebook, fresh, tmp_path)  # nothing needed from earlier notebooks
+
+        def first_missing(notebook: str) -> PrerequisiteError:
+            with pytest.raises(PrerequisiteError) as raised:
+                check.ready_for(notebook, fresh, tmp_path)
+            return raised.value
+
+        assert "notebook 06 needs notebook 01 finished first" in first_missing("06").message
+        assert "generate-key-pair" in first_missing("06").hint
+        assert "needs notebook 01" in first_missing("09").message
+        _keys(tmp_path)
+        check.ready_for("09", fresh, tmp_path)
+        assert "notebook 03 needs notebook 02 finished first" in first_missing("03").message
+        assert "labkit build" in first_missing("10").hint
+        sample = build_image(workshop.SAMPLE_APP, platforms=PLATFORMS)
+        ref = check.image_ref(fresh)
+        with RegistryClient() as client:
+            client.push_image(ref, sample)
+            check.ready_for("03", fresh, tmp_path)
+            missing = first_missing("04")
+            assert "needs notebook 03" in missing.message and "labkit sign" in missing.hint
+            private = keys.load_private_key(workshop.key(tmp_path), os.environ["COSIGN_PASSWORD"].encode())
+            sign_image(f"{ref.rsplit(':', 1)[0]}@{sample.digest}", private, client=client, recursive=True)
+        for notebook in ("04", "05", "06", "07", "08", "10"):
+            check.ready_for(notebook, fresh, tmp_path)
+    finally:
+        fresh.stop()
