@@ -191,7 +191,11 @@ def test_status_warns_of_a_policy_naming_a_registry_the_lab_does_not_serve(home:
     assert f"ClusterImagePolicy/old names the registry 127.0.0.1:{old}" in status.stderr, status.stderr
     assert "current" not in status.stderr and "labkit lab reset" in status.stderr
     assert "Warning" not in status.stdout
+    assert cli(home, "down").returncode == 0
+    up = cli(home, "up")  # the policies are kept across down/up: so is the warning
+    assert up.returncode == 0 and f"ImageValidatingPolicy/old-ivp names the registry localhost:{old}" in up.stderr
 
+    lab = Lab.connect(home)
     lab.reset()
     assert lab.stale_policies() == []
     assert "Warning" not in cli(home, "status").stderr
