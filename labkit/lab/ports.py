@@ -180,16 +180,24 @@ def claims_file() -> Path:
 
 @contextlib.contextmanager
 def _claims() -> Iterator[dict[str, list[int]]]:
-    """The claims (home → its ports), locked; written back on exit. Homes that are gone are dropped."""
+    """The claims (home → its ports), locked; written back on exit. Homes that are gone are dropped.
+    Where the file cannot be kept (no writable home directory), claims are empty: picks then rely on
+    the ports being free, as they did before ports were kept."""
     path = claims_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "a") as lock:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(path.with_suffix(".lock"), "a")  # noqa: SIM115 (held for the whole block)
+    except OSError:
+        yield {}
+        return
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             doc = json.loads(path.read_text())
             claims = {str(h): [int(p) for p in ports] for h, ports in doc.items()} if isinstance(doc, dict) else {}
-        except (OSError, ValueError, TypeError):
+        except (OSError, ValueError, TypeError, AttributeError):
             claims = {}  # missing or unreadable: it only ever narrows picks
         claims = {home: ports for home, ports in claims.items() if Path(home).is_dir()}
         yield claims
-        write_atomic(path, (json.dumps(claims, indent=1, sort_keys=True) + "\n").encode())
+        with contextlib.suppress(OSError):
+            write_atomic(path, (json.dumps(claims, indent=1, sort_keys=True) + "\n").encode())
