@@ -29,9 +29,11 @@
 # ## Start the lab
 #
 # The **embedded** lab (the default) needs no Docker and no internet: an OCI registry and an HTTPS
-# admission webhook run on loopback, and the webhook answers real `AdmissionReview`s the way
-# Kyverno and the policy-controller do. With `LAB_BACKEND=kind` the same calls drive a real kind
-# cluster with Kyverno and the policy-controller installed by Helm. Notebooks do not change.
+# admission webhook run on loopback, and the webhook answers real `AdmissionReview`s with labkit's
+# own implementation of Kyverno's and the policy-controller's rules, held case by case to the real
+# engines by labkit's tests. With `LAB_BACKEND=native` the real kube-apiserver, Kyverno and
+# policy-controller decide (as local processes); with `LAB_BACKEND=kind` a real kind cluster does.
+# Notebooks do not change.
 
 # %%
 import os
@@ -67,7 +69,16 @@ workshop.copy_sample()             # the sample app, as hello-flask/
 demo = f"{lab.registry.host}/workshop/tag-demo:latest"
 first = workshop.run(f"labkit build hello-flask -t {demo} --push")
 workshop.run(f"labkit build hello-flask -t {demo} --platform linux/arm64/v8 --push")
-workshop.run(f"labkit digest {demo}")
+
+# %% [markdown]
+# Now ask the registry yourself, with the real tool. A line starting with `!` runs in a shell, as
+# in JupyterLab's terminal (File → New → Terminal), where `labkit`, and `crane` and `cosign` when
+# they are installed, are on the PATH. `workshop.tool("crane")` is `crane` when it is installed and
+# `labkit` otherwise: `labkit digest` takes `crane digest`'s flags and prints what it prints.
+
+# %%
+crane = workshop.tool("crane")
+!{crane} digest {demo}
 
 # %% [markdown]
 # **What just happened.** Both pushes used the tag `latest`; the second replaced the first. Anyone
@@ -92,13 +103,17 @@ check.lab_running(lab)
 # %% [markdown]
 # ## Exercise
 #
-# Push the sample under a tag of your own (say `workshop/tag-demo:mine`) and print its digest.
-# Is it the same as `first_digest`? Why?
+# Build the sample again (default platform) and push it under a tag of your own,
+# `workshop/tag-demo:mine`, in a cell or in the terminal. Print its digest: is it the same as
+# `first_digest`? Why? Then run the check below.
 
 # %% solution
 mine = workshop.run(f"labkit build hello-flask -t {lab.registry.host}/workshop/tag-demo:mine --push")
 print("same digest as the first push:", mine.stdout.strip().endswith(first_digest))
 # Same bytes, same digest: the build is reproducible, and a digest names content, not a place.
+
+# %%
+check.exercise_00(lab)
 
 # %% [markdown]
 # ## Key points

@@ -30,10 +30,13 @@ print("password set:", "COSIGN_PASSWORD" in os.environ)
 # ## Step 1: generate a key pair
 #
 # cosign makes an ECDSA P-256 key, encrypts it with your password and writes two files.
-# `--force` only because re-running this cell would otherwise refuse to overwrite your key.
+# Run this cell again and it asks before overwriting, as cosign does; a notebook cell cannot
+# answer, so the answer is no and your key stays. That is on purpose: a new key would leave every
+# signature you made unverifiable with the new `cosign.pub`, and every policy holding the old one
+# would deny what you sign next. (`--force` replaces it, when you mean to.)
 
 # %%
-workshop.run("labkit generate-key-pair --force")
+workshop.run("labkit generate-key-pair")
 
 # %% [markdown]
 # ## What is inside `cosign.key`
@@ -56,10 +59,13 @@ print(open("cosign.pub").read())
 # ## Step 2: the public key, again, from the private key
 #
 # `public-key` re-derives the public key from `cosign.key` (it needs the password). Lost your
-# `.pub`? This is how you get it back.
+# `.pub`? This is how you get it back. This time, type the command yourself, with the real cosign
+# when it is installed (the `!` line runs in a shell, like JupyterLab's terminal, with your
+# password in `COSIGN_PASSWORD`); `workshop.tool("cosign")` falls back to `labkit`, same flags.
 
 # %%
-workshop.run("labkit public-key --key cosign.key --outfile cosign.pub")
+cosign = workshop.tool("cosign")
+!{cosign} public-key --key cosign.key --outfile cosign.pub
 
 # %% [markdown]
 # ## Step 3: import a key made elsewhere
@@ -83,13 +89,19 @@ def write_pem(path, key):
 
 write_pem("team.pem", ec.generate_private_key(ec.SECP384R1()))      # openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384
 write_pem("weak.pem", rsa.generate_private_key(65537, 1024))         # openssl genrsa 1024
-workshop.run("labkit import-key-pair --key team.pem --output-key-prefix team --yes")
-workshop.run("labkit import-key-pair --key weak.pem --output-key-prefix weak --yes")
+workshop.run("labkit import-key-pair --key team.pem --output-key-prefix team")
+workshop.run("labkit import-key-pair --key weak.pem --output-key-prefix weak")
 
 # %% [markdown]
-# **What just happened.** The P-384 key became `team.key`/`team.pub`; the 1024-bit RSA key was
-# refused with cosign's own message and exit code. The PEM files are unencrypted private keys:
-# delete them once imported.
+# **What just happened.** The P-384 key became `team.key`/`team.pub` (run the cell again and, as
+# in step 1, your `team.key` is kept); the 1024-bit RSA key was refused with cosign's own message
+# and exit code. The PEM files are unencrypted private keys: delete them once imported.
+#
+# **Why P-384 matters later.** P-384 is a larger curve than cosign's default P-256, and cosign
+# signs with the hash that matches the curve: SHA-384 for P-384. Verifiers do not follow the key:
+# `cosign verify` and Kyverno assume SHA-256 unless told otherwise
+# (`--signature-digest-algorithm sha384`, `signatureAlgorithm: sha384`). Notebook 06's exercise
+# runs into exactly this when the team key joins a policy.
 
 # %%
 for name in ("team.pem", "weak.pem"):
@@ -131,18 +143,23 @@ check.keys()
 # %% [markdown]
 # ## Exercise
 #
-# Sign a small file with `sign-blob` and verify it with `verify-blob`, then change one byte and
-# verify again. (`--tlog-upload=false`: nothing goes to the public transparency log; notebook 03
-# explains.)
+# Write a small file, `release-notes.txt` (File → New → Text File in the `workshop` folder, or a
+# cell), sign it with `sign-blob` into `release-notes.sig` and verify it with `verify-blob`. Then
+# copy it to `release-notes-tampered.txt`, change one character of the copy, and verify the copy
+# with the same signature. (`--tlog-upload=false`: nothing goes to the public transparency log;
+# notebook 03 explains.) Run the check when you are done.
 
 # %% solution
 with open("release-notes.txt", "w") as fh:
     fh.write("v1.0: first signed release\n")
 workshop.run("labkit sign-blob --key cosign.key --tlog-upload=false --output-signature release-notes.sig release-notes.txt", show=False)
 workshop.run("labkit verify-blob --key cosign.pub --insecure-ignore-tlog --signature release-notes.sig release-notes.txt")
-with open("release-notes.txt", "a") as fh:
-    fh.write("one more line\n")
-workshop.run("labkit verify-blob --key cosign.pub --insecure-ignore-tlog --signature release-notes.sig release-notes.txt")
+with open("release-notes-tampered.txt", "w") as fh:
+    fh.write("v1.0: first signed releasE\n")
+workshop.run("labkit verify-blob --key cosign.pub --insecure-ignore-tlog --signature release-notes.sig release-notes-tampered.txt")
+
+# %%
+check.exercise_01()
 
 # %% [markdown]
 # ## Key points

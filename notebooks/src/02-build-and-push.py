@@ -13,6 +13,7 @@ from labkit import check, workshop
 from labkit.oci.client import RegistryClient
 
 lab = workshop.start()  # the lab (LAB_BACKEND), cd to the workshop directory, the key password
+check.ready_for("02", lab)  # what this notebook uses from earlier ones; names the one to finish first
 workshop.copy_sample()
 image = check.image_ref(lab)  # {registry}/workshop/hello:v1
 print(image)
@@ -81,11 +82,14 @@ print(json.dumps(index, indent=2))
 
 # %% [markdown]
 # Each platform digest resolves on its own too (`crane digest REPO@DIGEST` prints it back), and the
-# repository keeps all three manifests:
+# repository keeps all three manifests. Ask with the real `crane` when it is installed (`labkit`
+# otherwise, same flags), as you would in JupyterLab's terminal:
 
 # %%
 repository = image.rsplit(":", 1)[0]
-workshop.run(f"labkit digest {repository}@{index['manifests'][1]['digest']}")
+platform_digest = index["manifests"][1]["digest"]
+crane = workshop.tool("crane")
+!{crane} digest {repository}@{platform_digest}
 
 # %% [markdown]
 # ## Checkpoint
@@ -96,20 +100,26 @@ check.image(lab)
 # %% [markdown]
 # ## Exercise
 #
-# Change one character in `hello-flask/app.py`, build **without pushing**, and compare the digest
-# with `index_digest`. Then change it back and build again. What do you expect each time?
+# Open `workshop/hello-flask/app.py` in JupyterLab's file browser and change one character. Build
+# it for the same two platforms and push it as `workshop/exercise-02:changed`, then compare its
+# digest with `index_digest`. Change the file back (undo, save) and build again without pushing:
+# which digest do you expect now? The check wants the changed image pushed and `app.py` restored.
 
 # %% solution
 app = "hello-flask/app.py"
 original = open(app).read()
 with open(app, "w") as fh:
     fh.write(original.replace("Hello", "Hallo", 1))
-changed = workshop.run(f"labkit build hello-flask -t {image} --platform linux/amd64,linux/arm64/v8", show=False)
+changed = workshop.run(f"labkit build hello-flask -t {lab.registry.host}/workshop/exercise-02:changed "
+                       "--platform linux/amd64,linux/arm64/v8 --push", show=False)
 with open(app, "w") as fh:
     fh.write(original)
 restored = workshop.run(f"labkit build hello-flask -t {image} --platform linux/amd64,linux/arm64/v8", show=False)
-print("changed app, same digest? ", changed.stdout.strip() == index_digest)
+print("changed app, same digest? ", changed.stdout.strip().endswith(index_digest))
 print("restored app, same digest?", restored.stdout.strip() == index_digest)
+
+# %%
+check.exercise_02(lab)
 
 # %% [markdown]
 # ## Key points

@@ -10,6 +10,7 @@
 from labkit import check, workshop
 
 lab = workshop.start()  # the lab (LAB_BACKEND), cd to the workshop directory, the key password
+check.ready_for("03", lab)  # what this notebook uses from earlier ones; names the one to finish first
 image = check.image_ref(lab)
 repository = image.rsplit(":", 1)[0]
 digest = workshop.run(f"labkit digest {image}").stdout.strip()
@@ -38,9 +39,14 @@ workshop.run(f"labkit sign --key cosign.key --tlog-upload=false {side}")
 # `--recursive` signs the index **and** every platform manifest in it, so whatever a node pulls
 # (the index, or its platform's image by digest) carries a signature. `-a env=workshop` adds an
 # annotation to the signed payload; verifiers and policies can require it.
+#
+# This is the step that matters, so type it as you would in a terminal: with the real cosign
+# when it is installed (`workshop.tool("cosign")`, else `labkit`, which takes the same flags and
+# writes the same artifacts; the checkpoint accepts either).
 
 # %%
-workshop.run(f"labkit sign --key cosign.key --tlog-upload=false --recursive -a env=workshop {signed_ref}")
+cosign = workshop.tool("cosign")
+!{cosign} sign --key cosign.key --tlog-upload=false --recursive -a env=workshop {signed_ref}
 
 # %% [markdown]
 # **What just happened.** For each of the three digests, labkit (like cosign) built a small JSON
@@ -76,12 +82,16 @@ check.signed(lab)
 # %% [markdown]
 # ## Exercise
 #
-# Sign the image a second time with the key you imported in notebook 01 (`team.key`). How many
-# signatures does the index have now? (`labkit tree` shows them; notebook 04 explains the output.)
+# Sign the index a second time, by digest, with the key you imported in notebook 01 (`team.key`),
+# in a cell or in the terminal. How many signatures does the index have now? (`labkit tree` shows
+# them; notebook 04 explains the output.) Then run the check.
 
 # %% solution
 workshop.run(f"labkit sign --key team.key --tlog-upload=false {signed_ref}")
 workshop.run(f"labkit tree {signed_ref}")
+
+# %%
+check.exercise_03(lab)
 
 # %% [markdown]
 # ## Key points

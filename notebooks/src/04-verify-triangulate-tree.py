@@ -10,6 +10,7 @@
 from labkit import check, workshop
 
 lab = workshop.start()  # the lab (LAB_BACKEND), cd to the workshop directory, the key password
+check.ready_for("04", lab)  # what this notebook uses from earlier ones; names the one to finish first
 image = check.image_ref(lab)
 repository = image.rsplit(":", 1)[0]
 digest = workshop.run(f"labkit digest {image}", show=False).stdout.strip()
@@ -20,10 +21,12 @@ signed_ref = f"{repository}@{digest}"
 #
 # `verify` needs only the **public** key. `--insecure-ignore-tlog` says "I accept a signature no
 # transparency log has witnessed" — true of every lab signature (notebook 03). cosign prints the
-# checks it made on stderr, and the verified payloads as JSON on stdout.
+# checks it made on stderr, and the verified payloads as JSON on stdout. Run it as you would in a
+# terminal, with the real cosign when it is installed (else `labkit`, same flags, same output):
 
 # %%
-workshop.run(f"labkit verify --key cosign.pub --insecure-ignore-tlog {signed_ref}")
+cosign = workshop.tool("cosign")
+!{cosign} verify --key cosign.pub --insecure-ignore-tlog {signed_ref}
 
 # %% [markdown]
 # **What just happened.** For every signature in `sha256-<digest>.sig`, the signature was checked
@@ -113,7 +116,10 @@ check.signed(lab)
 # ## Exercise
 #
 # Verify the **arm64 platform image** by its own digest (not the index). Which command gives you its
-# digest, and why does verification succeed?
+# digest, and why does verification succeed? Put the digest you verified in `arm64` and run the check.
+
+# %%
+arm64 = "sha256:…"  # your answer
 
 # %% solution
 from labkit.oci.client import RegistryClient
@@ -123,6 +129,9 @@ with RegistryClient() as client:
 arm64 = next(d.digest for d in index.manifests if d.platform and d.platform.architecture == "arm64")
 workshop.run(f"labkit verify --key cosign.pub --insecure-ignore-tlog -o text {repository}@{arm64}")
 # It succeeds because notebook 03 signed with --recursive: every platform manifest got its own signature.
+
+# %%
+check.exercise_04(lab, arm64)
 
 # %% [markdown]
 # ## Key points

@@ -8,12 +8,11 @@
 # - hit the private-registry credentials trap, and fix it.
 
 # %%
-import os
-
 from labkit import check, widgets, workshop
 from labkit.lab import pod
 
 lab = workshop.start()  # the lab (LAB_BACKEND), cd to the workshop directory, the key password
+check.ready_for("05", lab)  # what this notebook uses from earlier ones; names the one to finish first
 signed_image, unsigned_image = check.images_for(lab)  # what pod specs name: the registry as the cluster sees it
 print(signed_image)
 print(unsigned_image)
@@ -38,11 +37,13 @@ workshop.write_policy("imagevalidatingpolicy", "ivp.yaml", public_key="cosign.pu
 print(open("ivp.yaml").read())
 
 # %% [markdown]
-# `kubectl apply -f ivp.yaml` is `lab.apply("ivp.yaml")`:
+# The file is `workshop/ivp.yaml` in JupyterLab's file browser. Apply it as you would with
+# `kubectl apply -f ivp.yaml`: `labkit lab apply -f` takes the same file on every backend (on the
+# native and kind backends `kubectl` itself works too, in the terminal, with the lab's
+# `KUBECONFIG`); from Python it is `lab.apply("ivp.yaml")`.
 
 # %%
-for result in lab.apply("ivp.yaml"):
-    print(result)
+!labkit lab apply -f ivp.yaml
 
 # %% [markdown]
 # ## Step 2: admit the signed image, deny the unsigned one
@@ -92,20 +93,12 @@ print(playground.result.text)
 #
 # Kyverno verifies signatures **from its own pod**, with its own registry credentials. A private
 # registry refuses it unless the policy names a pull Secret Kyverno can read. The lab has a second,
-# password-protected registry; push and sign the sample there (`docker login` + `cosign sign`):
+# password-protected registry; push and sign the sample there (`workshop.push_private_sample` does
+# `docker login`, `docker push` and `cosign sign --key cosign.key` by digest):
 
 # %%
-from labkit.oci.build import build_image
-from labkit.oci.client import RegistryClient
-from labkit.signing.sign import sign_image
-from labkit import keys
-
 private = lab.private_registry
-with RegistryClient(credentials=private.credentials()) as client:  # docker login, then push
-    digest = client.push_image(f"{private.host}/private/hello:v1", build_image("hello-flask"))
-    sign_image(f"{private.host}/private/hello@{digest}",
-               keys.load_private_key("cosign.key", os.environ["COSIGN_PASSWORD"].encode()), client=client)
-private_image = f"{private.pod_host}/private/hello@{digest}"
+private_image = workshop.push_private_sample(lab)
 print("pushed and signed", private_image.split("/", 1)[1])
 
 # %% [markdown]
@@ -137,6 +130,15 @@ lab.apply(private.pull_secret("regcred", "kyverno"))
 print(lab.create(private_pod))
 
 # %% [markdown]
+# ## failurePolicy: what happens when Kyverno cannot answer
+#
+# The policy above leaves `failurePolicy` at its default, `Fail`: if Kyverno cannot decide in time
+# (a registry that hangs, a Kyverno pod that is down), the API server refuses the pod. The seed
+# policy this workshop grew from said `failurePolicy: Ignore`, which lets the same pod in
+# **unchecked**. Notebook 08 (attack 8) shows it failing open against a registry that never
+# answers, then closes it with `Fail`.
+
+# %% [markdown]
 # ## Checkpoint
 
 # %%
@@ -145,9 +147,11 @@ check.ivp(lab)
 # %% [markdown]
 # ## Exercise
 #
-# Require the annotation you signed in notebook 03: change the attestor so only signatures carrying
-# `env: workshop` count (cosign attestors take `annotations`), and check the decision with
-# `widgets.playground_decision` before applying it.
+# Require the annotation you signed in notebook 03: open `workshop/ivp.yaml` in the file browser and
+# change the attestor so only signatures carrying `env: workshop` count (a cosign attestor takes
+# `annotations`, a map, beside `ctlog`). Save, try the decision in the playground (step 3) or with
+# `widgets.playground_decision`, then apply the file (`!labkit lab apply -f ivp.yaml`) and run the
+# check. What does the playground say for `env: prod`?
 
 # %% solution
 text = open("ivp.yaml").read().replace(
@@ -156,6 +160,11 @@ text = open("ivp.yaml").read().replace(
 reach = (lab.registry.pod_host, lab.registry.host)  # decide from this machine, as pods name the registry
 print(widgets.playground_decision(text, signed_image, reach=reach).text.splitlines()[0])
 print(widgets.playground_decision(text.replace("env: workshop", "env: prod"), signed_image, reach=reach).text.splitlines()[0])
+open("ivp.yaml", "w").write(text)
+print(lab.apply("ivp.yaml")[0])
+
+# %%
+check.exercise_05(lab)
 
 # %% [markdown]
 # ## Key points

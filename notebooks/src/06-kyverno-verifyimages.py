@@ -11,6 +11,7 @@ from labkit import check, widgets, workshop
 from labkit.lab import pod
 
 lab = workshop.start()  # the lab (LAB_BACKEND), cd to the workshop directory, the key password
+check.ready_for("06", lab)  # what this notebook uses from earlier ones; names the one to finish first
 signed_image, unsigned_image = check.images_for(lab)
 
 # %% [markdown]
@@ -24,6 +25,25 @@ signed_image, unsigned_image = check.images_for(lab)
 
 # %%
 workshop.clear_policies(lab, "kyverno")
+
+# %% [markdown]
+# ## ClusterPolicy is deprecated: the same rule, both ways
+#
+# Kyverno 1.17 marked `ClusterPolicy` (kyverno.io/v1) **deprecated, with removal planned for 1.20**;
+# new image-verification policies should be ImageValidatingPolicies (notebook 05). You will still
+# meet ClusterPolicies in most clusters and blog posts, so this notebook teaches them — next to
+# their replacement. The two templates this workshop fills in, side by side:
+
+# %%
+print(workshop.side_by_side(workshop.policy_template("clusterpolicy"), workshop.policy_template("imagevalidatingpolicy"),
+                            ("ClusterPolicy (kyverno.io/v1, deprecated)", "ImageValidatingPolicy (policies.kyverno.io/v1)")))
+
+# %% [markdown]
+# Line for line: `match` becomes `matchConstraints`; `imageReferences` becomes
+# `matchImageReferences` (globs); the attestor's `keys.publicKeys` becomes `cosign.key.data`;
+# `rekor.ignoreTlog` and `ctlog.ignoreSCT` become `ctlog.insecureIgnoreTlog` and `insecureIgnoreSCT`;
+# `failureAction: Enforce` becomes `validationActions: [Deny]`; and where `verifyImages` decides
+# by itself, the ImageValidatingPolicy says in CEL what must hold.
 
 # %% [markdown]
 # ## Step 1: the policy, in Enforce mode
@@ -114,6 +134,22 @@ from labkit.admission.reports import result_counts
 print(result_counts(reports))
 
 # %% [markdown]
+# ### The same reports, as Policy Reporter shows them
+#
+# Teams rarely read PolicyReports with kubectl. [Policy Reporter](https://github.com/kyverno/policy-reporter),
+# Kyverno's report UI, collects them into views: the **Dashboard** (per source, here *Kyverno*:
+# results by status, per namespace and cluster-wide), the **Policy Dashboard** (each policy's
+# pass/fail counts, grouped by category; a policy without a `policies.kyverno.io/category`
+# annotation is filed under *Other*), a **policy's page** (its results per namespace and per
+# resource, with Kyverno's message) and **result lists** you filter by namespace, kind, status and
+# severity. The tabs below are labkit's copy of those views, in Policy Reporter's colours; their
+# totals are the `result_counts` printed above. Pick the `fail` status in *Results*: that is the
+# unsigned pod, with the reason Kyverno gave.
+
+# %%
+widgets.policy_reporter(reports)
+
+# %% [markdown]
 # ## Checkpoint
 
 # %%
@@ -122,19 +158,34 @@ check.verify_images(lab)
 # %% [markdown]
 # ## Exercise: rotate the key
 #
-# Your team is moving to a new key, `team.pub` (imported in notebook 01); while images signed with
-# either key are around, the policy must accept both. Back in Enforce mode, add a second entry with
-# `team.pub` to the attestor and create the signed pod: it is **denied**, because without `count`
-# every entry of an attestor must verify. Then set `count: 1` on the attestor (any one entry is
-# enough) and show the signed pod admitted and pinned again.
+# Your team is moving to a new key, `team.key` (the P-384 key imported in notebook 01); while images
+# signed with either key are around, the policy must accept both. The cell below puts the policy
+# back in Enforce mode and pushes a new image, `workshop/rotated:v1`, that you sign with `team.key`
+# only. Then open `workshop/clusterpolicy.yaml` in the file browser and make both pods below admitted:
+#
+# 1. Add a second entry to the attestor with `team.pub` (copy the first entry, replace the key) and
+#    apply the file (`!labkit lab apply -f clusterpolicy.yaml`). Both pods are **denied**: without
+#    `count`, every entry of an attestor must verify.
+# 2. Set `count: 1` on the attestor (any one entry is enough): the sample is admitted — and the
+#    rotated image still denied. Read its message.
+# 3. The team key is P-384 and cosign signed SHA-384 with it (notebook 01); Kyverno verifies with
+#    `signatureAlgorithm`, default `sha256`. Add `signatureAlgorithm: sha384` to the team entry's
+#    `keys:` (in Kyverno 1.19 the entry-level field is overwritten by the `keys` one for key
+#    attestors, so it must go under `keys`). Apply, and run the check.
+
+# %%
+workshop.write_policy("clusterpolicy", "clusterpolicy.yaml", public_key="cosign.pub",
+                      registry=lab.registry.pod_host, action="Enforce", mutate_digest="true")
+lab.apply("clusterpolicy.yaml")
+rotated = workshop.run(f"labkit build hello-flask -t {lab.registry.host}/workshop/rotated:v1 --push").stdout.strip()
+workshop.run(f"labkit sign --key team.key --tlog-upload=false {rotated}")
+rotated_image = f"{lab.registry.pod_host}/workshop/rotated:v1"
 
 # %% solution
 import copy
 
 import yaml
 
-workshop.write_policy("clusterpolicy", "clusterpolicy.yaml", public_key="cosign.pub",
-                      registry=lab.registry.pod_host, action="Enforce", mutate_digest="true")
 policy = yaml.safe_load(open("clusterpolicy.yaml"))
 attestor = policy["spec"]["rules"][0]["verifyImages"][0]["attestors"][0]
 team = copy.deepcopy(attestor["entries"][0])
@@ -145,6 +196,14 @@ print(lab.create(pod("rotation-both-keys", signed_image)))
 attestor["count"] = 1
 lab.apply(policy)
 print(lab.create(pod("rotation-either-key", signed_image)).images[0])
+print(lab.create(pod("rotation-team-key", rotated_image)))
+team["keys"]["signatureAlgorithm"] = "sha384"
+yaml.safe_dump(policy, open("clusterpolicy.yaml", "w"), sort_keys=False)
+print(lab.apply("clusterpolicy.yaml")[0])
+print(lab.create(pod("rotation-team-key-sha384", rotated_image)).images[0])
+
+# %%
+check.exercise_06(lab)
 
 # %% [markdown]
 # ## Key points
@@ -152,5 +211,8 @@ print(lab.create(pod("rotation-either-key", signed_image)).images[0])
 # - Enforce denies; Audit admits and reports — and needs `mutateDigest: false`.
 # - PolicyReports (`wgpolicyk8s.io/v1alpha2`) hold the audit trail, one per resource.
 # - An attestor's entries must all verify unless `count` says how many are enough (key rotation).
+# - A P-384 key signs SHA-384: tell Kyverno with `keys.signatureAlgorithm: sha384`.
+# - ClusterPolicy is deprecated since Kyverno 1.17 (removal planned for 1.20): write new policies as
+#   ImageValidatingPolicies.
 #
 # Next: **07 · policy-controller ClusterImagePolicy**.

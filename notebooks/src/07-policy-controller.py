@@ -12,6 +12,7 @@ from labkit import check, workshop
 from labkit.lab import pod
 
 lab = workshop.start()  # the lab (LAB_BACKEND), cd to the workshop directory, the key password
+check.ready_for("07", lab)  # what this notebook uses from earlier ones; names the one to finish first
 signed_image, unsigned_image = check.images_for(lab)
 
 # %% [markdown]
@@ -87,6 +88,42 @@ lab.apply("cip.yaml")
 print(lab.create(pod("warned", unsigned_image, namespace="secure")))
 
 # %% [markdown]
+# ## Step 5: private registries use the pod's own pull Secret
+#
+# In notebook 05, Kyverno could not read a private registry with the pod's `imagePullSecrets`: it
+# verifies with *its own* credentials. policy-controller does the opposite: it reads signatures with
+# the credentials the kubelet would pull with — the pod's `imagePullSecrets` (and its
+# ServiceAccount's), from the pod's namespace — so a private registry needs no extra set-up.
+# Push and sign the sample there, and cover it with a second policy:
+
+# %%
+import yaml
+
+private = lab.private_registry
+private_image = workshop.push_private_sample(lab)
+private_policy = yaml.safe_load(open("cip.yaml"))
+private_policy["metadata"]["name"] = "private-images"
+private_policy["spec"]["mode"] = "enforce"
+private_policy["spec"]["images"] = [{"glob": f"{private.pod_host}/private/**"}]
+print(lab.apply(private_policy)[0])
+
+# %% [markdown]
+# A pod without a pull Secret: policy-controller reads the registry anonymously, and is refused.
+
+# %%
+print(lab.create(pod("private-anonymous", private_image, namespace="secure")))
+
+# %% [markdown]
+# The same pod with `imagePullSecrets: [{name: regcred}]`, the Secret in its own namespace
+# (`kubectl create secret docker-registry regcred -n secure …`):
+
+# %%
+lab.apply(private.pull_secret("regcred", "secure"))
+private_pod = pod("private-hello", private_image, namespace="secure")
+private_pod["spec"]["imagePullSecrets"] = [{"name": "regcred"}]
+print(lab.create(private_pod))
+
+# %% [markdown]
 # ## Checkpoint
 
 # %%
@@ -95,14 +132,24 @@ check.cip(lab)
 # %% [markdown]
 # ## Exercise
 #
-# Opt the namespace out again (remove the label: `kubectl label namespace secure
-# policy.sigstore.dev/include-`) and show that policy-controller no longer checks anything there —
-# not even the image no policy covers.
+# A second team starts deploying to namespace `team-b`. Make policy-controller guard it: put
+# `cip.yaml` back in enforce mode (open `workshop/cip.yaml` in the file browser, set `mode: enforce`,
+# save, `!labkit lab apply -f cip.yaml`), and opt `team-b` in, in the terminal or a `!` cell
+# (`labkit lab label team-b policy.sigstore.dev/include=true`, as `kubectl label namespace`).
+# Before you label it, what does policy-controller check in `team-b`? Then run the check.
+
+# %%
+lab.label_namespace("team-b", {})  # kubectl create namespace team-b
 
 # %% solution
-workshop.run("labkit lab label secure policy.sigstore.dev/include-")
-print(lab.create(pod("uncovered-again", f"{lab.registry.pod_host}/demo/hello:v1", namespace="secure")))
-workshop.run("labkit lab label secure policy.sigstore.dev/include=true")  # back, for the checkpoint
+text = open("cip.yaml").read().replace("mode: warn", "mode: enforce")
+open("cip.yaml", "w").write(text)
+print(lab.apply("cip.yaml")[0])
+print(lab.create(pod("before-opt-in", unsigned_image, namespace="team-b")))
+!labkit lab label team-b policy.sigstore.dev/include=true
+
+# %%
+check.exercise_07(lab)
 
 # %% [markdown]
 # ## Key points
@@ -110,5 +157,7 @@ workshop.run("labkit lab label secure policy.sigstore.dev/include=true")  # back
 # - There, every image must be covered by a policy and satisfy it; uncovered images are denied.
 # - It verifies digests: tags are resolved by its mutating webhook first.
 # - `mode: warn` admits with a warning: roll out first, enforce later.
+# - policy-controller reads private registries with the pod's own `imagePullSecrets`; Kyverno uses
+#   its own credentials (notebook 05).
 #
 # Next: **08 · the attack lab**.

@@ -11,6 +11,7 @@
 from labkit import attack_lab, check, workshop
 
 lab = workshop.start()  # the lab (LAB_BACKEND), cd to the workshop directory, the key password
+check.ready_for("08", lab)  # what this notebook uses from earlier ones; names the one to finish first
 registry, pods = lab.registry.host, lab.registry.pod_host  # where you push; what pods name
 
 # %% [markdown]
@@ -234,9 +235,10 @@ check.attacks(lab)
 # %% [markdown]
 # ## Exercise: close the sibling gap
 #
-# Attack 5 got through Kyverno. Edit `attack-ivp.yaml` and `attack-cpol.yaml` in the workshop
-# directory so that **every** image in the lab's registry must be signed, apply them, and run the
-# check. (What does policy-controller need? Nothing: read attack 5 again.)
+# Attack 5 got through Kyverno. Open `workshop/attack-ivp.yaml` and `workshop/attack-cpol.yaml` in
+# the file browser and change them so that **every** image in the lab's registry must be signed;
+# save, apply both (`!labkit lab apply -f attack-ivp.yaml`, then the other), and run the check.
+# (What does policy-controller need? Nothing: read attack 5 again.)
 
 # %% solution
 for name in ("attack-ivp.yaml", "attack-cpol.yaml"):
@@ -245,7 +247,7 @@ for name in ("attack-ivp.yaml", "attack-cpol.yaml"):
     print(lab.apply(name)[0])
 
 # %%
-check.sibling_gap(lab)
+check.exercise_08(lab)
 
 # %% [markdown]
 # ## Key points

@@ -10,9 +10,10 @@
 import shutil
 
 from labkit import check, workshop
-from labkit.ci_workflow import TEMPLATE
+from labkit.ci_workflow import TEMPLATE, check_workflow
 
 lab = workshop.start()  # the lab (LAB_BACKEND), cd to the workshop directory, the key password
+check.ready_for("09", lab)  # what this notebook uses from earlier ones; names the one to finish first
 shutil.copy(TEMPLATE, "sign-by-digest.yml")  # your copy; the original is labkit/samples/github-actions/
 print("copied", TEMPLATE.name)
 
@@ -129,11 +130,13 @@ pushed = workshop.run(f"labkit build hello-flask -t {image}:commit-0001 --platfo
 DIGEST = pushed.stdout.strip().rsplit("@", 1)[1]
 
 # %% [markdown]
-# Sign `IMAGE@DIGEST` (with `--tlog-upload=false`: the lab is offline), then verify as a deploy gate
+# Sign `IMAGE@DIGEST` as the workflow's step does, with the real cosign when it is installed (else
+# `labkit`, same flags; `--tlog-upload=false`: the lab is offline), then verify as a deploy gate
 # would:
 
 # %%
-workshop.run(f"labkit sign --key cosign.key --tlog-upload=false --recursive {image}@{DIGEST}")
+cosign = workshop.tool("cosign")
+!{cosign} sign --key cosign.key --tlog-upload=false --recursive {image}@{DIGEST}
 workshop.run(f"labkit verify --key cosign.pub --insecure-ignore-tlog -o text {image}@{DIGEST}")
 
 # %% [markdown]
@@ -143,15 +146,26 @@ workshop.run(f"labkit verify --key cosign.pub --insecure-ignore-tlog -o text {im
 # %% [markdown]
 # ## Exercise
 #
-# Break your copy the classic way — sign `"${IMAGE}:${{ github.sha }}"` (a tag) — and run the check.
-# Then put it back.
+# A colleague's workflow, `fix-me.yml` (the cell below writes it to your workshop directory), has
+# two of the classic mistakes. Read what the check reports, open `workshop/fix-me.yml` in the file
+# browser, fix both, save, and run the check again until it passes.
+
+# %%
+import re
+
+broken = open("sign-by-digest.yml").read().replace('"${IMAGE}@${DIGEST}"', '"${IMAGE}:${{ github.sha }}"', 1)
+broken = re.sub(r"(uses: actions/checkout)@[0-9a-f]{40}", r"\1@main", broken, count=1)
+open("fix-me.yml", "w").write(broken)
+for finding in check_workflow("fix-me.yml"):
+    print("✓" if finding.ok else "✗", finding.what)
 
 # %% solution
-text = open("sign-by-digest.yml").read()
-open("sign-by-digest.yml", "w").write(text.replace('"${IMAGE}@${DIGEST}"', '"${IMAGE}:${{ github.sha }}"', 1))
-print(check.ci_workflow().missing[0].what)
-open("sign-by-digest.yml", "w").write(text)
-print(check.ci_workflow().passed)
+pinned = re.search(r"uses: actions/checkout@[0-9a-f]{40}", open("sign-by-digest.yml").read()).group(0)
+fixed = open("fix-me.yml").read().replace('"${IMAGE}:${{ github.sha }}"', '"${IMAGE}@${DIGEST}"')
+open("fix-me.yml", "w").write(fixed.replace("uses: actions/checkout@main", pinned))
+
+# %%
+check.exercise_09()
 
 # %% [markdown]
 # ## Key points

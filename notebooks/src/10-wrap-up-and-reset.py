@@ -10,6 +10,7 @@
 from labkit import check, workshop
 
 lab = workshop.start()  # the lab (LAB_BACKEND), cd to the workshop directory, the key password
+check.ready_for("10", lab)  # what this notebook uses from earlier ones; names the one to finish first
 image = check.image_ref(lab)
 
 # %% [markdown]
@@ -66,13 +67,17 @@ check.reset(lab)
 # ## Exercise
 #
 # Prove to yourself that a reset loses nothing you need: sign the image again by digest and verify
-# it, using only the commands from notebooks 03 and 04.
+# it, in the terminal or a `!` cell, using only the commands from notebooks 03 and 04. Then run the
+# check.
 
 # %% solution
 digest = workshop.run(f"labkit digest {image}", show=False).stdout.strip()
 signed = f"{image.rsplit(':', 1)[0]}@{digest}"
 workshop.run(f"labkit sign --key cosign.key --tlog-upload=false --recursive {signed}")
 workshop.run(f"labkit verify --key cosign.pub --insecure-ignore-tlog {signed}")
+
+# %%
+check.exercise_10(lab)
 
 # %% [markdown]
 # ## Stopping, and resetting for the next group
