@@ -52,11 +52,15 @@ root="$LABKIT_HOME/jupyterlab"
 mkdir -p "$root"
 mkdir -p -m 700 "$LABKIT_HOME/workshop"
 find "$root" -mindepth 1 -maxdepth 1 -type l -delete  # links from an earlier start
+link() {  # target, name: a learner's own file of that name is kept, and the link left out
+  if [ -e "$root/$2" ]; then echo "lab: $root/$2 is not linked to $1: a file of that name is there" >&2
+  else ln -sT "$1" "$root/$2"; fi
+}
 for entry in notebooks/*; do
   [ "$(basename "$entry")" = src ] && continue  # the drafts the notebooks are made from: for authors
-  ln -s "$PWD/$entry" "$root/$(basename "$entry")"
+  link "$PWD/$entry" "$(basename "$entry")"
 done
-ln -s ../workshop "$root/workshop"
+link ../workshop workshop
 
 mapfile -t jupyter_args < <(grep -v -e '^#' -e '^$' tools/jupyterlab-args)
 [ "$(id -u)" -eq 0 ] && jupyter_args+=(--allow-root)  # containers and CI often run as root
