@@ -21,6 +21,7 @@ import json
 import os
 import random
 import socket
+import time
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -34,6 +35,7 @@ PORTS_FILE = "ports.json"
 PORTS_ENV = "LABKIT_PORTS"
 PICK_FLOOR = 20000  # fresh picks come from [PICK_FLOOR, the ephemeral range's start)
 PICK_ATTEMPTS = 200
+TAKEN_GRACE = 3.0  # seconds a kept port may take to be released by a process just stopped
 
 
 def ports_file(home: LabHome) -> Path:
@@ -94,11 +96,16 @@ class PortPlan:
             seen[port] = name
         self.picked: dict[str, int] = {}
 
-    def require_free(self) -> None:
-        """Every kept or chosen port is free, else an error naming the process that holds it."""
+    def require_free(self, grace: float = TAKEN_GRACE) -> None:
+        """Every kept or chosen port is free, else an error naming the process that holds it. A port
+        still taken is given ``grace`` seconds: a process that was just killed (``lab down``, a
+        crash) closes its sockets only once its last thread has exited."""
+        deadline = time.monotonic() + grace
         for name, port in self.fixed.items():
-            if not bindable(port):
-                raise self.taken(name, port)
+            while not bindable(port):
+                if time.monotonic() > deadline:
+                    raise self.taken(name, port)
+                time.sleep(0.1)
 
     def port(self, name: str) -> int:
         """The port ``name`` listens on: the kept or chosen one, else a fresh pick."""
