@@ -64,8 +64,12 @@ link ../workshop workshop
 
 mapfile -t jupyter_args < <(grep -v -e '^#' -e '^$' tools/jupyterlab-args)
 [ "$(id -u)" -eq 0 ] && jupyter_args+=(--allow-root)  # containers and CI often run as root
+# Terminals run the learner's shell, not as a login shell: that reads /etc/profile, which resets
+# PATH (jupyter_server_terminals starts one when its output is not a terminal: `make lab | tee log`).
+jupyter_args+=("--ServerApp.terminado_settings=shell_command=${SHELL:-/bin/sh}")
 echo "lab: JupyterLab opens on notebook 00; the URL with its token follows. Ctrl-C stops everything."
-"$VENV/bin/jupyter" lab "${jupyter_args[@]}" --port "$PORT" --ServerApp.root_dir="$root" \
-  --LabApp.default_url=/lab/tree/00-start-here.ipynb &
+# Started in its root, where a new terminal opens, not in the repository.
+(cd "$root" && exec "$VENV/bin/jupyter" lab "${jupyter_args[@]}" --port "$PORT" --ServerApp.root_dir="$root" \
+  --LabApp.default_url=/lab/tree/00-start-here.ipynb) &
 jupyter_pid=$!
 wait "$jupyter_pid"

@@ -39,17 +39,19 @@ if not (VENV_BIN / "jupyter").exists() or not (VENV_BIN / "labkit").exists():
 
 @dataclass
 class Terminal:
-    """A pseudo-terminal's master side: everything the script printed, read as it comes."""
+    """A pseudo-terminal's master side (``fd``: what the keyboard types), and everything the
+    script printed (read from ``out`` as it comes)."""
 
     fd: int
+    out: int
     output: bytearray = field(default_factory=bytearray)
 
     def drain(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            ready, _, _ = select.select([self.fd], [], [], 0.2)
+            ready, _, _ = select.select([self.out], [], [], 0.2)
             if ready:
                 try:
-                    chunk = os.read(self.fd, 65536)
+                    chunk = os.read(self.out, 65536)
                 except OSError:  # the last process holding the other side has gone
                     return
                 if not chunk:
@@ -95,11 +97,15 @@ def make_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subproc
     env = {k: v for k, v in os.environ.items() if k not in ("COSIGN_PASSWORD", "COSIGN_REPOSITORY", "KUBECONFIG")}
     env.update(LABKIT_HOME=str(home), LAB_BACKEND="embedded", LAB_JUPYTER_PORT=str(port),
                JUPYTER_RUNTIME_DIR=str(tmp_path / "jupyter-runtime"), PATH="/usr/local/bin:/usr/bin:/bin")
+    # The pseudo-terminal is the controlling terminal (Ctrl-C); the output goes to a pipe, as with
+    # `make lab | tee lab.log`, where JupyterLab's terminals would otherwise be login shells.
     master, slave = os.openpty()
-    proc = subprocess.Popen(["bash", str(LAB_SH)], stdin=slave, stdout=slave, stderr=slave, env=env,
+    output, into = os.pipe()
+    proc = subprocess.Popen(["bash", str(LAB_SH)], stdin=slave, stdout=into, stderr=into, env=env,
                             preexec_fn=_controlling_terminal)
     os.close(slave)
-    terminal, stop = Terminal(master), threading.Event()
+    os.close(into)
+    terminal, stop = Terminal(master, output), threading.Event()
     reader = threading.Thread(target=terminal.drain, args=(stop,), daemon=True)
     reader.start()
     try:
@@ -120,6 +126,7 @@ def make_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subproc
         stop.set()
         reader.join(timeout=5)
         os.close(master)
+        os.close(output)
 
 
 def terminal_says(base: str, token: str, command: str) -> str:
@@ -183,10 +190,11 @@ def test_one_ctrl_c_stops_jupyterlab_and_the_lab(make_lab: tuple[subprocess.Pope
     assert '"news": {"disabled": true}' in page
 
     # The learner's terminal has the lab's environment (`labkit lab env`): labkit from the venv on
-    # PATH, the lab's home and its registry's address.
-    said = terminal_says(base, token, 'command -v labkit; echo "home=$LABKIT_HOME registry=$LABKIT_REGISTRY"')
+    # PATH, the lab's home and its registry's address; it opens in JupyterLab's root, not the repo.
+    said = terminal_says(base, token, 'command -v labkit; echo "home=$LABKIT_HOME registry=$LABKIT_REGISTRY in=$PWD"')
     assert f"{VENV_BIN}/labkit" in said, said
     assert f"home={home} registry=127.0.0.1:" in said, said
+    assert f" in={home}/jupyterlab\r" in said, said
 
     started = processes_for(home)
     assert proc.pid in started and len(started) > 2  # lab.sh, JupyterLab, the lab's services
