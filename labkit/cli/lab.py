@@ -65,6 +65,7 @@ def _up(args: argparse.Namespace) -> int:
         options["fresh_ports"] = True
     lab = Lab.start(backend=args.backend, **options)
     _print_status(lab.status())
+    _print_ports(lab)
     _warn_stale(lab)
     return 0
 
@@ -74,6 +75,7 @@ def _status(args: argparse.Namespace) -> int:
 
     lab = Lab.connect()
     _print_status(lab.status())
+    _print_ports(lab)
     _warn_stale(lab)
     return 0
 
@@ -84,6 +86,14 @@ def _env(args: argparse.Namespace) -> int:
 
     sys.stdout.write(export_lines(Lab.connect().env()))
     return 0
+
+
+def _print_ports(lab: Lab) -> None:
+    from labkit.lab.ports import kept_ports, ports_file
+
+    kept = kept_ports(lab.home)
+    if kept:
+        print(f"ports:    {' '.join(f'{n}={p}' for n, p in sorted(kept.items()))} (kept in {ports_file(lab.home)})")
 
 
 def _warn_stale(lab: Lab) -> None:

@@ -127,6 +127,7 @@ def test_a_kept_port_taken_is_an_error_naming_its_holder_then_a_chosen_port(home
         chosen = unused_port()
         up = cli(home, "up", "--port", f"registry={chosen}")
         assert up.returncode == 0, up.stderr
+        assert f" registry={chosen} " in up.stdout  # status lists the kept ports by the names --port takes
         with httpx.Client(trust_env=False) as http:
             assert http.get(f"http://127.0.0.1:{chosen}/v2/").status_code == 200
         assert cli(home, "down").returncode == 0
