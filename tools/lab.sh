@@ -25,6 +25,7 @@ fi
 # then SIGKILL after STOP_WITHIN seconds — and then the lab: one Ctrl-C, and a bounded stop.
 jupyter_pid=
 stop_all() {
+  trap '' INT TERM  # an impatient second Ctrl-C must not cut `lab down` short (its children inherit this)
   if [ -n "$jupyter_pid" ] && kill -TERM "$jupyter_pid" 2>/dev/null; then
     for _ in $(seq $((STOP_WITHIN * 5))); do kill -0 "$jupyter_pid" 2>/dev/null || break; sleep 0.2; done
     kill -KILL "$jupyter_pid" 2>/dev/null || true
