@@ -20,9 +20,10 @@ if [ "$LAB_BACKEND" = native ]; then
   tools/reference-tools.sh  # the control plane and engines, from the Go module proxy; kept once built
 fi
 
-# Ctrl-C reaches this script (the terminal's foreground process group) and interrupts `wait` below;
-# JupyterLab runs in the background, where it ignores SIGINT, so this script stops it — SIGTERM,
-# then SIGKILL after STOP_WITHIN seconds — and then the lab: one Ctrl-C, and a bounded stop.
+# Ctrl-C reaches this script (the terminal's foreground process group) and interrupts `wait` below.
+# JupyterLab runs in the background with SIGINT ignored and without the terminal as its input, so it
+# never asks "Shut down this Jupyter server (y/[n])?"; this script stops it — SIGTERM, then SIGKILL
+# after STOP_WITHIN seconds — and then the lab: one Ctrl-C, and a bounded stop.
 jupyter_pid=
 stop_all() {
   trap '' INT TERM  # an impatient second Ctrl-C must not cut `lab down` short (its children inherit this)
@@ -70,7 +71,7 @@ mapfile -t jupyter_args < <(grep -v -e '^#' -e '^$' tools/jupyterlab-args)
 jupyter_args+=("--ServerApp.terminado_settings=shell_command=${SHELL:-/bin/sh}")
 echo "lab: JupyterLab opens on notebook 00; the URL with its token follows. Ctrl-C stops everything."
 # Started in its root, where a new terminal opens, not in the repository.
-(cd "$root" && exec "$VENV/bin/jupyter" lab "${jupyter_args[@]}" --port "$PORT" --ServerApp.root_dir="$root" \
+(cd "$root" && trap '' INT && exec "$VENV/bin/jupyter" lab "${jupyter_args[@]}" --port "$PORT" --ServerApp.root_dir="$root" \
   --LabApp.default_url=/lab/tree/00-start-here.ipynb) &
 jupyter_pid=$!
 wait "$jupyter_pid"
