@@ -59,7 +59,7 @@ link() {  # target, name: a learner's own file of that name is kept, and the lin
   else ln -sT "$1" "$root/$2"; fi
 }
 for entry in notebooks/*; do
-  [ "$(basename "$entry")" = src ] && continue  # the drafts the notebooks are made from: for authors
+  [ "$(basename "$entry")" = src ] && continue  # the drafts: they hold the exercises' solutions
   link "$PWD/$entry" "$(basename "$entry")"
 done
 link ../workshop workshop

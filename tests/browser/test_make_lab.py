@@ -175,8 +175,9 @@ def test_the_file_browser_shows_the_notebooks_and_the_workshop_directory_only(
     assert (home / "workshop" / "ivp.yaml").read_text() == "kind: edited\n"
     assert (home / "workshop").stat().st_mode & 0o077 == 0  # the keys' directory stays the learner's
 
-    # Nothing else of the repository: not the drafts, not what is beside notebooks/.
-    for path in ("src", "..%2FREADME.md", "..%2Ftools%2Flab.sh", "..%2F..%2Flab.json"):
+    # Nothing else of the repository: not the drafts (they hold the exercises' solutions), not what
+    # is beside notebooks/ (solutions/, `make solutions`' notebooks).
+    for path in ("src", "src%2F02-build-and-push.py", "solutions", "..%2Flab.json"):
         assert contents(path).status_code == 404, path
 
 
