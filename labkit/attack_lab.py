@@ -26,11 +26,12 @@ import yaml
 
 from labkit import workshop
 from labkit.errors import UsageError
+from labkit.lab.stale import DISCARD_PORT
 
 if TYPE_CHECKING:
     from labkit.lab import Lab
 
-UNREACHABLE = "127.0.0.1:9"  # the discard port: connections are refused there, on any backend
+UNREACHABLE = f"127.0.0.1:{DISCARD_PORT}"  # the discard port: connections are refused there, on any backend
 REPOSITORY = "attack"
 NAMESPACES = {
     "attack-ivp": "Kyverno ImageValidatingPolicy",

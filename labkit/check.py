@@ -435,8 +435,9 @@ def ready_for(notebook: str, lab: Lab, home: Path | str | None = None) -> None:
 
 
 def _require(notebook: str, earlier: str, found: Checkpoint) -> None:
-    if found.passed:
+    missing = [item for item in found.items if not item.ok]  # stale policies are no notebook's to redo
+    if not missing:
         return
-    item = found.missing[0]
+    item = missing[0]
     raise PrerequisiteError(f"notebook {notebook} needs notebook {earlier} finished first: missing {item.what}",
                             hint=f"open notebook {earlier} and run it to the end ({item.fix})")

@@ -30,27 +30,32 @@ class Item:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A notebook's checkpoint (``kind="Checkpoint"``) or an exercise's check (``"Exercise"``)."""
+    """A notebook's checkpoint (``kind="Checkpoint"``) or an exercise's check (``"Exercise"``).
+
+    ``stale`` are the lab's policies that name a registry it no longer serves (:func:`stale_items`):
+    they fail every check of that lab, whatever its topic, until the learner re-applies them."""
 
     topic: str
     items: tuple[Item, ...]
     kind: str = "Checkpoint"
+    stale: tuple[Item, ...] = ()
 
     @property
     def passed(self) -> bool:
-        return all(item.ok for item in self.items)
+        return all(item.ok for item in self.items) and not self.stale
 
     @property
     def missing(self) -> tuple[Item, ...]:
-        return tuple(item for item in self.items if not item.ok)
+        return tuple(item for item in self.items if not item.ok) + self.stale
 
     def __bool__(self) -> bool:
         return self.passed
 
     def __str__(self) -> str:
-        head = (f"{self.kind} {self.topic}: all {len(self.items)} checks pass" if self.passed else
-                f"{self.kind} {self.topic}: {len(self.missing)} of {len(self.items)} checks to fix")
-        return "\n".join([head, *(f"  {item}".replace("\n", "\n  ") for item in self.items)])
+        total = len(self.items) + len(self.stale)
+        head = (f"{self.kind} {self.topic}: all {total} checks pass" if self.passed else
+                f"{self.kind} {self.topic}: {len(self.missing)} of {total} checks to fix")
+        return "\n".join([head, *(f"  {item}".replace("\n", "\n  ") for item in (*self.items, *self.stale))])
 
     def _repr_pretty_(self, printer: object, cycle: bool) -> None:
         printer.text(str(self))  # type: ignore[attr-defined]
@@ -64,11 +69,23 @@ def checkpoint(topic: str, kind: str = "Checkpoint") -> Callable[[Callable[..., 
     def wrap(fn: Callable[..., Iterator[Item]]) -> Callable[..., Checkpoint]:
         @functools.wraps(fn)
         def run(*args: object, **kwargs: object) -> Checkpoint:
-            return Checkpoint(topic, tuple(fn(*args, **kwargs)), kind)
+            from labkit.lab import Lab
+
+            labs = [a for a in (*args, *kwargs.values()) if isinstance(a, Lab)]
+            return Checkpoint(topic, tuple(fn(*args, **kwargs)), kind, stale_items(labs[0]) if labs else ())
 
         return run
 
     return wrap
+
+
+def stale_items(lab: Lab) -> tuple[Item, ...]:
+    """A failing item per stored policy that names a registry the lab does not serve (its port
+    changed): such a policy matches nothing the learner pushes, so what it denied is admitted."""
+    return tuple(Item(False, f"{stale.policy} guards the lab's registry",
+                      f"{stale}: apply it again as its notebook writes it (the lab's registry is "
+                      f"{lab.registry.pod_host} now), or remove it with `labkit lab reset`")
+                 for stale in lab.stale_policies())
 
 
 def admission_item(lab: Lab, what: str, image: str, *, admitted: bool, namespace: str = "default",

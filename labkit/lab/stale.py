@@ -14,6 +14,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+# RFC 863's discard port: nothing listens there, so a policy naming 127.0.0.1:9 names an
+# unreachable registry on purpose (notebook 08's fail-closed guards), never a lab registry that moved.
+DISCARD_PORT = 9
 # A loopback registry host:port as image references spell it.
 _LOOPBACK = re.compile(r"(?<![\w.:-])(?:localhost|127(?:\.\d{1,3}){3}|\[::1\]):(\d{1,5})(?![\d])")
 
@@ -58,7 +61,7 @@ def stale_policies(policies: Iterable[Mapping[str, Any]], served: Iterable[str])
 
     Loopback hosts are compared by port: ``localhost:P`` and ``127.0.0.1:P`` reach one registry."""
     served = tuple(dict.fromkeys(served))
-    ports = {port for host in served for _, port in loopback_hosts(host)}
+    ports = {DISCARD_PORT, *(port for host in served for _, port in loopback_hosts(host))}
     found: list[StalePolicy] = []
     for policy in policies:
         meta = policy.get("metadata") or {}

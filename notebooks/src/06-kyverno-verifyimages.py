@@ -56,8 +56,13 @@ print(workshop.side_by_side(workshop.policy_template("clusterpolicy"), workshop.
 workshop.write_policy("clusterpolicy", "clusterpolicy.yaml", public_key="cosign.pub",
                       registry=lab.registry.pod_host, action="Enforce", mutate_digest="true")
 print(open("clusterpolicy.yaml").read())
-for result in lab.apply("clusterpolicy.yaml"):
-    print(result)
+
+# %% [markdown]
+# Apply it yourself, as `kubectl apply -f clusterpolicy.yaml` would (`labkit lab apply -f` on every
+# backend; on native and kind, `kubectl` works in the terminal too):
+
+# %%
+!labkit lab apply -f clusterpolicy.yaml
 
 # %% [markdown]
 # ## Step 2: digest mutation
@@ -148,6 +153,42 @@ print(result_counts(reports))
 
 # %%
 widgets.policy_reporter(reports)
+
+# %% [markdown]
+# ## Step 5: a private registry, the ClusterPolicy way
+#
+# The seed's workaround for private registries was `imageRegistryCredentials.secrets` in the
+# `verifyImages` rule. Like the ImageValidatingPolicy's `credentials` (notebook 05), Kyverno reads
+# that Secret **from its own namespace**: since 1.18 it also accepts `namespace/name` and the pod's
+# `imagePullSecrets`, but it only watches Secrets in the `kyverno` namespace (and those its
+# `--imagePullSecrets` flag names), so a Secret beside the pod is never found and the pull stays
+# anonymous. A policy for the private registry, in Enforce mode, and a pod that carries the Secret:
+
+# %%
+import yaml
+
+private = lab.private_registry
+private_image = workshop.push_private_sample(lab)
+private_policy = yaml.safe_load(open("clusterpolicy.yaml"))
+private_policy["metadata"]["name"] = "private-verify-images"
+rule = private_policy["spec"]["rules"][0]["verifyImages"][0]
+rule.update(imageReferences=[f"{private.pod_host}/private/*"], failureAction="Enforce",
+            imageRegistryCredentials={"secrets": ["cpol-regcred"]})
+print(lab.apply(private_policy)[0])
+lab.apply(private.pull_secret("cpol-regcred", "default"))  # beside the pod, where the kubelet reads it
+private_pod = pod("private-cpol", private_image)
+private_pod["spec"]["imagePullSecrets"] = [{"name": "cpol-regcred"}]
+print(lab.create(private_pod))
+
+# %% [markdown]
+# `UNAUTHORIZED`: the Secret exists, in the pod's namespace, and Kyverno pulled anonymously anyway.
+# The fix is the same as in notebook 05: the Secret in the `kyverno` namespace
+# (`kubectl create secret docker-registry cpol-regcred -n kyverno …`):
+
+# %%
+lab.apply(private.pull_secret("cpol-regcred", "kyverno"))
+print(lab.create(private_pod))
+print(lab.delete(private_policy)[0])  # back to one policy for the checkpoint and the exercise
 
 # %% [markdown]
 # ## Checkpoint

@@ -50,10 +50,11 @@ lab.label_namespace("secure", {})  # kubectl create namespace secure
 print(lab.create(pod("unchecked", unsigned_image, namespace="secure")))
 
 # %% [markdown]
-# Opt the namespace in (`kubectl label namespace secure policy.sigstore.dev/include=true`):
+# Opt the namespace in yourself (`kubectl label namespace secure policy.sigstore.dev/include=true`;
+# `labkit lab label` takes the same arguments on every backend):
 
 # %%
-workshop.run("labkit lab label secure policy.sigstore.dev/include=true")
+!labkit lab label secure policy.sigstore.dev/include=true
 signed = lab.create(pod("signed", signed_image, namespace="secure"))
 print(signed)
 print("admitted:", signed.images[0])

@@ -84,7 +84,8 @@ print(attack_lab.attempt(lab, f"{pods}/attack/app:v1"))
 # %%
 good_sig = f"{registry}/attack/app:{good_digest.replace(':', '-')}.sig"
 attack_lab.copy(good_sig, f"{registry}/attack/app:{evil_digest.replace(':', '-')}.sig")
-workshop.run(f"labkit verify --key cosign.pub --insecure-ignore-tlog {registry}/attack/app@{evil_digest}")
+cosign = workshop.tool("cosign")  # verify it yourself: the real cosign when installed, else labkit
+!{cosign} verify --key cosign.pub --insecure-ignore-tlog {registry}/attack/app@{evil_digest}
 print(attack_lab.attempt(lab, f"{pods}/attack/app@{evil_digest}"))
 
 # %% [markdown]

@@ -46,7 +46,7 @@ widgets.tree_view(image)
 # with kubectl, the cluster stays.
 
 # %%
-workshop.run("labkit lab reset")
+!labkit lab reset
 
 # %% [markdown]
 # **What just happened.** The image is still there, with the same digest, but nothing vouches for

@@ -239,3 +239,30 @@ def test_ready_for_names_the_notebook_to_finish_first(tmp_path: Path, monkeypatc
             check.ready_for(notebook, fresh, tmp_path)
     finally:
         fresh.stop()
+
+
+def test_every_check_of_a_lab_fails_while_a_policy_names_a_registry_it_does_not_serve(tmp_path: Path) -> None:
+    """A policy left over from another port matches nothing the learner pushes: each checkpoint
+    and exercise check of that lab says so (and ready_for does not blame a notebook for it);
+    the discard port notebook 08 names on purpose is not such a registry."""
+    fresh = Lab.start("embedded", tmp_path)
+    try:
+        workshop.use_password(tmp_path)
+        pub = workshop.workdir(tmp_path) / "cosign.pub"
+        keys.generate_key_pair(workshop.workdir(tmp_path) / "cosign", os.environ["COSIGN_PASSWORD"].encode())
+        moved = workshop.write_policy("imagevalidatingpolicy", tmp_path / "old.yaml", public_key=pub,
+                                      registry="127.0.0.1:1")
+        fresh.apply(moved)
+        status = check.lab_running(fresh)
+        assert not status and [i.what for i in status.missing] == ["ImageValidatingPolicy/workshop-signed guards "
+                                                                     "the lab's registry"]
+        assert "127.0.0.1:1" in status.missing[0].fix and fresh.registry.pod_host in status.missing[0].fix
+        assert len(check.exercise_07(fresh).stale) == 1  # exercises too
+        check.ready_for("02", fresh, tmp_path)  # no notebook to redo: the warning is the checks' own
+        fresh.delete(moved)
+        discard = workshop.write_policy("imagevalidatingpolicy", tmp_path / "discard.yaml", public_key=pub,
+                                        registry="127.0.0.1:9")
+        fresh.apply(discard)
+        assert check.lab_running(fresh).passed
+    finally:
+        fresh.stop()
