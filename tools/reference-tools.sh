@@ -2,7 +2,9 @@
 # Builds, from the Go module proxy, the reference tools labkit's tests use as oracles and the real
 # control plane and engines the native lab runs, into a cache outside the repository.
 # Idempotent: a tool already built from the same pins is kept; a changed pin rebuilds it.
-# Usage: tools/reference-tools.sh [NAME...]   (default: all)
+# Usage: tools/reference-tools.sh [NAME...]   (default: all but the optional ones)
+#        tools/reference-tools.sh kyverno-v1.17.0   (optional: the native lab's second Kyverno,
+#        from the version range with the ImageValidatingPolicy secret-lookup bug; docs/native-backend.md)
 # Prints a line per tool built; exits 0 when Go is missing (the tests needing the tools then skip).
 set -euo pipefail
 
@@ -16,7 +18,13 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 
 want=("$@")
-wanted() { [ ${#want[@]} -eq 0 ] || [[ " ${want[*]} " == *" $1 "* ]]; }
+# Optional tools are built only when named, each by its own name or its group's: none is in `make tools`.
+OPTIONAL=" kyverno-admission-controller-v1.17.0 kyverno-reports-controller-v1.17.0 kyverno-v1.17.0-config "
+group() { case "$1" in *-v1.17.0|*-v1.17.0-config) [[ "$1" == kyverno-* ]] && echo kyverno-v1.17.0;; esac; }
+wanted() {
+  if [ ${#want[@]} -eq 0 ]; then [[ "$OPTIONAL" != *" $1 "* ]]; return; fi
+  [[ " ${want[*]} " == *" $1 "* ]] || { [ -n "$(group "$1")" ] && [[ " ${want[*]} " == *" $(group "$1") "* ]]; }
+}
 
 # Tools `go install` builds directly. name|module/cmd path|version
 TOOLS=(
@@ -53,6 +61,7 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   K8S_LDFLAGS+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=36 -X $pkg.gitTreeState=clean"
 done
 KYVERNO_LDFLAGS="-X github.com/kyverno/kyverno/pkg/version.BuildVersion=v1.19.1"
+KYVERNO_117_LDFLAGS="-X github.com/kyverno/kyverno/pkg/version.BuildVersion=v1.17.0"
 PC_LDFLAGS="-X sigs.k8s.io/release-utils/version.gitVersion=v0.13.1"
 
 # name|wrapper (tools/go/…)|package|ldflags
@@ -64,6 +73,10 @@ WRAPPED=(
   "kyverno-v1.19.1|kyverno|github.com/kyverno/kyverno/cmd/cli/kubectl-kyverno|$KYVERNO_LDFLAGS"
   "kyverno-admission-controller-v1.19.1|kyverno|github.com/kyverno/kyverno/cmd/kyverno|$KYVERNO_LDFLAGS"
   "kyverno-reports-controller-v1.19.1|kyverno|github.com/kyverno/kyverno/cmd/reports-controller|$KYVERNO_LDFLAGS"
+  # optional (OPTIONAL above): v1.17.0, the last release whose ImageValidatingPolicy looked its
+  # credentials.secrets up with no namespace (#15120, fixed in v1.17.1 by #15136)
+  "kyverno-admission-controller-v1.17.0|kyverno-v1.17.0|github.com/kyverno/kyverno/cmd/kyverno|$KYVERNO_117_LDFLAGS"
+  "kyverno-reports-controller-v1.17.0|kyverno-v1.17.0|github.com/kyverno/kyverno/cmd/reports-controller|$KYVERNO_117_LDFLAGS"
   "policy-tester-v0.13.1|policy-controller|github.com/sigstore/policy-controller/cmd/tester|$PC_LDFLAGS"
   "policy-controller-webhook-v0.13.1|policy-controller|github.com/sigstore/policy-controller/cmd/webhook|$PC_LDFLAGS"
 )
@@ -93,6 +106,7 @@ done
 # name|wrapper|module|files (relative to the module; dir/ copies a tree)
 CONFIGS=(
   "kyverno-v1.19.1-config|kyverno|github.com/kyverno/kyverno|config/crds/ charts/kyverno/values.yaml"
+  "kyverno-v1.17.0-config|kyverno-v1.17.0|github.com/kyverno/kyverno|config/crds/ charts/kyverno/values.yaml"
   "policy-controller-v0.13.1-config|policy-controller|github.com/sigstore/policy-controller|config/"
 )
 for row in "${CONFIGS[@]}"; do

@@ -58,6 +58,11 @@ BINARIES = {
     f"policy-controller-webhook-{POLICY_CONTROLLER}": "policy-controller webhook",
 }
 KYVERNO_CONFIG = f"kyverno-{KYVERNO}-config"  # config/crds/** and charts/kyverno/values.yaml
+# Kyverno versions a native lab can run: the default, and v1.17.0, the last release whose
+# ImageValidatingPolicy looked up credentials.secrets with no namespace (#15120, fixed in v1.17.1 by
+# #15136). v1.17.0 is built only on request: `tools/reference-tools.sh kyverno-v1.17.0`.
+KYVERNO_VERSIONS = (KYVERNO, "v1.17.0")
+KYVERNO_VERSION_ENV = "LABKIT_NATIVE_KYVERNO"  # e.g. v1.17.0; what launch(kyverno=None) runs
 POLICY_CONTROLLER_CONFIG = f"policy-controller-{POLICY_CONTROLLER}-config"  # config/*.yaml
 SERVICE_CIDR = "10.96.0.0/24"  # required by kube-apiserver; nothing routes to it (no kube-proxy)
 PC_SERVICE = ("cosign-system", "webhook")
@@ -82,9 +87,25 @@ PC_FIXED_PORTS = {PC_PORT: "policy-controller's webhook always listens on :8443"
                   8080: "policy-controller's health probes always listen on :8080 (knative injection/health_check.go)"}
 
 
-def missing_binaries(directory: Path | None = None) -> list[str]:
+def kyverno_version(choice: str | None = None) -> str:
+    """The Kyverno version a native lab runs: ``choice``, else ``LABKIT_NATIVE_KYVERNO``, else
+    :data:`KYVERNO`; one of :data:`KYVERNO_VERSIONS` (a leading ``v`` may be left out)."""
+    version = choice or os.environ.get(KYVERNO_VERSION_ENV) or KYVERNO
+    version = version if version.startswith("v") else f"v{version}"
+    if version not in KYVERNO_VERSIONS:
+        raise LabError(f"the native lab runs Kyverno {' or '.join(KYVERNO_VERSIONS)}, not {version}",
+                       hint=f"unset {KYVERNO_VERSION_ENV} for the default, {KYVERNO}")
+    return version
+
+
+def binaries(kyverno: str = KYVERNO) -> dict[str, str]:
+    """:data:`BINARIES` with Kyverno at ``kyverno``."""
+    return {name.replace(KYVERNO, kyverno) if "kyverno" in name else name: what for name, what in BINARIES.items()}
+
+
+def missing_binaries(directory: Path | None = None, kyverno: str = KYVERNO) -> list[str]:
     directory = directory or tools_dir()
-    wanted = [*BINARIES, KYVERNO_CONFIG, POLICY_CONTROLLER_CONFIG]
+    wanted = [*binaries(kyverno), f"kyverno-{kyverno}-config", POLICY_CONTROLLER_CONFIG]
     return [name for name in wanted if not (directory / name).exists()]
 
 
@@ -99,23 +120,31 @@ class NativeLab(KubectlLab):
 
     @classmethod
     def launch(cls, home: LabHome, *, timeout: float = START_TIMEOUT, ports: Mapping[str, int] | None = None,
-               fresh_ports: bool = False) -> NativeLab:
+               fresh_ports: bool = False, kyverno: str | None = None) -> NativeLab:
         """Start the control plane and engines in ``home``, or return the lab already running there.
-        Ports are kept in ``home`` as on the embedded lab (:mod:`labkit.lab.ports`)."""
+        Ports are kept in ``home`` as on the embedded lab (:mod:`labkit.lab.ports`). ``kyverno``:
+        the Kyverno version to run (:func:`kyverno_version`; a cluster made with another is made afresh)."""
+        version = kyverno_version(kyverno)
+        chosen = bool(kyverno or os.environ.get(KYVERNO_VERSION_ENV))  # else any running Kyverno will do
         state = running_lab(home, cls.backend)
         if state is not None:
             require_running_ports(state, ports, fresh_ports)
+            running = state.info.get("kyverno", KYVERNO)
+            if chosen and running != version:
+                raise LabError(f"the native lab in {home.root} runs Kyverno {running}, not {version}",
+                               hint="`labkit lab down` first to start it with another Kyverno")
             return cls(home, state)
-        missing = missing_binaries()
+        missing = missing_binaries(kyverno=version)
         if missing:
+            build = ("`make tools` (needs Go; ~15-30 min cold)" if version == KYVERNO
+                     else f"`tools/reference-tools.sh kyverno-{version}` (needs Go; see docs/native-backend.md)")
             raise LabError(f"the native lab needs {', '.join(missing)} in {tools_dir()}",
-                           hint="build them from the Go module proxy: `make tools` (needs Go; ~15-30 min cold), "
-                                "or use the embedded backend")
+                           hint=f"build them from the Go module proxy: {build}, or use the embedded backend")
         plan = PortPlan(home, PORT_NAMES, ports, fresh_ports)
         _require_free(PC_FIXED_PORTS)
         plan.require_free()
         home.create()
-        return _Starter(home, timeout, plan).run(cls)
+        return _Starter(home, timeout, plan, version).run(cls)
 
     @classmethod
     def attach(cls, home: LabHome, state: LabState) -> NativeLab:
@@ -159,8 +188,8 @@ class NativeLab(KubectlLab):
 class _Starter:
     """One bring-up: each step starts a process or creates the objects the next one needs."""
 
-    def __init__(self, home: LabHome, timeout: float, ports: PortPlan) -> None:
-        self.home, self.timeout, self.ports = home, timeout, ports
+    def __init__(self, home: LabHome, timeout: float, ports: PortPlan, kyverno: str = KYVERNO) -> None:
+        self.home, self.timeout, self.ports, self.kyverno_version = home, timeout, ports, kyverno
         self.dir = home.root / "native"
         self.tools = tools_dir()
         self.services: dict[str, Service] = {}
@@ -178,7 +207,8 @@ class _Starter:
             self.ports.save()
             _write(self.dir / CLUSTER_FILE, json.dumps(self.cluster_key()).encode(), 0o644)
             state = LabState(cls.backend, self.services,
-                             info={"kubeconfig": str(self.kubeconfig), "timings": json.dumps(self.timings)})
+                             info={"kubeconfig": str(self.kubeconfig), "timings": json.dumps(self.timings),
+                                   "kyverno": self.kyverno_version})
             state.save(self.home)
             return cls(self.home, state)
         except BaseException:
@@ -200,7 +230,8 @@ class _Starter:
     def cluster_key(self) -> dict[str, Any]:
         """What the stored cluster depends on: the versions, and the ports etcd, the API server and
         the engines' registered webhooks were made with."""
-        return {"versions": sorted(BINARIES), "ports": {n: self.ports.port(n) for n in CLUSTER_PORTS}}
+        return {"versions": sorted(binaries(self.kyverno_version)),
+                "ports": {n: self.ports.port(n) for n in CLUSTER_PORTS}}
 
     def reusable(self) -> bool:
         """The last start's cluster (etcd's data, its credentials, the engines' objects) can serve
@@ -281,7 +312,7 @@ class _Starter:
                 self.kubectl("delete", "leases", "--all", "-n", namespace, "--wait=false")
             self._until("every CRD is Established", self._established)
             return
-        kyverno = self.tools / KYVERNO_CONFIG
+        kyverno = self.tools / f"kyverno-{self.kyverno_version}-config"
         self.kubectl("create", "namespace", "kyverno")
         # Kyverno marks a policy ready only once its reports controller may read what the policy
         # matches (policystatus controller, a SubjectAccessReview): the chart's RBAC, in short.
@@ -298,7 +329,7 @@ class _Starter:
         reports_metrics = self.ports.port("kyverno-reports")
         env = {**self.env, **KYVERNO_ENV}
         common = [f"--kubeconfig={self.kubeconfig}", "--metricsHost=127.0.0.1", "--loggingFormat=text"]
-        self._spawn("kyverno", f"kyverno-admission-controller-{KYVERNO}", port, [
+        self._spawn("kyverno", f"kyverno-admission-controller-{self.kyverno_version}", port, [
             *common, f"--metricsPort={metrics}", f"--serverIP=127.0.0.1:{port}", "--webhookServerHost=127.0.0.1",
             f"--webhookServerPort={port}", "--caSecretName=kyverno-svc.kyverno.svc.kyverno-tls-ca",
             "--tlsSecretName=kyverno-svc.kyverno.svc.kyverno-tls-pair", "--controllerRuntimeMetricsAddress=0",
@@ -306,7 +337,7 @@ class _Starter:
             env={**env, "KYVERNO_POD_NAME": "kyverno-admission-controller-native"},
             healthy=lambda: _get_ok(f"https://127.0.0.1:{port}/health/readiness")
             and self._exists("validatingwebhookconfiguration", "kyverno-policy-validating-webhook-cfg"))
-        self._spawn("kyverno-reports", f"kyverno-reports-controller-{KYVERNO}", reports_metrics, [
+        self._spawn("kyverno-reports", f"kyverno-reports-controller-{self.kyverno_version}", reports_metrics, [
             *common, f"--metricsPort={reports_metrics}"],
             env={**env, "KYVERNO_POD_NAME": "kyverno-reports-controller-native",
                  "KYVERNO_DEPLOYMENT": "kyverno-reports-controller",
