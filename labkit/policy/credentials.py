@@ -22,7 +22,10 @@ that difference is what locks learners out of their own private registry:
   secrets and cloud helpers are not modelled.
 
 labkit follows :data:`KYVERNO_VERSION` (1.19, the CLI the corpus is checked against); pass an
-older ``version`` to see the trap.
+older ``version`` to see the trap, or set ``LABKIT_KYVERNO_VERSION`` (e.g. ``1.17.0``) in the
+environment of the process that evaluates policies (the embedded lab's webhook inherits it from
+whatever starts the lab): :func:`emulated_kyverno_version`. Only these credential lookups follow
+it; everything else labkit's Kyverno does is 1.19's.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import threading
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +50,7 @@ if TYPE_CHECKING:  # the registry client loads only when a registry is used
 DOCKER_CONFIG_JSON = "kubernetes.io/dockerconfigjson"
 KYVERNO_NAMESPACE = "kyverno"
 KYVERNO_VERSION = (1, 19, 1)
+KYVERNO_VERSION_ENV = "LABKIT_KYVERNO_VERSION"
 _DOCKER_HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io")
 
 
@@ -192,19 +197,37 @@ def _keychain(store: SecretStore | None, refs: Sequence[tuple[str, str]],
     return Keychain(tuple(found), tuple(missing))
 
 
+def emulated_kyverno_version() -> tuple[int, ...]:
+    """The Kyverno version whose credential lookups labkit follows: ``LABKIT_KYVERNO_VERSION``
+    (``1.17.0`` or ``v1.17.0``) when set, else :data:`KYVERNO_VERSION`."""
+    raw = os.environ.get(KYVERNO_VERSION_ENV, "").strip().removeprefix("v")
+    if not raw:
+        return KYVERNO_VERSION
+    try:
+        version = tuple(int(part) for part in raw.split("."))
+    except ValueError:
+        version = ()
+    if not 1 <= len(version) <= 3:
+        raise PolicyError(f"{KYVERNO_VERSION_ENV}={raw!r} is not a Kyverno version",
+                          hint="write it as 1.17.0, or unset it for 1.19's behaviour")
+    return version
+
+
 def kyverno_keychain(
     store: SecretStore | None,
     secrets: Sequence[str],
     *,
     resource_namespace: str,
     image_pull_secrets: Sequence[str] = (),
-    version: tuple[int, ...] = KYVERNO_VERSION,
+    version: tuple[int, ...] | None = None,
     kyverno_namespace: str = KYVERNO_NAMESPACE,
     pull_secret_namespaces: Collection[str] = (),
 ) -> Keychain:
     """The Secrets a ClusterPolicy verifyImages entry pulls with (see the module docstring).
     ``pull_secret_namespaces``: the namespaces Kyverno's ``--imagePullSecrets`` flag names (none
-    in the lab), whose Secrets it can read besides its own namespace's."""
+    in the lab), whose Secrets it can read besides its own namespace's. ``version``: default
+    :func:`emulated_kyverno_version`."""
+    version = emulated_kyverno_version() if version is None else version
     if version < (1, 18):
         return _keychain(store, [(kyverno_namespace, s) for s in secrets])
     refs = [_prefixed(s, kyverno_namespace) for s in secrets]
@@ -216,11 +239,13 @@ def kyverno_ivp_keychain(
     store: SecretStore | None,
     secrets: Sequence[str],
     *,
-    version: tuple[int, ...] = KYVERNO_VERSION,
+    version: tuple[int, ...] | None = None,
     kyverno_namespace: str = KYVERNO_NAMESPACE,
 ) -> Keychain:
     """The Secrets an ImageValidatingPolicy's ``credentials.secrets`` pull with: none at all in
-    1.14.0–1.17.0 (the cluster-scoped lookup never finds one), the Kyverno namespace after."""
+    1.14.0–1.17.0 (the cluster-scoped lookup never finds one), the Kyverno namespace after.
+    ``version``: default :func:`emulated_kyverno_version`."""
+    version = emulated_kyverno_version() if version is None else version
     if (1, 14) <= version < (1, 17, 1):
         return Keychain((), tuple(f"(no namespace)/{s}" for s in secrets))
     return _keychain(store, [(kyverno_namespace, s) for s in secrets])

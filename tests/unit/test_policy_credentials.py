@@ -18,11 +18,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from labkit.errors import PolicyError
 from labkit.oci.auth import Credentials
 from labkit.policy.credentials import (
     MemorySecretStore,
     SecretsFile,
     dockerconfigjson_secret,
+    emulated_kyverno_version,
     kyverno_ivp_keychain,
     kyverno_keychain,
     parse_secrets,
@@ -83,6 +85,20 @@ def test_kyverno_1_19_adds_the_pods_image_pull_secrets_in_its_namespace() -> Non
 def test_image_validating_policy_secret_bug_until_1_17_1(version: tuple[int, ...], found: bool) -> None:
     chain = kyverno_ivp_keychain(STORE, ["regcred"], version=version)
     assert (chain.credentials(f"{HOST}/app:v1") is not None) is found
+
+
+def test_the_emulated_version_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``LABKIT_KYVERNO_VERSION`` is how the embedded lab's webhook is told which Kyverno to follow."""
+    monkeypatch.delenv("LABKIT_KYVERNO_VERSION", raising=False)
+    assert emulated_kyverno_version() == (1, 19, 1)
+    assert kyverno_ivp_keychain(STORE, ["regcred"]).credentials(f"{HOST}/app:v1") is not None
+    monkeypatch.setenv("LABKIT_KYVERNO_VERSION", "v1.17.0")
+    assert emulated_kyverno_version() == (1, 17, 0)
+    chain = kyverno_ivp_keychain(STORE, ["regcred"])
+    assert chain.credentials(f"{HOST}/app:v1") is None and chain.missing == ("(no namespace)/regcred",)
+    monkeypatch.setenv("LABKIT_KYVERNO_VERSION", "latest")
+    with pytest.raises(PolicyError, match="LABKIT_KYVERNO_VERSION"):
+        emulated_kyverno_version()
 
 
 def test_policy_controller_reads_the_workload_namespace() -> None:
