@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 TAG_DEMO_MINE = "workshop/tag-demo:mine"           # 00
 RELEASE_NOTES = "release-notes.txt"                # 01
 CHANGED_IMAGE = "workshop/exercise-02:changed"     # 02
+TEAM_SIGNED_IMAGE = "workshop/team-signed:v1"      # 05: signed with team.key only
 ROTATED_IMAGE = "workshop/rotated:v1"              # 06: signed with team.key only
 TEAM_B = "team-b"                                  # 07
 FIX_ME_WORKFLOW = "fix-me.yml"                     # 09
@@ -191,23 +192,46 @@ def _applied(lab: Lab, kind: str, name: str) -> dict[str, Any] | None:
     return next((p for p in lab.policies() if p.get("kind") == kind and p["metadata"]["name"] == name), None)
 
 
-@checkpoint("05 · require the annotation", kind="Exercise")
+@checkpoint("05 · accept the team key too", kind="Exercise")
 def exercise_05(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
-    """The applied ImageValidatingPolicy's attestor requires ``env: workshop``; the signed image
-    (signed with ``-a env=workshop`` in 03) is still admitted."""
+    """The applied ImageValidatingPolicy has a second attestor with team.pub (``hashAlgorithm:
+    sha384``) and accepts either: ``workshop/team-signed:v1`` (team.key only) and the sample are
+    admitted, the unsigned image still denied."""
+    item, team = _team_key(home)
+    yield item
+    if team is None:
+        return
+    pushed = f"{lab.registry.host}/{TEAM_SIGNED_IMAGE}"
+    digest = _digest(pushed)
+    name = pushed.rsplit(":", 1)[0]
+    why = _verifies(f"{name}@{digest}", team, digest_algorithm="sha384") if digest else "not pushed"
+    yield Item(why is None, f"{TEAM_SIGNED_IMAGE} is signed with team.key", f"run the exercise's first cell ({why})")
     policy = _applied(lab, "ImageValidatingPolicy", "workshop-signed")
     yield Item(policy is not None, "the ImageValidatingPolicy workshop-signed is applied",
-               "apply ivp.yaml: `labkit lab apply ivp.yaml`")
+               "apply ivp.yaml: `labkit lab apply -f ivp.yaml`")
     if policy is None:
         return
-    wanted = [a.get("cosign", {}).get("annotations") or {} for a in policy["spec"].get("attestors") or []]
-    yield Item(any(w.get("env") == "workshop" for w in wanted),
-               "its attestor requires the annotation env: workshop",
-               "in ivp.yaml, add `annotations: {env: workshop}` under the attestor's `cosign:` (beside "
-               "`ctlog:`), save, and `labkit lab apply ivp.yaml`")
-    signed = f"{lab.registry.pod_host}/{workshop.IMAGE_REPOSITORY}:{workshop.IMAGE_TAG}"
-    yield admission_item(lab, f"a pod running {signed} is still admitted", signed, admitted=True,
-                         fix="the annotation must be the one you signed with in notebook 03 (env=workshop)")
+    team_pem = "".join((workshop.workdir(home) / "team.pub").read_text().split())
+    keys = [(a.get("cosign") or {}).get("key") or {} for a in policy["spec"].get("attestors") or []]
+    team_keys = [k for k in keys if "".join(str(k.get("data", "")).split()) == team_pem]
+    yield Item(bool(team_keys), "it has an attestor with team.pub",
+               "in ivp.yaml, add a second attestor (name: team) with team.pub under cosign.key.data, "
+               "and name it in the validation: verifyImageSignatures(image, [attestors.workshop, attestors.team])")
+    if not team_keys:
+        return
+    yield Item(team_keys[0].get("hashAlgorithm") == "sha384", "the team attestor's key says hashAlgorithm: sha384",
+               "add `hashAlgorithm: sha384` under the team attestor's cosign.key: a P-384 key signs SHA-384, "
+               "and Kyverno verifies SHA-256 unless told")
+    pods = lab.registry.pod_host
+    yield admission_item(lab, f"a pod running {pods}/{TEAM_SIGNED_IMAGE} (team.key) is admitted",
+                         f"{pods}/{TEAM_SIGNED_IMAGE}", admitted=True,
+                         fix="name attestors.team in the validation's list, beside attestors.workshop")
+    yield admission_item(lab, f"a pod running {pods}/{workshop.IMAGE_REPOSITORY}:{workshop.IMAGE_TAG} (cosign.key) "
+                         "is admitted", f"{pods}/{workshop.IMAGE_REPOSITORY}:{workshop.IMAGE_TAG}", admitted=True,
+                         fix="either attestor must be enough: keep `.all(e, e > 0)`")
+    unsigned = f"{pods}/workshop/unsigned:{workshop.IMAGE_TAG}"
+    yield admission_item(lab, f"a pod running {unsigned} is still denied", unsigned, admitted=False,
+                         denied_by="ivpol.", fix="keep the validation requiring a signature")
 
 
 @checkpoint("06 · rotate the key", kind="Exercise")

@@ -154,16 +154,20 @@ class _Request:
                 lines.append(f"{name}: failed to load public key: {exc}")
                 continue
             try:
-                options: dict[str, Any] = {"annotations": annotations or None, "credentials": credentials}
+                options: dict[str, Any] = {"credentials": credentials}
                 if repository:  # cosign.source.repository: ociremote.WithTargetRepository (opts.go:96)
                     options["repository"] = repository
                 # Kyverno's cosign verifier auto-detects cosign v3 bundles (ivpol/cosign/verifier.go)
-                call_verifier(self.verifier, image, keys, algorithm, bundles=True, **options)
+                result = call_verifier(self.verifier, image, keys, algorithm, bundles=True, **options)
             except (NoSignaturesError, NoMatchingSignaturesError) as exc:
                 lines.append(f"{name}: {exc.message}")
                 continue
             except LabkitError as exc:
                 raise ValueError(f"failed to get imagedata: {registry_text(exc)}") from None
+            unmatched = _unmatched_annotations(result, annotations)
+            if unmatched:
+                lines.append(f"{name}: {unmatched}")
+                continue
             lines.append(f"{name}: verified")
             count += 1
         if attestors:
@@ -202,6 +206,23 @@ def _cosign_key(raw: Any) -> tuple[str, str, Mapping[str, str], str, str, str]:
     if not problem and not algorithm:
         problem = f"labkit does not know hashAlgorithm {hash_name!r}"
     return name, str(key["data"]), cosign.get("annotations") or {}, algorithm, problem, repository
+
+
+def _unmatched_annotations(result: Any, wanted: Mapping[str, str]) -> str:
+    """Kyverno's ``checkSignatureAnnotations`` (ivpol/cosign/certs.go): some verified signature's
+    **layer** annotations (``oci.Signature.Annotations()``) hold every wanted pair; the ``-a``
+    annotations cosign signs into the payload are not looked at. "" when one does."""
+    if not wanted:
+        return ""
+    errors = []
+    for signature in getattr(result, "signatures", ()):
+        have = getattr(signature, "layer_annotations", {})
+        mismatch = next(((k, v) for k, v in sorted(wanted.items()) if have.get(k) != v), None)
+        if mismatch is None:
+            return ""
+        key, value = mismatch
+        errors.append(f"annotations mismatch: {have.get(key, '')} does not match expected value {value} for key {key}")
+    return f"no signature matched the required annotations: [{' '.join(errors)}]"
 
 
 def _rules_match(rules: Sequence[Any], group: str, version: str, plural: str) -> bool:

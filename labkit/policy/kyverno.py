@@ -407,7 +407,7 @@ class _Run:
                 continue
             try:
                 result: Verified = call_verifier(
-                    self.registry.verifier, image, keys, algorithm, annotations=entry.annotations or None,
+                    self.registry.verifier, image, keys, algorithm,
                     repository=entry.repository or iv.repository or None, credentials=credentials)
             except (RegistryUnreachableError, UnsupportedAlgorithm) as exc:
                 raise _RuleFailed("error", f"failed to verify image {image}: {epath}: {exc.message}") from exc
@@ -425,6 +425,11 @@ class _Run:
                 continue
             if rekor_url:
                 msg = f"{epath}: no matching signatures: {rekor_unreachable(rekor_url)}"
+                trace.attestors.append(msg)
+                errors.append(msg)
+                continue
+            if not _payload_annotations_match(result, entry.annotations):
+                msg = f"{epath}: no signature matched the required annotations"  # checkAnnotations
                 trace.attestors.append(msg)
                 errors.append(msg)
                 continue
@@ -500,3 +505,12 @@ class _RuleFailed(Exception):
     def __init__(self, status: str, message: str) -> None:
         super().__init__(message)
         self.status, self.message = status, message
+
+
+def _payload_annotations_match(result: Any, wanted: Mapping[str, str] | None) -> bool:
+    """Kyverno's ``checkAnnotations`` (cpol/cosign/cosign.go), after cosign verified the signatures
+    without them: some verified payload's ``optional`` holds every wanted pair."""
+    if not wanted:
+        return True
+    return any(all((sig.claims.optional or {}).get(k) == v for k, v in wanted.items())
+               for sig in getattr(result, "signatures", ()))

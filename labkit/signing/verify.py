@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import serialization
 
@@ -41,6 +41,9 @@ class VerifiedSignature:
     payload: bytes
     signature: str  # base64
     key: keys.PublicKey
+    # The OCI annotations of the signature's layer (cosign's oci.Signature.Annotations()), not the
+    # payload's `optional` ones: what Kyverno's ImageValidatingPolicy matches `annotations` against.
+    layer_annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def claims(self) -> SimpleSigningPayload:
@@ -147,7 +150,7 @@ def verify_image(
         except LabkitError as exc:
             errors.append(exc.message)
             continue
-        verified.append(VerifiedSignature(layer.payload, layer.signature_b64, key))
+        verified.append(VerifiedSignature(layer.payload, layer.signature_b64, key, dict(layer.annotations)))
     if not verified:
         raise NoMatchingSignaturesError("no matching signatures: " + "\n ".join(errors))
     if cache is not None and cache_key is not None:

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 ENGINES = ("cp", "ivp", "cip")
 # Image states (repositories under diff/ in each lab's registry; see setup.py).
 # bundle-a: signed with key a in cosign v3's bundle format only (an OCI referrer, no .sig);
-# dotted: unsigned, named through a ".." segment, beside a second container running it by its name.
+# dotted: unsigned, named through a ".." segment, beside a second container running it by its name;
+# annotated-a: signed with key a and `-a env=workshop` (in the signed payload's `optional`).
 IMAGES = ("signed-a", "signed-b", "signed-ab", "unsigned", "signed-p384", "replayed", "sig-elsewhere", "missing",
-          "bundle-a", "dotted")
+          "bundle-a", "dotted", "annotated-a")
 REFS = ("tag", "digest")
 NAMESPACES = {"plain": "diff-plain", "include": "diff-include"}  # include: policy.sigstore.dev/include=true
 WORKLOADS = ("Pod", "Deployment")
@@ -44,6 +45,7 @@ VARIANT_IMAGES: dict[str, tuple[str, ...]] = {
     "key-c-sha384": ("signed-p384", "signed-a", "unsigned"),
     "key-c-default": ("signed-p384", "unsigned"),  # P-384 key, default (sha256) algorithm
     "key-a-repo": ("sig-elsewhere", "signed-a", "unsigned"),  # signatures in diff/sigstore
+    "key-a-annotated": ("annotated-a", "signed-a", "unsigned"),  # the attestor requires env: workshop
 }
 
 
@@ -105,11 +107,11 @@ def _groups() -> list[tuple[str, str, str, str]]:
         ("cp", "key-a-tlog", "Enforce", "Fail"), ("cp", "keys-ab-count1", "Enforce", "Fail"),
         ("cp", "keys-ab-all", "Enforce", "Fail"), ("cp", "pem-ab", "Enforce", "Fail"),
         ("cp", "key-c-sha384", "Enforce", "Fail"), ("cp", "key-c-default", "Enforce", "Fail"),
-        ("cp", "key-a-repo", "Enforce", "Fail"),
+        ("cp", "key-a-repo", "Enforce", "Fail"), ("cp", "key-a-annotated", "Enforce", "Fail"),
         ("ivp", "key-a", "Deny", "Fail"), ("ivp", "key-a", "Audit", "Fail"), ("ivp", "key-a", "Deny", "Ignore"),
         ("ivp", "key-a-tlog", "Deny", "Fail"), ("ivp", "keys-ab-count1", "Deny", "Fail"),
         ("ivp", "keys-ab-all", "Deny", "Fail"), ("ivp", "key-c-sha384", "Deny", "Fail"),
-        ("ivp", "key-a-repo", "Deny", "Fail"),
+        ("ivp", "key-a-repo", "Deny", "Fail"), ("ivp", "key-a-annotated", "Deny", "Fail"),
         ("cip", "key-a", "enforce", "Fail"), ("cip", "key-a", "warn", "Fail"), ("cip", "keys-ab", "enforce", "Fail"),
         ("cip", "key-c-sha384", "enforce", "Fail"), ("cip", "key-c-default", "enforce", "Fail"),
         ("cip", "key-a-repo", "enforce", "Fail"),

@@ -8,6 +8,7 @@ from typing import Any
 from tests.differential.matrix import SKIP_LABEL, PolicySet
 
 SIGSTORE_REPO = "diff/sigstore"  # where sig-elsewhere's signature lives (COSIGN_REPOSITORY)
+ANNOTATION = {"env": "workshop"}  # annotated-a is signed with it (-a env=workshop)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ def _cp_attestors(variant: str, keys: Keys) -> list[dict[str, Any]]:
         return [{"entries": [_cp_key(keys.c, algorithm="sha384")]}]
     if variant == "key-c-default":
         return [{"entries": [_cp_key(keys.c)]}]
+    if variant == "key-a-annotated":
+        return [{"entries": [_cp_key(keys.a) | {"annotations": ANNOTATION}]}]
     raise ValueError(f"no ClusterPolicy attestors for {variant}")
 
 
@@ -78,7 +81,7 @@ def _cluster_policy(name: str, g: PolicySet, registry: str, keys: Keys) -> dict[
 
 
 def _ivp_attestor(name: str, pem: str, *, tlog: bool = False, algorithm: str = "",
-                  repository: str = "") -> dict[str, Any]:
+                  repository: str = "", annotations: dict[str, str] | None = None) -> dict[str, Any]:
     key: dict[str, Any] = {"data": pem}
     if algorithm:
         key["hashAlgorithm"] = algorithm
@@ -87,6 +90,8 @@ def _ivp_attestor(name: str, pem: str, *, tlog: bool = False, algorithm: str = "
         cosign["ctlog"] = {"insecureIgnoreTlog": True, "insecureIgnoreSCT": True}
     if repository:
         cosign["source"] = {"repository": repository}
+    if annotations:
+        cosign["annotations"] = annotations
     return {"name": name, "cosign": cosign}
 
 
@@ -104,6 +109,8 @@ def _image_validating_policy(name: str, g: PolicySet, registry: str, keys: Keys)
         attestors, need = [_ivp_attestor("c", keys.c, algorithm="sha384")], "e > 0"
     elif v == "key-a-repo":
         attestors, need = [_ivp_attestor("a", keys.a, repository=f"{registry}/{SIGSTORE_REPO}")], "e > 0"
+    elif v == "key-a-annotated":
+        attestors, need = [_ivp_attestor("a", keys.a, annotations=ANNOTATION)], "e > 0"
     else:
         raise ValueError(f"no ImageValidatingPolicy attestors for {v}")
     refs = ", ".join(f"attestors.{a['name']}" for a in attestors)

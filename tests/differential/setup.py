@@ -24,7 +24,7 @@ from labkit.signing.artifact import SignatureImage, attachment_ref
 from labkit.signing.bundle import sign_bundle
 from labkit.signing.sign import sign_image
 from tests.differential.matrix import IMAGES, Workload
-from tests.differential.policies import SIGSTORE_REPO, Keys
+from tests.differential.policies import ANNOTATION, SIGSTORE_REPO, Keys
 
 TAG = "v1"
 NAMESPACE_LABELS = {"diff-plain": {}, "diff-include": {"policy.sigstore.dev/include": "true"}}
@@ -79,6 +79,7 @@ def push_images(lab: Lab, ring: KeyRing) -> dict[str, str]:
         sign("signed-ab", ring.a)
         sign("signed-ab", ring.b)
         sign("signed-p384", ring.c)
+        sign("annotated-a", ring.a, annotations=ANNOTATION)
         sign("sig-elsewhere", ring.a, signature_repository=f"{host}/{SIGSTORE_REPO}")
         sign_bundle(f"{host}/diff/bundle-a@{digests['bundle-a']}", ring.a, client=client)
         digests["dotted"] = digests["unsigned"]
