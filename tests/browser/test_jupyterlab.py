@@ -100,6 +100,19 @@ def jupyterlab(workshop: tuple[Path, dict[str, str]]) -> Iterator[str]:
         log.close()
 
 
+def rendered(page: sync_api.Page, element: sync_api.Locator) -> str:
+    """The element's text as the browser renders it. Run All goes on past the playground and
+    JupyterLab does not render cells scrolled out of view (their innerText is empty), so scroll
+    to it as a learner would, and give the rendering a bounded moment."""
+    deadline = time.monotonic() + 30
+    while True:
+        element.scroll_into_view_if_needed()
+        text = element.inner_text()
+        if text or time.monotonic() > deadline:
+            return text
+        page.wait_for_timeout(300)
+
+
 def test_playground_decision_changes_when_the_policy_is_edited(jupyterlab: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as p:
@@ -120,7 +133,7 @@ def test_playground_decision_changes_when_the_policy_is_edited(jupyterlab: str) 
                 page.screenshot(path=str(ARTIFACTS / "notebook-05-failure.png"))
                 raise
             sync_api.expect(decision.first).to_contain_text("denied by kyverno", timeout=60_000)
-            before = decision.first.inner_text()
+            before = rendered(page, decision.first)
 
             editor = page.locator(".labkit-policy-editor textarea").first
             policy = editor.input_value()
@@ -128,7 +141,7 @@ def test_playground_decision_changes_when_the_policy_is_edited(jupyterlab: str) 
             editor.fill(policy.replace("/workshop/*", "/elsewhere/*"))  # the image no longer matches
             editor.blur()  # the playground decides when the editor loses focus
             sync_api.expect(decision.first).to_contain_text("admitted", timeout=60_000)
-            after = decision.first.inner_text()
+            after = rendered(page, decision.first)
 
             playground = page.locator(".widget-vbox:has(.labkit-decision)").first
             playground.scroll_into_view_if_needed()
