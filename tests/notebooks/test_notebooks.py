@@ -270,10 +270,10 @@ def test_a_skipped_notebook_stops_at_its_first_cell(tmp_path: Path) -> None:
             cell.outputs, cell.execution_count = [], None  # as a learner opens it: run nothing yet
     env = {k: v for k, v in os.environ.items() if k not in ("COSIGN_PASSWORD", "COSIGN_REPOSITORY")}
     env.update(LABKIT_HOME=str(tmp_path), LAB_BACKEND="embedded", PYTHONWARNINGS="ignore")
-    client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", env=env)
+    client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3")
     try:
         with pytest.raises(nbclient.exceptions.CellExecutionError) as raised:
-            client.execute()
+            client.execute(env=env)  # the kernel's environment: this test's empty lab home
     finally:
         subprocess.run([sys.executable, "-m", "labkit", "lab", "down"], env=env, capture_output=True, timeout=60)
     error = raised.value
