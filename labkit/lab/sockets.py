@@ -10,6 +10,7 @@ import re
 import shutil
 import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 _LISTEN, _ESTABLISHED = "0A", "01"
@@ -37,17 +38,19 @@ def _sockets(pid: int, state: str, *, local: bool) -> list[str]:
                 inodes.add(target[8:-1])
     except OSError:
         return []
-    found = []
+    return sorted({_address(fields[1 if local else 2], family) for fields, family in _tcp_rows()
+                   if fields[3] == state and fields[9] in inodes})
+
+
+def _tcp_rows() -> Iterator[tuple[list[str], socket.AddressFamily]]:
+    """Each socket row of the kernel's TCP tables (IPv4, then IPv6), split into fields."""
     for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
         try:
             lines = Path(table).read_text().splitlines()[1:]
         except OSError:
             continue
         for line in lines:
-            fields = line.split()
-            if fields[3] == state and fields[9] in inodes:
-                found.append(_address(fields[1 if local else 2], family))
-    return sorted(set(found))
+            yield line.split(), family
 
 
 def _address(hex_addr: str, family: int) -> str:
@@ -66,16 +69,8 @@ def _address(hex_addr: str, family: int) -> str:
 def holder(port: int) -> str | None:
     """Which process listens on TCP ``port`` (any address), as ``pid N (command line)``; None when
     neither ``/proc`` nor ``ss -ltnp`` can tell (e.g. another user's process)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == _LISTEN and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(f"socket:[{fields[9]}]")
+    inodes = {f"socket:[{fields[9]}]" for fields, _ in _tcp_rows()
+              if fields[3] == _LISTEN and int(fields[1].rsplit(":", 1)[1], 16) == port}
     for pid in _pids() if inodes else []:
         try:
             fds = os.listdir(f"/proc/{pid}/fd")
