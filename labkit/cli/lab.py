@@ -31,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     up.add_argument("--fresh-ports", action="store_true",
                     help="forget the kept ports and pick new free ones (policies naming the old registry "
                          "address must then be re-applied)")
+    up.add_argument("--registry-port", type=int, metavar="N",
+                    help="kind lab: a registry of the lab's own (labkit-registry) on localhost:N and its private "
+                         "one on N+1, instead of kind's recipe registry (kind-registry, localhost:5001)")
     up.set_defaults(func=_up)
     verbs.add_parser("status", help="backend, registry host:port, webhook URL, health").set_defaults(func=_status)
     verbs.add_parser("env", help="export lines for a shell: PATH, LABKIT_HOME, KUBECONFIG, the lab's addresses",
@@ -63,6 +66,8 @@ def _up(args: argparse.Namespace) -> int:
         options["ports"] = parse_ports(args.port, "--port")
     if args.fresh_ports:
         options["fresh_ports"] = True
+    if args.registry_port is not None:
+        options["registry_port"] = args.registry_port
     lab = Lab.start(backend=args.backend, **options)
     _print_status(lab.status())
     _print_ports(lab)

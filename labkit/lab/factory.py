@@ -31,6 +31,9 @@ def start(backend: str = "embedded", home: Path | str | None = None, **options: 
     if backend == "kind" and (options.pop("ports", None) or options.pop("fresh_ports", False)):
         raise UsageError("the kind lab's ports are fixed: its registries are localhost:5001 and localhost:5002",
                          hint="--port and --fresh-ports are for the embedded and native labs")
+    if backend != "kind" and options.get("registry_port") is not None:
+        raise UsageError("--registry-port is for the kind lab (its registry's host port)",
+                         hint="the embedded and native labs take --port registry=N")
     return backend_class(backend).launch(LabHome.resolve(home), **options)
 
 
