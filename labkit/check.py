@@ -143,10 +143,10 @@ def keys(home: Path | str | None = None) -> Iterator[Item]:
 @checkpoint("image")
 def image(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
     """The sample image pushed to the lab registry, multi-arch, with the digest a reproducible
-    build of the learner's copy of the sample (``hello-flask/`` in the workshop directory, as it
+    build of the learner's copy of the sample (``hello-app/`` in the workshop directory, as it
     is now) gives; the package's own copy until notebook 02 makes the learner's."""
     from labkit.errors import NotFoundError, RegistryError
-    from labkit.oci.build import build_image
+    from labkit.oci.base_image import build_like_cli
     from labkit.oci.model import Platform
 
     ref = image_ref(lab)
@@ -167,7 +167,7 @@ def image(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
     platforms = [str(d.platform) for d in getattr(fetched.parsed(), "manifests", ()) if d.platform]
     yield Item(len(platforms) >= 2, f"it is a multi-platform index ({', '.join(platforms) or 'one image'})",
                "rebuild with --platform linux/amd64,linux/arm64/v8 and push again")
-    expected = build_image(source, platforms=[Platform.parse(p) for p in platforms] or None)
+    expected = build_like_cli(source, platforms=[Platform.parse(p) for p in platforms] or None)
     want = expected.digest
     yield Item(fetched.digest == want, f"its digest is the reproducible build's of {copy.name}/ ({want[:19]}…)",
                f"the pushed image was not built from {copy.name}/ as it is now: rebuild it from "

@@ -72,17 +72,17 @@ def _team_key(home: Path | str | None) -> tuple[Item, PublicKey | None]:
 @checkpoint("00 · a tag of your own", kind="Exercise")
 def exercise_00(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
     """``workshop/tag-demo:mine`` holds the sample as first pushed: same bytes, same digest."""
-    from labkit.oci.build import build_image
+    from labkit.oci.base_image import build_like_cli
 
     ref = f"{lab.registry.host}/{TAG_DEMO_MINE}"
     digest = _digest(ref)
     yield Item(digest is not None, f"{TAG_DEMO_MINE} is in the lab registry",
-               f"push it: `labkit build hello-flask -t {ref} --push`")
+               f"push it: `labkit build hello-app -t {ref} --push`")
     if digest is None:
         return
-    want = build_image(workshop.copy_sample(home)).digest
+    want = build_like_cli(workshop.copy_sample(home)).digest
     yield Item(digest == want, f"its digest is the first push's ({want[:19]}…)",
-               "build it from hello-flask/ unchanged, with the default platform, and push again")
+               "build it from hello-app/ unchanged, with the default platform, and push again")
 
 
 @checkpoint("01 · sign and tamper with a blob", kind="Exercise")
@@ -124,8 +124,8 @@ def exercise_01(lab: Lab | None = None, home: Path | str | None = None) -> Itera
 @checkpoint("02 · one character changes the digest", kind="Exercise")
 def exercise_02(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
     """The changed app was pushed as ``workshop/exercise-02:changed`` with a digest unlike the
-    sample's, and ``hello-flask/`` was changed back (notebook 03 signs what 02 pushed)."""
-    from labkit.oci.build import build_image
+    sample's, and ``hello-app/`` was changed back (notebook 03 signs what 02 pushed)."""
+    from labkit.oci.base_image import build_like_cli
     from labkit.oci.model import Platform
 
     ref = f"{lab.registry.host}/{CHANGED_IMAGE}"
@@ -134,17 +134,17 @@ def exercise_02(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
             fetched = client.get_manifest(ref)
     except LabkitError:
         yield Item(False, f"{CHANGED_IMAGE} is in the lab registry",
-                   f"change one character of hello-flask/app.py, then `labkit build hello-flask -t {ref} "
+                   f"change one character of hello-app/app.py, then `labkit build hello-app -t {ref} "
                    "--platform linux/amd64,linux/arm64/v8 --push`")
         return
     yield Item(True, f"{CHANGED_IMAGE} is in the lab registry")
     platforms = [d.platform for d in getattr(fetched.parsed(), "manifests", ()) if d.platform]
     copy = workshop.copy_sample(home)
-    unchanged = build_image(workshop.SAMPLE_APP, platforms=[Platform.parse(str(p)) for p in platforms] or None)
+    unchanged = build_like_cli(workshop.SAMPLE_APP, platforms=[Platform.parse(str(p)) for p in platforms] or None)
     yield Item(fetched.digest != unchanged.digest, "its digest differs from the unchanged sample's",
-               "it was built from the unchanged app: change one character of hello-flask/app.py and push again")
+               "it was built from the unchanged app: change one character of hello-app/app.py and push again")
     same = (copy / "app.py").read_bytes() == (workshop.SAMPLE_APP / "app.py").read_bytes()
-    yield Item(same, "hello-flask/app.py is back as it was",
+    yield Item(same, "hello-app/app.py is back as it was",
                "undo your change (the check of notebook 02 and the signature of 03 need the original)")
 
 
@@ -245,7 +245,7 @@ def exercise_06(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
     rotated = f"{lab.registry.host}/{ROTATED_IMAGE}"
     digest = _digest(rotated)
     yield Item(digest is not None, f"{ROTATED_IMAGE} is in the lab registry",
-               f"push the sample there: `labkit build hello-flask -t {rotated} --push`")
+               f"push the sample there: `labkit build hello-app -t {rotated} --push`")
     if digest is None:
         return
     name = rotated.rsplit(":", 1)[0]

@@ -22,13 +22,14 @@ from typing import TYPE_CHECKING
 
 from labkit.keys import PASSWORD_ENV
 from labkit.lab.state import LabHome
+from labkit.oci.base_image import PULL_BASE_ENV
 
 if TYPE_CHECKING:
     from labkit.lab import Lab
 
 IMAGE_REPOSITORY = "workshop/hello"  # the repository every notebook pushes the sample image to
 IMAGE_TAG = "v1"
-SAMPLE_APP = Path(__file__).parent / "samples" / "hello-flask"
+SAMPLE_APP = Path(__file__).parent / "samples" / "hello-app"
 POLICY_TEMPLATES = Path(__file__).parent / "samples" / "policies"
 PASSWORD_FILE = "password"
 
@@ -68,7 +69,7 @@ def public_key(home: Path | str | None = None) -> Path:
 
 
 def copy_sample(home: Path | str | None = None) -> Path:
-    """The sample app, copied into the workshop directory as ``hello-flask/`` for the learner to
+    """The sample app, copied into the workshop directory as ``hello-app/`` for the learner to
     build (and change). An existing copy is left as the learner made it."""
     import shutil
 
@@ -109,14 +110,15 @@ def push_private_sample(lab: Lab, home: Path | str | None = None) -> str:
     workshop key (``docker login``, ``docker push``, ``cosign sign``); return the image as pods
     name it, by digest."""
     from labkit import keys
-    from labkit.oci.build import build_image
+    from labkit.oci.base_image import build_like_cli
     from labkit.oci.client import RegistryClient
     from labkit.signing.sign import sign_image
 
     private = lab.private_registry
     use_password(home)
+    image = build_like_cli(copy_sample(home))
     with RegistryClient(credentials=private.credentials()) as client:
-        digest = client.push_image(f"{private.host}/private/hello:v1", build_image(copy_sample(home)))
+        digest = client.push_image(f"{private.host}/private/hello:v1", image)
         sign_image(f"{private.host}/private/hello@{digest}",
                    keys.load_private_key(key(home), os.environ[PASSWORD_ENV].encode()), client=client)
     return f"{private.pod_host}/private/hello@{digest}"
@@ -146,6 +148,12 @@ def start(home: Path | str | None = None) -> Lab:
     from labkit.lab import Lab
 
     lab = Lab.start(backend=os.environ.get("LAB_BACKEND", "embedded"), home=home)
+    # `workshop.run` builds in this process: the lab decides whether builds pull FROM (kind) or
+    # stay offline (embedded, native), whatever an earlier lab in this kernel set.
+    if lab.pulls_base_images:
+        os.environ[PULL_BASE_ENV] = "1"
+    else:
+        os.environ.pop(PULL_BASE_ENV, None)
     os.chdir(workdir(home))
     use_password(home)
     _labkit_on_path()

@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "build",
         help="build an image from a directory, reproducibly (no Docker needed)",
         description="Build DIR into an OCI image: one layer with the files its Dockerfile COPYs, "
-        "config from WORKDIR/ENV/EXPOSE/CMD. Same directory, same digest, on any machine. "
+        "config from WORKDIR/ENV/EXPOSE/CMD; FROM is pulled only with --pull-base. Same directory, "
+        "same digest, on any machine. "
         "Prints the digest, and REF@DIGEST when pushed.",
     )
     build.add_argument("dir", metavar="DIR", help="the build directory (with an optional Dockerfile)")
@@ -32,6 +33,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                        f"(default: {DEFAULT_PLATFORM}, or the base image's platform)")
     build.add_argument("--push", action="store_true", help="push the image to REF's registry")
     build.add_argument("--base", metavar="IMAGE", help="pull IMAGE and put the app layer on top of it")
+    build.add_argument("--pull-base", action=argparse.BooleanOptionalAction, default=None,
+                       help="pull the Dockerfile's FROM, which must be pinned by digest, and put the app "
+                       "layer on top of it (default: off; on when LABKIT_BUILD_PULL_BASE=1, as the kind lab "
+                       "sets it; --base wins)")
     build.add_argument("--builder", choices=("labkit", "docker"), default="labkit",
                        help="labkit's own builder (default) or `docker buildx build`")
     registry_flags(build)
@@ -62,12 +67,15 @@ def _build(args: argparse.Namespace) -> int:
     context = Path(args.dir)
     if not context.is_dir():
         raise BuildError(f"build directory {context} does not exist or is not a directory")
+    from labkit.oci.base_image import pinned_base, pull_base, pull_base_by_default
     from labkit.oci.build import build_image, load_recipe
     from labkit.oci.client import RegistryClient  # imported per verb: only registry verbs load the client
 
     recipe = load_recipe(context.resolve())
     for line in recipe.ignored:
         print(f"labkit build: skipped, needs a builder that runs containers: {line}", file=sys.stderr)
+    pull = pull_base_by_default() if args.pull_base is None else args.pull_base
+    from_ref = pinned_base(recipe.base_name) if pull and not args.base else None
     with RegistryClient(allow_insecure=args.allow_insecure_registry) as client:
         base: dict[Platform, Image] | None = None
         if args.base:
@@ -77,9 +85,11 @@ def _build(args: argparse.Namespace) -> int:
                 pulled = client.pull_image(base_ref, platform=platform)
                 assert isinstance(pulled, Image)  # a platform always selects one image
                 base[platform] = pulled
-        elif recipe.base_name and recipe.base_name != "scratch":
+        elif from_ref is not None:
+            base = pull_base(client, from_ref, platforms or [DEFAULT_PLATFORM])
+        elif recipe.base_name and recipe.base_name != "scratch" and not pull:
             print(f"labkit build: FROM {recipe.base_name} is not pulled; the image holds only the app "
-                  "layer (add --base IMAGE to build on it)", file=sys.stderr)
+                  "layer (--pull-base builds on it)", file=sys.stderr)
         image = build_image(context, platforms=platforms, base=base)
         if args.push:
             from labkit._internal.progress import byte_bar

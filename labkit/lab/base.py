@@ -18,6 +18,7 @@ from labkit.lab.environment import shell_environment
 from labkit.lab.stale import StalePolicy, stale_policies
 from labkit.lab.state import LabHome, LabState
 from labkit.oci.auth import Credentials
+from labkit.oci.base_image import PULL_BASE_ENV
 
 # Objects the lab creates through admission; everything else is configuration it stores.
 WORKLOAD_KINDS = {"Pod": "", "Deployment": "apps", "ReplicaSet": "apps", "StatefulSet": "apps",
@@ -124,6 +125,10 @@ class Lab(abc.ABC):
     """
 
     backend: str
+    # Whether `labkit build` puts the sample on its FROM image here (LABKIT_BUILD_PULL_BASE=1 in
+    # env()): only where pods really run images and the internet is at hand (kind). The embedded
+    # and native labs never run them and stay offline, so their images are the app layer alone.
+    pulls_base_images = False
 
     def __init__(self, home: LabHome, state: LabState) -> None:
         self.home, self.state = home, state
@@ -221,13 +226,16 @@ class Lab(abc.ABC):
         return shell_environment(self.home, self.backend, self.env_addresses())
 
     def env_addresses(self) -> dict[str, str]:
-        """The lab's addresses as environment variables (part of :meth:`env`)."""
+        """The lab's addresses as environment variables (part of :meth:`env`), and
+        ``LABKIT_BUILD_PULL_BASE=1`` where the lab :attr:`pulls_base_images`."""
         found = {"LABKIT_REGISTRY": self.registry.host, "LABKIT_REGISTRY_POD_HOST": self.registry.pod_host}
         try:
             private = self.private_registry
             found |= {"LABKIT_PRIVATE_REGISTRY": private.host, "LABKIT_PRIVATE_REGISTRY_POD_HOST": private.pod_host}
         except LabError:
             pass
+        if self.pulls_base_images:
+            found[PULL_BASE_ENV] = "1"
         return found
 
     @abc.abstractmethod

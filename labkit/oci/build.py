@@ -9,8 +9,8 @@ The directory's ``Dockerfile``, if any, is read for what can be honoured without
 container: ``WORKDIR``, ``COPY``/``ADD`` of local paths, ``ENV``, ``EXPOSE``, ``CMD``,
 ``ENTRYPOINT``, ``LABEL``. Everything else — above all ``RUN``, which needs a builder executing
 commands in the base image — is skipped and reported in ``BuildResult.ignored`` so the caller
-can say so (``load_recipe``); ``FROM`` is not pulled implicitly (pass ``base``, or
-``labkit build --base``).
+can say so (``load_recipe``); ``FROM`` is not pulled implicitly (pass ``base``: ``labkit build
+--base IMAGE``, or ``--pull-base`` for a ``FROM`` pinned by digest, :mod:`labkit.oci.base_image`).
 """
 
 from __future__ import annotations

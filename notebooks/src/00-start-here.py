@@ -60,15 +60,15 @@ workshop.run("labkit lab status")
 #
 # Push two different images under one tag and ask the registry what the tag points to each time.
 # `labkit build` takes `docker buildx build`'s flags but runs no containers: it packs the files
-# the Dockerfile `COPY`s into one layer, reproducibly (it says which steps it skipped).
+# the Dockerfile `COPY`s into one layer, reproducibly (it says what it left out).
 # `labkit digest` is `crane digest`: it resolves a reference to the manifest digest.
 
 # %%
 os.chdir(workshop.workdir())      # your files live in $LABKIT_HOME/workshop
-workshop.copy_sample()             # the sample app, as hello-flask/
+workshop.copy_sample()             # the sample app, as hello-app/
 demo = f"{lab.registry.host}/workshop/tag-demo:latest"
-first = workshop.run(f"labkit build hello-flask -t {demo} --push")
-workshop.run(f"labkit build hello-flask -t {demo} --platform linux/arm64/v8 --push")
+first = workshop.run(f"labkit build hello-app -t {demo} --push")
+workshop.run(f"labkit build hello-app -t {demo} --platform linux/arm64/v8 --push")
 
 # %% [markdown]
 # Now ask the registry yourself, with the real tool. A line starting with `!` runs in a shell, as
@@ -108,7 +108,7 @@ check.lab_running(lab)
 # `first_digest`? Why? Then run the check below.
 
 # %% solution
-mine = workshop.run(f"labkit build hello-flask -t {lab.registry.host}/workshop/tag-demo:mine --push")
+mine = workshop.run(f"labkit build hello-app -t {lab.registry.host}/workshop/tag-demo:mine --push")
 print("same digest as the first push:", mine.stdout.strip().endswith(first_digest))
 # Same bytes, same digest: the build is reproducible, and a digest names content, not a place.
 

@@ -26,7 +26,7 @@ signed_ref = f"{repository}@{digest}"
 
 # %%
 side = f"{lab.registry.host}/workshop/side:v1"
-workshop.run(f"labkit build hello-flask -t {side} --push", show=False)
+workshop.run(f"labkit build hello-app -t {side} --push", show=False)
 workshop.run(f"labkit sign --key cosign.key --tlog-upload=false {side}")
 
 # %% [markdown]

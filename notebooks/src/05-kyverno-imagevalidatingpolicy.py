@@ -22,7 +22,7 @@ print(unsigned_image)
 # signed arm64 image's — but signatures belong to a repository, so here it has none:
 
 # %%
-workshop.run(f"labkit build hello-flask -t {lab.registry.host}/workshop/unsigned:v1 --platform linux/arm64/v8 --push")
+workshop.run(f"labkit build hello-app -t {lab.registry.host}/workshop/unsigned:v1 --platform linux/arm64/v8 --push")
 
 # %% [markdown]
 # ## Step 1: the policy
@@ -184,7 +184,7 @@ check.ivp(lab)
 # Save, try it in the playground, apply it (`!labkit lab apply -f ivp.yaml`) and run the check.
 
 # %%
-team_signed = workshop.run(f"labkit build hello-flask -t {lab.registry.host}/workshop/team-signed:v1 --push").stdout.strip()
+team_signed = workshop.run(f"labkit build hello-app -t {lab.registry.host}/workshop/team-signed:v1 --push").stdout.strip()
 workshop.run(f"labkit sign --key team.key --tlog-upload=false {team_signed}")
 print(lab.create(pod("team-signed", f"{lab.registry.pod_host}/workshop/team-signed:v1"), dry_run=True))
 

@@ -218,7 +218,7 @@ check.verify_images(lab)
 workshop.write_policy("clusterpolicy", "clusterpolicy.yaml", public_key="cosign.pub",
                       registry=lab.registry.pod_host, action="Enforce", mutate_digest="true")
 lab.apply("clusterpolicy.yaml")
-rotated = workshop.run(f"labkit build hello-flask -t {lab.registry.host}/workshop/rotated:v1 --push").stdout.strip()
+rotated = workshop.run(f"labkit build hello-app -t {lab.registry.host}/workshop/rotated:v1 --push").stdout.strip()
 workshop.run(f"labkit sign --key team.key --tlog-upload=false {rotated}")
 rotated_image = f"{lab.registry.pod_host}/workshop/rotated:v1"
 

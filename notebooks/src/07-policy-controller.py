@@ -73,7 +73,7 @@ print(lab.create(pod("unsigned", unsigned_image, namespace="secure")))
 # the glob and try it:
 
 # %%
-workshop.run(f"labkit build hello-flask -t {lab.registry.host}/demo/hello:v1 --push", show=False)
+workshop.run(f"labkit build hello-app -t {lab.registry.host}/demo/hello:v1 --push", show=False)
 print(lab.create(pod("uncovered", f"{lab.registry.pod_host}/demo/hello:v1", namespace="secure")))
 
 # %% [markdown]

@@ -40,7 +40,7 @@ print(workshop.numbered("sign-by-digest.yml", 3, 18))
 # appends `IMAGE=…` to `$GITHUB_ENV`, which makes it `env.IMAGE` in every later step.
 #
 # **QEMU for arm64.** The runner is amd64; building `linux/arm64` runs the Dockerfile's `RUN` steps
-# (here `pip install`) as arm64 programs. `docker/setup-qemu-action` registers QEMU's arm64 emulator
+# (a `pip install`, say; the workshop's sample has none) as arm64 programs. `docker/setup-qemu-action` registers QEMU's arm64 emulator
 # with the kernel before the builder is set up; without it those steps fail with
 # `exec format error`. (The other way: build each platform on a runner of its own CPU, such as
 # `ubuntu-24.04-arm`.)
@@ -126,7 +126,7 @@ check.ci_workflow()
 
 # %%
 image = f"{lab.registry.host}/workshop/ci-app"
-pushed = workshop.run(f"labkit build hello-flask -t {image}:commit-0001 --platform linux/amd64,linux/arm64/v8 --push")
+pushed = workshop.run(f"labkit build hello-app -t {image}:commit-0001 --platform linux/amd64,linux/arm64/v8 --push")
 DIGEST = pushed.stdout.strip().rsplit("@", 1)[1]
 
 # %% [markdown]

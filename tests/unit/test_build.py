@@ -23,12 +23,12 @@ from labkit.errors import BuildError
 from labkit.oci.build import build_image, parse_dockerfile, write_oci_layout
 from labkit.oci.model import OCI_INDEX, OCI_LAYER_GZIP, Image, ImageIndex, Platform
 
-SAMPLE = Path(str(resources.files("labkit") / "samples" / "hello-flask"))
+SAMPLE = Path(str(resources.files("labkit") / "samples" / "hello-app"))
 
 # Pinned from the first reviewed build (SOURCE_DATE_EPOCH unset). Any change to the sample, the
 # tar or gzip settings, or the config layout moves these: update them only on purpose.
-SAMPLE_DIGEST = "sha256:230dea81b6e6b995f781e102b0829b4b99b694f965a78a5b8cd0b8ec9cd1cc06"
-SAMPLE_INDEX_DIGEST = "sha256:98e37ef1a8c62c3e5e1889b0d4bdcc643f4c9b1c16cfbebecd5907ed87f0c771"
+SAMPLE_DIGEST = "sha256:53c08e9d8bbcb9eb79bbe8431a50c6e411309733b246a9d2a7ac945c4f7be2cb"
+SAMPLE_INDEX_DIGEST = "sha256:ecba1714ea5725b362e00dc59dad0e68a58de5ceddd8e3c7aac8eb1c3564f49e"
 
 
 def _copy_sample(dest: Path, *, mtime: int, umask: int) -> Path:
@@ -124,7 +124,7 @@ def test_source_date_epoch_sets_times(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_config_follows_the_dockerfile(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
-    image = build_image(SAMPLE, labels={"org.opencontainers.image.title": "hello-flask"})
+    image = build_image(SAMPLE, labels={"org.opencontainers.image.title": "hello-app"})
     assert isinstance(image, Image)
     config = json.loads(image.config)
     layer = image.layers[-1]
@@ -140,9 +140,9 @@ def test_config_follows_the_dockerfile(monkeypatch: pytest.MonkeyPatch) -> None:
         "Cmd": ["python", "app.py"],
         "WorkingDir": "/app",
         "ExposedPorts": {"5000/tcp": {}},
-        "Labels": {"org.opencontainers.image.title": "hello-flask"},
+        "Labels": {"org.opencontainers.image.title": "hello-app"},
     }
-    assert [m.name for m in _members(image)] == ["app", "app/Dockerfile", "app/app.py", "app/requirements.txt"]
+    assert [m.name for m in _members(image)] == ["app", "app/Dockerfile", "app/app.py"]
 
 
 def test_dockerfile_subset() -> None:
@@ -198,11 +198,12 @@ def test_dockerignore(tmp_path: Path) -> None:
     assert isinstance(image, Image)
     names = [m.name for m in _members(image)]
     assert names == [
-        "app", "app/.dockerignore", "app/Dockerfile", "app/app.py", "app/requirements.txt",
+        "app", "app/.dockerignore", "app/Dockerfile", "app/app.py",
         "app/sub", "app/sub/deep", "app/sub/keep.md",
     ]
     # as in Docker, an ignored file is not in the context at all, so naming it fails
-    (ctx / ".dockerignore").write_text("requirements.txt\n")
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY app.py /app/\n")
+    (ctx / ".dockerignore").write_text("app.py\n")
     with pytest.raises(BuildError, match="excluded by"):
         build_image(ctx)
 

@@ -106,14 +106,14 @@ def test_image_and_signed(lab: Lab, home: Path) -> None:
         assert check.signed(lab, home).passed
     # The learner's copy (notebook 02 makes it) is the reference: edited and pushed, it passes;
     # pushed from elsewhere, the fix names the copy as the learner sees it, never a machine path.
-    copy = workshop.workdir(home) / "hello-flask"
+    copy = workshop.workdir(home) / "hello-app"
     shutil.copytree(workshop.SAMPLE_APP, copy)
     (copy / "app.py").write_text("changed\n")
     edited = build_image(copy, platforms=PLATFORMS)
     with RegistryClient() as client:
         assert _failed(check.image(lab, home)) == [
-            f"its digest is the reproducible build's of hello-flask/ ({edited.digest[:19]}…)"]
-        assert "rebuild it from hello-flask and push again" in check.image(lab, home).missing[0].fix
+            f"its digest is the reproducible build's of hello-app/ ({edited.digest[:19]}…)"]
+        assert "rebuild it from hello-app and push again" in check.image(lab, home).missing[0].fix
         assert str(workshop.SAMPLE_APP) not in check.image(lab, home).missing[0].fix
         client.push_image(ref, edited)
         assert check.image(lab, home).passed
