@@ -79,6 +79,7 @@ def preflight() -> None:
 
 class KindLab(KubectlLab):
     backend = "kind"
+    pulls_base_images = True  # its pods run the images: builds put the app on its pinned FROM
 
     @classmethod
     def launch(cls, home: LabHome, *, timeout: float = 600.0) -> KindLab:
