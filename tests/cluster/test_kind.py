@@ -70,3 +70,71 @@ def test_status_reports_both_controllers(lab: tuple[Lab, dict[str, str]]) -> Non
     assert status["backend"] == "kind" and status["registry"] == "localhost:5001"
     assert "kyverno-admission-controller=1/1" in status["health"]["kyverno"]
     assert "policy-controller-webhook=1/1" in status["health"]["policy-controller"]
+
+
+def test_the_signed_sample_runs_and_answers(lab: tuple[Lab, dict[str, str]], tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 15, item 11: the workshop's sample, built as the kind lab builds it (on its FROM, pinned
+    by digest), signed and admitted by Kyverno, becomes Ready (its readiness probe is an HTTP GET)
+    and answers through kubectl port-forward."""
+    import http.client
+    import socket
+    import time
+
+    from labkit import keys, workshop
+    from labkit.cli import main
+    from labkit.oci.client import RegistryClient
+    from labkit.signing.sign import sign_image
+
+    the_lab = lab[0]
+    monkeypatch.setenv("LABKIT_BUILD_PULL_BASE", the_lab.env()["LABKIT_BUILD_PULL_BASE"])
+    push, pods = the_lab.registry.host, the_lab.registry.pod_host
+    assert main(["build", str(workshop.SAMPLE_APP), "-t", f"{push}/sample/hello:v1", "--push"]) == 0
+    digest = capsys.readouterr().out.strip().rsplit("@", 1)[1]
+    keys.generate_key_pair(tmp_path / "sample", b"")
+    private = keys.load_private_key(tmp_path / "sample.key", b"")
+    with RegistryClient() as client:
+        sign_image(f"{push}/sample/hello@{digest}", private, client=client)
+    entry = {"keys": scenario.OFFLINE | {"publicKeys": (tmp_path / "sample.pub").read_text()}}
+    verify = {"imageReferences": [f"{pods}/sample/*"], "failureAction": "Enforce", "attestors": [{"entries": [entry]}]}
+    policy = {"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy", "metadata": {"name": "sample-signed"},
+              "spec": {"rules": [{"name": "sample-signed", "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+                                  "verifyImages": [verify]}]}}
+    container = {"name": "hello", "image": f"{pods}/sample/hello@{digest}", "ports": [{"containerPort": 5000}],
+                 "readinessProbe": {"httpGet": {"path": "/", "port": 5000}, "periodSeconds": 2}}
+    template = {"metadata": {"labels": {"app": "hello"}}, "spec": {"containers": [container]}}
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "hello", "namespace": "default"},
+                  "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "hello"}}, "template": template}}
+    forward = None
+    try:
+        assert [r.message for r in the_lab.apply(policy)] == ["clusterpolicy.kyverno.io/sample-signed created"]
+        created = the_lab.create(deployment)
+        assert created.admitted, created.message
+        rollout = the_lab.kubectl("rollout", "status", "deployment/hello", "-n", "default", "--timeout=180s",
+                                  timeout=200)
+        pods_now = the_lab.kubectl("describe", "pods", "-n", "default", "-l", "app=hello").stdout
+        assert rollout.returncode == 0, rollout.stdout + rollout.stderr + pods_now
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        forward = subprocess.Popen(["kubectl", "--kubeconfig", str(the_lab.kubeconfig), "port-forward",
+                                    "-n", "default", "deployment/hello", f"{port}:5000"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline, body = time.monotonic() + 60, b""
+        while time.monotonic() < deadline and not body:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                conn.request("GET", "/")
+                resp = conn.getresponse()
+                assert resp.status == 200
+                body = resp.read()
+            except OSError:
+                time.sleep(1)
+        assert body.startswith(b"Hello from a signed image! (host hello-"), body
+    finally:
+        if forward is not None:
+            forward.terminate()
+            forward.communicate(timeout=30)
+        the_lab.kubectl("delete", "deployment", "hello", "-n", "default", "--ignore-not-found")
+        the_lab.delete(policy)
