@@ -202,6 +202,11 @@ class Lab(abc.ABC):
     def status(self) -> dict[str, Any]:
         """backend, registry, webhook and health, for ``labkit lab status``."""
 
+    def namespace(self, name: str) -> str:
+        """The cluster's name for the namespace notebooks call ``name``: ``name`` itself, except on
+        a shared cluster (the existing backend), where each learner's namespaces are their own."""
+        return name
+
     def served_registries(self) -> tuple[str, ...]:
         """Every ``host:port`` the lab's registries answer on: push and pod hosts, private included."""
         hosts = [self.registry.host, self.registry.pod_host]

@@ -12,7 +12,7 @@ import json
 import re
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +32,16 @@ WORKLOAD_RESOURCES = "pods,deployments,statefulsets,daemonsets,jobs,cronjobs"
 # Namespaces a reset keeps: the API server's own and the engines'.
 KEPT_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease", "local-path-storage",
                    "kyverno", "cosign-system"}
+# Secrets labkit stores carry this label, so a reset removes those (and only those) from the engines'
+# namespaces, where Kyverno reads registry credentials.
+MANAGED_BY = ("app.kubernetes.io/managed-by", "labkit")
+ENGINE_NAMESPACES = ("kyverno", "cosign-system")
 # policy-controller compiles each ClusterImagePolicy into this ConfigMap; its webhook reads it.
 PC_POLICIES = ("cosign-system", "config-image-policies")
 KUBECTL_TIMEOUT = 300.0
 READY_TIMEOUT = 120.0
 REPORTS_SETTLE = 90.0
+SECRET_SETTLE = 1.0
 _DENIED_BY = re.compile(r'admission webhook "([^"]+)" denied the request')
 
 
@@ -63,6 +68,8 @@ class KubectlLab(Lab):
     def __init__(self, home: LabHome, state: LabState) -> None:
         super().__init__(home, state)
         self.kubeconfig = state.info["kubeconfig"]
+        context = state.info.get("context")
+        self.kubectl_options: tuple[str, ...] = ("--context", context) if context else ()
 
     def env(self) -> dict[str, str]:
         """As :meth:`Lab.env`, with ``KUBECONFIG`` for the lab's API server (and, where labkit runs
@@ -77,10 +84,24 @@ class KubectlLab(Lab):
         """A policy as this backend must store it (kind marks its HTTP registries insecure)."""
         return doc
 
+    def prepare(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """Any object as this backend sends it: policies through :meth:`prepare_policy`, Secrets
+        labelled as labkit's (so :meth:`reset` finds them in the engines' namespaces)."""
+        if _group(doc) in POLICY_GROUPS:
+            return self.prepare_policy(doc)
+        if doc.get("kind") == "Secret" and doc.get("apiVersion") == "v1":
+            doc = json.loads(json.dumps(doc))
+            doc.setdefault("metadata", {}).setdefault("labels", {}).setdefault(*MANAGED_BY)
+        return doc
+
     # --- the interface ---------------------------------------------------------------------
 
     def apply(self, source: str | Path | Mapping[str, Any]) -> list[AdmissionResult]:
         docs, where = load_documents(source)
+        return self.send([self.prepare(doc) for doc in docs], where)
+
+    def send(self, docs: list[dict[str, Any]], where: str | None) -> list[AdmissionResult]:
+        """Apply prepared objects, in order: workloads through ``kubectl create``, the rest ``apply``."""
         return [self._create(doc, where) if doc.get("kind") in WORKLOAD_KINDS else self._apply(doc) for doc in docs]
 
     def create(self, resource: str | Path | Mapping[str, Any], *, dry_run: bool = False) -> AdmissionResult:
@@ -91,7 +112,7 @@ class KubectlLab(Lab):
 
     def delete(self, source: str | Path | Mapping[str, Any]) -> list[AdmissionResult]:
         results = []
-        for doc in load_documents(source)[0]:
+        for doc in map(self.prepare, load_documents(source)[0]):
             meta = doc.get("metadata") or {}
             out = self.kubectl("delete", "-f", "-", stdin=yaml.safe_dump(doc))
             ok = out.returncode == 0
@@ -108,6 +129,7 @@ class KubectlLab(Lab):
         return list(json.loads(out.stdout).get("items", []))
 
     def label_namespace(self, namespace: str, labels: Mapping[str, str | None]) -> None:
+        namespace = self.namespace(namespace)
         if self.kubectl("get", "namespace", namespace).returncode != 0:
             self.must("create", "namespace", namespace)
         args = [f"{k}-" if v is None else f"{k}={v}" for k, v in labels.items()]
@@ -135,20 +157,35 @@ class KubectlLab(Lab):
     def reset(self) -> None:
         for resource in POLICY_RESOURCES:
             self.kubectl("delete", resource, "--all", "--all-namespaces", "--ignore-not-found")
+            if resource.endswith("policy.sigstore.dev"):
+                self._wait_pc_policies_dropped()
         listed = self.kubectl("get", "namespaces", "-o", "jsonpath={.items[*].metadata.name}")
-        doomed = [ns for ns in listed.stdout.split() if ns not in KEPT_NAMESPACES]
-        if doomed:
-            self.kubectl("delete", "namespace", *doomed, "--wait=true", f"--timeout={int(READY_TIMEOUT)}s")
+        self.delete_namespaces([ns for ns in listed.stdout.split() if ns not in KEPT_NAMESPACES])
         self.kubectl("delete", WORKLOAD_RESOURCES, "--all", "-n", "default", "--ignore-not-found")
         self.kubectl("delete", "secrets", "-n", "default", "--field-selector", "type=kubernetes.io/dockerconfigjson")
+        for namespace in ENGINE_NAMESPACES:  # the registry credentials learners gave Kyverno
+            self.kubectl("delete", "secrets", "-n", namespace, "-l", "=".join(MANAGED_BY), "--ignore-not-found")
         delete_cosign_artifacts(self.registry.host)
         delete_cosign_artifacts(self.private_registry.host, self.private_registry.credentials())
+
+    def delete_namespaces(self, names: Sequence[str]) -> None:
+        """Delete ``names`` and return once they are gone (the namespace controller empties each
+        first), so a notebook re-run right after a reset can create them again."""
+        if not names:
+            return
+        out = self.kubectl("delete", "namespace", *names, "--ignore-not-found", "--wait=true",
+                           f"--timeout={int(READY_TIMEOUT)}s", timeout=READY_TIMEOUT + 30)
+        if out.returncode != 0:
+            raise LabError(f"namespaces {', '.join(names)} were not deleted within {READY_TIMEOUT:g}s: "
+                           f"{out.stderr.strip()}", hint="`kubectl get namespace -o yaml` shows what holds them "
+                           "(their status.conditions); run `labkit lab reset` again once they are gone")
 
     # --- kubectl ---------------------------------------------------------------------------
 
     def kubectl(self, *args: str, stdin: str | None = None,
                 timeout: float = KUBECTL_TIMEOUT) -> subprocess.CompletedProcess[str]:
-        return run_kubectl(self.kubectl_binary, self.kubeconfig, args, stdin=stdin, timeout=timeout)
+        return run_kubectl(self.kubectl_binary, self.kubeconfig, [*self.kubectl_options, *args], stdin=stdin,
+                           timeout=timeout)
 
     def must(self, *args: str, stdin: str | None = None) -> str:
         out = self.kubectl(*args, stdin=stdin)
@@ -160,12 +197,10 @@ class KubectlLab(Lab):
         docs, where = load_documents(resource)
         if len(docs) != 1:
             raise LabError(f"one object expected, got {len(docs)}", hint="use lab.apply for several")
-        return docs[0], where
+        return self.prepare(docs[0]), where
 
     def _apply(self, doc: dict[str, Any]) -> AdmissionResult:
         group = _group(doc)
-        if group in POLICY_GROUPS:
-            doc = self.prepare_policy(doc)
         out = self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(doc))
         meta = doc.get("metadata") or {}
         warnings = _warnings(out.stderr)
@@ -177,6 +212,10 @@ class KubectlLab(Lab):
                                    denied_by=webhook.group(1) if webhook else None, **base)
         if group in POLICY_GROUPS:
             self._wait_ready(doc)
+        elif doc.get("kind") == "Secret" and meta.get("namespace") in ENGINE_NAMESPACES:
+            # Kyverno reads registry credentials from its informer's cache, which shows no sign of
+            # having caught up; a watch event reaches it well within this on one machine.
+            time.sleep(SECRET_SETTLE)
         return AdmissionResult(True, out.stdout.strip(), **base)
 
     def _wait_ready(self, doc: Mapping[str, Any]) -> None:
@@ -217,16 +256,25 @@ class KubectlLab(Lab):
                        f"{READY_TIMEOUT:g}s", hint="see the Kyverno log (`labkit lab status` names it)")
 
     def _wait_pc_policy(self, name: str, *, present: bool) -> None:
+        """policy-controller compiles ClusterImagePolicies asynchronously: wait until ``name`` is in
+        (or out of) the ConfigMap its webhook decides from."""
+        self._until_compiled(lambda names: (name in names) == present,
+                             f"{'compile' if present else 'drop'} ClusterImagePolicy {name}")
+
+    def _wait_pc_policies_dropped(self) -> None:
+        self._until_compiled(lambda names: not names, "drop every ClusterImagePolicy")
+
+    def _until_compiled(self, done: Callable[[set[str]], bool], what: str) -> None:
         namespace, configmap = PC_POLICIES
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
             out = self.kubectl("get", "configmap", configmap, "-n", namespace, "-o", "json")
-            keys = json.loads(out.stdout).get("data") or {} if out.returncode == 0 else {}
-            if (name in keys) == present:
+            names = set(json.loads(out.stdout).get("data") or {}) if out.returncode == 0 else set()
+            if done(names):
                 return
             time.sleep(0.2)
-        raise LabError(f"policy-controller did not {'compile' if present else 'drop'} ClusterImagePolicy {name} "
-                       f"within {READY_TIMEOUT:g}s", hint="see the policy-controller log (`labkit lab status`)")
+        raise LabError(f"policy-controller did not {what} within {READY_TIMEOUT:g}s",
+                       hint="see the policy-controller log (`labkit lab status`)")
 
     def _create(self, doc: Mapping[str, Any], source: str | None, *, dry_run: bool = False,
                 verb: str = "create") -> AdmissionResult:

@@ -19,6 +19,7 @@ import pytest
 
 from labkit import keys
 from labkit.lab import Lab
+from labkit.lab.kubectl import KubectlLab
 from labkit.lab.sockets import connected_to
 from labkit.lab.state import process_start_time
 from labkit.oci.client import RegistryClient
@@ -184,3 +185,21 @@ def test_env_gives_bash_kubectl_pointed_at_the_lab(lab: tuple[Lab, dict[str, str
                          env={"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp")}, timeout=120)
     assert out.returncode == 0, out.stderr
     assert '"gitVersion": "v1.36.3"' in out.stdout and out.stdout.rstrip().endswith("namespace/pc")
+
+
+def test_reset_leaves_no_namespace_credentials_or_compiled_policy_behind(native_lab: Lab) -> None:
+    """After `lab reset` the namespaces are gone (not Terminating), the registry credentials
+    learners gave Kyverno in its namespace are deleted, the engines' own Secrets stay, and
+    policy-controller has dropped every compiled ClusterImagePolicy: the API server says so."""
+    assert isinstance(native_lab, KubectlLab)
+    native_lab.label_namespace("reset-me", {"policy.sigstore.dev/include": "true"})
+    [secret] = native_lab.apply(native_lab.private_registry.pull_secret("ivpcred", "kyverno"))
+    assert secret.message == "secret/ivpcred created"
+    native_lab.apply(scenario.POLICY_TO_DELETE)
+    engines_own = set(native_lab.must("get", "secrets", "-n", "kyverno", "-o", "name").split()) - {"secret/ivpcred"}
+    native_lab.reset()
+    assert "namespace/reset-me" not in native_lab.must("get", "namespaces", "-o", "name").split()
+    assert set(native_lab.must("get", "secrets", "-n", "kyverno", "-o", "name").split()) == engines_own
+    compiled = json.loads(native_lab.must("get", "configmap", "config-image-policies", "-n", "cosign-system",
+                                          "-o", "json"))
+    assert not compiled.get("data")
