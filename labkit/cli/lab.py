@@ -15,14 +15,16 @@ if TYPE_CHECKING:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    lab = subparsers.add_parser("lab", help="start, use and stop a lab (embedded, native or kind)")
+    lab = subparsers.add_parser("lab", help="start, use and stop a lab (embedded, native, kind or existing)")
     verbs = lab.add_subparsers(dest="lab_verb", required=True, metavar="VERB")
     up = verbs.add_parser("up", help="start the lab in $LABKIT_HOME (or report the one running)",
                           description="Start a lab: 'embedded' runs labkit's registry and admission webhook "
                           "on loopback (nothing else needed); 'native' runs the real kube-apiserver, etcd, Kyverno and "
                           "policy-controller as local processes (built by `make tools`); 'kind' creates a kind "
                           "cluster with a local registry, Kyverno and policy-controller (needs docker, kind, "
-                          "helm, kubectl).")
+                          "helm, kubectl); 'existing' joins a cluster that already runs both engines (a "
+                          "trainer's shared cluster: `labkit lab install-engines`), with namespaces and images "
+                          "of your own.")
     up.add_argument("--backend", choices=BACKENDS, default="embedded")
     up.add_argument("--port", action="append", default=[], metavar="NAME=PORT",
                     help="listen on PORT for the lab's NAME (registry, private-registry, webhook, …; repeatable); "
@@ -34,6 +36,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     up.add_argument("--registry-port", type=int, metavar="N",
                     help="kind lab: a registry of the lab's own (labkit-registry) on localhost:N and its private "
                          "one on N+1, instead of kind's recipe registry (kind-registry, localhost:5001)")
+    shared = up.add_argument_group("an existing cluster (--backend existing), e.g. a trainer's shared one")
+    shared.add_argument("--kubeconfig", metavar="FILE", help="the cluster's kubeconfig (default: $KUBECONFIG)")
+    shared.add_argument("--context", help="the kubeconfig context to use (default: its current one)")
+    shared.add_argument("--registry", metavar="HOST:PORT", help="the registry the cluster pulls from; your "
+                        "images go under HOST:PORT/LEARNER/")
+    shared.add_argument("--registry-pod-host", metavar="HOST:PORT",
+                        help="the same registry as pods and policies name it, when that differs")
+    shared.add_argument("--learner", metavar="NAME", help="your name on the cluster: namespaces labkit-NAME…, "
+                        "images under REGISTRY/NAME/ (default: your login name)")
     up.set_defaults(func=_up)
     verbs.add_parser("status", help="backend, registry host:port, webhook URL, health").set_defaults(func=_status)
     verbs.add_parser("env", help="export lines for a shell: PATH, LABKIT_HOME, KUBECONFIG, the lab's addresses",
@@ -68,6 +79,12 @@ def _up(args: argparse.Namespace) -> int:
         options["fresh_ports"] = True
     if args.registry_port is not None:
         options["registry_port"] = args.registry_port
+    existing = {"kubeconfig": args.kubeconfig, "context": args.context, "registry": args.registry,
+                "registry_pod_host": args.registry_pod_host, "learner": args.learner}
+    given = [f"--{name.replace('_', '-')}" for name, value in existing.items() if value]
+    if given and args.backend != "existing":
+        raise UsageError(f"{', '.join(given)} are for --backend existing")
+    options |= {name: value for name, value in existing.items() if value}
     lab = Lab.start(backend=args.backend, **options)
     _print_status(lab.status())
     _print_ports(lab)
@@ -117,6 +134,9 @@ def _print_status(status: dict[str, Any]) -> None:
     print(f"home:     {status['home']}")
     print(f"registry: {status['registry']}")
     print(f"webhook:  {status['webhook']}")
+    if "learner" in status:  # a share of an existing cluster
+        print(f"learner:  {status['learner']} (namespaces {', '.join(status['namespaces']) or 'none yet'}; "
+              f"context {status['context']})")
     for name, health in status["health"].items():
         text = health if isinstance(health, str) else health.get("status", json.dumps(health))
         print(f"health:   {name}: {text}")

@@ -18,19 +18,23 @@ from labkit.errors import LabError, UsageError
 from labkit.lab.base import Lab, register_factory
 from labkit.lab.state import LabHome, LabState
 
-BACKENDS = ("embedded", "native", "kind")
+BACKENDS = ("embedded", "native", "kind", "existing")
 
 
 def start(backend: str = "embedded", home: Path | str | None = None, **options: Any) -> Lab:
     """Start a lab of ``backend`` in ``home`` (default ``LABKIT_HOME``), or return the one running there.
 
     The embedded and native labs take ``ports={"registry": 5001, …}`` (kept for later starts; default
-    ``LABKIT_PORTS``) and ``fresh_ports=True`` (pick new ones); see :mod:`labkit.lab.ports`."""
+    ``LABKIT_PORTS``) and ``fresh_ports=True`` (pick new ones); see :mod:`labkit.lab.ports`. The
+    existing backend takes ``kubeconfig``, ``context``, ``registry``, ``registry_pod_host`` and
+    ``learner`` (:meth:`labkit.lab.existing.ExistingLab.launch`)."""
     if backend not in BACKENDS:
         raise UsageError(f"unknown lab backend {backend!r}", hint=f"choose one of: {', '.join(BACKENDS)}")
-    if backend == "kind" and (options.pop("ports", None) or options.pop("fresh_ports", False)):
-        raise UsageError("the kind lab's ports are fixed: its registries are localhost:5001 and localhost:5002",
-                         hint="--port and --fresh-ports are for the embedded and native labs")
+    if backend in ("kind", "existing") and (options.pop("ports", None) or options.pop("fresh_ports", False)):
+        raise UsageError(f"the {backend} lab listens on no ports of its own: --port and --fresh-ports are for "
+                         "the embedded and native labs",
+                         hint="the kind lab's registry port is --registry-port; an existing cluster's registry "
+                              "is --registry")
     if backend != "kind" and options.get("registry_port") is not None:
         raise UsageError("--registry-port is for the kind lab (its registry's host port)",
                          hint="the embedded and native labs take --port registry=N")
@@ -62,6 +66,10 @@ def backend_class(name: str) -> type[Lab]:
         from labkit.lab.kind import KindLab
 
         return KindLab
+    if name == "existing":
+        from labkit.lab.existing import ExistingLab
+
+        return ExistingLab
     raise LabError(f"unknown lab backend {name!r} in the lab state", hint="run `labkit lab down`, then `labkit lab up`")
 
 

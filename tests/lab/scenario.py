@@ -87,7 +87,7 @@ def prepare(lab: Lab, workdir: Path) -> dict[str, str]:
     assert [r.message for r in results] == ["clusterpolicy.kyverno.io/check-signed created",
                                             "imagevalidatingpolicy.policies.kyverno.io/check-ivp created",
                                             "clusterimagepolicy.policy.sigstore.dev/signed-by-lab-key created",
-                                            "namespace/pc created"], results
+                                            f"namespace/{lab.namespace('pc')} created"], results
     lab.label_namespace("pc", {"policy.sigstore.dev/include": "true"})
     return {"registry": pods, "kyverno_signed": digests["kyverno/signed"], "ivp_signed": digests["ivp/signed"],
             "pc_signed": digests["pc/signed"]}
