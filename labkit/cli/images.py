@@ -67,7 +67,7 @@ def _build(args: argparse.Namespace) -> int:
     context = Path(args.dir)
     if not context.is_dir():
         raise BuildError(f"build directory {context} does not exist or is not a directory")
-    from labkit.oci.base_image import pinned_base, pull_base, pull_base_by_default
+    from labkit.oci.base_image import PULL_TIMEOUT, pinned_base, pull_base, pull_base_by_default
     from labkit.oci.build import build_image, load_recipe
     from labkit.oci.client import RegistryClient  # imported per verb: only registry verbs load the client
 
@@ -86,7 +86,8 @@ def _build(args: argparse.Namespace) -> int:
                 assert isinstance(pulled, Image)  # a platform always selects one image
                 base[platform] = pulled
         elif from_ref is not None:
-            base = pull_base(client, from_ref, platforms or [DEFAULT_PLATFORM])
+            with RegistryClient(allow_insecure=args.allow_insecure_registry, timeout=PULL_TIMEOUT) as puller:
+                base = pull_base(puller, from_ref, platforms or [DEFAULT_PLATFORM])
         elif recipe.base_name and recipe.base_name != "scratch" and not pull:
             print(f"labkit build: FROM {recipe.base_name} is not pulled; the image holds only the app "
                   "layer (--pull-base builds on it)", file=sys.stderr)

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from labkit.oci.client import RegistryClient  # the caller's: `labkit build` loads it only to build
 
 PULL_BASE_ENV = "LABKIT_BUILD_PULL_BASE"
+PULL_TIMEOUT = 300.0  # seconds per request: one is a base layer of tens of MB, maybe on a venue's Wi-Fi
 
 
 def pull_base_by_default() -> bool:
@@ -57,7 +58,7 @@ def pinned_base(base_name: str | None) -> Reference | None:
             f"FROM {base_name} is not pinned by digest: a tag can move, and learners building on it "
             "at different times would get different images",
             hint=f"pin it in the Dockerfile: FROM {base_name}@sha256:<index digest> "
-            f"(`crane digest {base_name}` prints it), or build without --pull-base",
+            f"(`crane digest {base_name}` prints it), or build the app layer alone with --no-pull-base",
         )
     return ref
 
@@ -139,6 +140,6 @@ def build_like_cli(context: str | os.PathLike[str], *, platforms: list[Platform]
     ref = pinned_base(load_recipe(Path(context).resolve()).base_name) if pull_base_by_default() else None
     if ref is None:
         return build_image(context, platforms=platforms)
-    with RegistryClient() as client:  # no credentials: the lab's must never reach the base's registry
+    with RegistryClient(timeout=PULL_TIMEOUT) as client:  # no credentials: the lab's stay with the lab
         base = pull_base(client, ref, platforms or [DEFAULT_PLATFORM])
     return build_image(context, platforms=platforms, base=base)
