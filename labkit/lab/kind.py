@@ -1,63 +1,85 @@
 """The kind backend: a real cluster with kind's local registry, Kyverno and policy-controller.
 
-Pinned: kind v0.32.0 and its default node image (by digest), ``registry:3.0.0``, Kyverno chart
-3.9.1 (Kyverno v1.19.1, the engine version labkit's policy corpus is checked against) and the
-policy-controller chart 0.10.6 (policy-controller v0.13.1, as the ``tester`` oracle).
+Pinned (:mod:`labkit.lab.kind_setup`): kind v0.32.0 and its default node image (by digest),
+``registry:3.0.0``, Kyverno chart 3.9.1 (Kyverno v1.19.1, the engine version labkit's policy
+corpus is checked against) and the policy-controller chart 0.10.6 (policy-controller v0.13.1, as
+the ``tester`` oracle).
 
 The registry has two names (docs/kind-backend.md says why): learners push to ``localhost:5001``
 (kind's recipe), pods and policies name it ``registry.local:5000``: the registry container is
 aliased ``registry.local`` on the ``kind`` network, so containerd on the nodes (through
 ``hosts.toml``) and the controllers' pods (through cluster DNS → Docker's DNS) reach the same
-registry. policy-controller's go-containerregistry falls back to plain HTTP for ``*.local``;
-Kyverno's rules on the lab registry get ``imageRegistryCredentials.allowInsecureRegistry``.
+registry. Kyverno is installed with its chart's insecure-registry value, so policies are stored as
+learners write them (:func:`labkit.lab.kind_setup.helm_values` says why).
+
+The lab never touches what it did not create: what it creates is recorded in
+``$LABKIT_HOME/kind/created.json`` as it goes, and ``stop`` (or a failed start) removes exactly that.
+An existing cluster named ``labkit`` is refused; an existing ``kind-registry`` (kind's recipe name)
+is reused only when it fits, else ``--registry-port`` gives the lab registries of its own.
 
 The private registry (the credentials exercise) is a second ``registry:3.0.0`` with htpasswd
 basic auth, wired the same way: ``localhost:5002`` from the host, ``registry-private.local:5000``
 from nodes and pods. Its password is made per lab and kept 0600 in ``LABKIT_HOME``; pods and
 policies get it only through the dockerconfigjson Secret learners create from
 ``lab.private_registry.pull_secret()``.
-
-Workloads are created with ``kubectl create``, so messages are kubectl's own.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from labkit._internal.progress import interactive, step_bar
-from labkit.errors import LabError
+from labkit.errors import LabError, UsageError
 from labkit.lab.base import PrivateRegistry, RegistryInfo
+from labkit.lab.kind_setup import (
+    CHARTS,
+    CLUSTER,
+    CONTAINER_PORT,
+    DELETE_ENABLED,
+    KIND_NETWORK,
+    KIND_VERSION,
+    KYVERNO,
+    NODE_IMAGE,
+    POLICY_CONTROLLER,
+    REGISTRY_IMAGE,
+    Created,
+    Registry,
+    deployment_health,
+    helm_environment,
+    helm_install_args,
+    helm_values,
+    hosts_files,
+    kind_config,
+    local_registry_hosting,
+    registries,
+    registry_mismatches,
+    resolved_elsewhere,
+    teardown_commands,
+    webhooks_without_ca,
+)
 from labkit.lab.kubectl import KubectlLab
+from labkit.lab.ports import bindable
 from labkit.lab.state import PRIVATE_USER, LabHome, LabState, clear
 
-KIND_VERSION = "v0.32.0"
-NODE_IMAGE = "kindest/node:v1.36.1@sha256:3489c7674813ba5d8b1a9977baea8a6e553784dab7b84759d1014dbd78f7ebd5"
-REGISTRY_IMAGE = "registry:3.0.0"
-REGISTRY_NAME, REGISTRY_ALIAS = "kind-registry", "registry.local"
-PUSH_HOST, POD_HOST = "localhost:5001", "registry.local:5000"
-PRIVATE_NAME, PRIVATE_ALIAS = "kind-registry-private", "registry-private.local"
-PRIVATE_PUSH_HOST, PRIVATE_POD_HOST = "localhost:5002", "registry-private.local:5000"
-# container → (its host port, the names nodes and pods use for it)
-REGISTRIES = {REGISTRY_NAME: (5001, REGISTRY_ALIAS, (PUSH_HOST, POD_HOST)),
-              PRIVATE_NAME: (5002, PRIVATE_ALIAS, (PRIVATE_PUSH_HOST, PRIVATE_POD_HOST))}
-CLUSTER = "labkit"
-KYVERNO_CHART = ("kyverno", "https://kyverno.github.io/kyverno/", "kyverno/kyverno", "3.9.1", "kyverno")
-POLICY_CONTROLLER_CHART = ("sigstore", "https://sigstore.github.io/helm-charts", "sigstore/policy-controller",
-                           "0.10.6", "cosign-system")
 REQUIRED_TOOLS = {"docker": "https://docs.docker.com/engine/install/",
                   "kind": f"https://kind.sigs.k8s.io/docs/user/quick-start/#installation ({KIND_VERSION})",
                   "helm": "https://helm.sh/docs/intro/install/",
                   "kubectl": "https://kubernetes.io/docs/tasks/tools/"}
-_CONTAINERD_PATCH = """[plugins."io.containerd.grpc.v1.cri".registry]
-  config_path = "/etc/containerd/certs.d"
-"""
+COMMAND_TIMEOUT = 300.0
+EXAMPLE_PORT = 5101  # what the hints suggest for --registry-port
+KEEP_ON_FAILURE = "LABKIT_KEEP_CLUSTER_ON_FAILURE"  # CI: a failed start leaves its cluster to diagnose
+_WAY_OUT = (f"labkit never changes or deletes what it did not create; give the lab registries of its own on "
+            f"other ports: `labkit lab up --backend kind --registry-port {EXAMPLE_PORT}` "
+            f"(Lab.start('kind', registry_port={EXAMPLE_PORT}))")
 
 
 def preflight() -> None:
@@ -70,11 +92,21 @@ def preflight() -> None:
     if subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode != 0:
         raise LabError("the kind backend needs a running Docker daemon (`docker info` failed)",
                        hint="start Docker, or use the embedded backend: labkit lab up --backend embedded")
+
+
+def run(*args: str, stdin: str | None = None, ok: Collection[int] = (0,), env: Mapping[str, str] | None = None,
+        timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    """One bounded command; a LabError naming it when its exit status is not in ``ok``."""
     try:
-        import sh  # noqa: F401
-    except ImportError as exc:
-        raise LabError(f"the kind backend needs the Python package {exc.name!r}",
-                       hint="pip install 'labkit[kind]', or use the embedded backend") from None
+        out = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=timeout,
+                             env=None if env is None else {**os.environ, **env})
+    except subprocess.TimeoutExpired:
+        raise LabError(f"`{' '.join(args[:4])} …` did not finish within {timeout:g}s",
+                       hint="check Docker (`docker ps`) and the cluster (`kind get clusters`)") from None
+    if out.returncode not in ok:
+        raise LabError(f"`{' '.join(args)}` failed (exit {out.returncode}): {out.stderr.strip()[-2000:]}",
+                       hint="`labkit lab down` removes what the lab created; then try `labkit lab up` again")
+    return out
 
 
 class KindLab(KubectlLab):
@@ -82,134 +114,201 @@ class KindLab(KubectlLab):
     pulls_base_images = True  # its pods run the images: builds put the app on its pinned FROM
 
     @classmethod
-    def launch(cls, home: LabHome, *, timeout: float = 600.0) -> KindLab:
+    def launch(cls, home: LabHome, *, timeout: float = 600.0, registry_port: int | None = None) -> KindLab:
         state = LabState.load(home)
         if state is not None:
             if state.backend != cls.backend:
                 raise LabError(f"a {state.backend} lab is already recorded in {home.root}",
                                hint="stop it first (`labkit lab down`) or use another LABKIT_HOME")
+            if registry_port is not None and str(registry_port) != state.info.get("registry_port"):
+                raise UsageError(f"the kind lab in {home.root} runs its registry on "
+                                 f"{state.info.get('registry_port')}, not {registry_port}",
+                                 hint="`labkit lab down` first to change --registry-port")
             return cls.attach(home, state)
+        if registry_port is not None and not 1024 <= registry_port < 65535:
+            raise UsageError(f"--registry-port {registry_port} is out of range",
+                             hint=f"choose a port from 1024 to 65534 (it and the next one), e.g. {EXAMPLE_PORT}")
         preflight()
-        import sh
-
         home.create()
         home.kind.mkdir(exist_ok=True)
+        ledger = _Ledger(home.kind / "created.json")
+        ledger.teardown()  # left by an interrupted start or stop: this lab's, so remove it first
+        main, private = registries(registry_port)
+        reuse = _check_clashes(main, private)  # before anything is created
         kubeconfig = home.kind / "kubeconfig"
-        created: list[str] = []
         steps = ["registries", "kind cluster", "registry wiring", "Kyverno and policy-controller (Helm)"]
         try:
             with step_bar(steps, "kind lab", enabled=interactive()) as step:
                 step(steps[0])
-                _ensure_registry(sh, REGISTRY_NAME, [], created)
-                sh.docker("rm", "-f", PRIVATE_NAME, _ok_code=[0, 1])  # its htpasswd is this lab's: start afresh
+                if not reuse:
+                    _start_registry(main, [], ledger)
                 htpasswd = _write_htpasswd(home.kind / "htpasswd", home.new_private_password())
-                _ensure_registry(sh, PRIVATE_NAME, ["-v", f"{htpasswd}:/auth/htpasswd:ro",
-                                                    "-e", "REGISTRY_AUTH=htpasswd",
-                                                    "-e", "REGISTRY_AUTH_HTPASSWD_REALM=labkit",
-                                                    "-e", "REGISTRY_AUTH_HTPASSWD_PATH=/auth/htpasswd"], created)
+                _start_registry(private, ["-v", f"{htpasswd}:/auth/htpasswd:ro", "-e", "REGISTRY_AUTH=htpasswd",
+                                          "-e", "REGISTRY_AUTH_HTPASSWD_REALM=labkit",
+                                          "-e", "REGISTRY_AUTH_HTPASSWD_PATH=/auth/htpasswd"], ledger)
                 step(steps[1])
-                _create_cluster(sh, kubeconfig, home.kind, timeout, created)
+                _create_cluster(kubeconfig, home.kind, timeout, ledger)
                 step(steps[2])
-                _wire_registry(sh)
-                state = LabState(cls.backend, info={"cluster": CLUSTER, "kubeconfig": str(kubeconfig)})
+                _wire_registries((main, private), ledger)
+                state = LabState(cls.backend, info={"cluster": CLUSTER, "kubeconfig": str(kubeconfig),
+                                                    "registry_port": str(main.port)})
                 lab = cls(home, state)
-                lab._publish_registry()
+                lab.must("apply", "-f", "-", stdin=yaml.safe_dump(local_registry_hosting(main)))
                 step(steps[3])
-                lab._install_controllers(sh, timeout)
+                lab._install_engines(timeout, ledger)
             state.save(home)
             return lab
         except BaseException:
-            _teardown(sh, created)  # nothing half-made is left behind
-            clear(home)
+            if os.environ.get(KEEP_ON_FAILURE) != "1":
+                ledger.teardown()  # nothing half-made is left behind, and nothing else is touched
+            clear(home)  # kept or not, created.json lists it: the next `up` removes it first
             raise
 
     @classmethod
     def attach(cls, home: LabHome, state: LabState) -> KindLab:
         preflight()
-        import sh
-
-        clusters = str(sh.kind("get", "clusters")).split()
+        clusters = run("kind", "get", "clusters").stdout.split()
         if state.info.get("cluster") not in clusters:
             raise LabError(f"the kind cluster {state.info.get('cluster')!r} recorded in {home.root} is gone",
                            hint="`labkit lab down` then `labkit lab up --backend kind`")
         return cls(home, state)
 
     def stop(self) -> None:
-        import sh
-
-        _teardown(sh, [f"cluster:{CLUSTER}", *(f"container:{name}" for name in REGISTRIES)])
+        _Ledger(self.home.kind / "created.json").teardown()
         clear(self.home)
 
     @property
+    def _registries(self) -> tuple[Registry, Registry]:
+        port = self.state.info.get("registry_port")
+        main, private = registries(int(port) if port else None)
+        return main, private
+
+    @property
     def registry(self) -> RegistryInfo:
-        return RegistryInfo(host=PUSH_HOST, pod_host=POD_HOST)
+        main = self._registries[0]
+        return RegistryInfo(host=main.push_host, pod_host=main.pod_host)
 
     @property
     def private_registry(self) -> PrivateRegistry:
-        return PrivateRegistry(host=PRIVATE_PUSH_HOST, pod_host=PRIVATE_POD_HOST, username=PRIVATE_USER,
+        private = self._registries[1]
+        return PrivateRegistry(host=private.push_host, pod_host=private.pod_host, username=PRIVATE_USER,
                                password=self.home.private_password())
 
     def prepare_policy(self, doc: dict[str, Any]) -> dict[str, Any]:
-        return _allow_lab_registry(doc)
+        return allow_http_where_credentials_are_own(doc)
 
     def status(self) -> dict[str, Any]:
         health = {}
-        for name, ns in (("kyverno", "kyverno"), ("policy-controller", "cosign-system")):
-            ready = self.kubectl("get", "deployments", "-n", ns, "-o", "jsonpath={range .items[*]}"
-                                 "{.metadata.name}={.status.readyReplicas}/{.spec.replicas} {end}")
-            health[name] = ready.stdout.strip() if ready.returncode == 0 else ready.stderr.strip()
-        return {"backend": self.backend, "home": str(self.home.root), "registry": PUSH_HOST,
-                "webhook": "in-cluster: kyverno-svc.kyverno, policy-controller-webhook.cosign-system",
+        for name, chart in (("kyverno", KYVERNO), ("policy-controller", POLICY_CONTROLLER)):
+            listed = self.kubectl("get", "deployments", "-n", chart.namespace, "-o", "json")
+            health[name] = (deployment_health(json.loads(listed.stdout)) if listed.returncode == 0
+                            else listed.stderr.strip())
+        return {"backend": self.backend, "home": str(self.home.root), "registry": self.registry.host,
+                "webhook": "in-cluster: kyverno-svc.kyverno, webhook.cosign-system",
                 "kubeconfig": self.kubeconfig, "health": health}
 
-    def _publish_registry(self) -> None:
-        """KEP-1755's ``local-registry-hosting`` ConfigMap, as kind's recipe writes it."""
-        hosting = {"host": PUSH_HOST, "hostFromContainerRuntime": POD_HOST, "hostFromClusterNetwork": POD_HOST,
-                   "help": "https://kind.sigs.k8s.io/docs/user/local-registry/"}
-        body = {"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": "local-registry-hosting", "namespace": "kube-public"},
-                "data": {"localRegistryHosting.v1": yaml.safe_dump(hosting)}}
-        self.must("apply", "-f", "-", stdin=yaml.safe_dump(body))
+    def _install_engines(self, timeout: float, ledger: _Ledger) -> None:
+        env = helm_environment(self.home.kind / "helm")
+        for chart in CHARTS:
+            values = self.home.kind / f"values-{chart.release}.yaml"
+            values.write_text(yaml.safe_dump(helm_values(chart)))
+            ledger.note("helm_releases", chart.release_id)
+            run(*helm_install_args(chart, Path(self.kubeconfig), values, timeout), env=env, timeout=timeout + 60)
+            self.must("wait", "--for=condition=Available", "deployment", "--all", "-n", chart.namespace,
+                      f"--timeout={int(timeout)}s")
+        self._wait_webhook_ca(timeout)
 
-    def _install_controllers(self, sh: Any, timeout: float) -> None:
-        helm = sh.Command("helm").bake("--kubeconfig", self.kubeconfig)
-        for repo, url, chart, version, namespace in (KYVERNO_CHART, POLICY_CONTROLLER_CHART):
-            helm("repo", "add", "--force-update", repo, url)
-            helm("upgrade", "--install", chart.split("/")[1], chart, "--version", version, "--namespace", namespace,
-                 "--create-namespace", "--wait", "--timeout", f"{int(timeout)}s")
-        # The webhooks answer once their Deployments are available and configurations exist.
-        for namespace in ("kyverno", "cosign-system"):
-            self.must("wait", "--for=condition=Available", "deployment", "--all", "-n", namespace,
-                       f"--timeout={int(timeout)}s")
-        self.must("wait", "--for=create", "mutatingwebhookconfiguration/policy.sigstore.dev",
-                   f"--timeout={int(timeout)}s")
+    def _wait_webhook_ca(self, timeout: float) -> None:
+        """Helm creates policy-controller's webhook configurations without a CA bundle; the API server
+        can call them only once the webhook has filled every entry's ``caBundle``."""
+        deadline, missing = time.monotonic() + timeout, ["(not listed yet)"]
+        while time.monotonic() < deadline:
+            listed = self.kubectl("get", "mutatingwebhookconfigurations,validatingwebhookconfigurations", "-o", "json")
+            if listed.returncode == 0:
+                missing = webhooks_without_ca(json.loads(listed.stdout).get("items") or [])
+                if not missing:
+                    return
+            time.sleep(1)
+        raise LabError(f"policy-controller's webhooks have no CA bundle after {timeout:g}s: {', '.join(missing)}",
+                       hint=f"its webhook fills them when it starts: kubectl -n {POLICY_CONTROLLER.namespace} "
+                            "logs deploy/policy-controller-webhook")
 
 
-def _allow_lab_registry(doc: dict[str, Any]) -> dict[str, Any]:
-    """Kyverno verifies from a pod over HTTPS unless told the lab registries are plain HTTP."""
+class _Ledger:
+    """``created.json``, written after every step, so even an interrupted start knows what is its own."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.created = Created.load(path)
+
+    def note(self, what: str, name: str) -> None:
+        if what == "cluster":
+            self.created.cluster = name
+        else:
+            getattr(self.created, what).append(name)
+        self.created.save(self.path)
+
+    def teardown(self) -> None:
+        for command in teardown_commands(self.created):
+            run(*command, ok=(0, 1))  # already gone is fine
+        self.created = Created()
+        self.path.unlink(missing_ok=True)
+
+
+def allow_http_where_credentials_are_own(doc: dict[str, Any]) -> dict[str, Any]:
+    """Kyverno v1.19.1 ignores the global ``--allowInsecureRegistry`` where a policy brings its own
+    registry credentials: a ClusterPolicy/Policy ``verifyImages`` entry with ``imageRegistryCredentials``
+    gets a client built from those alone (pkg/engine/factories/registryclientfactory.go,
+    ``WithAllowInsecureRegistry(creds.AllowInsecureRegistry)``), and an ImageValidatingPolicy with
+    ``credentials`` its options from those alone (pkg/image/verification/evaluator/compiler.go →
+    the SDK's regcreds.RemoteOptsFromIvpolCredentials). Exactly those entries get
+    ``allowInsecureRegistry: true`` unless they say otherwise; everything else is stored as written."""
     doc = json.loads(json.dumps(doc))
     spec = doc.get("spec") or {}
-    pod_hosts = (POD_HOST, PRIVATE_POD_HOST)
     if doc.get("kind") == "ImageValidatingPolicy":
-        if any(host in str(g) for g in spec.get("matchImageReferences") or [] for host in pod_hosts):
-            spec.setdefault("credentials", {})["allowInsecureRegistry"] = True
+        if isinstance(spec.get("credentials"), dict):
+            spec["credentials"].setdefault("allowInsecureRegistry", True)
         return doc
     for rule in spec.get("rules") or []:
         for verify in rule.get("verifyImages") or []:
-            if any(str(ref).startswith(pod_hosts) for ref in verify.get("imageReferences") or []):
-                verify.setdefault("imageRegistryCredentials", {})["allowInsecureRegistry"] = True
+            if isinstance(verify.get("imageRegistryCredentials"), dict):
+                verify["imageRegistryCredentials"].setdefault("allowInsecureRegistry", True)
     return doc
 
 
-def _ensure_registry(sh: Any, name: str, extra: list[str], created: list[str]) -> None:
-    port = REGISTRIES[name][0]
-    running = str(sh.docker("inspect", "-f", "{{.State.Running}}", name, _ok_code=[0, 1])).strip()
-    if running == "false":
-        sh.docker("start", name)
-    elif running != "true":
-        sh.docker("run", "-d", "--restart=always", "-p", f"127.0.0.1:{port}:5000", "--network", "bridge",
-                  "-e", "REGISTRY_STORAGE_DELETE_ENABLED=true", *extra, "--name", name, REGISTRY_IMAGE)
-        created.append(f"container:{name}")
+def _inspect(container: str) -> dict[str, Any] | None:
+    out = run("docker", "inspect", "--type", "container", container, ok=(0, 1))
+    return json.loads(out.stdout)[0] if out.returncode == 0 else None
+
+
+def _check_clashes(main: Registry, private: Registry) -> bool:
+    """Refuse, before anything is created, a cluster or container of ours by name but not ours in
+    fact, and ports held by others; whether ``main`` is an existing registry that fits (reused)."""
+    if CLUSTER in run("kind", "get", "clusters").stdout.split():
+        raise LabError(f"a kind cluster named {CLUSTER!r} exists and this lab did not create it",
+                       hint=f"labkit never deletes what it did not create: if that cluster is a leftover you no "
+                            f"longer need, `kind delete cluster --name {CLUSTER}`, then start again")
+    existing = _inspect(main.container)
+    if existing is not None:
+        problems = registry_mismatches(existing, main)
+        if problems:
+            raise LabError(f"the container {main.container} exists but cannot be the lab's registry: "
+                           + "; ".join(problems), hint=_WAY_OUT)
+    elif not bindable(main.port):
+        raise LabError(f"port {main.port} is taken by another program, so the registry cannot publish there",
+                       hint=_WAY_OUT)
+    if _inspect(private.container) is not None:
+        raise LabError(f"a container named {private.container} exists and this lab did not create it",
+                       hint=f"if it is an earlier labkit lab's, `docker rm -f {private.container}`, then start again")
+    if not bindable(private.port):
+        raise LabError(f"port {private.port} (the private registry's) is taken by another program", hint=_WAY_OUT)
+    return existing is not None
+
+
+def _start_registry(registry: Registry, extra: list[str], ledger: _Ledger) -> None:
+    ledger.note("containers", registry.container)
+    run("docker", "run", "-d", "--restart=always", "-p", f"127.0.0.1:{registry.port}:{CONTAINER_PORT}",
+        "--network", "bridge", "-e", DELETE_ENABLED, *extra, "--name", registry.container, REGISTRY_IMAGE)
 
 
 def _write_htpasswd(path: Path, password: str) -> Path:
@@ -222,44 +321,45 @@ def _write_htpasswd(path: Path, password: str) -> Path:
     return path
 
 
-def _create_cluster(sh: Any, kubeconfig: Path, workdir: Path, timeout: float, created: list[str]) -> None:
+def _create_cluster(kubeconfig: Path, workdir: Path, timeout: float, ledger: _Ledger) -> None:
     config = workdir / "kind-config.yaml"
-    config.write_text(yaml.safe_dump({"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4",
-                                      "containerdConfigPatches": [_CONTAINERD_PATCH]}))
-    created.append(f"cluster:{CLUSTER}")
-    sh.kind("create", "cluster", "--name", CLUSTER, "--image", NODE_IMAGE, "--config", str(config),
-            "--kubeconfig", str(kubeconfig), "--wait", f"{int(timeout)}s")
+    config.write_text(yaml.safe_dump(kind_config()))
+    ledger.note("cluster", CLUSTER)  # checked absent before: whatever `kind create` leaves is the lab's
+    run("kind", "create", "cluster", "--image", NODE_IMAGE, "--config", str(config), "--kubeconfig", str(kubeconfig),
+        "--wait", f"{int(timeout)}s", timeout=timeout + 120)
 
 
-def _wire_registry(sh: Any) -> None:
-    """hosts.toml on every node for both names of each registry, and the registries on the kind network."""
-    nodes = str(sh.kind("get", "nodes", "--name", CLUSTER)).split()
-    for container, (_port, alias, names) in REGISTRIES.items():
-        hosts = f'[host."http://{container}:5000"]\n'
+def _wire_registries(regs: tuple[Registry, ...], ledger: _Ledger) -> None:
+    """hosts.toml on every node for both names of each registry; each registry on the kind network
+    under its alias, resolving to it alone."""
+    nodes = run("kind", "get", "nodes", "--name", CLUSTER).stdout.split()
+    for path, content in hosts_files(regs).items():
         for node in nodes:
-            for name in names:
-                directory = f"/etc/containerd/certs.d/{name}"
-                sh.docker("exec", node, "mkdir", "-p", directory)
-                sh.docker("exec", "-i", node, "cp", "/dev/stdin", f"{directory}/hosts.toml", _in=hosts)
-        networks = str(sh.docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", container))
-        if '"kind"' not in networks:
-            sh.docker("network", "connect", "--alias", alias, "kind", container)
-        _wait_resolves(sh, container, alias)
+            run("docker", "exec", node, "mkdir", "-p", str(Path(path).parent))
+            run("docker", "exec", "-i", node, "cp", "/dev/stdin", path, stdin=content)
+    for reg in regs:
+        networks = run("docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}", reg.container).stdout
+        if KIND_NETWORK not in json.loads(networks):
+            if reg.container not in ledger.created.containers:  # a registry the lab reuses: undone on stop
+                ledger.note("connections", reg.container)
+            run("docker", "network", "connect", "--alias", reg.alias, KIND_NETWORK, reg.container)
+        _wait_resolves(reg)
 
 
-def _wait_resolves(sh: Any, container: str, alias: str) -> None:
+def _wait_resolves(reg: Registry) -> None:
+    address = run("docker", "inspect", "-f", "{{(index .NetworkSettings.Networks \"" + KIND_NETWORK + "\").IPAddress}}",
+                  reg.container).stdout.strip()
     for _ in range(60):  # Docker's DNS answers for the alias once the connection is made
-        if sh.docker("exec", f"{CLUSTER}-control-plane", "getent", "hosts", alias, _ok_code=[0, 2]).strip():
+        found = run("docker", "exec", f"{CLUSTER}-control-plane", "getent", "ahostsv4", reg.alias, ok=(0, 2)).stdout
+        others = resolved_elsewhere(found, address)
+        if others:
+            raise LabError(f"{reg.alias} resolves on the kind network to {', '.join(others)} as well as to "
+                           f"{reg.container} ({address}): another container holds that alias",
+                           hint=f"`docker network inspect {KIND_NETWORK}` lists the containers; disconnect the "
+                                f"other one, then start the lab again")
+        if found.strip():
             return
         time.sleep(1)
-    raise LabError(f"{alias} does not resolve on the kind network",
-                   hint=f"check `docker network inspect kind` lists {container} with alias {alias}")
-
-
-def _teardown(sh: Any, created: list[str]) -> None:
-    for item in reversed(created):
-        what, _, name = item.partition(":")
-        if what == "cluster":
-            sh.kind("delete", "cluster", "--name", name, _ok_code=[0, 1])
-        else:
-            sh.docker("rm", "-f", name, _ok_code=[0, 1])
+    raise LabError(f"{reg.alias} does not resolve on the kind network",
+                   hint=f"check `docker network inspect {KIND_NETWORK}` lists {reg.container} "
+                        f"with alias {reg.alias}")

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from labkit import check
 from labkit.lab import Lab
+from labkit.lab.kind import KEEP_ON_FAILURE
 from tests.lab import scenario
 
 
@@ -36,12 +38,16 @@ pytestmark = pytest.mark.skipif(_REASON is not None, reason=f"kind backend not r
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, dict[str, str]]]:
+def lab(request: pytest.FixtureRequest,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, dict[str, str]]]:
     lab = Lab.start("kind", tmp_path_factory.mktemp("labkit-home"))
+    failed_before = request.session.testsfailed
     try:
         yield lab, scenario.prepare(lab, tmp_path_factory.mktemp("keys"))
     finally:
-        lab.stop()
+        # The workflow's Diagnostics step reads the cluster of a failed run; its Teardown removes it.
+        if os.environ.get(KEEP_ON_FAILURE) != "1" or request.session.testsfailed == failed_before:
+            lab.stop()
 
 
 @pytest.mark.parametrize("case", scenario.cases(), ids=lambda c: c.object)
@@ -68,8 +74,13 @@ def test_policies_lists_what_delete_removes(lab: tuple[Lab, dict[str, str]]) -> 
 def test_status_reports_both_controllers(lab: tuple[Lab, dict[str, str]]) -> None:
     status = lab[0].status()
     assert status["backend"] == "kind" and status["registry"] == "localhost:5001"
-    assert "kyverno-admission-controller=1/1" in status["health"]["kyverno"]
-    assert "policy-controller-webhook=1/1" in status["health"]["policy-controller"]
+    # every Deployment of both charts, ready (templates/*/deployment.yaml of Kyverno chart 3.9.1 and
+    # policy-controller chart 0.10.6)
+    assert set(status["health"]["kyverno"].split()) == {
+        "kyverno-admission-controller=1/1", "kyverno-background-controller=1/1",
+        "kyverno-cleanup-controller=1/1", "kyverno-reports-controller=1/1"}
+    assert status["health"]["policy-controller"] == "policy-controller-webhook=1/1"
+    assert check.lab_running(lab[0]).passed, status
 
 
 def test_the_signed_sample_runs_and_answers(lab: tuple[Lab, dict[str, str]], tmp_path: Path,

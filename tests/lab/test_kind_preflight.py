@@ -1,22 +1,29 @@
-"""The kind backend on a machine that cannot run it: clear messages, nothing created.
+"""The kind backend on a machine that cannot run it: clear messages, nothing created, nothing
+touched that the lab did not create.
 
-Oracles: the PATH the test builds (tools present or not, a docker whose daemon is down) and the
-Kyverno field names in shared/reference/kyverno.md (imageRegistryCredentials, credentials).
+Oracles: the PATH the test builds (tools present or not, a docker whose daemon is down, fake
+docker/kind/helm/kubectl that log each call); the `docker inspect` shape kind's recipe reads; the
+Kyverno field names in shared/reference/kyverno.md (imageRegistryCredentials, credentials) and
+Kyverno v1.19.1's sources for which entries ignore the global insecure-registry flag.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import httpx
 import pytest
 
-from labkit.errors import LabError
+from labkit.errors import LabError, UsageError
 from labkit.lab import Lab
-from labkit.lab.kind import POD_HOST, PRIVATE_POD_HOST, _allow_lab_registry, _write_htpasswd
-from labkit.lab.state import PRIVATE_USER
+from labkit.lab.kind import _write_htpasswd, allow_http_where_credentials_are_own
+from labkit.lab.kind_setup import Created, registries
+from labkit.lab.state import PRIVATE_USER, LabHome, LabState
 from tests.peers import PeerMissing, run_distribution
+
+POD_HOST, PRIVATE_POD_HOST = (r.pod_host for r in registries())
 
 
 def _tool(directory: Path, name: str, status: int) -> None:
@@ -47,27 +54,106 @@ def test_docker_without_a_daemon_is_named(tmp_path: Path, monkeypatch: pytest.Mo
         Lab.start("kind", tmp_path / "home")
 
 
-def test_kyverno_rules_on_the_lab_registry_allow_http() -> None:
+def test_kyverno_entries_with_their_own_credentials_get_allow_insecure_and_nothing_else_changes() -> None:
+    """Kyverno v1.19.1 builds a separate registry client for a verifyImages entry with
+    imageRegistryCredentials (pkg/engine/factories/registryclientfactory.go) and separate options
+    for an ImageValidatingPolicy with credentials (pkg/image/verification/evaluator/compiler.go),
+    ignoring the global --allowInsecureRegistry the chart value sets: exactly those get it."""
     policy = {"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy", "metadata": {"name": "p"},
-              "spec": {"rules": [{"name": "lab", "verifyImages": [{"imageReferences": [f"{POD_HOST}/app/*"]}]},
-                                 {"name": "ghcr", "verifyImages": [{"imageReferences": ["ghcr.io/*"]}]}]}}
-    out = _allow_lab_registry(policy)
-    lab_rule, other = (r["verifyImages"][0] for r in out["spec"]["rules"])
-    assert lab_rule["imageRegistryCredentials"] == {"allowInsecureRegistry": True}
-    assert "imageRegistryCredentials" not in other
-    assert "imageRegistryCredentials" not in policy["spec"]["rules"][0]["verifyImages"][0]  # the caller's copy stays
+              "spec": {"rules": [
+                  {"name": "lab", "verifyImages": [{"imageReferences": [f"{POD_HOST}/app/*", "*/workshop/*"]}]},
+                  {"name": "private", "verifyImages": [{"imageReferences": [f"{PRIVATE_POD_HOST}/private/*"],
+                                                        "imageRegistryCredentials": {"secrets": ["regcred"]}}]},
+                  {"name": "said-no", "verifyImages": [{
+                      "imageReferences": ["ghcr.io/*"],
+                      "imageRegistryCredentials": {"allowInsecureRegistry": False}}]}]}}
+    out = allow_http_where_credentials_are_own(policy)
+    lab_rule, private, said_no = (r["verifyImages"][0] for r in out["spec"]["rules"])
+    assert lab_rule == policy["spec"]["rules"][0]["verifyImages"][0]  # as written: the global flag covers it
+    assert private["imageRegistryCredentials"] == {"secrets": ["regcred"], "allowInsecureRegistry": True}
+    assert said_no["imageRegistryCredentials"] == {"allowInsecureRegistry": False}
+    assert "allowInsecureRegistry" not in policy["spec"]["rules"][1]["verifyImages"][0]["imageRegistryCredentials"]
     ivp = {"apiVersion": "policies.kyverno.io/v1beta1", "kind": "ImageValidatingPolicy", "metadata": {"name": "i"},
            "spec": {"matchImageReferences": [{"glob": f"{POD_HOST}/*"}]}}
-    assert _allow_lab_registry(ivp)["spec"]["credentials"] == {"allowInsecureRegistry": True}
+    assert allow_http_where_credentials_are_own(ivp) == ivp
+    ivp["spec"]["credentials"] = {"secrets": ["regcred"]}
+    assert allow_http_where_credentials_are_own(ivp)["spec"]["credentials"] == {
+        "secrets": ["regcred"], "allowInsecureRegistry": True}
 
 
-def test_private_registry_rules_allow_http_and_keep_their_secrets() -> None:
-    policy = {"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy", "metadata": {"name": "p"},
-              "spec": {"rules": [{"name": "private", "verifyImages": [{
-                  "imageReferences": [f"{PRIVATE_POD_HOST}/private/*"],
-                  "imageRegistryCredentials": {"secrets": ["default/regcred"]}}]}]}}
-    rule = _allow_lab_registry(policy)["spec"]["rules"][0]["verifyImages"][0]
-    assert rule["imageRegistryCredentials"] == {"secrets": ["default/regcred"], "allowInsecureRegistry": True}
+def _fakes(directory: Path, *, clusters: str = "", inspect: dict[str, str] | None = None) -> Path:
+    """docker, kind, helm and kubectl that log each call to ``calls`` and answer what the test says:
+    ``kind get clusters`` prints ``clusters``; ``docker inspect --type container NAME`` prints
+    ``inspect[NAME]`` (else fails as for a missing container)."""
+    log = directory / "calls"
+    directory.mkdir(exist_ok=True)
+    cases = "".join(f"  'inspect --type container {name}') echo '{text}';;\n" for name, text in (inspect or {}).items())
+    scripts = {
+        "docker": f"case \"$*\" in\n{cases}  inspect*) echo 'Error: No such object' >&2; exit 1;;\nesac\n",
+        "kind": f"case \"$*\" in\n  'get clusters') printf '{clusters}';;\n  'get nodes --name labkit') "
+                "echo labkit-control-plane;;\nesac\n",
+        "helm": "", "kubectl": ""}
+    for name, body in scripts.items():
+        path = directory / name
+        path.write_text(f"#!/bin/sh\necho \"{name} $*\" >> {log}\n{body}exit 0\n")
+        path.chmod(0o755)
+    return log
+
+
+def _created(log: Path) -> list[str]:
+    return [line for line in log.read_text().splitlines()
+            if line.startswith(("docker run", "kind create", "helm ", "docker network connect"))]
+
+
+def test_a_kind_cluster_named_labkit_that_the_lab_did_not_create_is_refused_first(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = _fakes(tmp_path / "bin", clusters="other\nlabkit\n")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}/usr/bin{os.pathsep}/bin")
+    with pytest.raises(LabError, match="a kind cluster named 'labkit' exists and this lab did not create it") as err:
+        Lab.start("kind", tmp_path / "home")
+    assert "kind delete cluster --name labkit" in (err.value.hint or "")
+    assert _created(log) == [] and "kind delete" not in log.read_text()
+    assert not (tmp_path / "home" / "lab.json").exists() and not (tmp_path / "home" / "kind" / "created.json").exists()
+
+
+def test_kinds_recipe_registry_that_does_not_fit_is_named_with_the_way_out(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    recipe_registry = json.dumps([{
+        "Config": {"Image": "registry:3", "Env": ["PATH=/bin"]}, "State": {"Running": True},
+        "HostConfig": {"PortBindings": {"5000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "5001"}]}},
+        "NetworkSettings": {"Networks": {"bridge": {}, "kind": {"Aliases": []}}}}])
+    log = _fakes(tmp_path / "bin", inspect={"kind-registry": recipe_registry})
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}/usr/bin{os.pathsep}/bin")
+    with pytest.raises(LabError) as err:
+        Lab.start("kind", tmp_path / "home")
+    assert str(err.value).startswith("the container kind-registry exists but cannot be the lab's registry: ")
+    assert "deletes are off" in str(err.value) and "without the alias registry.local" in str(err.value)
+    assert "labkit lab up --backend kind --registry-port 5101" in (err.value.hint or "")
+    assert _created(log) == [] and "docker rm" not in log.read_text()
+
+
+def test_stop_removes_what_the_lab_recorded_and_never_a_registry_it_reused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = _fakes(tmp_path / "bin", clusters="labkit\n")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}/usr/bin{os.pathsep}/bin")
+    home = LabHome.resolve(tmp_path / "home")
+    home.create()
+    home.kind.mkdir()
+    LabState("kind", info={"cluster": "labkit", "kubeconfig": str(home.kind / "kubeconfig"),
+                           "registry_port": "5001"}).save(home)
+    Created(cluster="labkit", containers=["labkit-registry-private"], connections=["kind-registry"],
+            helm_releases=["kyverno/kyverno", "cosign-system/policy-controller"]).save(home.kind / "created.json")
+    Lab.connect(home.root).stop()
+    removals = [line for line in log.read_text().splitlines() if " delete" in line or " rm" in line
+                or "disconnect" in line or "uninstall" in line]
+    assert removals == ["kind delete cluster --name labkit", "docker network disconnect kind kind-registry",
+                        "docker rm -f labkit-registry-private"]
+    assert not home.state_file.exists() and not (home.kind / "created.json").exists()
+
+
+def test_registry_port_is_for_the_kind_lab_only(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="--registry-port is for the kind lab"):
+        Lab.start("embedded", tmp_path / "home", registry_port=5101)
 
 
 def test_private_registry_htpasswd_is_accepted_by_distribution(tmp_path: Path) -> None:
