@@ -306,9 +306,23 @@ def _check_clashes(main: Registry, private: Registry) -> bool:
 
 
 def _start_registry(registry: Registry, extra: list[str], ledger: _Ledger) -> None:
-    ledger.note("containers", registry.container)
-    run("docker", "run", "-d", "--restart=always", "-p", f"127.0.0.1:{registry.port}:{CONTAINER_PORT}",
-        "--network", "bridge", "-e", DELETE_ENABLED, *extra, "--name", registry.container, REGISTRY_IMAGE)
+    _create_noting(ledger, "containers", registry.container, "is already in use",
+                   "docker", "run", "-d", "--restart=always", "-p", f"127.0.0.1:{registry.port}:{CONTAINER_PORT}",
+                   "--network", "bridge", "-e", DELETE_ENABLED, *extra, "--name", registry.container, REGISTRY_IMAGE)
+
+
+def _create_noting(ledger: _Ledger, what: str, name: str, clash: str, *command: str,
+                   timeout: float = COMMAND_TIMEOUT) -> None:
+    """Run a command that creates ``name`` and record it as the lab's, even when the command fails
+    half-way (a container created but not started, a cluster half made), unless it failed because
+    ``name`` already existed (``clash`` in its message): then it belongs to someone else."""
+    try:
+        run(*command, timeout=timeout)
+    except LabError as exc:
+        if clash not in str(exc):
+            ledger.note(what, name)
+        raise
+    ledger.note(what, name)
 
 
 def _write_htpasswd(path: Path, password: str) -> Path:
@@ -324,9 +338,9 @@ def _write_htpasswd(path: Path, password: str) -> Path:
 def _create_cluster(kubeconfig: Path, workdir: Path, timeout: float, ledger: _Ledger) -> None:
     config = workdir / "kind-config.yaml"
     config.write_text(yaml.safe_dump(kind_config()))
-    ledger.note("cluster", CLUSTER)  # checked absent before: whatever `kind create` leaves is the lab's
-    run("kind", "create", "cluster", "--image", NODE_IMAGE, "--config", str(config), "--kubeconfig", str(kubeconfig),
-        "--wait", f"{int(timeout)}s", timeout=timeout + 120)
+    _create_noting(ledger, "cluster", CLUSTER, "already exist", "kind", "create", "cluster", "--image", NODE_IMAGE,
+                   "--config", str(config), "--kubeconfig", str(kubeconfig), "--wait", f"{int(timeout)}s",
+                   timeout=timeout + 120)
 
 
 def _wire_registries(regs: tuple[Registry, ...], ledger: _Ledger) -> None:

@@ -20,6 +20,7 @@ from labkit.errors import LabError, UsageError
 from labkit.lab import Lab
 from labkit.lab.kind import _write_htpasswd, allow_http_where_credentials_are_own
 from labkit.lab.kind_setup import Created, registries
+from labkit.lab.ports import bindable, pick_port
 from labkit.lab.state import PRIVATE_USER, LabHome, LabState
 from tests.peers import PeerMissing, run_distribution
 
@@ -81,13 +82,17 @@ def test_kyverno_entries_with_their_own_credentials_get_allow_insecure_and_nothi
         "secrets": ["regcred"], "allowInsecureRegistry": True}
 
 
-def _fakes(directory: Path, *, clusters: str = "", inspect: dict[str, str] | None = None) -> Path:
+def _fakes(directory: Path, *, clusters: str = "", inspect: dict[str, str] | None = None,
+           run_fails: str | None = None) -> Path:
     """docker, kind, helm and kubectl that log each call to ``calls`` and answer what the test says:
     ``kind get clusters`` prints ``clusters``; ``docker inspect --type container NAME`` prints
-    ``inspect[NAME]`` (else fails as for a missing container)."""
+    ``inspect[NAME]`` (else fails as for a missing container); ``docker run`` fails with
+    ``run_fails`` on stderr when given."""
     log = directory / "calls"
     directory.mkdir(exist_ok=True)
     cases = "".join(f"  'inspect --type container {name}') echo '{text}';;\n" for name, text in (inspect or {}).items())
+    if run_fails is not None:
+        cases += f"  run*) echo '{run_fails}' >&2; exit 125;;\n"
     scripts = {
         "docker": f"case \"$*\" in\n{cases}  inspect*) echo 'Error: No such object' >&2; exit 1;;\nesac\n",
         "kind": f"case \"$*\" in\n  'get clusters') printf '{clusters}';;\n  'get nodes --name labkit') "
@@ -149,6 +154,31 @@ def test_stop_removes_what_the_lab_recorded_and_never_a_registry_it_reused(
     assert removals == ["kind delete cluster --name labkit", "docker network disconnect kind kind-registry",
                         "docker rm -f labkit-registry-private"]
     assert not home.state_file.exists() and not (home.kind / "created.json").exists()
+
+
+def _free_pair() -> int:
+    """A port that, with the next one, nothing listens on (the lab's registries take both)."""
+    port = pick_port(())
+    while not (bindable(port) and bindable(port + 1)):
+        port = pick_port((port,))
+    return port
+
+
+@pytest.mark.parametrize(("message", "kept"), [
+    # docker's messages: a name clash (the container is someone else's), a port taken after it was created
+    ('docker: Error response from daemon: Conflict. The container name "/labkit-registry" is already in use '
+     'by container "0123abcd". You have to remove (or rename) that container to be able to reuse that name.', False),
+    ("docker: Error response from daemon: driver failed programming external connectivity on endpoint "
+     "labkit-registry: Bind for 127.0.0.1:5101 failed: port is already allocated.", True)])
+def test_a_failed_docker_run_is_undone_only_when_the_container_is_the_labs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, message: str, kept: bool) -> None:
+    log = _fakes(tmp_path / "bin", run_fails=message)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}/usr/bin{os.pathsep}/bin")
+    with pytest.raises(LabError, match="docker run"):
+        Lab.start("kind", tmp_path / "home", registry_port=_free_pair())
+    removed = [line for line in log.read_text().splitlines() if line.startswith("docker rm")]
+    assert removed == (["docker rm -f labkit-registry"] if kept else [])
+    assert not (tmp_path / "home" / "kind" / "created.json").exists()
 
 
 def test_registry_port_is_for_the_kind_lab_only(tmp_path: Path) -> None:
