@@ -41,7 +41,8 @@ def test_missing_tools_are_named_and_embedded_is_offered(tmp_path: Path, monkeyp
         Lab.start("kind", tmp_path / "home")
     text = str(err.value)
     assert "the kind backend needs docker, kind, helm, not found on PATH" in text
-    assert "https://helm.sh/docs/intro/install/" in text and "labkit lab up --backend embedded" in (err.value.hint or "")
+    assert "https://helm.sh/docs/intro/install/" in text
+    assert "labkit lab up --backend embedded" in (err.value.hint or "")
     assert not (tmp_path / "home" / "lab.json").exists() and not (tmp_path / "home" / "kind").exists()
 
 
