@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from labkit.cli import main
 from labkit.errors import LabError, UsageError
 from labkit.lab import Lab
 from labkit.lab.kind import _write_htpasswd, allow_http_where_credentials_are_own
@@ -182,9 +183,19 @@ def test_a_failed_docker_run_is_undone_only_when_the_container_is_the_labs(
     assert not (tmp_path / "home" / "kind" / "created.json").exists()
 
 
-def test_registry_port_is_for_the_kind_lab_only(tmp_path: Path) -> None:
+def test_registry_port_is_for_the_kind_lab_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(UsageError, match="--registry-port is for the kind lab"):
         Lab.start("embedded", tmp_path / "home", registry_port=5101)
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path / "home"))
+    assert main(["lab", "up", "--backend", "native", "--registry-port", "5101"]) != 0
+    assert "--registry-port is for the kind lab" in capsys.readouterr().err
+    assert not (tmp_path / "home" / "lab.json").exists()
+
+
+def test_the_kind_lab_refuses_a_registry_port_without_a_next_one(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="--registry-port 65535 is out of range"):
+        Lab.start("kind", tmp_path / "home", registry_port=65535)
 
 
 def test_private_registry_htpasswd_is_accepted_by_distribution(tmp_path: Path) -> None:
