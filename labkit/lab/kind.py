@@ -180,8 +180,7 @@ class KindLab(KubectlLab):
     @property
     def _registries(self) -> tuple[Registry, Registry]:
         port = self.state.info.get("registry_port")
-        main, private = registries(int(port) if port else None)
-        return main, private
+        return registries(int(port) if port else None)
 
     @property
     def registry(self) -> RegistryInfo:
