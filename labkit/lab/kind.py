@@ -293,15 +293,24 @@ def _check_clashes(main: Registry, private: Registry) -> bool:
         if problems:
             raise LabError(f"the container {main.container} exists but cannot be the lab's registry: "
                            + "; ".join(problems), hint=_WAY_OUT)
-    elif not bindable(main.port):
-        raise LabError(f"port {main.port} is taken by another program, so the registry cannot publish there",
-                       hint=_WAY_OUT)
+    else:
+        _require_port(main.port, "the registry")
     if _inspect(private.container) is not None:
         raise LabError(f"a container named {private.container} exists and this lab did not create it",
                        hint=f"if it is an earlier labkit lab's, `docker rm -f {private.container}`, then start again")
-    if not bindable(private.port):
-        raise LabError(f"port {private.port} (the private registry's) is taken by another program", hint=_WAY_OUT)
+    _require_port(private.port, "the private registry")
     return existing is not None
+
+
+def _require_port(port: int, what: str) -> None:
+    """``port`` free on loopback, or an error naming the container that publishes it, if one does."""
+    if bindable(port):
+        return
+    holders = run("docker", "ps", "-a", "--filter", f"publish={port}", "--format", "{{.Names}}").stdout.split()
+    holder = f"the container {', '.join(holders)}" if holders else "another program"
+    raise LabError(f"port {port}, for {what}, is taken by {holder}",
+                   hint=(f"if {holders[0]} is an earlier labkit lab's, `docker rm -f {holders[0]}`; otherwise "
+                         if holders else "") + _WAY_OUT)
 
 
 def _start_registry(registry: Registry, extra: list[str], ledger: _Ledger) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 
 import httpx
@@ -85,14 +86,15 @@ def test_kyverno_entries_with_their_own_credentials_get_allow_insecure_and_nothi
 
 
 def _fakes(directory: Path, *, clusters: str = "", inspect: dict[str, str] | None = None,
-           run_fails: str | None = None) -> Path:
+           run_fails: str | None = None, ps: str = "") -> Path:
     """docker, kind, helm and kubectl that log each call to ``calls`` and answer what the test says:
     ``kind get clusters`` prints ``clusters``; ``docker inspect --type container NAME`` prints
     ``inspect[NAME]`` (else fails as for a missing container); ``docker run`` fails with
-    ``run_fails`` on stderr when given."""
+    ``run_fails`` on stderr when given; ``docker ps`` prints ``ps``."""
     log = directory / "calls"
     directory.mkdir(exist_ok=True)
     cases = "".join(f"  'inspect --type container {name}') echo '{text}';;\n" for name, text in (inspect or {}).items())
+    cases += f"  ps*) printf '{ps}';;\n"
     if run_fails is not None:
         cases += f"  run*) echo '{run_fails}' >&2; exit 125;;\n"
     scripts = {
@@ -181,6 +183,22 @@ def test_a_failed_docker_run_is_undone_only_when_the_container_is_the_labs(
     removed = [line for line in log.read_text().splitlines() if line.startswith("docker rm")]
     assert removed == (["docker rm -f labkit-registry"] if kept else [])
     assert not (tmp_path / "home" / "kind" / "created.json").exists()
+
+
+def test_a_taken_port_names_the_container_publishing_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    port = _free_pair()
+    log = _fakes(tmp_path / "bin", ps="kind-registry-private\n")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}/usr/bin{os.pathsep}/bin")
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", port))
+        held.listen()
+        with pytest.raises(LabError, match=f"port {port}, for the registry, is taken by the container "
+                                           "kind-registry-private") as err:
+            Lab.start("kind", tmp_path / "home", registry_port=port)
+    assert (err.value.hint or "").startswith("if kind-registry-private is an earlier labkit lab's, "
+                                             "`docker rm -f kind-registry-private`; otherwise ")
+    assert f"docker ps -a --filter publish={port} --format {{{{.Names}}}}" in log.read_text()
+    assert _created(log) == []
 
 
 def test_registry_port_is_for_the_kind_lab_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
