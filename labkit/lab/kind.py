@@ -306,7 +306,7 @@ def _require_port(port: int, what: str) -> None:
     """``port`` free on loopback, or an error naming the container that publishes it, if one does."""
     if bindable(port):
         return
-    holders = run("docker", "ps", "-a", "--filter", f"publish={port}", "--format", "{{.Names}}").stdout.split()
+    holders = run("docker", "ps", "--filter", f"publish={port}", "--format", "{{.Names}}").stdout.split()
     holder = f"the container {', '.join(holders)}" if holders else "another program"
     raise LabError(f"port {port}, for {what}, is taken by {holder}",
                    hint=(f"if {holders[0]} is an earlier labkit lab's, `docker rm -f {holders[0]}`; otherwise "

@@ -197,7 +197,7 @@ def test_a_taken_port_names_the_container_publishing_it(tmp_path: Path, monkeypa
             Lab.start("kind", tmp_path / "home", registry_port=port)
     assert (err.value.hint or "").startswith("if kind-registry-private is an earlier labkit lab's, "
                                              "`docker rm -f kind-registry-private`; otherwise ")
-    assert f"docker ps -a --filter publish={port} --format {{{{.Names}}}}" in log.read_text()
+    assert f"docker ps --filter publish={port} --format {{{{.Names}}}}" in log.read_text()
     assert _created(log) == []
 
 
