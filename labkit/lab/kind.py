@@ -346,9 +346,10 @@ def _write_htpasswd(path: Path, password: str) -> Path:
 def _create_cluster(kubeconfig: Path, workdir: Path, timeout: float, ledger: _Ledger) -> None:
     config = workdir / "kind-config.yaml"
     config.write_text(yaml.safe_dump(kind_config()))
-    _create_noting(ledger, "cluster", CLUSTER, "already exist", "kind", "create", "cluster", "--image", NODE_IMAGE,
-                   "--config", str(config), "--kubeconfig", str(kubeconfig), "--wait", f"{int(timeout)}s",
-                   timeout=timeout + 120)
+    # --name as well as the config's name: KIND_CLUSTER_NAME in the environment would override the latter
+    _create_noting(ledger, "cluster", CLUSTER, "already exist", "kind", "create", "cluster", "--name", CLUSTER,
+                   "--image", NODE_IMAGE, "--config", str(config), "--kubeconfig", str(kubeconfig),
+                   "--wait", f"{int(timeout)}s", timeout=timeout + 120)
 
 
 def _wire_registries(regs: tuple[Registry, ...], ledger: _Ledger) -> None:
