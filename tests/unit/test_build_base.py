@@ -189,3 +189,19 @@ def test_without_pull_base_the_image_is_the_app_layer_alone(tmp_path: Path, base
         image = client.pull_image(pushed)
     assert isinstance(image, Image) and len(image.layers) == 1
     assert json.loads(image.config)["config"]["Env"] == ["PYTHONUNBUFFERED=1"]
+
+
+def test_the_checkpoints_build_as_the_cli_does(tmp_path: Path, base: Base, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """check.image and the exercises compare a learner's push with ``build_like_cli``: on a lab that
+    pulls bases it must give what ``labkit build`` pushed there, and elsewhere the app layer alone."""
+    from labkit.oci.base_image import build_like_cli
+
+    ctx = _context(tmp_path, f"{base.host}/library/python:3.12-slim@{base.digest}")
+    platforms = [AMD64, ARM64]
+    code, bare, _ = _build(capsys, str(ctx), "-t", "example.invalid/h:v1", "--platform", "linux/amd64,linux/arm64/v8")
+    assert code == 0 and build_like_cli(ctx, platforms=platforms).digest == bare
+    monkeypatch.setenv("LABKIT_BUILD_PULL_BASE", "1")
+    code, pulled, _ = _build(capsys, str(ctx), "-t", "example.invalid/h:v1", "--platform", "linux/amd64,linux/arm64/v8")
+    assert code == 0 and pulled != bare
+    assert build_like_cli(ctx, platforms=platforms).digest == pulled
