@@ -89,24 +89,36 @@ def preflight() -> None:
         raise LabError("the kind backend needs " + ", ".join(missing) + ", not found on PATH: install "
                        + "; ".join(f"{t} from {REQUIRED_TOOLS[t]}" for t in missing),
                        hint="or use the embedded backend, which needs nothing: labkit lab up --backend embedded")
-    if subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode != 0:
+    try:
+        import sh  # noqa: F401
+    except ImportError:
+        raise LabError("the kind backend drives docker, kind and helm with the Python package 'sh'",
+                       hint="pip install 'labkit[kind]', or use the embedded backend") from None
+    if run("docker", "info", ok=range(256), timeout=30).returncode != 0:
         raise LabError("the kind backend needs a running Docker daemon (`docker info` failed)",
                        hint="start Docker, or use the embedded backend: labkit lab up --backend embedded")
 
 
 def run(*args: str, stdin: str | None = None, ok: Collection[int] = (0,), env: Mapping[str, str] | None = None,
         timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
-    """One bounded command; a LabError naming it when its exit status is not in ``ok``."""
+    """One bounded command, through ``sh``; a LabError naming it when its exit status is not in ``ok``."""
+    import sh
+
     try:
-        out = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=timeout,
-                             env=None if env is None else {**os.environ, **env})
-    except subprocess.TimeoutExpired:
+        done = sh.Command(args[0])(*args[1:], _in=stdin, _ok_code=list(ok), _timeout=timeout, _return_cmd=True,
+                                   _env={**os.environ, **(env or {})})
+    except sh.CommandNotFound:
+        raise LabError(f"{args[0]} is not on PATH",
+                       hint="install it: " + REQUIRED_TOOLS.get(args[0], args[0])) from None
+    except sh.TimeoutException:
         raise LabError(f"`{' '.join(args[:4])} …` did not finish within {timeout:g}s",
                        hint="check Docker (`docker ps`) and the cluster (`kind get clusters`)") from None
-    if out.returncode not in ok:
-        raise LabError(f"`{' '.join(args)}` failed (exit {out.returncode}): {out.stderr.strip()[-2000:]}",
-                       hint="`labkit lab down` removes what the lab created; then try `labkit lab up` again")
-    return out
+    except sh.ErrorReturnCode as exc:
+        raise LabError(f"`{' '.join(args)}` failed (exit {exc.exit_code}): "
+                       f"{exc.stderr.decode(errors='replace').strip()[-2000:]}",
+                       hint="`labkit lab down` removes what the lab created; then try `labkit lab up` again") from None
+    return subprocess.CompletedProcess(list(args), done.exit_code, done.stdout.decode(errors="replace"),
+                                       done.stderr.decode(errors="replace"))
 
 
 class KindLab(KubectlLab):
