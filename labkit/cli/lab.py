@@ -46,6 +46,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     shared.add_argument("--learner", metavar="NAME", help="your name on the cluster: namespaces labkit-NAME…, "
                         "images under REGISTRY/NAME/ (default: your login name)")
     up.set_defaults(func=_up)
+    engines = verbs.add_parser("install-engines", help="print (or --apply) the Helm commands that install Kyverno "
+                               "and policy-controller from labkit's pinned charts on a shared cluster",
+                               description="For a trainer preparing a cluster for `labkit lab up --backend "
+                               "existing`: the charts and versions the kind lab installs. Without --apply, prints the "
+                               "helm commands; with it, runs them (needs helm and kubectl) and waits until both "
+                               "engines answer.")
+    engines.add_argument("--apply", action="store_true", help="run the commands against the cluster")
+    engines.add_argument("--kubeconfig", metavar="FILE", help="the cluster's kubeconfig (default: $KUBECONFIG)")
+    engines.add_argument("--context", help="the kubeconfig context (default: its current one)")
+    engines.add_argument("--insecure-registry", action="store_true",
+                         help="the room's registry serves plain HTTP: let Kyverno's registry client use it")
+    engines.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+                         help="how long each chart may take to become available (default 600)")
+    engines.set_defaults(func=_install_engines)
     verbs.add_parser("status", help="backend, registry host:port, webhook URL, health").set_defaults(func=_status)
     verbs.add_parser("env", help="export lines for a shell: PATH, LABKIT_HOME, KUBECONFIG, the lab's addresses",
                      description='eval "$(labkit lab env)" gives a shell the lab\'s environment: labkit and the '
@@ -89,6 +103,34 @@ def _up(args: argparse.Namespace) -> int:
     _print_status(lab.status())
     _print_ports(lab)
     _warn_stale(lab)
+    return 0
+
+
+def _install_engines(args: argparse.Namespace) -> int:
+    from labkit.lab import engines
+
+    if not args.apply:
+        sys.stdout.write(engines.install_script(timeout=args.timeout, insecure_registry=args.insecure_registry,
+                                                context=args.context))
+        return 0
+    from pathlib import Path
+
+    from labkit.lab.existing import find_kubectl, kubeconfig_path
+    from labkit.lab.kubectl import run_kubectl
+    from labkit.lab.state import LabHome
+
+    kubeconfig, kubectl = kubeconfig_path(args.kubeconfig), find_kubectl()
+    options = ["--context", args.context] if args.context else []
+    workdir = LabHome.resolve(None).root / "engines"
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    def on_cluster(*kubectl_args: str, stdin: str | None = None, timeout: float = 300.0) -> Any:
+        return run_kubectl(kubectl, kubeconfig, [*options, *kubectl_args], stdin=stdin, timeout=timeout)
+
+    engines.install(on_cluster, workdir, Path(kubeconfig), timeout=args.timeout,
+                    insecure_registry=args.insecure_registry, context=args.context)
+    print("Kyverno and policy-controller are installed and answer: learners can now "
+          "`labkit lab up --backend existing`")
     return 0
 
 

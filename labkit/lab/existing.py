@@ -58,6 +58,14 @@ def learner_id(name: str) -> str:
     return candidate
 
 
+def kubeconfig_path(given: str | Path | None) -> Path:
+    """``given``, else the first file of ``$KUBECONFIG``, else ``~/.kube/config``; it must exist."""
+    config = Path(given or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or Path.home() / ".kube" / "config")
+    if not config.is_file():
+        raise LabError(f"no kubeconfig at {config}", hint="pass --kubeconfig FILE (your trainer has it)")
+    return config.resolve()
+
+
 def find_kubectl() -> str:
     """``kubectl`` on PATH, else the one ``make tools`` built for the native lab."""
     built = tools_dir() / f"kubectl-{KUBERNETES}"
@@ -70,6 +78,7 @@ def find_kubectl() -> str:
 
 class ExistingLab(KubectlLab):
     backend = "existing"
+    pulls_base_images = True  # the cluster runs the pods: builds put the app on its pinned FROM, as on kind
 
     def __init__(self, home: LabHome, state: LabState) -> None:
         super().__init__(home, state)
@@ -95,11 +104,7 @@ class ExistingLab(KubectlLab):
         if not registry:
             raise UsageError("the existing backend needs the registry the cluster pulls from",
                              hint="labkit lab up --backend existing --registry HOST:PORT (your trainer has it)")
-        config = Path(kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
-                      or Path.home() / ".kube" / "config")
-        if not config.is_file():
-            raise LabError(f"no kubeconfig at {config}", hint="pass --kubeconfig FILE (your trainer has it)")
-        info = {"kubeconfig": str(config.resolve()), "kubectl": find_kubectl(),
+        info = {"kubeconfig": str(kubeconfig_path(kubeconfig)), "kubectl": find_kubectl(),
                 "learner": learner_id(learner or getpass.getuser()),
                 "registry": registry.rstrip("/"), "registry_pod_host": (registry_pod_host or registry).rstrip("/")}
         if context:

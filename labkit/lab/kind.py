@@ -39,9 +39,10 @@ import yaml
 
 from labkit._internal.progress import interactive, step_bar
 from labkit.errors import LabError, UsageError
+from labkit.lab import commands, engines
 from labkit.lab.base import PrivateRegistry, RegistryInfo
+from labkit.lab.commands import COMMAND_TIMEOUT
 from labkit.lab.kind_setup import (
-    CHARTS,
     CLUSTER,
     CONTAINER_PORT,
     DELETE_ENABLED,
@@ -54,9 +55,6 @@ from labkit.lab.kind_setup import (
     Created,
     Registry,
     deployment_health,
-    helm_environment,
-    helm_install_args,
-    helm_values,
     hosts_files,
     kind_config,
     local_registry_hosting,
@@ -64,7 +62,6 @@ from labkit.lab.kind_setup import (
     registry_mismatches,
     resolved_elsewhere,
     teardown_commands,
-    webhooks_without_ca,
 )
 from labkit.lab.kubectl import KubectlLab
 from labkit.lab.ports import bindable
@@ -74,7 +71,8 @@ REQUIRED_TOOLS = {"docker": "https://docs.docker.com/engine/install/",
                   "kind": f"https://kind.sigs.k8s.io/docs/user/quick-start/#installation ({KIND_VERSION})",
                   "helm": "https://helm.sh/docs/intro/install/",
                   "kubectl": "https://kubernetes.io/docs/tasks/tools/"}
-COMMAND_TIMEOUT = 300.0
+_AFTER_FAILURE = ("`labkit lab down` removes what the lab created (check Docker with `docker ps`); "
+                  "then try `labkit lab up` again")
 EXAMPLE_PORT = 5101  # what the hints suggest for --registry-port
 KEEP_ON_FAILURE = "LABKIT_KEEP_CLUSTER_ON_FAILURE"  # CI: a failed start leaves its cluster to diagnose
 _WAY_OUT = (f"labkit never changes or deletes what it did not create; give the lab registries of its own on "
@@ -101,24 +99,8 @@ def preflight() -> None:
 
 def run(*args: str, stdin: str | None = None, ok: Collection[int] = (0,), env: Mapping[str, str] | None = None,
         timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
-    """One bounded command, through ``sh``; a LabError naming it when its exit status is not in ``ok``."""
-    import sh
-
-    try:
-        done = sh.Command(args[0])(*args[1:], _in=stdin, _ok_code=list(ok), _timeout=timeout, _return_cmd=True,
-                                   _env={**os.environ, **(env or {})})
-    except sh.CommandNotFound:
-        raise LabError(f"{args[0]} is not on PATH",
-                       hint="install it: " + REQUIRED_TOOLS.get(args[0], args[0])) from None
-    except sh.TimeoutException:
-        raise LabError(f"`{' '.join(args[:4])} …` did not finish within {timeout:g}s",
-                       hint="check Docker (`docker ps`) and the cluster (`kind get clusters`)") from None
-    except sh.ErrorReturnCode as exc:
-        raise LabError(f"`{' '.join(args)}` failed (exit {exc.exit_code}): "
-                       f"{exc.stderr.decode(errors='replace').strip()[-2000:]}",
-                       hint="`labkit lab down` removes what the lab created; then try `labkit lab up` again") from None
-    return subprocess.CompletedProcess(list(args), done.exit_code, done.stdout.decode(errors="replace"),
-                                       done.stderr.decode(errors="replace"))
+    """:func:`labkit.lab.commands.run`, with the kind lab's way back when it fails."""
+    return commands.run(*args, stdin=stdin, ok=ok, env=env, timeout=timeout, hint=_AFTER_FAILURE)
 
 
 class KindLab(KubectlLab):
@@ -219,30 +201,8 @@ class KindLab(KubectlLab):
                 "kubeconfig": self.kubeconfig, "health": health}
 
     def _install_engines(self, timeout: float, ledger: _Ledger) -> None:
-        env = helm_environment(self.home.kind / "helm")
-        for chart in CHARTS:
-            values = self.home.kind / f"values-{chart.release}.yaml"
-            values.write_text(yaml.safe_dump(helm_values(chart)))
-            ledger.note("helm_releases", chart.release_id)
-            run(*helm_install_args(chart, Path(self.kubeconfig), values, timeout), env=env, timeout=timeout + 60)
-            self.must("wait", "--for=condition=Available", "deployment", "--all", "-n", chart.namespace,
-                      f"--timeout={int(timeout)}s")
-        self._wait_webhook_ca(timeout)
-
-    def _wait_webhook_ca(self, timeout: float) -> None:
-        """Helm creates policy-controller's webhook configurations without a CA bundle; the API server
-        can call them only once the webhook has filled every entry's ``caBundle``."""
-        deadline, missing = time.monotonic() + timeout, ["(not listed yet)"]
-        while time.monotonic() < deadline:
-            listed = self.kubectl("get", "mutatingwebhookconfigurations,validatingwebhookconfigurations", "-o", "json")
-            if listed.returncode == 0:
-                missing = webhooks_without_ca(json.loads(listed.stdout).get("items") or [])
-                if not missing:
-                    return
-            time.sleep(1)
-        raise LabError(f"policy-controller's webhooks have no CA bundle after {timeout:g}s: {', '.join(missing)}",
-                       hint=f"its webhook fills them when it starts: kubectl -n {POLICY_CONTROLLER.namespace} "
-                            "logs deploy/policy-controller-webhook")
+        engines.install(self.kubectl, self.home.kind, Path(self.kubeconfig), timeout=timeout, insecure_registry=True,
+                        before=lambda chart: ledger.note("helm_releases", chart.release_id))
 
 
 class _Ledger:
