@@ -42,6 +42,7 @@ from labkit.errors import LabError, UsageError
 from labkit.lab import commands, engines
 from labkit.lab.base import PrivateRegistry, RegistryInfo
 from labkit.lab.commands import COMMAND_TIMEOUT
+from labkit.lab.cosign_artifacts import delete_cosign_artifacts
 from labkit.lab.kind_setup import (
     CLUSTER,
     CONTAINER_PORT,
@@ -189,6 +190,16 @@ class KindLab(KubectlLab):
 
     def prepare_policy(self, doc: dict[str, Any]) -> dict[str, Any]:
         return allow_http_where_credentials_are_own(doc)
+
+    def delete_signatures(self) -> None:
+        """Only in the registries this lab created: a reused ``kind-registry`` is the user's, and
+        what is stored there (signatures included) stays as it is."""
+        created = Created.load(self.home.kind / "created.json").containers
+        main, private = self._registries
+        if main.container in created:
+            delete_cosign_artifacts(main.push_host)
+        if private.container in created:
+            delete_cosign_artifacts(private.push_host, self.private_registry.credentials())
 
     def status(self) -> dict[str, Any]:
         health = {}

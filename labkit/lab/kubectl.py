@@ -165,6 +165,10 @@ class KubectlLab(Lab):
         self.kubectl("delete", "secrets", "-n", "default", "--field-selector", "type=kubernetes.io/dockerconfigjson")
         for namespace in ENGINE_NAMESPACES:  # the registry credentials learners gave Kyverno
             self.kubectl("delete", "secrets", "-n", namespace, "-l", "=".join(MANAGED_BY), "--ignore-not-found")
+        self.delete_signatures()
+
+    def delete_signatures(self) -> None:
+        """cosign's signatures, attestations and SBOMs in the lab's registries (part of :meth:`reset`)."""
         delete_cosign_artifacts(self.registry.host)
         delete_cosign_artifacts(self.private_registry.host, self.private_registry.credentials())
 

@@ -229,3 +229,27 @@ def test_private_registry_htpasswd_is_accepted_by_distribution(tmp_path: Path) -
             assert httpx.get(url, auth=(PRIVATE_USER, "s3cret-pass")).status_code == 200
     except PeerMissing as exc:
         pytest.skip(str(exc))
+
+
+def test_reset_deletes_signatures_only_in_registries_the_lab_created(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kind's recipe registry, reused, is the user's: reset leaves what is stored there alone."""
+    from labkit.lab import kind
+
+    _fakes(tmp_path / "bin", clusters="labkit\n")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}/usr/bin{os.pathsep}/bin")
+    home = LabHome.resolve(tmp_path / "home")
+    home.create()
+    home.kind.mkdir()
+    LabState("kind", info={"cluster": "labkit", "kubeconfig": str(home.kind / "kubeconfig")}).save(home)
+    home.new_private_password()
+    main, private = registries()
+    Created(cluster="labkit", containers=[private.container], connections=[main.container]).save(
+        home.kind / "created.json")
+    cleared: list[str] = []
+    monkeypatch.setattr(kind, "delete_cosign_artifacts", lambda host, *args, **kwargs: cleared.append(host) or 0)
+    lab = Lab.connect(home.root)
+    assert lab.registry.host == main.push_host == "localhost:5001"
+    assert isinstance(lab, kind.KindLab)
+    lab.delete_signatures()
+    assert cleared == [private.push_host]
