@@ -197,11 +197,11 @@ def tool(name: str) -> str:
 def clear_policies(lab: Lab, engine: str) -> None:
     """``kubectl delete`` every policy of one engine (``kyverno`` or ``policy-controller``) in the
     lab, printing what was there: later notebooks start without earlier notebooks' policies."""
-    from labkit.lab.names import POLICY_GROUPS
+    from labkit.lab.names import POLICY_GROUPS, api_group
 
     for policy in lab.policies():
         print(policy["kind"], policy["metadata"]["name"])
-        if POLICY_GROUPS.get(str(policy["apiVersion"]).rpartition("/")[0]) == engine:
+        if POLICY_GROUPS.get(api_group(policy)) == engine:
             print(lab.delete(policy)[0])
 
 

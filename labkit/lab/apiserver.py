@@ -42,7 +42,7 @@ import yaml
 from labkit._internal.files import write_atomic
 from labkit.errors import PolicyError, UsageError
 from labkit.lab.base import WORKLOAD_KINDS, AdmissionResult
-from labkit.lab.names import POLICY_GROUPS, kind_slash_name, plural
+from labkit.lab.names import POLICY_GROUPS, api_group, kind_slash_name, plural
 from labkit.policy.load import load_policies
 from labkit.policy.patches import apply_patches
 from labkit.policy.podspec import Engine, extract_images
@@ -409,7 +409,7 @@ def _images(obj: Mapping[str, Any]) -> tuple[str, ...]:
 def delete_object(store: ObjectStore, doc: Mapping[str, Any]) -> AdmissionResult:
     """``kubectl delete`` of one policy: ``clusterpolicy.kyverno.io "name" deleted`` or NotFound."""
     kind, meta = str(doc.get("kind", "")), doc.get("metadata") or {}
-    group = str(doc.get("apiVersion", "")).rpartition("/")[0]
+    group = api_group(doc)
     if group not in POLICY_GROUPS:
         raise UsageError(f"the embedded lab deletes policies only, not {kind} ({doc.get('apiVersion')})",
                          hint="`labkit lab reset` removes namespaces and Secrets too")
@@ -449,7 +449,7 @@ def deprecation_warnings(doc: Mapping[str, Any]) -> tuple[str, ...]:
 def store_object(store: ObjectStore, doc: Mapping[str, Any]) -> AdmissionResult:
     """Apply one non-workload object as ``kubectl apply`` would; ``created``/``configured``."""
     kind, meta = str(doc.get("kind", "")), doc.get("metadata") or {}
-    group = str(doc.get("apiVersion", "")).rpartition("/")[0]
+    group = api_group(doc)
     warnings = deprecation_warnings(doc)
     if kind == "Namespace":
         created = store.label_namespace(str(meta.get("name", "")), meta.get("labels") or {})

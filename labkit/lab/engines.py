@@ -77,16 +77,11 @@ def install_script(*, timeout: float, insecure_registry: bool, context: str | No
     lines = ["# " + " and ".join(f"{c.chart} chart {c.version} (v{c.app_version.lstrip('v')})" for c in CHARTS)
              + ": the engines labkit's native and kind labs run"]
     for chart in CHARTS:
-        args = _without(_without(helm_install_args(chart, Path("-"), Path("-"), timeout), "--kubeconfig"), "--values")
+        args = helm_install_args(chart, None, None, timeout)
         sets = [f"--set={key}={json.dumps(value)}" for key, value in
                 _flatten(chart_values(chart, insecure_registry=insecure_registry))]
         lines.append(shlex.join([*args, *(["--kube-context", context] if context else []), *sets]))
     return "\n".join(lines) + "\n"
-
-
-def _without(args: list[str], flag: str) -> list[str]:
-    at = args.index(flag)
-    return args[:at] + args[at + 2:]
 
 
 def _flatten(values: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:

@@ -216,11 +216,13 @@ def helm_environment(helm_dir: Path) -> dict[str, str]:
             "HELM_DATA_HOME": str(helm_dir / "data")}
 
 
-def helm_install_args(chart: Chart, kubeconfig: Path, values: Path, timeout: float) -> list[str]:
-    """``helm upgrade --install`` straight from the chart's repository URL (no ``helm repo add``)."""
+def helm_install_args(chart: Chart, kubeconfig: Path | None, values: Path | None, timeout: float) -> list[str]:
+    """``helm upgrade --install`` straight from the chart's repository URL (no ``helm repo add``);
+    without ``kubeconfig``/``values``, Helm's own default and the chart's values."""
     return ["helm", "upgrade", "--install", chart.release, chart.chart, "--repo", chart.repo,
             "--version", chart.version, "--namespace", chart.namespace, "--create-namespace",
-            "--kubeconfig", str(kubeconfig), "--values", str(values), "--wait", "--timeout", f"{int(timeout)}s"]
+            *(["--kubeconfig", str(kubeconfig)] if kubeconfig else []), *(["--values", str(values)] if values else []),
+            "--wait", "--timeout", f"{int(timeout)}s"]
 
 
 def webhooks_without_ca(configurations: Sequence[Mapping[str, Any]],

@@ -22,7 +22,7 @@ from labkit.errors import LabError
 from labkit.lab.base import WORKLOAD_KINDS, AdmissionResult, Lab, load_documents
 from labkit.lab.cosign_artifacts import delete_cosign_artifacts
 from labkit.lab.environment import shell_environment
-from labkit.lab.names import POLICY_GROUPS, kind_slash_name, plural
+from labkit.lab.names import POLICY_GROUPS, api_group, kind_slash_name, plural
 from labkit.lab.state import LabHome, LabState
 from labkit.policy.podspec import Engine, extract_images
 
@@ -87,7 +87,7 @@ class KubectlLab(Lab):
     def prepare(self, doc: dict[str, Any]) -> dict[str, Any]:
         """Any object as this backend sends it: policies through :meth:`prepare_policy`, Secrets
         labelled as labkit's (so :meth:`reset` finds them in the engines' namespaces)."""
-        if _group(doc) in POLICY_GROUPS:
+        if api_group(doc) in POLICY_GROUPS:
             return self.prepare_policy(doc)
         if doc.get("kind") == "Secret" and doc.get("apiVersion") == "v1":
             doc = json.loads(json.dumps(doc))
@@ -116,7 +116,7 @@ class KubectlLab(Lab):
             meta = doc.get("metadata") or {}
             out = self.kubectl("delete", "-f", "-", stdin=yaml.safe_dump(doc))
             ok = out.returncode == 0
-            if ok and _group(doc) == "policy.sigstore.dev":
+            if ok and api_group(doc) == "policy.sigstore.dev":
                 self._wait_pc_policy(str(meta.get("name", "")), present=False)
             results.append(AdmissionResult(ok, (out.stdout if ok else out.stderr).strip(), kind=str(doc.get("kind")),
                                            name=str(meta.get("name", "")), namespace=str(meta.get("namespace", ""))))
@@ -204,7 +204,7 @@ class KubectlLab(Lab):
         return self.prepare(docs[0]), where
 
     def _apply(self, doc: dict[str, Any]) -> AdmissionResult:
-        group = _group(doc)
+        group = api_group(doc)
         out = self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(doc))
         meta = doc.get("metadata") or {}
         warnings = _warnings(out.stderr)
@@ -225,7 +225,7 @@ class KubectlLab(Lab):
     def _wait_ready(self, doc: Mapping[str, Any]) -> None:
         """Return once the engine enforces the policy: Kyverno registers webhooks asynchronously
         and says so in the policy's status; policy-controller compiles it into a ConfigMap."""
-        meta, group = doc.get("metadata") or {}, _group(doc)
+        meta, group = doc.get("metadata") or {}, api_group(doc)
         name = str(meta.get("name", ""))
         if group == "policy.sigstore.dev":
             self._wait_pc_policy(name, present=True)
@@ -325,9 +325,6 @@ def _policy_resources(policy: Mapping[str, Any]) -> set[str] | None:
               for k in ((rule.get("match") or {}).get("resources") or {}).get("kinds") or []]
     return {plural(k.rpartition("/")[2]) for k in kinds}
 
-
-def _group(doc: Mapping[str, Any]) -> str:
-    return str(doc.get("apiVersion", "")).rpartition("/")[0]
 
 
 def _warnings(stderr: str) -> tuple[str, ...]:

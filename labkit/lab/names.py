@@ -10,6 +10,11 @@ from typing import Any
 POLICY_GROUPS = {"kyverno.io": "kyverno", "policies.kyverno.io": "kyverno", "policy.sigstore.dev": "policy-controller"}
 
 
+def api_group(doc: Mapping[str, Any]) -> str:
+    """An object's API group: ``kyverno.io`` for ``kyverno.io/v1``, ``""`` for core ``v1``."""
+    return str(doc.get("apiVersion", "")).rpartition("/")[0]
+
+
 def plural(kind: str) -> str:
     """The resource name the API server serves ``kind`` as (``ClusterPolicy`` → ``clusterpolicies``)."""
     kind = kind.lower()
@@ -18,7 +23,7 @@ def plural(kind: str) -> str:
 
 def kind_slash_name(obj: Mapping[str, Any]) -> str:
     """kubectl's ``pod/app``, ``deployment.apps/web``, ``clusterpolicy.kyverno.io/check``."""
-    group = str(obj.get("apiVersion", "v1")).rpartition("/")[0]
+    group = api_group(obj)
     kind = str(obj.get("kind", "")).lower()
     return f"{kind}.{group}/{obj.get('metadata', {}).get('name', '')}" if group else \
         f"{kind}/{obj.get('metadata', {}).get('name', '')}"

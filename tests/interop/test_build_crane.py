@@ -29,6 +29,15 @@ def crane(*args: str, binary: bytes | None = None) -> subprocess.CompletedProces
     return out
 
 
+def one_file_layer(path: Path, name: str, data: bytes) -> Path:
+    """A layer tarball holding one file, for crane to append."""
+    with tarfile.open(path, "w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return path
+
+
 def test_crane_pushes_single_platform_layout(
     tmp_path: Path, registry: RunningRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -112,12 +121,7 @@ def test_cli_build_on_a_base_pushed_by_crane(
 
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
     base_ref = f"{registry.host}/labkit/base:1"
-    layer = tmp_path / "base.tar"
-    with tarfile.open(layer, "w") as tar:
-        data = b"ID=crane-made\n"
-        info = tarfile.TarInfo("etc/os-release")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
+    layer = one_file_layer(tmp_path / "base.tar", "etc/os-release", b"ID=crane-made\n")
     crane("append", "--oci-empty-base", "-f", str(layer), "-t", base_ref)
     crane("mutate", base_ref, "--set-platform", "linux/arm64", "--env", "PATH=/usr/bin", "-t", base_ref)
     base_config = json.loads(crane("config", base_ref).stdout)
@@ -151,12 +155,7 @@ def test_cli_build_pull_base_on_a_from_pinned_by_digest(
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     base_tag = f"{registry.host}/labkit/pybase:1"
-    layer = tmp_path / "base.tar"
-    with tarfile.open(layer, "w") as tar:
-        data = b"#!/bin/sh\n"
-        info = tarfile.TarInfo("usr/local/bin/python")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
+    layer = one_file_layer(tmp_path / "base.tar", "usr/local/bin/python", b"#!/bin/sh\n")
     crane("append", "--oci-empty-base", "-f", str(layer), "-t", base_tag)
     crane("mutate", base_tag, "--set-platform", "linux/amd64", "--env", "PATH=/usr/local/bin",
           "--cmd", "python3", "-t", base_tag)
