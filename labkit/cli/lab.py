@@ -43,6 +43,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         "images go under HOST:PORT/LEARNER/")
     shared.add_argument("--registry-pod-host", metavar="HOST:PORT",
                         help="the same registry as pods and policies name it, when that differs")
+    shared.add_argument("--no-pull-base", dest="pull_base", action="store_false", default=None,
+                        help="builds keep to the app layer: the room cannot reach the sample's FROM registry")
     shared.add_argument("--learner", metavar="NAME", help="your name on the cluster: namespaces labkit-NAME…, "
                         "images under REGISTRY/NAME/ (default: your login name)")
     up.set_defaults(func=_up)
@@ -94,11 +96,12 @@ def _up(args: argparse.Namespace) -> int:
     if args.registry_port is not None:
         options["registry_port"] = args.registry_port
     existing = {"kubeconfig": args.kubeconfig, "context": args.context, "registry": args.registry,
-                "registry_pod_host": args.registry_pod_host, "learner": args.learner}
-    given = [f"--{name.replace('_', '-')}" for name, value in existing.items() if value]
+                "registry_pod_host": args.registry_pod_host, "learner": args.learner, "pull_base": args.pull_base}
+    given = [f"--{'no-pull-base' if name == 'pull_base' else name.replace('_', '-')}"
+             for name, value in existing.items() if value is not None]
     if given and args.backend != "existing":
         raise UsageError(f"{', '.join(given)} are for --backend existing")
-    options |= {name: value for name, value in existing.items() if value}
+    options |= {name: value for name, value in existing.items() if value is not None}
     lab = Lab.start(backend=args.backend, **options)
     _print_status(lab.status())
     _print_ports(lab)

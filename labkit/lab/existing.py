@@ -17,6 +17,7 @@ else) holds is refused rather than overwritten.
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import json
 import os
@@ -32,7 +33,8 @@ from labkit._internal.tools import tools_dir
 from labkit.errors import LabError, UsageError
 from labkit.lab.base import WORKLOAD_KINDS, AdmissionResult, RegistryInfo
 from labkit.lab.cosign_artifacts import delete_cosign_artifacts
-from labkit.lab.kubectl import ENGINE_NAMESPACES, MANAGED_BY, POLICY_RESOURCES, KubectlLab
+from labkit.lab.kubectl import ENGINE_NAMESPACES, MANAGED_BY, POLICY_RESOURCES, REPORTS_SETTLE, KubectlLab
+from labkit.lab.names import api_group, kind_slash_name
 from labkit.lab.native import KUBERNETES
 from labkit.lab.state import LabHome, LabState, clear
 
@@ -78,12 +80,14 @@ def find_kubectl() -> str:
 
 class ExistingLab(KubectlLab):
     backend = "existing"
-    pulls_base_images = True  # the cluster runs the pods: builds put the app on its pinned FROM, as on kind
 
     def __init__(self, home: LabHome, state: LabState) -> None:
         super().__init__(home, state)
         self.kubectl_binary = state.info["kubectl"]
         self.learner = state.info["learner"]
+        # the cluster runs the pods: builds put the app on its pinned FROM, as on kind, unless the
+        # room has no way to that FROM's registry (`lab up --no-pull-base`)
+        self.pulls_base_images = state.info.get("pull_base", "1") == "1"
         self._cluster_scoped: set[tuple[str, str]] | None = None
 
     # --- life cycle ------------------------------------------------------------------------
@@ -91,10 +95,11 @@ class ExistingLab(KubectlLab):
     @classmethod
     def launch(cls, home: LabHome, *, timeout: float = 60.0, kubeconfig: str | Path | None = None,
                context: str | None = None, registry: str | None = None, registry_pod_host: str | None = None,
-               learner: str | None = None) -> ExistingLab:
+               learner: str | None = None, pull_base: bool = True) -> ExistingLab:
         """Join the cluster ``kubeconfig`` (default ``$KUBECONFIG``, else ``~/.kube/config``) names
         as ``learner`` (default: the login name), with images under ``registry/learner``.
-        ``registry_pod_host`` is the registry as the cluster names it, when that differs."""
+        ``registry_pod_host`` is the registry as the cluster names it, when that differs;
+        ``pull_base=False`` keeps builds to the app layer (no registry beyond the room's)."""
         state = LabState.load(home)
         if state is not None:
             if state.backend != cls.backend:
@@ -106,7 +111,8 @@ class ExistingLab(KubectlLab):
                              hint="labkit lab up --backend existing --registry HOST:PORT (your trainer has it)")
         info = {"kubeconfig": str(kubeconfig_path(kubeconfig)), "kubectl": find_kubectl(),
                 "learner": learner_id(learner or getpass.getuser()),
-                "registry": registry.rstrip("/"), "registry_pod_host": (registry_pod_host or registry).rstrip("/")}
+                "registry": registry.rstrip("/"), "registry_pod_host": (registry_pod_host or registry).rstrip("/"),
+                "pull_base": "1" if pull_base else "0"}
         if context:
             info["context"] = context
         lab = cls(home, LabState(cls.backend, info=info))
@@ -148,7 +154,7 @@ class ExistingLab(KubectlLab):
         doc = super().prepare(doc)
         doc = json.loads(json.dumps(doc))
         meta = doc.setdefault("metadata", {})
-        key = (_group(doc), str(doc.get("kind")))
+        key = (api_group(doc), str(doc.get("kind")))
         if key == ("", "Namespace"):
             meta["name"] = self.namespace(str(meta.get("name", "")))
         elif key not in self.cluster_scoped():
@@ -168,7 +174,7 @@ class ExistingLab(KubectlLab):
         for doc in docs:
             self._require_ours(doc)
         return [_with_warning(result, self._cip_warning(doc))
-                if result.admitted and (_group(doc), doc.get("kind")) == CIP else result
+                if result.admitted and (api_group(doc), doc.get("kind")) == CIP else result
                 for doc, result in zip(docs, super().send(docs, where), strict=True)]
 
     def label_namespace(self, namespace: str, labels: Mapping[str, str | None]) -> None:
@@ -183,10 +189,9 @@ class ExistingLab(KubectlLab):
             raise LabError(f"kubectl get policies failed: {out.stderr.strip()}")
         return list(json.loads(out.stdout).get("items", []))
 
-    def reports(self, *, settle: float | None = None) -> list[dict[str, Any]]:
+    def reports(self, *, settle: float = REPORTS_SETTLE) -> list[dict[str, Any]]:
         mine = set(self._namespaces())
-        items = super().reports() if settle is None else super().reports(settle=settle)
-        return [r for r in items if (r.get("metadata") or {}).get("namespace") in mine]
+        return [r for r in super().reports(settle=settle) if (r.get("metadata") or {}).get("namespace") in mine]
 
     def reset(self) -> None:
         self._delete_owned()
@@ -194,8 +199,8 @@ class ExistingLab(KubectlLab):
         delete_cosign_artifacts(self.state.info["registry"], prefix=f"{self.learner}/")
 
     def status(self) -> dict[str, Any]:
-        health = {engine: "ok" if not self._missing(engine) else f"not installed: {', '.join(self._missing(engine))}"
-                  for engine in REQUIRED}
+        health = {engine: f"not installed: {', '.join(missing)}" if missing else "ok"
+                  for engine, missing in self._missing_objects().items()}
         return {"backend": self.backend, "home": str(self.home.root), "registry": self.registry.host,
                 "webhook": "the cluster's Kyverno and policy-controller", "kubeconfig": self.kubeconfig,
                 "context": self.state.info.get("context", "(current)"), "learner": self.learner,
@@ -238,33 +243,34 @@ class ExistingLab(KubectlLab):
     def _require_ours(self, doc: Mapping[str, Any]) -> None:
         """A cluster-scoped object of that name must not exist, or be this learner's: applying
         would otherwise overwrite someone else's."""
-        key = (_group(doc), str(doc.get("kind")))
+        key = (api_group(doc), str(doc.get("kind")))
         meta = doc.get("metadata") or {}
         if key not in self.cluster_scoped() or key == ("", "Namespace"):
             return
-        resource = f"{str(doc['kind']).lower()}.{key[0]}/{meta.get('name')}" if key[0] else \
-            f"{str(doc['kind']).lower()}/{meta.get('name')}"
+        resource = kind_slash_name(doc)
         out = self.kubectl("get", resource, "-o", "json")
         if out.returncode != 0:
             return
         owner = (json.loads(out.stdout)["metadata"].get("labels") or {}).get(LEARNER_LABEL)
         if owner != self.learner:
-            raise LabError(f"{resource} already exists on the shared cluster and is "
-                           f"{'learner ' + owner + chr(39) + 's' if owner else 'not made by labkit'}",
+            holder = f"learner {owner}'s" if owner else "not made by labkit"
+            raise LabError(f"{resource} already exists on the shared cluster and is {holder}",
                            hint=f"give your policy another name, e.g. {self.learner}-{meta.get('name')}")
 
-    def _missing(self, engine: str) -> list[str]:
-        found = self.kubectl("get", *(f"{what}/{name}" for what, name in REQUIRED[engine]), "-o", "name")
-        listed = found.stdout.split()
-        return [f"{what}/{name}" for what, name in REQUIRED[engine]
-                if not any(line.endswith(f"/{name}") for line in listed)]
+    def _missing_objects(self) -> dict[str, list[str]]:
+        """Per engine, which of its :data:`REQUIRED` objects the cluster lacks (one kubectl call)."""
+        wanted = [(engine, what, name) for engine, objects in REQUIRED.items() for what, name in objects]
+        listed = self.kubectl("get", *(f"{what}/{name}" for _, what, name in wanted), "-o", "name").stdout.split()
+        return {engine: [f"{what}/{name}" for e, what, name in wanted
+                         if e == engine and not any(line.endswith(f"/{name}") for line in listed)]
+                for engine in REQUIRED}
 
     def _require_engines(self) -> None:
         probe = self.kubectl("get", "--raw", "/readyz")
         if probe.returncode != 0:
             raise LabError(f"the cluster in {self.kubeconfig} does not answer: {probe.stderr.strip()}",
                            hint="check the kubeconfig and --context your trainer gave you")
-        missing = [f"{engine} ({', '.join(self._missing(engine))})" for engine in REQUIRED if self._missing(engine)]
+        missing = [f"{engine} ({', '.join(objects)})" for engine, objects in self._missing_objects().items() if objects]
         if missing:
             raise LabError(f"the cluster does not run {' and '.join(missing)}",
                            hint="the trainer installs both from labkit's pinned charts: labkit lab install-engines")
@@ -283,9 +289,6 @@ class ExistingLab(KubectlLab):
         self.delete_namespaces(self._namespaces())
 
 
-def _group(doc: Mapping[str, Any]) -> str:
-    return str(doc.get("apiVersion", "")).rpartition("/")[0]
-
 
 def _exclude_others(doc: dict[str, Any], learner: str) -> None:
     """Every rule of a ClusterPolicy leaves out namespaces that are not ``learner``'s: one more
@@ -302,9 +305,7 @@ def _exclude_others(doc: dict[str, Any], learner: str) -> None:
 
 
 def _with_warning(result: AdmissionResult, warning: str) -> AdmissionResult:
-    from dataclasses import replace
-
-    return replace(result, warnings=(*result.warnings, warning))
+    return dataclasses.replace(result, warnings=(*result.warnings, warning))
 
 
 def _require_registry(registry: str, timeout: float) -> None:

@@ -83,6 +83,7 @@ def test_a_learner_gets_namespaces_and_a_repository_prefix_of_their_own(room: tu
     assert (alice.namespace("default"), alice.namespace("secure")) == ("labkit-alice", "labkit-alice-secure")
     listed = on_cluster(cluster, "namespace", "labkit-alice")
     assert listed["metadata"]["labels"]["labkit.dev/learner"] == "alice"
+    assert alice.env()["LABKIT_BUILD_PULL_BASE"] == "1"  # the cluster runs pods: builds use the pinned FROM
     status = alice.status()
     assert status["backend"] == "existing" and status["health"] == {"kyverno": "ok", "policy-controller": "ok"}
 
@@ -223,12 +224,14 @@ def test_labkit_lab_up_joins_from_the_command_line(cluster: KubectlLab, tmp_path
     env = {**os.environ, "LABKIT_HOME": str(tmp_path / "home")}
     run = [sys.executable, "-m", "labkit", "lab"]
     up = subprocess.run([*run, "up", "--backend", "existing", "--kubeconfig", str(cluster.kubeconfig),
-                         "--registry", cluster.registry.host, "--learner", "frank"],
+                         "--registry", cluster.registry.host, "--learner", "frank", "--no-pull-base"],
                         env=env, capture_output=True, text=True, timeout=120)
     try:
         assert up.returncode == 0, up.stderr
         assert "backend:  existing\n" in up.stdout
         assert re.search(rf"registry: {re.escape(cluster.registry.host)}/frank\n", up.stdout)
+        shell = subprocess.run([*run, "env"], env=env, capture_output=True, text=True, timeout=60)
+        assert shell.returncode == 0 and "LABKIT_BUILD_PULL_BASE" not in shell.stdout  # --no-pull-base
     finally:
         down = subprocess.run([*run, "down"], env=env, capture_output=True, text=True, timeout=120)
         assert down.returncode == 0, down.stderr
