@@ -37,6 +37,19 @@ TOOLS=(
   "oci-conformance-v0.0.0-20260831232431-97274622c111|github.com/opencontainers/distribution-spec/conformance|v0.0.0-20260831232431-97274622c111"
 )
 
+# The local Sigstore the lab starts with `labkit lab up --sigstore` (labkit/lab/sigstore.py): Fulcio,
+# Rekor v1 on Trillian (log server and signer; MariaDB comes from system-deps) and a TesseraCT CT
+# log. Pinned where they build with this Go (../shared/reference/keyless-offline.md); CGO off: only
+# Fulcio's PKCS#11 CA and a zstd fast path would use it. The two POSIX mains are both called
+# `posix`, hence the names.
+TOOLS+=(
+  "fulcio-v1.8.8|github.com/sigstore/fulcio|v1.8.8"
+  "rekor-server-v1.5.4|github.com/sigstore/rekor/cmd/rekor-server|v1.5.4"
+  "trillian_log_server-v1.8.0|github.com/google/trillian/cmd/trillian_log_server|v1.8.0"
+  "trillian_log_signer-v1.8.0|github.com/google/trillian/cmd/trillian_log_signer|v1.8.0"
+  "tesseract-posix-v0.1.1|github.com/transparency-dev/tesseract/cmd/tesseract/posix|v0.1.1"
+)
+
 for row in "${TOOLS[@]}"; do
   IFS='|' read -r name pkg version <<<"$row"
   wanted "$name" || continue
@@ -44,7 +57,7 @@ for row in "${TOOLS[@]}"; do
   [ -x "$out" ] && continue
   tmp=$(mktemp -d)
   start=$(date +%s)
-  GOBIN="$tmp" GOFLAGS="-buildvcs=false -trimpath" go install "$pkg@$version"
+  CGO_ENABLED=0 GOBIN="$tmp" GOFLAGS="-buildvcs=false -trimpath" nice -n 10 go install -ldflags "-s -w" "$pkg@$version"
   mv "$tmp"/* "$out"
   rmdir "$tmp"
   echo "reference-tools: built $name in $(( $(date +%s) - start ))s -> $out"
@@ -100,6 +113,17 @@ for row in "${WRAPPED[@]}"; do
   echo "$stamp" > "$out.pin"
   echo "reference-tools: built $name in $(( $(date +%s) - start ))s -> $out"
 done
+
+# Trillian's MySQL schema, which the lab loads into its MariaDB: from the module just built.
+if wanted trillian-v1.8.0-schema; then
+  out="$CACHE/trillian-v1.8.0-storage.sql"
+  if [ ! -s "$out" ]; then
+    GOFLAGS=-mod=mod go mod download github.com/google/trillian@v1.8.0
+    cp "$(go env GOMODCACHE)/github.com/google/trillian@v1.8.0/storage/mysql/schema/storage.sql" "$out.partial"
+    chmod u+w "$out.partial" && mv "$out.partial" "$out"
+    echo "reference-tools: copied trillian-v1.8.0-schema -> $out"
+  fi
+fi
 
 # The engines' own release objects the native lab creates (CRDs, ConfigMaps, webhook
 # configurations), copied from the same module versions the binaries were built from.
