@@ -93,3 +93,29 @@ def native_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         yield lab
     finally:
         lab.stop()
+
+
+@pytest.fixture(scope="session")
+def local_sigstore(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The lab's own Sigstore (OIDC issuer, Fulcio, Rekor on Trillian and MariaDB, TesseraCT) for the
+    whole session, in a home of its own; its home is yielded (``LocalSigstore.find`` gives the
+    running services, which a test may restart). One per machine: Rekor's metrics port is fixed."""
+    from labkit.lab import mariadb
+    from labkit.lab.sigstore import LocalSigstore, missing_binaries
+    from labkit.lab.state import LabHome
+
+    missing = missing_binaries()
+    if missing:
+        if shutil.which("go") is None:
+            pytest.skip(f"the local Sigstore's {', '.join(missing)} are built from Go modules and Go is not installed")
+        pytest.fail(f"{', '.join(missing)} missing from {TOOLS_DIR} although Go is installed: run `make tools`")
+    try:
+        mariadb.find(mariadb.SERVER)
+    except Exception as exc:  # noqa: BLE001 (LabError: not installed, with the apt line)
+        pytest.skip(f"the local Sigstore needs MariaDB: {exc}")
+    home = LabHome.resolve(tmp_path_factory.mktemp("sigstore-home"))
+    sigstore = LocalSigstore.up(home)
+    try:
+        yield home.root
+    finally:
+        (LocalSigstore.find(home) or sigstore).down()

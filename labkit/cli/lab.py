@@ -1,4 +1,4 @@
-"""``labkit lab up|status|env|apply|label|reset|down``: one lab per LABKIT_HOME, embedded, native or kind."""
+"""``labkit lab up|status|env|token|apply|label|reset|down``: one lab per LABKIT_HOME, of any backend."""
 
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     up.add_argument("--fresh-ports", action="store_true",
                     help="forget the kept ports and pick new free ones (policies naming the old registry "
                          "address must then be re-applied)")
+    up.add_argument("--sigstore", action="store_true",
+                    help="also start the lab's own Sigstore on loopback (OIDC issuer, Fulcio, Rekor, CT log; built "
+                         "by `make tools`) for keyless signing offline: see `labkit lab token` and `labkit lab env`")
     up.add_argument("--registry-port", type=int, metavar="N",
                     help="kind lab: a registry of the lab's own (labkit-registry) on localhost:N and its private "
                          "one on N+1, instead of kind's recipe registry (kind-registry, localhost:5001)")
@@ -63,6 +66,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                          help="how long each chart may take to become available (default 600)")
     engines.set_defaults(func=_install_engines)
     verbs.add_parser("status", help="backend, registry host:port, webhook URL, health").set_defaults(func=_status)
+    token = verbs.add_parser("token", help="print an OIDC ID token for a workshop identity from the lab's Sigstore",
+                             description="The lab's OIDC issuer signs a token for EMAIL (audience sigstore), as a "
+                             "real identity provider would after a login: pass it to `cosign sign --identity-token`. "
+                             "Needs `labkit lab up --sigstore`.")
+    token.add_argument("email", metavar="EMAIL", help="the identity, e.g. alice@example.com")
+    token.set_defaults(func=_token)
     verbs.add_parser("env", help="export lines for a shell: PATH, LABKIT_HOME, KUBECONFIG, the lab's addresses",
                      description='eval "$(labkit lab env)" gives a shell the lab\'s environment: labkit and the '
                      "real tools on PATH, KUBECONFIG where the backend has an API server, the registry's "
@@ -102,8 +111,9 @@ def _up(args: argparse.Namespace) -> int:
     if given and args.backend != "existing":
         raise UsageError(f"{', '.join(given)} are for --backend existing")
     options |= {name: value for name, value in existing.items() if value is not None}
-    lab = Lab.start(backend=args.backend, **options)
+    lab = Lab.start(backend=args.backend, sigstore=args.sigstore, **options)
     _print_status(lab.status())
+    _print_sigstore(lab)
     _print_ports(lab)
     _warn_stale(lab)
     return 0
@@ -142,6 +152,7 @@ def _status(args: argparse.Namespace) -> int:
 
     lab = Lab.connect()
     _print_status(lab.status())
+    _print_sigstore(lab)
     _print_ports(lab)
     _warn_stale(lab)
     return 0
@@ -153,6 +164,24 @@ def _env(args: argparse.Namespace) -> int:
 
     sys.stdout.write(export_lines(Lab.connect().env()))
     return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from labkit.lab import Lab
+
+    print(Lab.connect().sigstore.token(args.email))
+    return 0
+
+
+def _print_sigstore(lab: Lab) -> None:
+    from labkit.lab.sigstore import LocalSigstore
+
+    sigstore = LocalSigstore.find(lab.home)
+    if sigstore is None:
+        return
+    for name, line in sigstore.status().items():
+        print(f"sigstore: {name}: {line}")
+    print(f"trust:    {sigstore.trust.trusted_root} (eval \"$(labkit lab env)\" for cosign)")
 
 
 def _print_ports(lab: Lab) -> None:

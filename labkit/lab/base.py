@@ -9,7 +9,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labkit._internal.files import names_a_file
 from labkit._internal.yamlsafe import METADATA_HINT, YAMLInputError, load_all, object_meta_error
@@ -19,6 +19,9 @@ from labkit.lab.stale import StalePolicy, stale_policies
 from labkit.lab.state import LabHome, LabState
 from labkit.oci.auth import Credentials
 from labkit.oci.base_image import PULL_BASE_ENV
+
+if TYPE_CHECKING:
+    from labkit.lab.sigstore import LocalSigstore
 
 # Objects the lab creates through admission; everything else is configuration it stores.
 WORKLOAD_KINDS = {"Pod": "", "Deployment": "apps", "ReplicaSet": "apps", "StatefulSet": "apps",
@@ -135,8 +138,8 @@ class Lab(abc.ABC):
 
     @staticmethod
     def start(backend: str = "embedded", home: Path | str | None = None, **options: Any) -> Lab:
-        """Start a lab (``embedded``, ``native`` or ``kind``) in ``home``, or return the one running
-        there: :func:`labkit.lab.factory.start`."""
+        """Start a lab (``embedded``, ``native``, ``kind`` or ``existing``) in ``home``, or return the
+        one running there; ``sigstore=True`` adds the lab's own Sigstore: :func:`labkit.lab.factory.start`."""
         return _factory["start"](backend, home, **options)
 
     @staticmethod
@@ -232,7 +235,8 @@ class Lab(abc.ABC):
 
     def env_addresses(self) -> dict[str, str]:
         """The lab's addresses as environment variables (part of :meth:`env`), and
-        ``LABKIT_BUILD_PULL_BASE=1`` where the lab :attr:`pulls_base_images`."""
+        ``LABKIT_BUILD_PULL_BASE=1`` where the lab :attr:`pulls_base_images`, and the local Sigstore's
+        addresses and trust files where it runs (:meth:`labkit.lab.sigstore.LocalSigstore.env`)."""
         found = {"LABKIT_REGISTRY": self.registry.host, "LABKIT_REGISTRY_POD_HOST": self.registry.pod_host}
         try:
             private = self.private_registry
@@ -241,15 +245,39 @@ class Lab(abc.ABC):
             pass
         if self.pulls_base_images:
             found[PULL_BASE_ENV] = "1"
-        return found
+        from labkit.lab.sigstore import LocalSigstore
+
+        sigstore = LocalSigstore.find(self.home)
+        return found | (sigstore.env() if sigstore is not None else {})
 
     @abc.abstractmethod
     def reset(self) -> None:
         """Remove the lab's namespaces, policies, secrets and signatures; keep the services."""
 
-    @abc.abstractmethod
     def stop(self) -> None:
-        """Stop everything the lab started and forget its state."""
+        """Stop everything the lab started (its local Sigstore too) and forget its state."""
+        from labkit.lab.sigstore import LocalSigstore
+
+        sigstore = LocalSigstore.find(self.home)
+        if sigstore is not None:
+            sigstore.down()
+        self.stop_services()
+
+    @abc.abstractmethod
+    def stop_services(self) -> None:
+        """Stop the backend's own processes (or cluster) and forget its state."""
+
+    @property
+    def sigstore(self) -> LocalSigstore:
+        """The lab's own Sigstore (OIDC issuer, Fulcio, Rekor, CT log), started with
+        ``labkit lab up --sigstore`` or ``Lab.start(sigstore=True)``: :mod:`labkit.lab.sigstore`."""
+        from labkit.lab.sigstore import LocalSigstore
+
+        found = LocalSigstore.find(self.home)
+        if found is None:
+            raise LabError(f"the lab in {self.home.root} has no local Sigstore running",
+                           hint="start it: `labkit lab up --sigstore` (or Lab.start(..., sigstore=True))")
+        return found
 
     def __enter__(self) -> Lab:
         return self

@@ -75,7 +75,7 @@ class EmbeddedLab(Lab):
                                         "policies are kept")
         return cls(home, state)
 
-    def stop(self) -> None:
+    def stop_services(self) -> None:
         self.api.close()
         terminate(self.state.services)
         clear(self.home)

@@ -127,7 +127,7 @@ class ExistingLab(KubectlLab):
     def attach(cls, home: LabHome, state: LabState) -> ExistingLab:
         return cls(home, state)
 
-    def stop(self) -> None:
+    def stop_services(self) -> None:
         """Leave the cluster as it was: delete this learner's policies and namespaces."""
         self._delete_owned()
         clear(self.home)

@@ -21,13 +21,15 @@ from labkit.lab.state import LabHome, LabState
 BACKENDS = ("embedded", "native", "kind", "existing")
 
 
-def start(backend: str = "embedded", home: Path | str | None = None, **options: Any) -> Lab:
+def start(backend: str = "embedded", home: Path | str | None = None, *, sigstore: bool = False,
+          **options: Any) -> Lab:
     """Start a lab of ``backend`` in ``home`` (default ``LABKIT_HOME``), or return the one running there.
 
     The embedded and native labs take ``ports={"registry": 5001, …}`` (kept for later starts; default
     ``LABKIT_PORTS``) and ``fresh_ports=True`` (pick new ones); see :mod:`labkit.lab.ports`. The
     existing backend takes ``kubeconfig``, ``context``, ``registry``, ``registry_pod_host`` and
-    ``learner`` (:meth:`labkit.lab.existing.ExistingLab.launch`)."""
+    ``learner`` (:meth:`labkit.lab.existing.ExistingLab.launch`). ``sigstore=True`` also starts the
+    lab's own Sigstore (:mod:`labkit.lab.sigstore`), on any backend."""
     if backend not in BACKENDS:
         raise UsageError(f"unknown lab backend {backend!r}", hint=f"choose one of: {', '.join(BACKENDS)}")
     if backend in ("kind", "existing") and (options.pop("ports", None) or options.pop("fresh_ports", False)):
@@ -38,7 +40,12 @@ def start(backend: str = "embedded", home: Path | str | None = None, **options: 
     if backend != "kind" and options.get("registry_port") is not None:
         raise UsageError("--registry-port is for the kind lab (its registry's host port)",
                          hint="the embedded and native labs take --port registry=N")
-    return backend_class(backend).launch(LabHome.resolve(home), **options)
+    lab = backend_class(backend).launch(LabHome.resolve(home), **options)
+    if sigstore:
+        from labkit.lab.sigstore import LocalSigstore
+
+        LocalSigstore.up(lab.home)
+    return lab
 
 
 def connect(home: Path | str | None = None) -> Lab:

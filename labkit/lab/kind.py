@@ -168,7 +168,7 @@ class KindLab(KubectlLab):
                            hint="`labkit lab down` then `labkit lab up --backend kind`")
         return cls(home, state)
 
-    def stop(self) -> None:
+    def stop_services(self) -> None:
         _Ledger(self.home.kind / "created.json").teardown()
         clear(self.home)
 

@@ -152,7 +152,7 @@ class NativeLab(KubectlLab):
                                         f"first clears what is left); logs are in {home.logs}")
         return cls(home, state)
 
-    def stop(self) -> None:
+    def stop_services(self) -> None:
         _stop(self.state.services)
         clear(self.home)
 
