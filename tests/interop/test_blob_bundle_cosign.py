@@ -1,0 +1,196 @@
+"""``labkit sign-blob --bundle`` / ``verify-blob --bundle`` against real cosign v3.1.3, both ways.
+
+Managed keys: labkit's bundle verifies in cosign (``--insecure-ignore-tlog``, the bundle has no
+tlog entry), cosign's (``sign-blob --bundle --use-signing-config=false --tlog-upload=false``)
+verifies in labkit, and a tampered artifact, another key or a missing tlog flag fail in both with
+the same words. Keyless: bundles from the public-good instance (the sigstore-conformance cases,
+tests/fixtures/sigstore-conformance/SOURCE.md) verified offline by both tools against the same
+trusted root, with right and wrong identities.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from labkit import keys
+from labkit.cli import main as labkit_main
+from tests.conftest import COSIGN_V3, reference_tool
+from tests.interop.cosign import PASSWORD, Cosign
+
+pytestmark = pytest.mark.interop
+
+BLOB = b"an artifact for a bundle\n"
+CASES = Path(__file__).resolve().parents[1] / "fixtures" / "sigstore-conformance"
+PRODUCTION_ROOT = CASES / "production-trusted_root.json"
+IDENTITY = ("https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/"
+            ".github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main")
+ISSUER = "https://token.actions.githubusercontent.com"
+COSIGN_SIGN_FLAGS = ("--use-signing-config=false", "--tlog-upload=false")  # what v3.1.3 requires for no tlog
+
+
+@pytest.fixture
+def cosign(tmp_path: Path) -> Cosign:
+    return Cosign(reference_tool(COSIGN_V3), tmp_path)
+
+
+@pytest.fixture
+def labkit(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COSIGN_PASSWORD", PASSWORD)
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = labkit_main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+    return run
+
+
+def error(stderr: str) -> str:
+    """The ``Error: `` line's text, from either tool."""
+    return next(line.removeprefix("Error: ") for line in stderr.splitlines() if line.startswith("Error: "))
+
+
+def both_verify(cosign: Cosign, labkit, *argv: str) -> tuple[subprocess.CompletedProcess[str], tuple[int, str, str]]:
+    return cosign.run("verify-blob", *argv), labkit("verify-blob", *argv)
+
+
+def assert_same_failure(theirs: subprocess.CompletedProcess[str], ours: tuple[int, str, str]) -> None:
+    code, _, err = ours
+    assert theirs.returncode == 1 and code == 1, (theirs.stderr, err)
+    assert error(err) == error(theirs.stderr)
+
+
+@pytest.fixture
+def key_pair(tmp_path: Path) -> keys.KeyPairPaths:
+    (tmp_path / "blob").write_bytes(BLOB)
+    (tmp_path / "tampered").write_bytes(BLOB + b"!")
+    keys.generate_key_pair(tmp_path / "other", PASSWORD.encode())
+    return keys.generate_key_pair(tmp_path / "cosign", PASSWORD.encode())
+
+
+def test_cosign_verifies_labkits_bundle(cosign: Cosign, labkit, key_pair, tmp_path: Path) -> None:
+    code, out, err = labkit("sign-blob", "--key", "cosign.key", "--bundle", "labkit.bundle", "blob")
+    assert code == 0, err
+    assert out == "" and "Wrote bundle to file labkit.bundle" in err
+    assert (tmp_path / "labkit.bundle").stat().st_mode & 0o777 == 0o600
+    theirs = cosign.run("verify-blob", "--key", "cosign.pub", "--bundle", "labkit.bundle",
+                        "--insecure-ignore-tlog", "blob")
+    assert theirs.returncode == 0, theirs.stderr
+    assert "Verified OK" in theirs.stderr
+    for argv in (("--key", "cosign.pub", "--bundle", "labkit.bundle", "--insecure-ignore-tlog", "tampered"),
+                 ("--key", "other.pub", "--bundle", "labkit.bundle", "--insecure-ignore-tlog", "blob"),
+                 ("--key", "cosign.pub", "--bundle", "labkit.bundle", "--trusted-root", str(PRODUCTION_ROOT), "blob")):
+        assert_same_failure(*both_verify(cosign, labkit, *argv))
+
+
+def test_labkit_verifies_cosigns_bundle(cosign: Cosign, labkit, key_pair, tmp_path: Path) -> None:
+    proc = cosign.run("sign-blob", "--key", "cosign.key", "--bundle", "cosign.bundle", *COSIGN_SIGN_FLAGS, "blob")
+    assert proc.returncode == 0, proc.stderr
+    bundle = json.loads((tmp_path / "cosign.bundle").read_bytes())
+    assert "publicKey" in bundle["verificationMaterial"] and "tlogEntries" not in bundle["verificationMaterial"]
+    code, _, err = labkit("verify-blob", "--key", "cosign.pub", "--bundle", "cosign.bundle",
+                          "--insecure-ignore-tlog", "blob")
+    assert code == 0, err
+    assert "Verified OK" in err
+    for argv in (("--key", "cosign.pub", "--bundle", "cosign.bundle", "--insecure-ignore-tlog", "tampered"),
+                 ("--key", "other.pub", "--bundle", "cosign.bundle", "--insecure-ignore-tlog", "blob"),
+                 ("--key", "cosign.pub", "--bundle", "cosign.bundle", "--trusted-root", str(PRODUCTION_ROOT), "blob")):
+        assert_same_failure(*both_verify(cosign, labkit, *argv))
+
+
+def test_the_bundles_match_field_for_field(cosign: Cosign, labkit, key_pair, tmp_path: Path) -> None:
+    """ECDSA signatures differ run to run; everything else in the two bundles is equal."""
+    assert cosign.run("sign-blob", "--key", "cosign.key", "--bundle", "c.json", *COSIGN_SIGN_FLAGS,
+                      "blob").returncode == 0
+    assert labkit("sign-blob", "--key", "cosign.key", "--bundle", "l.json", "blob")[0] == 0
+    theirs, ours = (json.loads((tmp_path / name).read_bytes()) for name in ("c.json", "l.json"))
+    for bundle in (theirs, ours):
+        base64.b64decode(bundle["messageSignature"].pop("signature"), validate=True)
+    assert ours == theirs
+
+
+def test_both_refuse_a_tampered_tlog_entry(cosign: Cosign, labkit, tmp_path: Path) -> None:
+    """The conformance suite's managed-key bundle (a Rekor v1 entry) with its SET or body altered."""
+    case = CASES / "managed-key-and-trusted-root"
+    argv = ("--key", str(case / "key.pub"), "--trusted-root", str(case / "trusted_root.json"))
+    (tmp_path / "a.txt").write_bytes((CASES / "a.txt").read_bytes())
+    good = json.loads((case / "bundle.sigstore.json").read_bytes())
+    entry = good["verificationMaterial"]["tlogEntries"][0]
+    theirs, ours = both_verify(cosign, labkit, *argv, "--bundle", str(case / "bundle.sigstore.json"), "a.txt")
+    assert theirs.returncode == 0 and ours[0] == 0, (theirs.stderr, ours[2])
+    body = json.loads(base64.b64decode(entry["canonicalizedBody"]))
+    body["spec"]["data"]["hash"]["value"] = "0" * 64
+    altered = {
+        "set": {**entry, "inclusionPromise": {"signedEntryTimestamp": base64.b64encode(b"\x30\x00").decode()}},
+        "body": {**entry, "canonicalizedBody": base64.b64encode(json.dumps(body).encode()).decode()},
+        "index": {**entry, "logIndex": str(int(entry["logIndex"]) + 1)},
+    }
+    # an altered body changes the Merkle leaf, so the inclusion proof is what fails first
+    expected = {"set": "failed to verify log inclusion: SET",
+                "body": "failed to verify log inclusion: inclusion proof contains invalid root hash",
+                "index": "failed to verify log inclusion: "}
+    for name, tampered in altered.items():
+        bundle = {**good, "verificationMaterial": {**good["verificationMaterial"], "tlogEntries": [tampered]}}
+        (tmp_path / f"{name}.json").write_text(json.dumps(bundle))
+        theirs, ours = both_verify(cosign, labkit, *argv, "--bundle", f"{name}.json", "a.txt")
+        assert theirs.returncode == 1 and ours[0] == 1, (name, theirs.stderr, ours[2])
+        assert error(ours[2]).startswith(expected[name]), ours[2]
+
+
+@pytest.mark.parametrize("case", ["happy-path-v0.1", "happy-path-v0.3", "happy-path-intoto-in-dsse-v3"])
+def test_keyless_identities(cosign: Cosign, labkit, case: str, tmp_path: Path) -> None:
+    bundle = str(CASES / case / "bundle.sigstore.json")
+    (tmp_path / "a.txt").write_bytes((CASES / "a.txt").read_bytes())
+    (tmp_path / "tampered").write_bytes(b"not a.txt\n")
+    common = ("--bundle", bundle, "--trusted-root", str(PRODUCTION_ROOT))
+    for flags in (("--certificate-identity", IDENTITY, "--certificate-oidc-issuer", ISSUER),
+                  ("--certificate-identity-regexp", "sigstore-conformance", "--certificate-oidc-issuer-regexp",
+                   "githubusercontent")):
+        theirs, ours = both_verify(cosign, labkit, *common, *flags, "a.txt")
+        assert theirs.returncode == 0 and ours[0] == 0, (theirs.stderr, ours[2])
+    failures = [
+        ("--certificate-identity", "someone@example.com", "--certificate-oidc-issuer", ISSUER, "a.txt"),
+        ("--certificate-identity", IDENTITY, "--certificate-oidc-issuer", "https://accounts.google.com", "a.txt"),
+        ("--certificate-identity-regexp", "^nope", "--certificate-oidc-issuer", ISSUER, "a.txt"),
+        ("--certificate-identity", IDENTITY, "--certificate-oidc-issuer-regexp", "^x", "a.txt"),
+        ("--certificate-identity", IDENTITY, "--certificate-oidc-issuer", ISSUER, "tampered"),
+        ("--certificate-oidc-issuer", ISSUER, "a.txt"),
+        ("--certificate-identity", IDENTITY, "a.txt"),
+    ]
+    for argv in failures:
+        theirs, ours = both_verify(cosign, labkit, *common, *argv)
+        assert theirs.returncode == 1 and ours[0] != 0, (argv, theirs.stderr, ours[2])
+        assert error(ours[2]) == error(theirs.stderr), argv
+
+
+def test_a_key_cannot_verify_a_keyless_bundle(cosign: Cosign, labkit, key_pair) -> None:
+    argv = ("--key", "cosign.pub", "--bundle", str(CASES / "happy-path-v0.3" / "bundle.sigstore.json"),
+            "--trusted-root", str(PRODUCTION_ROOT), "blob")
+    assert_same_failure(*both_verify(cosign, labkit, *argv))
+
+
+def test_key_signed_dsse_bundles(cosign: Cosign, labkit, tmp_path: Path) -> None:
+    """A DSSE bundle built in the test from the DSSE spec: both accept it, both refuse another subject."""
+    import hashlib
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from tests.unit.test_blob_bundle import _dsse_bundle
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    (tmp_path / "k.pub").write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                                   serialization.PublicFormat.SubjectPublicKeyInfo))
+    (tmp_path / "blob").write_bytes(BLOB)
+    (tmp_path / "good.json").write_bytes(_dsse_bundle(key, hashlib.sha256(BLOB).hexdigest()))
+    (tmp_path / "other.json").write_bytes(_dsse_bundle(key, "0" * 64))
+    theirs, ours = both_verify(cosign, labkit, "--key", "k.pub", "--bundle", "good.json", "--insecure-ignore-tlog",
+                               "blob")
+    assert theirs.returncode == 0 and ours[0] == 0, (theirs.stderr, ours[2])
+    assert_same_failure(*both_verify(cosign, labkit, "--key", "k.pub", "--bundle", "other.json",
+                                     "--insecure-ignore-tlog", "blob"))
