@@ -99,7 +99,7 @@ def native_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 def local_sigstore(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The lab's own Sigstore (OIDC issuer, Fulcio, Rekor on Trillian and MariaDB, TesseraCT) for the
     whole session, in a home of its own; its home is yielded (``LocalSigstore.find`` gives the
-    running services, which a test may restart). One per machine: Rekor's metrics port is fixed."""
+    running services, which a test may restart)."""
     from labkit.lab import mariadb
     from labkit.lab.sigstore import LocalSigstore, missing_binaries
     from labkit.lab.state import LabHome

@@ -181,6 +181,9 @@ def _print_sigstore(lab: Lab) -> None:
         return
     for name, line in sigstore.status().items():
         print(f"sigstore: {name}: {line}")
+    beyond = sigstore.beyond_loopback()
+    if beyond:
+        print(f"note:     the lab's Sigstore listens beyond loopback (no narrower option): {', '.join(beyond)}")
     print(f"trust:    {sigstore.trust.trusted_root} (eval \"$(labkit lab env)\" for cosign)")
 
 

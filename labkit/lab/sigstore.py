@@ -34,10 +34,10 @@ from labkit._internal.files import write_atomic
 from labkit._internal.tools import tools_dir
 from labkit.errors import LabError
 from labkit.lab import mariadb, oidc
-from labkit.lab.ports import PortPlan, bindable, requested_from_env
+from labkit.lab.ports import PortPlan, requested_from_env
 from labkit.lab.processes import spawn, terminate
 from labkit.lab.sigstore_trust import SigstoreURLs, TrustFiles
-from labkit.lab.sockets import holder
+from labkit.lab.sockets import listening
 from labkit.lab.state import LabHome, Service
 
 FULCIO = "fulcio-v1.8.8"
@@ -50,9 +50,9 @@ BINARIES = (FULCIO, REKOR, TRILLIAN_SERVER, TRILLIAN_SIGNER, TESSERACT, TRILLIAN
 # the lab's ports (kept in ports.json with the backend's)
 PORT_NAMES = ("sigstore-oidc", "fulcio", "fulcio-grpc", "fulcio-metrics", "rekor", "trillian", "trillian-http",
               "trillian-signer", "trillian-signer-http", "ctlog")
-# Rekor v1 serves its metrics on :2112 on every interface, with no flag to move it (cmd/rekor-server
-# serve.go); a second Rekor on the machine cannot start.
-REKOR_METRICS_PORT = 2112
+# Rekor v1 also serves its metrics on :2112 on every interface, with no flag to move it, and
+# ignores a failure to listen there (cmd/rekor-server serve.go): a second lab's Rekor runs without
+# metrics. `lab status` lists the listener; docs/keyless.md says so.
 CT_ORIGIN = "labkit-ctlog"  # the CT log's checkpoint origin; fixed, so a new port keeps its storage valid
 START_TIMEOUT = 120.0
 STOP_ORDER = (("fulcio", "sigstore-oidc", "ctlog", "rekor"), ("trillian-signer", "trillian"), ("mariadb",))
@@ -97,12 +97,6 @@ class LocalSigstore:
         if missing:
             raise LabError(f"the local Sigstore needs {', '.join(missing)} in {tools_dir()}",
                            hint="build them from the Go module proxy: `make tools` (needs Go; ~8 min cold)")
-        if not bindable(REKOR_METRICS_PORT, "0.0.0.0"):
-            who = holder(REKOR_METRICS_PORT) or "another process"
-            raise LabError(f"port {REKOR_METRICS_PORT} is in use by {who}; Rekor v1 always serves its metrics "
-                           "there, on every interface, so the lab's Rekor cannot start",
-                           hint="stop that process (another lab's Sigstore: `labkit lab down` in its "
-                                "LABKIT_HOME), or run each lab in its own network namespace")
         requested = {n: p for n, p in requested_from_env().items() if n in PORT_NAMES}
         plan = PortPlan(home, PORT_NAMES, requested)
         plan.require_free()
@@ -161,6 +155,11 @@ class LocalSigstore:
         return {name: f"{urls.get(name, f'port {s.port}' if s.port else 'socket')} "
                       f"({'ok' if s.alive() else 'exited: see logs/sigstore-' + name + '.log'})"
                 for name, s in self.state.services.items()}
+
+    def beyond_loopback(self) -> list[str]:
+        """Addresses the services listen on beyond loopback: Rekor's fixed metrics port, ``*:2112``."""
+        return sorted({f"{name} {addr}" for name, s in self.state.services.items() for addr in listening(s.pid)
+                       if not addr.startswith(("127.", "[::1]:"))})
 
 
 def sigstore_dir(home: LabHome) -> Path:
