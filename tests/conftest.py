@@ -97,12 +97,11 @@ def native_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 @pytest.fixture(scope="session")
 def local_sigstore(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The lab's own Sigstore (OIDC issuer, Fulcio, Rekor on Trillian and MariaDB, TesseraCT) for the
-    whole session, in a home of its own; its home is yielded (``LocalSigstore.find`` gives the
-    running services, which a test may restart)."""
-    from labkit.lab import mariadb
-    from labkit.lab.sigstore import LocalSigstore, missing_binaries
-    from labkit.lab.state import LabHome
+    """An embedded lab with its own Sigstore (OIDC issuer, Fulcio, Rekor on Trillian and MariaDB,
+    TesseraCT), as ``labkit lab up --sigstore`` starts it, for the whole session; its home is
+    yielded (``LocalSigstore.find`` gives the running services, which a test may restart)."""
+    from labkit.lab import Lab, mariadb
+    from labkit.lab.sigstore import missing_binaries
 
     missing = missing_binaries()
     if missing:
@@ -113,9 +112,8 @@ def local_sigstore(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         mariadb.find(mariadb.SERVER)
     except Exception as exc:  # noqa: BLE001 (LabError: not installed, with the apt line)
         pytest.skip(f"the local Sigstore needs MariaDB: {exc}")
-    home = LabHome.resolve(tmp_path_factory.mktemp("sigstore-home"))
-    sigstore = LocalSigstore.up(home)
+    lab = Lab.start("embedded", tmp_path_factory.mktemp("sigstore-home"), sigstore=True)
     try:
-        yield home.root
+        yield lab.home.root
     finally:
-        (LocalSigstore.find(home) or sigstore).down()
+        lab.stop()

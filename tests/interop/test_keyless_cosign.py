@@ -203,3 +203,32 @@ def test_without_the_labs_environment_cosign_reaches_for_the_public_sigstore(
         recorder.close()
     assert verified.returncode != 0
     assert any(b"tuf-repo-cdn.sigstore.dev" in seen for seen in recorder.seen), recorder.seen
+
+
+def test_the_issues_terminal_session(local_sigstore: Path, image: Reference, tmp_path: Path,
+                                     proxy: RecordingProxy) -> None:
+    """What a learner types: ``eval "$(labkit lab env)"``, a token from ``labkit lab token``, then
+    cosign with the lab's URLs and trust root, exactly as against the public instance."""
+    import os
+    import shlex
+    import sys
+
+    bin_dir = Path(sys.executable).parent
+    script = f"""set -e
+eval "$({bin_dir}/labkit lab env)"
+export HTTPS_PROXY=http://127.0.0.1:{proxy.port} HTTP_PROXY=http://127.0.0.1:{proxy.port} HOME={tmp_path}
+cosign-v2.6.1 sign -y --identity-token "$(labkit lab token alice@example.com)" \\
+  --fulcio-url "$LABKIT_FULCIO_URL" --rekor-url "$LABKIT_REKOR_URL" {shlex.quote(str(image))}
+cosign-v2.6.1 verify --certificate-identity alice@example.com \\
+  --certificate-oidc-issuer "$LABKIT_OIDC_ISSUER" {shlex.quote(str(image))} > /dev/null
+cosign-v3.1.3 verify --certificate-identity alice@example.com \\
+  --certificate-oidc-issuer "$LABKIT_OIDC_ISSUER" --trusted-root "$LABKIT_TRUSTED_ROOT" \\
+  {shlex.quote(str(image))} > /dev/null
+echo both verified
+"""
+    reference_tool(COSIGN_V2_PIN), reference_tool(COSIGN_V3)  # skip or fail as the other oracles do
+    env = {"PATH": os.environ.get("PATH", ""), "LABKIT_HOME": str(local_sigstore)}
+    done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("both verified")
+    assert "eyJ" not in done.stderr + done.stdout  # the token is passed, never printed
