@@ -169,6 +169,7 @@ def _verify_bundle(args: argparse.Namespace) -> int:
         identity=identity,
         trusted_root=Path(args.trusted_root) if args.trusted_root else None,
         ignore_tlog=bool(args.insecure_ignore_tlog),
+        digest_algorithm=args.signature_digest_algorithm,
     )
     print("Verified OK", file=sys.stderr)
     return 0

@@ -181,8 +181,12 @@ def verify_blob_bundle(
     identity: CertificateIdentity | None = None,
     trusted_root: Path | None = None,
     ignore_tlog: bool = False,
+    digest_algorithm: str = "sha256",
 ) -> BundleVerification:
     """Verify ``bundle`` over ``blob`` as ``cosign verify-blob --bundle`` v3 does, offline.
+
+    ``digest_algorithm`` is cosign's ``--signature-digest-algorithm`` for key bundles: cosign
+    v3.1.3 assumes SHA-256 whatever the key, so a P-384 key's bundle needs ``sha384`` there too.
 
     Raises UsageError for flags that cannot work with this bundle and VerificationError (cosign's
     words where cosign has them) for a bundle that does not verify.
@@ -196,7 +200,7 @@ def verify_blob_bundle(
         if public_key is None:
             raise VerificationError("the bundle is signed with a key (verificationMaterial.publicKey), "
                                     "not a certificate", hint="pass the signer's public key with --key")
-        return _verify_keyed(bundle, blob, public_key, trusted_root, ignore_tlog)
+        return _verify_keyed(bundle, blob, public_key, trusted_root, ignore_tlog, digest_algorithm)
     if public_key is not None:
         raise VerificationError("expected key signature, not certificate",
                                 hint="this bundle is keyless: verify it with --certificate-identity and "
@@ -296,10 +300,13 @@ def _check_statement(payload_type: str, payload: bytes, blob: bytes) -> None:
 
 
 def _verify_keyed(bundle: bytes, blob: bytes, public_key: keys.PublicKey, trusted_root: Path | None,
-                  ignore_tlog: bool) -> BundleVerification:
+                  ignore_tlog: bool, digest_algorithm: str) -> BundleVerification:
     from sigstore_models.bundle.v1 import Bundle as BundleModel
 
     document = _parse(bundle)
+    message = document.get("messageSignature")
+    if isinstance(message, dict) and message.get("messageDigest") == {}:  # cosign v3.1.3's Ed25519 bundles
+        raise VerificationError("failed to verify signature: message is missing artifact digest")
     if isinstance(document.get("verificationMaterial"), dict):
         # protobuf JSON leaves out an empty list; cosign's no-tlog bundles have no tlogEntries
         document["verificationMaterial"].setdefault("tlogEntries", [])
@@ -310,16 +317,16 @@ def _verify_keyed(bundle: bytes, blob: bytes, public_key: keys.PublicKey, truste
     if model.message_signature is not None:
         signature = bytes(model.message_signature.signature)
         digest = model.message_signature.message_digest
-        _verify_signature(public_key, signature, blob)
-        algorithm = _hash_name(public_key)
-        if digest is not None and bytes(digest.digest) != hashlib.new(algorithm, blob).digest():
+        _verify_signature(public_key, signature, blob, digest_algorithm)
+        if digest is not None and bytes(digest.digest) != _hash(digest.algorithm.value, blob):
             raise VerificationError(SIGNATURE_FAILED + "message digest does not match the artifact")
     elif model.dsse_envelope is not None:
         envelope = model.dsse_envelope
         if len(envelope.signatures) != 1:
             raise VerificationError(f"expected one DSSE signature, got {len(envelope.signatures)}")
         signature = bytes(envelope.signatures[0].sig)
-        _verify_signature(public_key, signature, pae(envelope.payload_type, bytes(envelope.payload)))
+        _verify_signature(public_key, signature, pae(envelope.payload_type, bytes(envelope.payload)),
+                          digest_algorithm)
         _check_statement(envelope.payload_type, bytes(envelope.payload), blob)
     else:
         raise VerificationError("failed to load bundle: no messageSignature or dsseEnvelope")
@@ -336,9 +343,17 @@ def _verify_keyed(bundle: bytes, blob: bytes, public_key: keys.PublicKey, truste
     return BundleVerification("key", model.dsse_envelope is not None, len(entries))
 
 
-def _verify_signature(public_key: keys.PublicKey, signature: bytes, message: bytes) -> None:
+def _hash(protobuf_name: str, data: bytes) -> bytes:
+    """``data`` hashed with a protobuf-specs HashAlgorithm (``SHA2_256`` …)."""
+    names = {v: k for k, v in _DIGEST_NAMES.items()}
+    if protobuf_name not in names:
+        raise VerificationError(f"unsupported digest algorithm {protobuf_name}")
+    return hashlib.new(names[protobuf_name], data).digest()
+
+
+def _verify_signature(public_key: keys.PublicKey, signature: bytes, message: bytes, digest_algorithm: str) -> None:
     try:
-        keys.verify_message(public_key, signature, message, digest_algorithm=_hash_name(public_key))
+        keys.verify_message(public_key, signature, message, digest_algorithm=digest_algorithm)
     except VerificationError as exc:
         raise VerificationError(SIGNATURE_FAILED + exc.message) from None
 
@@ -373,7 +388,7 @@ def _check_entry_body(entry: Any, model: Any, public_key: keys.PublicKey, blob: 
         elif (kind, version) == ("hashedrekord", "0.0.2"):  # Rekor v2, for both kinds of content
             rekord = spec["hashedRekordV002"]
             recorded_key = load_der_public_key(_b64(rekord["signature"]["verifier"]["publicKey"]["rawBytes"]))
-            ok = (_b64(rekord["data"]["digest"]) == hashlib.new(_hash_name(public_key), signed).digest()
+            ok = (_b64(rekord["data"]["digest"]) == _hash(rekord["data"]["algorithm"], signed)
                   and _b64(rekord["signature"]["content"]) == signature)
         elif (kind, version) == ("dsse", "0.0.1") and model.dsse_envelope is not None:
             payload_hash = hashlib.sha256(bytes(model.dsse_envelope.payload)).hexdigest()
