@@ -142,3 +142,91 @@ def test_cli_round_trip_and_the_old_required_flags(cli, tmp_path: Path) -> None:
     # without --bundle, --key and --signature stay required as before
     code, _, err = cli("verify-blob", "--insecure-ignore-tlog", "blob")
     assert code == 2 and "the following arguments are required: --key, --signature" in err
+
+
+# --- tlog entry bodies of key bundles --------------------------------------------------------------
+# The Merkle/checkpoint/SET part is sigstore-python's and runs on the conformance cases; here it is
+# stubbed so that bodies written from Rekor's schemas (hashedrekord 0.0.1 and 0.0.2, dsse 0.0.1)
+# reach the check that the entry names this signature, key and artifact.
+
+
+def _entry(kind: str, version: str, body: dict) -> dict:
+    return {"logIndex": "1", "logId": {"keyId": base64.b64encode(b"k" * 32).decode()},
+            "kindVersion": {"kind": kind, "version": version},
+            "inclusionProof": {"logIndex": "1", "rootHash": base64.b64encode(b"r" * 32).decode(), "treeSize": "2",
+                               "hashes": [], "checkpoint": {"envelope": "x"}},
+            "canonicalizedBody": base64.b64encode(json.dumps(body).encode()).decode()}
+
+
+def _pem(key: ec.EllipticCurvePrivateKey) -> str:
+    return base64.b64encode(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                          serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+
+
+def _der(key: ec.EllipticCurvePrivateKey) -> str:
+    return base64.b64encode(key.public_key().public_bytes(serialization.Encoding.DER,
+                                                          serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+
+
+def _with_entry(bundle: bytes, entry: dict) -> bytes:
+    document = json.loads(bundle)
+    document["verificationMaterial"]["tlogEntries"] = [entry]
+    return json.dumps(document).encode()
+
+
+@pytest.fixture
+def no_merkle(monkeypatch: pytest.MonkeyPatch) -> None:
+    import labkit.signing.blob_bundle as module
+
+    monkeypatch.setattr(module, "_verify_entry", lambda entry, root: None)
+
+
+def test_message_entries_must_name_this_signature_key_and_artifact(no_merkle) -> None:
+    key, other = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    bundle = sign_blob_bundle(key, BLOB)
+    signature = json.loads(bundle)["messageSignature"]["signature"]
+    root = CASES / "production-trusted_root.json"
+
+    def v1(value: str, sig: str, pem: str) -> dict:
+        return _entry("hashedrekord", "0.0.1", {"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {
+            "data": {"hash": {"algorithm": "sha256", "value": value}},
+            "signature": {"content": sig, "publicKey": {"content": pem}}}})
+
+    def v2(digest: bytes, sig: str, der: str) -> dict:
+        return _entry("hashedrekord", "0.0.2", {"apiVersion": "0.0.2", "kind": "hashedrekord", "spec": {
+            "hashedRekordV002": {
+                "data": {"algorithm": "SHA2_256", "digest": base64.b64encode(digest).decode()},
+                "signature": {"content": sig, "verifier": {"publicKey": {"rawBytes": der},
+                                                           "keyDetails": "PKIX_ECDSA_P256_SHA_256"}}}}})
+
+    digest = hashlib.sha256(BLOB)
+    good = [v1(digest.hexdigest(), signature, _pem(key)), v2(digest.digest(), signature, _der(key))]
+    bad = [v1("0" * 64, signature, _pem(key)), v1(digest.hexdigest(), signature, _pem(other)),
+           v1(digest.hexdigest(), base64.b64encode(b"x").decode(), _pem(key)),
+           v2(b"\0" * 32, signature, _der(key)), v2(digest.digest(), signature, _der(other))]
+    for entry in good:
+        result = verify_blob_bundle(_with_entry(bundle, entry), BLOB, public_key=key.public_key(), trusted_root=root)
+        assert result.tlog_entries == 1
+    for entry in bad:
+        with pytest.raises(VerificationError, match="transparency log entry is inconsistent with other materials"):
+            verify_blob_bundle(_with_entry(bundle, entry), BLOB, public_key=key.public_key(), trusted_root=root)
+
+
+def test_dsse_entries_must_name_this_payload_signature_and_key(no_merkle) -> None:
+    key, other = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    bundle = _dsse_bundle(key, hashlib.sha256(BLOB).hexdigest())
+    envelope = json.loads(bundle)["dsseEnvelope"]
+    payload_hash = hashlib.sha256(base64.b64decode(envelope["payload"])).hexdigest()
+    root = CASES / "production-trusted_root.json"
+
+    def dsse(value: str, pem: str) -> dict:
+        return _entry("dsse", "0.0.1", {"apiVersion": "0.0.1", "kind": "dsse", "spec": {
+            "envelopeHash": {"algorithm": "sha256", "value": "0" * 64},
+            "payloadHash": {"algorithm": "sha256", "value": value},
+            "signatures": [{"signature": envelope["signatures"][0]["sig"], "verifier": pem}]}})
+
+    verify_blob_bundle(_with_entry(bundle, dsse(payload_hash, _pem(key))), BLOB, public_key=key.public_key(),
+                       trusted_root=root)
+    for entry in (dsse("0" * 64, _pem(key)), dsse(payload_hash, _pem(other))):
+        with pytest.raises(VerificationError, match="transparency log entry is inconsistent with other materials"):
+            verify_blob_bundle(_with_entry(bundle, entry), BLOB, public_key=key.public_key(), trusted_root=root)
