@@ -67,6 +67,8 @@ class CertificateIdentity:
     issuer_regexp: str | None = None
 
     def check_flags(self) -> None:
+        if self.identity is not None and self.identity_regexp is not None:  # cosign v3.1.3 counts two
+            raise UsageError(KEY_OR_IDENTITY, hint=KEY_OR_IDENTITY_HINT)
         if self.identity is None and self.identity_regexp is None:
             raise UsageError("--certificate-identity or --certificate-identity-regexp is required for "
                              "verification in keyless mode")
@@ -79,10 +81,9 @@ class CertificateIdentity:
         from sigstore.errors import VerificationError as SigstoreVerificationError
 
         prefix = "failed to verify certificate identity: no matching CertificateIdentity found, last error: "
-        issuer = certificate_issuer(cert)
-        problem = _mismatch("issuer value", issuer, self.issuer, self.issuer_regexp)
-        san = certificate_san(cert)
-        problem = problem or _mismatch("SAN value", san, self.identity, self.identity_regexp)
+        # sigstore-go checks the SAN before the issuer, and reports the first mismatch
+        problem = _mismatch("SAN value", certificate_san(cert), self.identity, self.identity_regexp)
+        problem = problem or _mismatch("issuer value", certificate_issuer(cert), self.issuer, self.issuer_regexp)
         if problem:
             raise SigstoreVerificationError(prefix + problem)
 

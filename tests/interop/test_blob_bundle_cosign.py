@@ -55,6 +55,13 @@ def error(stderr: str) -> str:
     return next(line.removeprefix("Error: ") for line in stderr.splitlines() if line.startswith("Error: "))
 
 
+def same_words(ours: str, theirs: str) -> bool:
+    """labkit says cosign's words: its message alone, or (where cosign puts the next step in the same
+    sentence) its message and hint, which labkit keeps apart."""
+    hint = next((line.removeprefix("Hint: ") for line in ours.splitlines() if line.startswith("Hint: ")), "")
+    return error(theirs) in (error(ours), f"{error(ours)} {hint}")
+
+
 def both_verify(cosign: Cosign, labkit, *argv: str) -> tuple[subprocess.CompletedProcess[str], tuple[int, str, str]]:
     return cosign.run("verify-blob", *argv), labkit("verify-blob", *argv)
 
@@ -62,7 +69,7 @@ def both_verify(cosign: Cosign, labkit, *argv: str) -> tuple[subprocess.Complete
 def assert_same_failure(theirs: subprocess.CompletedProcess[str], ours: tuple[int, str, str]) -> None:
     code, _, err = ours
     assert theirs.returncode == 1 and code == 1, (theirs.stderr, err)
-    assert error(err) == error(theirs.stderr)
+    assert same_words(err, theirs.stderr), (err, theirs.stderr)
 
 
 @pytest.fixture
@@ -161,11 +168,16 @@ def test_keyless_identities(cosign: Cosign, labkit, case: str, tmp_path: Path) -
         ("--certificate-identity", IDENTITY, "--certificate-oidc-issuer", ISSUER, "tampered"),
         ("--certificate-oidc-issuer", ISSUER, "a.txt"),
         ("--certificate-identity", IDENTITY, "a.txt"),
+        ("--certificate-identity", "x@y", "--certificate-oidc-issuer", "https://x", "a.txt"),
+        ("--certificate-identity", IDENTITY, "--certificate-oidc-issuer", ISSUER, "--certificate-oidc-issuer-regexp",
+         "zzz", "a.txt"),
+        ("--certificate-identity", IDENTITY, "--certificate-identity-regexp", "sigstore", "--certificate-oidc-issuer",
+         ISSUER, "a.txt"),
     ]
     for argv in failures:
         theirs, ours = both_verify(cosign, labkit, *common, *argv)
         assert theirs.returncode == 1 and ours[0] != 0, (argv, theirs.stderr, ours[2])
-        assert error(ours[2]) == error(theirs.stderr), argv
+        assert same_words(ours[2], theirs.stderr), (argv, ours[2], theirs.stderr)
 
 
 def test_a_key_cannot_verify_a_keyless_bundle(cosign: Cosign, labkit, key_pair) -> None:
