@@ -56,6 +56,9 @@ PORT_NAMES = ("sigstore-oidc", "fulcio", "fulcio-grpc", "fulcio-metrics", "rekor
 CT_ORIGIN = "labkit-ctlog"  # the CT log's checkpoint origin; fixed, so a new port keeps its storage valid
 START_TIMEOUT = 120.0
 STOP_ORDER = (("fulcio", "sigstore-oidc", "ctlog", "rekor"), ("trillian-signer", "trillian"), ("mariadb",))
+# Trillian's server and signer stop their work at SIGTERM, then sleep 5 s before exiting
+# (cmd/trillian_log_*/main.go); their writes are transactions, so they are not waited for.
+STOP_GRACE = (5.0, 1.0, 5.0)  # per STOP_ORDER group
 STATE_FILE = "state.json"
 TREE_FILE = "rekor.tree"
 SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes; keep a margin for the file names
@@ -120,8 +123,7 @@ class LocalSigstore:
 
     def down(self) -> None:
         """Stop the processes; keys, trust documents, the database and the logs' data stay."""
-        for group in STOP_ORDER:
-            terminate({n: s for n, s in self.state.services.items() if n in group})
+        stop(self.state.services)
         (self.dir / STATE_FILE).unlink(missing_ok=True)
 
     # --- what the lab offers ---------------------------------------------------------------
@@ -160,6 +162,12 @@ class LocalSigstore:
         """Addresses the services listen on beyond loopback: Rekor's fixed metrics port, ``*:2112``."""
         return sorted({f"{name} {addr}" for name, s in self.state.services.items() for addr in listening(s.pid)
                        if not addr.startswith(("127.", "[::1]:"))})
+
+
+def stop(services: Mapping[str, Service]) -> None:
+    """Stop ``services`` front to back: the clients of the database before the database."""
+    for group, grace in zip(STOP_ORDER, STOP_GRACE, strict=True):
+        terminate({name: s for name, s in services.items() if name in group}, grace=grace)
 
 
 def sigstore_dir(home: LabHome) -> Path:
@@ -202,8 +210,7 @@ class _Starter:
             issuer = self._oidc()
             fulcio = self._fulcio(issuer, ctlog)
         except BaseException:
-            for group in STOP_ORDER:
-                terminate({n: s for n, s in self.services.items() if n in group})
+            stop(self.services)
             raise
         urls = SigstoreURLs(oidc_issuer=issuer, fulcio=fulcio, rekor=rekor, ctlog=ctlog)
         self.trust.write_documents(urls)
