@@ -253,11 +253,32 @@ def _first_lines(text: str, limit: int = 400) -> str:
     return short if len(short) <= limit else short[:limit] + "…"
 
 
-# sigstore-python's words for a failure cosign (sigstore-go) reports in its own
+LOG_INCLUSION_FAILED = "failed to verify log inclusion: "
+# sigstore-python's words for a failure cosign v3.1.3 (sigstore-go) reports in its own, checked on
+# the conformance cases; other tlog failures keep sigstore-python's detail under cosign's prefix
 _COSIGN_WORDS = {
     "Signature is invalid for input": SIGNATURE_FAILED + "invalid signature when validating ASN.1 encoded signature",
     "Bundle message digest mismatch": SIGNATURE_FAILED + "invalid signature when validating ASN.1 encoded signature",
+    "not enough sources of verified time": "failed to verify timestamps: threshold not met for verified signed "
+                                           "timestamps: 0 < 1",
 }
+_SCT_FAILED = "failed to verify SCT on signing certificate: "
+_COSIGN_SCT = ("failed to verify signed certificate timestamp: only able to verify 0 SCT entries; unable to meet "
+               "threshold of 1")
+_TLOG_MISMATCH = ("transparency log entry is inconsistent with other materials",
+                  "log entry payload hash does not match bundle", "log entry signatures do not match bundle")
+
+
+def _cosign_words(message: str) -> str:
+    if message in _COSIGN_WORDS:
+        return _COSIGN_WORDS[message]
+    if message.startswith(_SCT_FAILED):
+        return _COSIGN_SCT
+    if message.startswith("invalid log entry: "):
+        return LOG_INCLUSION_FAILED + _first_lines(message.removeprefix("invalid log entry: "))
+    if message in _TLOG_MISMATCH:
+        return LOG_INCLUSION_FAILED + message
+    return _first_lines(message)
 
 
 def _verify_keyless(bundle: bytes, blob: bytes, identity: CertificateIdentity, root_path: Path) -> BundleVerification:
@@ -276,7 +297,7 @@ def _verify_keyless(bundle: bytes, blob: bytes, identity: CertificateIdentity, r
             verifier.verify_artifact(blob, parsed, identity)
     except SigstoreError as exc:
         message = str(exc)
-        raise VerificationError(_COSIGN_WORDS.get(message, _first_lines(message))) from None
+        raise VerificationError(_cosign_words(message)) from None
     except ValueError as exc:  # pydantic inside the trusted root or the entry body
         raise VerificationError(_first_lines(str(exc))) from None
     return BundleVerification(certificate_san(parsed.signing_certificate), parsed._dsse_envelope is not None,
@@ -369,7 +390,7 @@ def _verify_entry(entry: Any, root: Any) -> None:
     try:
         TransparencyLogEntry(entry)._verify(root.rekor_keyring(KeyringPurpose.VERIFY))
     except (SigstoreError, ValueError) as exc:
-        raise VerificationError(f"failed to verify log inclusion: {_first_lines(str(exc))}") from None
+        raise VerificationError(LOG_INCLUSION_FAILED + _first_lines(str(exc))) from None
 
 
 def _check_entry_body(entry: Any, model: Any, public_key: keys.PublicKey, blob: bytes) -> None:
@@ -402,7 +423,7 @@ def _check_entry_body(entry: Any, model: Any, public_key: keys.PublicKey, blob: 
     except (ValueError, KeyError, TypeError) as exc:
         raise VerificationError(f"invalid transparency log entry body: {exc}") from None
     if not (ok and _same_key(recorded_key, public_key)):
-        raise VerificationError("transparency log entry is inconsistent with other materials")
+        raise VerificationError(LOG_INCLUSION_FAILED + "transparency log entry is inconsistent with other materials")
 
 
 def _b64(value: object) -> bytes:

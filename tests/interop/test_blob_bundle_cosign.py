@@ -252,3 +252,24 @@ def test_rsa_and_ed25519_bundles(cosign: Cosign, labkit, tmp_path: Path) -> None
             assert theirs.returncode == 0 and ours[0] == 0, (theirs.stderr, ours[2])
         else:  # cosign v3.1.3 leaves an Ed25519 bundle's messageDigest empty and then refuses its own bundle
             assert_same_failure(theirs, ours)
+
+
+@pytest.mark.parametrize("case", [
+    "invalid-ct-key_fail", "wrong-material_fail", "rekor2-timestamp-payload-mismatch_fail",
+    "rekor2-timestamp-untrusted-tsa-without-embedded-cert_fail", "managed-key-happy-path",
+])
+def test_conformance_failures_in_cosigns_words(cosign: Cosign, labkit, case: str) -> None:
+    """Where cosign and sigstore-python fail a conformance case for the same reason, labkit says what
+    cosign says (cosign's line may go on with detail labkit does not have)."""
+    path = CASES / case
+    root = path / "trusted_root.json" if (path / "trusted_root.json").is_file() else PRODUCTION_ROOT
+    argv = ["--bundle", str(path / "bundle.sigstore.json"), "--trusted-root", str(root)]
+    argv += (["--key", str(path / "key.pub")] if (path / "key.pub").is_file()
+             else ["--certificate-identity", IDENTITY, "--certificate-oidc-issuer", ISSUER])
+    artifact = path / "artifact" if (path / "artifact").is_file() else CASES / "a.txt"
+    theirs, ours = both_verify(cosign, labkit, *argv, str(artifact))
+    if case.endswith("_fail"):
+        assert theirs.returncode == 1 and ours[0] == 1, (theirs.stderr, ours[2])
+        assert error(theirs.stderr).startswith(error(ours[2])), (theirs.stderr, ours[2])
+    else:
+        assert theirs.returncode == 0 and ours[0] == 0, (theirs.stderr, ours[2])
