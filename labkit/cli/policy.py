@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "lint",
         help="validate policy files as the cluster would admit them",
         description="Load each FILE (Kyverno ClusterPolicy/Policy, ImageValidatingPolicy, "
-        "ClusterImagePolicy) with strict field validation and the engine's own policy checks. "
+        "ClusterImagePolicy, policy-controller TrustRoot) with strict field validation and the engine's own "
+        "policy checks; warnings the engine would give are printed on stderr. "
         "Exit 0 when all are valid, 2 otherwise.",
     )
     lint.add_argument("files", nargs="+", metavar="FILE")
@@ -51,11 +52,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _lint(args: argparse.Namespace) -> int:
-    from labkit.policy.load import load_policies  # imported per verb: the engine is slow to load
+    # imported per verb: the engine is slow to load
+    from labkit.policy.load import cip_warnings, load_objects
+    from labkit.policy.schema import ClusterImagePolicy
 
     for name in args.files:
-        policies = load_policies(Path(name))
-        kinds = ", ".join(f"{type(p).__name__} {p.name}" for p in policies)
+        objects = load_objects(Path(name))
+        for obj in objects:
+            for warning in cip_warnings(obj) if isinstance(obj, ClusterImagePolicy) else []:
+                print(f"Warning: {warning}", file=sys.stderr)
+        kinds = ", ".join(f"{type(p).__name__} {p.name}" for p in objects)
         print(f"{name}: valid ({kinds})")
     return 0
 

@@ -20,6 +20,22 @@ def _json_name(f: dataclasses.Field[Any]) -> str:
 
 
 _SCALARS = {str: "string", bool: "boolean", int: "integer"}
+_JSON_KINDS = {bool: "bool", int: "number", float: "number", str: "string", list: "array", dict: "object",
+               type(None): "null"}
+
+
+@dataclasses.dataclass(frozen=True)
+class WrongType:
+    """One value of the wrong type, as Go's ``encoding/json`` would report it: where it sits in
+    the document (``order``: key and item indices, for document order), the JSON kind it has, the
+    struct whose field it fills (``owner``), the JSON field names from the root (``field``, no
+    indices) and the type it should have had (``expected``)."""
+
+    order: tuple[int, ...]
+    got: str
+    owner: type | None
+    field: str
+    expected: Any
 
 
 class Decoder:
@@ -30,6 +46,8 @@ class Decoder:
     def __init__(self) -> None:
         self.unknown: list[str] = []
         self.invalid: list[str] = []
+        self.type_errors: list[WrongType] = []
+        self._where: tuple[tuple[int, ...], type | None, str] = ((), None, "")
 
     def decode(self, tp: Any, value: Any, path: str) -> Any:
         origin = typing.get_origin(tp)
@@ -44,21 +62,29 @@ class Decoder:
             return self._object(tp, value, path)
         if origin is list:
             if not isinstance(value, list):
-                return self._wrong(path, value, "array", [])
+                return self._wrong(path, value, "array", [], tp)
             (item,) = typing.get_args(tp)
-            return [self.decode(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+            order, owner, name = self._where
+            items = []
+            for i, v in enumerate(value):
+                self._where = ((*order, i), owner, name)
+                items.append(self.decode(item, v, f"{path}[{i}]"))
+            self._where = (order, owner, name)
+            return items
         if origin is dict:
             if not isinstance(value, dict):
-                return self._wrong(path, value, "object", {})
+                return self._wrong(path, value, "object", {}, tp)
             _, item = typing.get_args(tp)
             return {str(k): self.decode(item, v, f"{path}.{k}") for k, v in value.items()}
         expected = _SCALARS[tp]
         # bool is an int in Python; YAML 'true' must not pass as an integer and vice versa.
         if type(value) is not tp and not (tp is str and value is None):
-            return self._wrong(path, value, expected, tp())
+            return self._wrong(path, value, expected, tp(), tp)
         return value if value is not None else tp()
 
-    def _wrong(self, path: str, value: Any, expected: str, empty: Any) -> Any:
+    def _wrong(self, path: str, value: Any, expected: str, empty: Any, tp: Any) -> Any:
+        order, owner, name = self._where
+        self.type_errors.append(WrongType(order, _JSON_KINDS.get(type(value), "object"), owner, name, tp))
         got = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
                dict: "object", type(None): "null"}.get(type(value), "object")
         self.invalid.append(
@@ -68,16 +94,20 @@ class Decoder:
 
     def _object(self, cls: type, value: Any, path: str) -> Any:
         if not isinstance(value, dict):
-            return self._wrong(path, value, "object", None)
+            return self._wrong(path, value, "object", None, cls)
         hints, fields = _schema(cls)
         for name in value:
             if name not in fields:
                 self.unknown.append(f"{path}.{name}" if path else str(name))
         kwargs: dict[str, Any] = {}
+        order, _, field_path = where = self._where
+        keys = list(value)
         for name, f in fields.items():
             sub = f"{path}.{name}" if path else name
             if name in value:
+                self._where = ((*order, keys.index(name)), cls, f"{field_path}.{name}" if field_path else name)
                 kwargs[f.name] = self.decode(hints[f.name], value[name], sub)
+                self._where = where
             elif f.metadata.get("required"):
                 self.invalid.append(f"{sub}: Required value")
                 kwargs[f.name] = _empty(hints[f.name])

@@ -350,13 +350,13 @@ class KeyRef:
 
 @dataclass
 class StaticRef:
-    action: str = _required()
+    action: str = ""  # required by the webhook (``missing field(s)``), not by the CRD schema
     message: str = ""
 
 
 @dataclass
 class TLog:
-    url: str = ""
+    url: str | None = None  # knative apis.URL: None when absent, "" when given empty
     trust_root_ref: str = ""
 
 
@@ -366,17 +366,55 @@ class Identity:
     subject: str = ""
     issuer_reg_exp: str = _json("issuerRegExp", "")
     subject_reg_exp: str = _json("subjectRegExp", "")
-    trust_root_ref: str = ""
 
 
 @dataclass
 class KeylessRef:
-    url: str = ""
-    identities: list[Identity] = field(default_factory=list)
-    # spelt out: ruff flags a helper call as the default of an Any field
-    ca_cert: Any = field(default=None, metadata={"json": "ca-cert"})
+    url: str | None = None
+    # None when absent: the webhook's JSON round trip then sends ``null``, which the CRD refuses
+    identities: list[Identity] | None = None
+    ca_cert: KeyRef | None = field(default=None, metadata={"json": "ca-cert"})
     trust_root_ref: str = ""
-    insecure_ignore_sct: bool = _json("insecureIgnoreSCT", False)
+    insecure_ignore_sct: bool | None = field(default=None, metadata={"json": "insecureIgnoreSCT"})
+
+
+@dataclass
+class ConfigMapReference:
+    name: str = ""
+    namespace: str = ""
+    key: str = ""
+
+
+@dataclass
+class RemotePolicy:
+    url: str = ""
+    sha256sum: str = ""
+
+
+@dataclass
+class CIPPolicy:
+    """A CIP's or an attestation's cue/rego ``policy`` (Go ``Policy``)."""
+
+    type: str = ""
+    data: str = ""
+    remote: RemotePolicy | None = None
+    config_map_ref: ConfigMapReference | None = None
+    fetch_config_file: bool | None = None
+    include_spec: bool | None = None
+    include_object_meta: bool | None = None
+    include_type_meta: bool | None = None
+
+
+@dataclass
+class Attestation:
+    name: str = ""
+    predicate_type: str = ""
+    policy: CIPPolicy | None = None
+
+
+@dataclass
+class RFC3161Timestamp:
+    trust_root_ref: str = ""
 
 
 @dataclass
@@ -399,8 +437,8 @@ class Authority:
     static: StaticRef | None = None
     source: list[Source] = field(default_factory=list)
     ctlog: TLog | None = None
-    attestations: list[Any] = field(default_factory=list)
-    rfc3161timestamp: Any = None
+    attestations: list[Attestation] = field(default_factory=list)
+    rfc3161timestamp: RFC3161Timestamp | None = None
     signature_format: str = ""
 
 
@@ -416,7 +454,7 @@ class MatchResource:
 class ClusterImagePolicySpec:
     images: list[ImagePattern] = field(default_factory=list)
     authorities: list[Authority] = field(default_factory=list)
-    policy: Any = None
+    policy: CIPPolicy | None = None
     mode: str = ""
     match: list[MatchResource] = field(default_factory=list)
 
@@ -427,6 +465,72 @@ class ClusterImagePolicy(PolicyObject):
     status: Any = None
 
     engine = Engine.POLICY_CONTROLLER
+
+
+
+# --- policy-controller policy.sigstore.dev TrustRoot (v1alpha1) ---------------------------------
+# Go ``[]byte`` fields (PEM or JSON, base64 in YAML) are kept as their base64 text; None when
+# absent, because the webhook's JSON round trip then sends ``null``, which the CRD refuses.
+
+
+@dataclass
+class DistinguishedName:
+    organization: str = ""
+    common_name: str = ""
+
+
+@dataclass
+class CertificateAuthority:
+    subject: DistinguishedName = field(default_factory=DistinguishedName)
+    uri: str = ""
+    cert_chain: str | None = None
+
+
+@dataclass
+class TransparencyLogInstance:
+    base_url: str = _json("baseURL", "")
+    hash_algorithm: str = ""
+    public_key: str | None = None
+
+
+@dataclass
+class SigstoreKeys:
+    certificate_authorities: list[CertificateAuthority] | None = None
+    t_logs: list[TransparencyLogInstance] = field(default_factory=list)
+    ct_logs: list[TransparencyLogInstance] = field(default_factory=list)
+    timestamp_authorities: list[CertificateAuthority] = field(default_factory=list)
+
+
+@dataclass
+class TUFRemote:
+    root: str | None = None
+    mirror: str = ""
+    targets: str = ""
+    trusted_root_target: str = ""
+
+
+@dataclass
+class TUFRepository:
+    root: str | None = None
+    mirror_fs: str | None = field(default=None, metadata={"json": "mirrorFS"})
+    targets: str = ""
+    trusted_root_target: str = ""
+
+
+@dataclass
+class TrustRootSpec:
+    remote: TUFRemote | None = None
+    repository: TUFRepository | None = None
+    sigstore_keys: SigstoreKeys | None = None
+
+
+@dataclass
+class TrustRoot(PolicyObject):
+    """The keys and roots a ClusterImagePolicy's ``trustRootRef`` names (``trustroot_types.go``);
+    labkit loads it to lint it and does not evaluate it."""
+
+    spec: TrustRootSpec = field(default_factory=TrustRootSpec)
+    status: Any = None
 
 
 Policy = KyvernoPolicy | ImageValidatingPolicy | ClusterImagePolicy
