@@ -23,7 +23,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -37,6 +37,11 @@ from cryptography.hazmat.primitives.serialization import (
 from labkit import keys
 from labkit.errors import LabkitError, UsageError, VerificationError
 from labkit.signing.bundle import BUNDLE_MEDIA_TYPE, IN_TOTO_PAYLOAD, key_hint, pae
+
+if TYPE_CHECKING:  # sigstore is imported where it is used: verbs without bundles do not pay for it
+    from sigstore.models import TrustedRoot
+    from sigstore_models.bundle.v1 import Bundle as BundleModel
+    from sigstore_models.rekor.v1 import TransparencyLogEntry as EntryModel
 
 # Fulcio's OIDC issuer extensions: v2 (DER UTF8String) is preferred, v1 (raw bytes) is the fallback.
 _ISSUER_V2 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
@@ -233,7 +238,7 @@ def _need_root(trusted_root: Path | None) -> Path:
     return trusted_root
 
 
-def _load_root(path: Path) -> Any:
+def _load_root(path: Path) -> TrustedRoot:
     from pydantic import ValidationError
     from sigstore.errors import Error as SigstoreError
     from sigstore.models import TrustedRoot
@@ -380,7 +385,7 @@ def _verify_signature(public_key: keys.PublicKey, signature: bytes, message: byt
         raise VerificationError(SIGNATURE_FAILED + exc.message) from None
 
 
-def _verify_entry(entry: Any, root: Any) -> None:
+def _verify_entry(entry: EntryModel, root: TrustedRoot) -> None:
     """Inclusion proof, signed checkpoint and SET, by sigstore-python's own entry code: it has no
     public API for an entry outside a certificate bundle (4.5.1)."""
     from sigstore._internal.trust import KeyringPurpose
@@ -393,14 +398,15 @@ def _verify_entry(entry: Any, root: Any) -> None:
         raise VerificationError(LOG_INCLUSION_FAILED + _first_lines(str(exc))) from None
 
 
-def _check_entry_body(entry: Any, model: Any, public_key: keys.PublicKey, blob: bytes) -> None:
+def _check_entry_body(entry: EntryModel, model: BundleModel, public_key: keys.PublicKey, blob: bytes) -> None:
     """The entry must record this signature by this key over this artifact (not just any entry)."""
     kind, version = entry.kind_version.kind, entry.kind_version.version
     if model.message_signature is not None:
         signature, signed = bytes(model.message_signature.signature), blob
-    else:
-        envelope = model.dsse_envelope
+    elif (envelope := model.dsse_envelope) is not None:
         signature, signed = bytes(envelope.signatures[0].sig), pae(envelope.payload_type, bytes(envelope.payload))
+    else:  # _verify_keyed has refused such a bundle already
+        raise VerificationError("failed to load bundle: no messageSignature or dsseEnvelope")
     try:
         spec = json.loads(bytes(entry.canonicalized_body))["spec"]
         if (kind, version) == ("hashedrekord", "0.0.1") and model.message_signature is not None:
