@@ -206,7 +206,7 @@ def verify_blob_bundle(
         if public_key is None:
             raise VerificationError("the bundle is signed with a key (verificationMaterial.publicKey), "
                                     "not a certificate", hint="pass the signer's public key with --key")
-        return _verify_keyed(bundle, blob, public_key, trusted_root, ignore_tlog, digest_algorithm)
+        return _verify_keyed(document, blob, public_key, trusted_root, ignore_tlog, digest_algorithm)
     if public_key is not None:
         raise VerificationError("expected key signature, not certificate",
                                 hint="this bundle is keyless: verify it with --certificate-identity and "
@@ -218,7 +218,7 @@ def verify_blob_bundle(
         raise VerificationError("failed to verify leaf certificate: leaf certificate verification failed",
                                 hint="a keyless bundle's certificate is checked at the time its tlog entry or "
                                      "timestamp proves: drop --insecure-ignore-tlog")
-    return _verify_keyless(bundle, blob, identity, _need_root(trusted_root))
+    return _verify_keyless(_with_proto_defaults(document), blob, identity, _need_root(trusted_root))
 
 
 def _parse(bundle: bytes) -> dict[str, Any]:
@@ -229,6 +229,22 @@ def _parse(bundle: bytes) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise VerificationError("failed to load bundle: not a JSON object")
     return document
+
+
+def _with_proto_defaults(document: dict[str, Any]) -> bytes:
+    """The bundle with the zero values protobuf's JSON leaves out put back: sigstore-models requires
+    them, so a fresh log's first entry (log index 0, no proof hashes) or a bundle without tlog
+    entries would otherwise be refused as malformed."""
+    material = document.get("verificationMaterial")
+    if isinstance(material, dict):
+        material.setdefault("tlogEntries", [])
+        for entry in material["tlogEntries"] if isinstance(material["tlogEntries"], list) else []:
+            if isinstance(entry, dict):
+                entry.setdefault("logIndex", "0")
+                if isinstance(entry.get("inclusionProof"), dict):
+                    entry["inclusionProof"].setdefault("logIndex", "0")
+                    entry["inclusionProof"].setdefault("hashes", [])
+    return json.dumps(document).encode()
 
 
 def _need_root(trusted_root: Path | None) -> Path:
@@ -326,19 +342,15 @@ def _check_statement(payload_type: str, payload: bytes, blob: bytes) -> None:
 # --- managed keys ---------------------------------------------------------------------------------
 
 
-def _verify_keyed(bundle: bytes, blob: bytes, public_key: keys.PublicKey, trusted_root: Path | None,
+def _verify_keyed(document: dict[str, Any], blob: bytes, public_key: keys.PublicKey, trusted_root: Path | None,
                   ignore_tlog: bool, digest_algorithm: str) -> BundleVerification:
     from sigstore_models.bundle.v1 import Bundle as BundleModel
 
-    document = _parse(bundle)
     message = document.get("messageSignature")
     if isinstance(message, dict) and message.get("messageDigest") == {}:  # cosign v3.1.3's Ed25519 bundles
         raise VerificationError("failed to verify signature: message is missing artifact digest")
-    if isinstance(document.get("verificationMaterial"), dict):
-        # protobuf JSON leaves out an empty list; cosign's no-tlog bundles have no tlogEntries
-        document["verificationMaterial"].setdefault("tlogEntries", [])
     try:
-        model = BundleModel.from_json(json.dumps(document))
+        model = BundleModel.from_json(_with_proto_defaults(document))
     except ValueError as exc:
         raise VerificationError(f"failed to load bundle: {_first_lines(str(exc))}") from None
     if model.message_signature is not None:

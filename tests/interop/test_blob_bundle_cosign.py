@@ -273,3 +273,35 @@ def test_conformance_failures_in_cosigns_words(cosign: Cosign, labkit, case: str
         assert error(theirs.stderr).startswith(error(ours[2])), (theirs.stderr, ours[2])
     else:
         assert theirs.returncode == 0 and ours[0] == 0, (theirs.stderr, ours[2])
+
+
+def test_keyless_bundles_from_the_labs_sigstore(local_sigstore: Path, labkit, tmp_path: Path) -> None:
+    """cosign v3.1.3 signs a blob keyless against the lab's own Sigstore (its first entries have log
+    index 0, which protobuf's JSON leaves out); labkit and cosign verify the bundle offline against
+    the lab's trusted_root.json, and refuse another identity in the same words."""
+    from tests.interop.test_keyless_cosign import ALICE, RecordingProxy, env_for, sigstore
+
+    lab, cosign = sigstore(local_sigstore), Cosign(reference_tool(COSIGN_V3), tmp_path)
+    recorder = RecordingProxy()
+    try:
+        env, trust = env_for(lab, recorder), lab.env()
+        (tmp_path / "blob").write_bytes(BLOB)
+        for name in ("first", "second"):
+            signed = cosign.run("sign-blob", "-y", "--signing-config", trust["LABKIT_SIGNING_CONFIG"],
+                                "--trusted-root", trust["LABKIT_TRUSTED_ROOT"], "--identity-token", lab.token(ALICE),
+                                "--bundle", f"{name}.json", "blob", env_extra=env)
+            assert signed.returncode == 0, signed.stderr
+            common = ("--bundle", f"{name}.json", "--trusted-root", trust["LABKIT_TRUSTED_ROOT"])
+            for identity, ok in ((ALICE, True), ("bob@example.com", False)):
+                argv = (*common, "--certificate-identity", identity, "--certificate-oidc-issuer",
+                        lab.urls.oidc_issuer, "blob")
+                theirs = cosign.run("verify-blob", *argv, env_extra=env)
+                ours = labkit("verify-blob", *argv)
+                if ok:
+                    assert theirs.returncode == 0 and ours[0] == 0, (theirs.stderr, ours[2])
+                else:
+                    assert theirs.returncode == 1 and ours[0] == 1, (theirs.stderr, ours[2])
+                    assert same_words(ours[2], theirs.stderr), (theirs.stderr, ours[2])
+    finally:
+        recorder.close()
+    assert recorder.seen == [], f"cosign tried to reach beyond the machine: {recorder.seen}"
