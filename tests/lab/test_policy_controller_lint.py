@@ -22,7 +22,7 @@ import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from labkit.errors import PolicyError
@@ -51,6 +51,8 @@ def materials() -> dict[str, str]:
     key = ec.generate_private_key(ec.SECP256R1())
     pub = key.public_key().public_bytes(serialization.Encoding.PEM,
                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    rsa_pub = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.PKCS1)
 
     def b64(data: bytes) -> str:
         return base64.b64encode(data).decode()
@@ -59,6 +61,8 @@ def materials() -> dict[str, str]:
     return {
         "{PUBKEY}": pub.decode(),
         "{PUBKEY_B64}": b64(pub),
+        "{RSA_PUBKEY}": rsa_pub.decode(),
+        "{CERT_PEM}": _certificate(key, "ca", ca=True).decode(),
         "{CHAIN_B64}": b64(_certificate(key, "ca", ca=True)),
         "{TSA_CHAIN_B64}": b64(_certificate(key, "tsa-a", ca=False) + _certificate(key, "tsa-b", ca=False)),
         "{ROOT_B64}": b64(json.dumps(root).encode()),
@@ -89,8 +93,8 @@ def documents() -> list[tuple[str, dict[str, Any]]]:
         else:
             spec = case.get("cip") or {"images": [{"glob": "ghcr.io/labkit/**"}],
                                        "authorities": [case["authority"]]}
-            doc = {"apiVersion": "policy.sigstore.dev/v1beta1", "kind": "ClusterImagePolicy", "metadata": meta,
-                   "spec": spec}
+            doc = {"apiVersion": f"policy.sigstore.dev/{case.get('version', 'v1beta1')}",
+                   "kind": "ClusterImagePolicy", "metadata": meta, "spec": spec}
         docs.append((name, _fill(doc, subs)))
     return docs
 
