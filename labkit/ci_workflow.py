@@ -5,7 +5,9 @@
   (``type: Cosign``) and policy-controller read — cosign v3 signs Sigstore bundles by default;
 * every ``uses:`` is pinned to a commit;
 * a build for another CPU than the runner's sets up QEMU first;
-* image names built from ``github.repository`` are lower-cased (registries refuse upper case).
+* image names built from ``github.repository`` are lower-cased (registries refuse upper case);
+* keyless signing (no ``--key``) runs in a job allowed to ask for an OIDC token (``id-token: write``),
+  and the identity its certificate will carry is the one a policy pins (:func:`github_keyless_identity`).
 
     findings = check_workflow(TEMPLATE)  # labkit/samples/github-actions/sign-by-digest.yml
 """
@@ -23,6 +25,11 @@ from labkit._internal.yamlsafe import YAMLInputError, load_all
 from labkit.errors import UsageError
 
 TEMPLATE = Path(__file__).resolve().parent / "samples" / "github-actions" / "sign-by-digest.yml"
+KEYLESS_TEMPLATE = TEMPLATE.with_name("sign-keyless.yml")
+# Fulcio's github-workflow issuer (config/identity/config.yaml): the token's issuer, and the SAN
+# template "{{ .url }}/{{ .job_workflow_ref }}" with url https://github.com
+GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
+GITHUB_URL = "https://github.com"
 _DIGEST_OUTPUT = re.compile(r"^\$\{\{\s*steps\.([A-Za-z0-9_-]+)\.outputs\.digest\s*\}\}$")
 _SHELL_VAR = re.compile(r"^\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?$")
 _PINNED = re.compile(r"^[^@]+@[0-9a-f]{40}$")
@@ -133,6 +140,7 @@ def check_workflow(path: str | Path) -> list[Finding]:
         builds = {s["id"] for s in steps if s.get("id") and _action(s) == "docker/build-push-action"}
         env = {**workflow_env, **_strings(job.get("env"))}
         cosign = _installed_cosign(steps)
+        token = _may_request_id_token(job.get("permissions", doc.get("permissions")))
         findings.extend(_name_findings(_prefixed("env", _strings(job.get("env"))), f"job {job_name}", env))
         for index, step in enumerate(steps):
             where = f"job {job_name}, step {_label(step, index)}"
@@ -145,7 +153,7 @@ def check_workflow(path: str | Path) -> list[Finding]:
                                         f"(uses: {action}@<40 hex digits> # vX.Y.Z)"))
             step_env = {**env, **_strings(step.get("env"))}
             script = str(step.get("run") or "")
-            findings.extend(_sign_findings(script, step_env, builds, cosign, where))
+            findings.extend(_sign_findings(script, step_env, builds, cosign, where, token))
             findings.extend(_qemu_findings(steps, index, job.get("runs-on"), where))
             names = {**_prefixed("env", _strings(step.get("env"))), "run": script}
             if _action(step) != "docker/metadata-action":  # it lower-cases the images it is given
@@ -181,8 +189,30 @@ def _commands(script: str) -> Iterator[list[str]]:
             yield words
 
 
+def github_keyless_identity(repository: str, workflow: str, ref: str = "refs/heads/main") -> tuple[str, str]:
+    """(issuer, identity) of a certificate Fulcio issues to a GitHub Actions job: the SAN is the
+    job's ``job_workflow_ref`` claim (``OWNER/REPO/.github/workflows/FILE@REF``) after
+    ``https://github.com/``. ``workflow`` is the file name under ``.github/workflows/``."""
+    return GITHUB_ISSUER, f"{GITHUB_URL}/{repository}/.github/workflows/{workflow}@{ref}"
+
+
+def _may_request_id_token(permissions: Any) -> bool:
+    """Whether a job's ``permissions`` (else the workflow's) let it ask GitHub for an OIDC token."""
+    if permissions == "write-all":
+        return True
+    return isinstance(permissions, Mapping) and permissions.get("id-token") == "write"
+
+
+def _keyless(args: list[str], env: Mapping[str, str]) -> bool:
+    """cosign sign with neither a key (``--key``, ``COSIGN_KEY``) nor a token it was handed:
+    it will ask the CI's OIDC provider for one."""
+    given = {a.split("=", 1)[0] for a in args}
+    return not ({"--key", "--identity-token", "--sk"} & given) and not env.get("COSIGN_KEY") \
+        and not env.get("SIGSTORE_ID_TOKEN")
+
+
 def _sign_findings(script: str, env: Mapping[str, str], builds: set[str], cosign: _Cosign,
-                   where: str) -> Iterator[Finding]:
+                   where: str, may_request_token: bool) -> Iterator[Finding]:
     for words in _commands(script):
         if Path(words[0]).name != "cosign" or words[1:2] != ["sign"]:  # cosign, ./cosign, $HOME/…/cosign
             continue
@@ -192,6 +222,13 @@ def _sign_findings(script: str, env: Mapping[str, str], builds: set[str], cosign
         for image in images:
             yield _by_build_digest(image, env, builds, where)
         yield _signature_format(words[2:], env, cosign, where)
+        if _keyless(words[2:], env):
+            yield Finding(may_request_token,
+                          f"{where}: signs keyless" + (", and the job may ask GitHub for an OIDC token (id-token: "
+                                                      "write)" if may_request_token else
+                                                      ", but the job may not ask GitHub for an OIDC token"),
+                          "give the job `permissions: {id-token: write}` (with what else it needs, e.g. "
+                          "packages: write), or sign with a key (--key)")
 
 
 def _positional(args: list[str]) -> list[str]:

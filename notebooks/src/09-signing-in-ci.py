@@ -73,9 +73,23 @@ print(workshop.numbered("sign-by-digest.yml", 42, 63))
 # %% [markdown]
 # **Keyless.** Without a key, cosign asks GitHub for an OIDC token (`id-token: write`), gets a
 # 10-minute certificate from Fulcio naming this workflow, signs, and records everything in Rekor.
-# There is no secret to leak; verifiers and policies name the identity instead
-# (`--certificate-identity …/.github/workflows/image.yml@refs/heads/main`,
-# `--certificate-oidc-issuer https://token.actions.githubusercontent.com`).
+# There is no secret to leak; verifiers and policies name the identity instead. The keyless
+# template, `sign-keyless.yml`, differs from this one where it matters: the job's `id-token: write`,
+# no secrets, no `--key`. The identity comes from Fulcio's GitHub configuration: the workflow file
+# and the ref it ran for, after `https://github.com/` — a tag build, or the same file in a fork,
+# is another identity:
+
+# %%
+import difflib
+
+from labkit.ci_workflow import KEYLESS_TEMPLATE, TEMPLATE, check_workflow, github_keyless_identity
+
+changed = difflib.unified_diff(TEMPLATE.read_text().splitlines(True), KEYLESS_TEMPLATE.read_text().splitlines(True),
+                               "sign-by-digest.yml", "sign-keyless.yml", n=0)
+print("".join(line for line in changed if not line.startswith("@@")))
+issuer, identity = github_keyless_identity("OWNER/REPO", "image.yml")
+print(f"--certificate-oidc-issuer {issuer}\n--certificate-identity {identity}")
+print("keyless template:", "every check passes" if all(f.ok for f in check_workflow(KEYLESS_TEMPLATE)) else "fails")
 
 # %% [markdown]
 # ## Why the classic `.sig` format, with cosign v3

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit.ci_workflow import TEMPLATE, check_workflow, load_workflow
+from labkit.ci_workflow import KEYLESS_TEMPLATE, TEMPLATE, check_workflow, github_keyless_identity, load_workflow
 from labkit.errors import UsageError
 
 
@@ -244,3 +244,64 @@ def test_cosign_run_by_its_path_is_read_too(tmp_path: Path) -> None:
     assert any("signs in the classic" in f.what for f in check_workflow(path))
     path.write_text(path.read_text().replace(CLASSIC, ""))
     assert len(_failed(path)) == 1 and BUNDLE in _failed(path)[0]
+
+
+# --- keyless signing ---------------------------------------------------------------------------
+
+FULCIO_GITHUB = Path(__file__).resolve().parents[1] / "fixtures" / "fulcio" / "github-workflow-identity.yaml"
+
+
+def test_the_keyless_identity_is_the_one_fulcio_writes_for_github() -> None:
+    """Fulcio's own configuration (the github-workflow issuer and its SAN template), rendered with
+    GitHub's documented example of the claim, gives what labkit says a policy should pin."""
+    import yaml
+
+    config = yaml.safe_load(FULCIO_GITHUB.read_text())
+    (issuer,) = [v["issuer-url"] for v in config["oidc-issuers"].values() if v["ci-provider"] == "github-workflow"]
+    meta = config["ci-issuer-metadata"]["github-workflow"]
+    claim = "octo-org/octo-automation/.github/workflows/oidc.yml@refs/heads/main"
+    san = meta["subject-alternative-name-template"].replace("{{ .url }}", meta["default-template-values"]["url"]) \
+        .replace("{{ .job_workflow_ref }}", claim)
+    assert github_keyless_identity("octo-org/octo-automation", "oidc.yml") == (issuer, san)
+    assert github_keyless_identity("o/r", "image.yml", "refs/tags/v1")[1] == \
+        "https://github.com/o/r/.github/workflows/image.yml@refs/tags/v1"
+
+
+def test_the_keyless_template_passes_every_rule() -> None:
+    findings = check_workflow(KEYLESS_TEMPLATE)
+    assert [f.what for f in findings if not f.ok] == []
+    assert any("signs keyless, and the job may ask GitHub for an OIDC token" in f.what for f in findings)
+    assert "id-token: write" in KEYLESS_TEMPLATE.read_text()
+    issuer, identity = github_keyless_identity("OWNER/REPO", "image.yml")
+    assert f"issuer:   {issuer}" in KEYLESS_TEMPLATE.read_text()
+    assert f"identity: {identity}" in KEYLESS_TEMPLATE.read_text()
+
+
+@pytest.mark.parametrize(("job_permissions", "workflow_permissions", "ok"), [
+    ("      id-token: write\n", "{}", True),
+    ("", "write-all", False),  # the job's own permissions replace the workflow's
+    ("      contents: read\n", "{id-token: write}", False),
+    ("      id-token: read\n", "{}", False),
+])
+def test_keyless_signing_needs_a_job_that_may_request_a_token(tmp_path: Path, job_permissions: str,
+                                                              workflow_permissions: str, ok: bool) -> None:
+    text = KEYLESS_TEMPLATE.read_text()
+    text = text.replace("      id-token: write  # ask GitHub for an OIDC token: cosign trades it for a certificate "
+                        "(Fulcio)\n", job_permissions)
+    text = text.replace("permissions: {}  # nothing by default", f"permissions: {workflow_permissions}  #")
+    path = tmp_path / "workflow.yml"
+    path.write_text(text)
+    keyless = [f for f in check_workflow(path) if "signs keyless" in f.what]
+    assert [f.ok for f in keyless] == [ok]
+    if not ok:
+        assert "may not ask GitHub for an OIDC token" in keyless[0].what
+        assert "id-token: write" in keyless[0].fix
+
+
+def test_a_key_or_a_token_handed_over_is_not_keyless(tmp_path: Path) -> None:
+    assert not [f for f in check_workflow(TEMPLATE) if "signs keyless" in f.what]
+    text = KEYLESS_TEMPLATE.read_text().replace("cosign sign --yes --recursive",
+                                               'cosign sign --yes --recursive --identity-token "$TOKEN"')
+    path = tmp_path / "workflow.yml"
+    path.write_text(text)
+    assert not [f for f in check_workflow(path) if "signs keyless" in f.what]
