@@ -62,6 +62,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     verify.add_argument("--certificate-oidc-issuer", metavar="URL", help="keyless: the exact OIDC issuer")
     verify.add_argument("--certificate-oidc-issuer-regexp", metavar="RE", help="keyless: a regexp the issuer matches")
     bool_flag(verify, "new-bundle-format", "accepted for cosign compatibility")
+    bool_flag(verify, "offline", "accepted for cosign compatibility: labkit always verifies offline")
+    bool_flag(verify, "use-signed-timestamps",
+              "--bundle: require an RFC 3161 timestamp from a TSA of the trusted root")
     bool_flag(verify, "insecure-ignore-tlog",
               "verify without a transparency log (required without --bundle; with it, for key bundles without one)")
     verify.add_argument("--signature-digest-algorithm", default="sha256",
@@ -170,6 +173,7 @@ def _verify_bundle(args: argparse.Namespace) -> int:
         trusted_root=Path(args.trusted_root) if args.trusted_root else None,
         ignore_tlog=bool(args.insecure_ignore_tlog),
         digest_algorithm=args.signature_digest_algorithm,
+        use_signed_timestamps=bool(args.use_signed_timestamps),
     )
     print("Verified OK", file=sys.stderr)
     return 0

@@ -305,3 +305,46 @@ def test_keyless_bundles_from_the_labs_sigstore(local_sigstore: Path, labkit, tm
     finally:
         recorder.close()
     assert recorder.seen == [], f"cosign tried to reach beyond the machine: {recorder.seen}"
+
+
+def test_use_signed_timestamps(cosign: Cosign, labkit, tmp_path: Path) -> None:
+    """The conformance suite's managed-key bundle carries one RFC 3161 timestamp: both tools accept it
+    with --use-signed-timestamps, and refuse the bundle with that timestamp corrupted or removed
+    (which both accept without the flag: cosign checks a key bundle's timestamps only when asked)."""
+    case = CASES / "managed-key-happy-path"
+    good = json.loads((case / "bundle.sigstore.json").read_bytes())
+    stamps = good["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"]
+    raw = bytearray(base64.b64decode(stamps[0]["signedTimestamp"]))
+    raw[-10] ^= 0xFF  # inside the TSA's signature
+    corrupted = json.loads(json.dumps(good))
+    corrupted["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"][0]["signedTimestamp"] = \
+        base64.b64encode(bytes(raw)).decode()
+    removed = json.loads(json.dumps(good))
+    del removed["verificationMaterial"]["timestampVerificationData"]
+    for name, bundle in (("good", good), ("corrupted", corrupted), ("removed", removed)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(bundle))
+    argv = ("--key", str(case / "key.pub"), "--trusted-root", str(PRODUCTION_ROOT))
+    artifact = str(CASES / "a.txt")
+    for name in ("good", "corrupted", "removed"):
+        theirs, ours = both_verify(cosign, labkit, *argv, "--bundle", f"{name}.json", artifact)
+        assert theirs.returncode == 0 and ours[0] == 0, (name, theirs.stderr, ours[2])
+        theirs, ours = both_verify(cosign, labkit, *argv, "--bundle", f"{name}.json", "--use-signed-timestamps",
+                                   artifact)
+        if name == "good":
+            assert theirs.returncode == 0 and ours[0] == 0, (theirs.stderr, ours[2])
+        else:
+            assert theirs.returncode == 1 and ours[0] == 1, (name, theirs.stderr, ours[2])
+            assert error(theirs.stderr).startswith(error(ours[2])), (theirs.stderr, ours[2])
+
+
+def test_use_signed_timestamps_keyless(cosign: Cosign, labkit) -> None:
+    """A Rekor v1 bundle has no TSA timestamp, a Rekor v2 one has one: only the second passes."""
+    identity = ("--certificate-identity", IDENTITY, "--certificate-oidc-issuer", ISSUER, "--use-signed-timestamps")
+    v1 = ("--bundle", str(CASES / "happy-path-v0.3" / "bundle.sigstore.json"), "--trusted-root", str(PRODUCTION_ROOT))
+    v2 = ("--bundle", str(CASES / "rekor2-happy-path" / "bundle.sigstore.json"),
+          "--trusted-root", str(CASES / "rekor2-happy-path" / "trusted_root.json"))
+    theirs, ours = both_verify(cosign, labkit, *v1, *identity, str(CASES / "a.txt"))
+    assert theirs.returncode == 1 and ours[0] == 1, (theirs.stderr, ours[2])
+    assert error(theirs.stderr).startswith(error(ours[2])), (theirs.stderr, ours[2])
+    theirs, ours = both_verify(cosign, labkit, *v2, *identity, str(CASES / "a.txt"))
+    assert theirs.returncode == 0 and ours[0] == 0, (theirs.stderr, ours[2])
