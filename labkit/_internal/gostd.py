@@ -1,12 +1,18 @@
-"""The errors two Go standard-library decoders give, for engines that decode user input with them:
-``net/url.Parse`` (knative's ``apis.URL`` fields) and ``encoding/base64.StdEncoding`` (JSON
-``[]byte`` fields). Each function returns None where Go succeeds, else Go's error text; both follow
-the Go 1.26 sources (``net/url/url.go``, ``encoding/base64/base64.go``).
+"""The errors Go standard-library decoders give, for engines that decode user input with them:
+``net/url.Parse`` (knative's ``apis.URL`` fields), ``encoding/base64.StdEncoding`` (JSON ``[]byte``
+fields), ``encoding/json``'s syntax check and the first steps of ``crypto/x509.ParseCertificate``.
+Each function returns None where Go succeeds, else Go's error text, following the Go 1.26 sources
+(``net/url/url.go``, ``encoding/base64/base64.go``, ``encoding/json/scanner.go``,
+``crypto/x509/parser.go``).
 """
 
 from __future__ import annotations
 
+import base64
 import ipaddress
+import re
+
+from cryptography import x509
 
 from labkit._internal.gofmt import go_quote
 
@@ -224,3 +230,223 @@ def base64_error(text: str) -> str | None:
 
 def _corrupt(offset: int) -> str:
     return f"illegal base64 data at input byte {offset}"
+
+
+# --- encoding/json: the syntax check Unmarshal runs first ---------------------------------------
+
+
+class _JSONError(Exception):
+    pass
+
+
+def _json_char(c: int) -> str:
+    """scanner.go ``quoteChar``: the byte as a rune, quoted."""
+    if c == ord("'"):
+        return "'\\''"
+    if c == ord('"'):
+        return "'\"'"
+    return "'" + go_quote(chr(c))[1:-1] + "'"
+
+
+_SPACE_TAKING = {"looking for beginning of value", "looking for beginning of object key string", "after object key",
+                 "after object key:value pair", "after array element", "after top-level value", "in string literal"}
+
+
+class _JSONScanner:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.i = data, 0
+
+    def fail(self, context: str) -> _JSONError:
+        if self.i < len(self.data):
+            return _JSONError(f"invalid character {_json_char(self.data[self.i])} {context}")
+        # at the end Go's scanner is fed a space: states that take one end "unexpectedly"
+        if context in _SPACE_TAKING:
+            return _JSONError("unexpected end of JSON input")
+        return _JSONError(f"invalid character ' ' {context}")
+
+    def peek(self) -> int:
+        return self.data[self.i] if self.i < len(self.data) else -1
+
+    def space(self) -> None:
+        while self.peek() in (0x20, 0x09, 0x0A, 0x0D):
+            self.i += 1
+
+    def document(self) -> None:
+        self.value()
+        self.space()
+        if self.i < len(self.data):
+            raise self.fail("after top-level value")
+
+    def value(self) -> None:
+        self.space()
+        c = self.peek()
+        if c == ord("{"):
+            self.i += 1
+            self.space()
+            if self.peek() == ord("}"):
+                self.i += 1
+                return
+            while True:
+                if self.peek() != ord('"'):
+                    raise self.fail("looking for beginning of object key string")
+                self.string()
+                self.space()
+                if self.peek() != ord(":"):
+                    raise self.fail("after object key")
+                self.i += 1
+                self.value()
+                self.space()
+                if self.peek() == ord(","):
+                    self.i += 1
+                    self.space()
+                    continue
+                if self.peek() == ord("}"):
+                    self.i += 1
+                    return
+                raise self.fail("after object key:value pair")
+        if c == ord("["):
+            self.i += 1
+            self.space()
+            if self.peek() == ord("]"):
+                self.i += 1
+                return
+            while True:
+                self.value()
+                self.space()
+                if self.peek() == ord(","):
+                    self.i += 1
+                    continue
+                if self.peek() == ord("]"):
+                    self.i += 1
+                    return
+                raise self.fail("after array element")
+        if c == ord('"'):
+            self.string()
+        elif c == ord("-") or ord("0") <= c <= ord("9"):
+            self.number()
+        elif c in (ord("t"), ord("f"), ord("n")):
+            word = {ord("t"): "true", ord("f"): "false", ord("n"): "null"}[c]
+            self.i += 1
+            for expected in word[1:]:
+                if self.peek() != ord(expected):
+                    raise self.fail(f"in literal {word} (expecting '{expected}')")
+                self.i += 1
+        else:
+            raise self.fail("looking for beginning of value")
+
+    def string(self) -> None:
+        self.i += 1
+        while True:
+            c = self.peek()
+            if c == ord('"'):
+                self.i += 1
+                return
+            if c == ord("\\"):
+                self.i += 1
+                e = self.peek()
+                if e == ord("u"):
+                    self.i += 1
+                    for _ in range(4):
+                        if self.peek() < 0 or chr(self.peek()) not in _HEX:
+                            raise self.fail("in \\u hexadecimal character escape")
+                        self.i += 1
+                    continue
+                if e < 0 or chr(e) not in '"\\/bfnrt':
+                    raise self.fail("in string escape code")
+            elif 0 <= c < 0x20 or c < 0:
+                raise self.fail("in string literal")
+            self.i += 1
+
+    def digits(self) -> None:
+        while ord("0") <= self.peek() <= ord("9"):
+            self.i += 1
+
+    def number(self) -> None:
+        if self.peek() == ord("-"):
+            self.i += 1
+            if not ord("0") <= self.peek() <= ord("9"):
+                raise self.fail("in numeric literal")
+        if self.peek() == ord("0"):
+            self.i += 1
+        else:
+            self.digits()
+        if self.peek() == ord("."):
+            self.i += 1
+            if not ord("0") <= self.peek() <= ord("9"):
+                raise self.fail("after decimal point in numeric literal")
+            self.digits()
+        if self.peek() in (ord("e"), ord("E")):
+            self.i += 1
+            if self.peek() in (ord("+"), ord("-")):
+                self.i += 1
+            if not ord("0") <= self.peek() <= ord("9"):
+                raise self.fail("in exponent of numeric literal")
+            self.digits()
+
+
+def json_syntax_error(data: bytes) -> str | None:
+    """``json.Unmarshal``'s syntax error for ``data`` (``invalid character 'x' …``, ``unexpected
+    end of JSON input``), or None when it is well-formed JSON."""
+    try:
+        _JSONScanner(data).document()
+    except _JSONError as exc:
+        return str(exc)
+    return None
+
+
+# --- crypto/x509 and encoding/pem ---------------------------------------------------------------
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([^\n]*?)-----[^\n]*\n(.*?)-----END \1-----[^\n]*(?:\n|$)", re.S)
+
+
+def pem_certificates(data: bytes) -> list[x509.Certificate]:
+    """sigstore's ``cryptoutils.UnmarshalCertificatesFromPEM``: PEM blocks, each a certificate,
+    nothing else after them; ValueError with Go's text otherwise."""
+    rest, certs = data.strip(), []
+    while rest:
+        block = _PEM_BLOCK.search(rest)
+        if block is None:
+            raise ValueError("error during PEM decoding")
+        der = base64.b64decode(b"".join(block.group(2).split()))
+        try:
+            certs.append(x509.load_der_x509_certificate(der))
+        except ValueError:
+            raise ValueError(_x509_error(der)) from None
+        rest = rest[block.end():]
+    return certs
+
+
+def _der(data: bytes, tag: int) -> tuple[bytes, bytes] | None:
+    """One DER element of ``tag`` at the start of ``data``: (its content, what follows)."""
+    if len(data) < 2 or data[0] != tag:
+        return None
+    length, head = data[1], 2
+    if length & 0x80:
+        count = length & 0x7F
+        if not 0 < count <= 4 or len(data) < 2 + count:
+            return None
+        length, head = int.from_bytes(data[2:2 + count], "big"), 2 + count
+    if len(data) < head + length:
+        return None
+    return data[head:head + length], data[head + length:]
+
+
+def _x509_error(der: bytes) -> str:
+    """x509.ParseCertificate's error for DER that is no certificate, as far as its first steps
+    tell (outer and TBS sequences, version, serial number); "malformed certificate" beyond."""
+    outer = _der(der, 0x30)
+    if outer is None:
+        return "x509: malformed certificate"
+    tbs = _der(outer[0], 0x30)
+    if tbs is None:
+        return "x509: malformed tbs certificate"
+    body = tbs[0]
+    if body[:1] == b"\xa0":
+        version = _der(body, 0xA0)
+        number = _der(version[0], 0x02) if version else None
+        if version is None or number is None:
+            return "x509: malformed version"
+        body = version[1]
+    if _der(body, 0x02) is None:
+        return "x509: malformed serial number"
+    return "x509: malformed certificate"

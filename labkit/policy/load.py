@@ -31,9 +31,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from labkit._internal.files import names_a_file
-from labkit._internal.gofmt import go_quote
 from labkit._internal.goregexp import go_regexp_error
-from labkit._internal.gostd import base64_error, request_uri_error, split_host_port_error, url_parse_error, url_parts
+from labkit._internal.gostd import (
+    base64_error,
+    json_syntax_error,
+    pem_certificates,
+    request_uri_error,
+    split_host_port_error,
+    url_parse_error,
+    url_parts,
+)
 from labkit._internal.yamlsafe import METADATA_HINT, YAMLInputError, load_all, object_meta_error
 from labkit.errors import PolicyError
 from labkit.policy.decoder import Decoder  # stages 1 and 2: strict decoding against the dataclass schema
@@ -606,11 +613,10 @@ def _root_problems(root: str | None, path: str) -> Iterator[Leaf]:
         yield from _missing(path)
         return
     data = _b64(root)
-    try:
-        parsed = json.loads(data)
-    except ValueError as exc:
-        yield _invalid("failed to unmarshal", path, go_json_syntax_error(data, exc))
+    if syntax := json_syntax_error(data):
+        yield _invalid("failed to unmarshal", path, syntax)
         return
+    parsed = json.loads(data)
     if not isinstance(parsed, dict):
         kind = {list: "array", str: "string", bool: "bool", type(None): "null"}.get(type(parsed), "number")
         if parsed is not None:
@@ -620,24 +626,6 @@ def _root_problems(root: str | None, path: str) -> Iterator[Leaf]:
         parsed = {}
     if parsed.get("signatures") is None:
         yield _invalid("missing signatures in root.json", path, "no signatures")
-
-
-def go_json_syntax_error(data: bytes, exc: ValueError) -> str:
-    """encoding/json's text for the commonest syntax errors (labkit's approximation beyond them)."""
-    text = data.decode(errors="replace").lstrip(" \t\r\n")
-    if not text:
-        return "unexpected end of JSON input"
-    first = text[0]
-    if first == "-" and (len(text) < 2 or not text[1].isdigit()):
-        return "invalid character " + _go_char(text[1]) + " in numeric literal" if len(text) > 1 \
-            else "unexpected end of JSON input"
-    if first not in '{["-0123456789tfn':
-        return f"invalid character {_go_char(first)} looking for beginning of value"
-    return str(exc)
-
-
-def _go_char(ch: str) -> str:
-    return "'\\''" if ch == "'" else f"'{ch}'" if ch.isprintable() else go_quote(ch)
 
 
 def _sigstore_keys_problems(keys: SigstoreKeys, path: str) -> Iterator[Leaf]:
@@ -671,67 +659,12 @@ def _authority_leaves(ca: CertificateAuthority, path: str, *, tsa: bool) -> Iter
         yield from _missing(f"{path}.certchain")
     if tsa:
         try:
-            leaves = [c for c in _pem_certificates(chain) if not _is_ca(c)]
+            leaves = [c for c in pem_certificates(chain) if not _is_ca(c)]
         except ValueError as exc:
             yield _invalid("error splitting the certificates", f"{path}.certChain", str(exc))
             return
         if len(leaves) > 1:
             yield _invalid("certificate chain must contain at most one TSA certificate", f"{path}.certChain")
-
-
-_PEM_BLOCK = re.compile(rb"-----BEGIN ([^\n]*?)-----[^\n]*\n(.*?)-----END \1-----[^\n]*(?:\n|$)", re.S)
-
-
-def _pem_certificates(data: bytes) -> list[x509.Certificate]:
-    """cryptoutils.UnmarshalCertificatesFromPEM: PEM blocks, each a certificate, nothing after."""
-    rest, certs = data.strip(), []
-    while rest:
-        block = _PEM_BLOCK.search(rest)
-        if block is None:
-            raise ValueError("error during PEM decoding")
-        der = base64.b64decode(b"".join(block.group(2).split()))
-        try:
-            certs.append(x509.load_der_x509_certificate(der))
-        except ValueError:
-            raise ValueError(_go_x509_error(der)) from None
-        rest = rest[block.end():]
-    return certs
-
-
-def _der(data: bytes, tag: int) -> tuple[bytes, bytes] | None:
-    """One DER element of ``tag`` at the start of ``data``: (its content, what follows)."""
-    if len(data) < 2 or data[0] != tag:
-        return None
-    length, head = data[1], 2
-    if length & 0x80:
-        count = length & 0x7F
-        if not 0 < count <= 4 or len(data) < 2 + count:
-            return None
-        length, head = int.from_bytes(data[2:2 + count], "big"), 2 + count
-    if len(data) < head + length:
-        return None
-    return data[head:head + length], data[head + length:]
-
-
-def _go_x509_error(der: bytes) -> str:
-    """x509.ParseCertificate's error for DER that is no certificate, as far as its first steps
-    tell (outer and TBS sequences, version, serial number); "malformed certificate" beyond."""
-    outer = _der(der, 0x30)
-    if outer is None:
-        return "x509: malformed certificate"
-    tbs = _der(outer[0], 0x30)
-    if tbs is None:
-        return "x509: malformed tbs certificate"
-    body = tbs[0]
-    if body[:1] == b"\xa0":
-        version = _der(body, 0xA0)
-        number = _der(version[0], 0x02) if version else None
-        if version is None or number is None:
-            return "x509: malformed version"
-        body = version[1]
-    if _der(body, 0x02) is None:
-        return "x509: malformed serial number"
-    return "x509: malformed certificate"
 
 
 def _is_ca(cert: x509.Certificate) -> bool:

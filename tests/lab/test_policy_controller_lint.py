@@ -68,6 +68,10 @@ def materials() -> dict[str, str]:
         "{ROOT_B64}": b64(json.dumps(root).encode()),
         "{NOSIG_ROOT_B64}": b64(json.dumps({"signed": root["signed"]}).encode()),
         "{ARRAY_B64}": b64(b"[1, 2]"),
+        "{BADJSON_B64}": b64(b'{"signatures": [1,]}'),
+        "{NULLJSON_B64}": b64(b"null"),
+        "{SHORTJSON_B64}": b64(b'{"signatures": [1.'),
+        "{CHAIN_JUNK_B64}": b64(_certificate(key, "tsa", ca=False) + b"trailing text\n"),
     }
 
 

@@ -1,10 +1,10 @@
-"""labkit's copies of three Go standard-library checks (``labkit/_internal/goregexp.py`` and
+"""labkit's copies of Go standard-library checks (``labkit/_internal/goregexp.py`` and
 ``gostd.py``), which policy-controller applies to ClusterImagePolicy and TrustRoot fields.
 
 Oracles: the texts the real policy-controller v0.13.1 webhook returned for these inputs on the
 native lab (tests/lab/test_policy_controller_lint.py holds lint to it case by case), and, where Go
-is installed, Go itself: a small program calling ``regexp.Compile``, ``url.Parse`` and
-``base64.StdEncoding.Decode`` decides a seeded sample of generated inputs.
+is installed, Go itself: a small program calling ``regexp.Compile``, ``url.Parse``,
+``base64.StdEncoding.Decode`` and ``json.Unmarshal`` decides a seeded sample of generated inputs.
 """
 
 from __future__ import annotations
@@ -19,7 +19,13 @@ from pathlib import Path
 import pytest
 
 from labkit._internal.goregexp import go_regexp_error
-from labkit._internal.gostd import base64_error, request_uri_error, split_host_port_error, url_parse_error
+from labkit._internal.gostd import (
+    base64_error,
+    json_syntax_error,
+    request_uri_error,
+    split_host_port_error,
+    url_parse_error,
+)
 
 
 def regexp_text(pattern: str) -> str:
@@ -113,6 +119,9 @@ func main() {
 			_, err = regexp.Compile(s)
 		case "url":
 			_, err = url.Parse(s)
+		case "json":
+			var v interface{}
+			err = json.Unmarshal([]byte(s), &v)
 		default:
 			_, err = base64.StdEncoding.Decode(make([]byte, len(s)), []byte(s))
 		}
@@ -132,8 +141,11 @@ TOKENS = {
     "url": ["http", "https", "s3", ":", "//", "/", "[", "]", "::1", "1.2.3.4", "%", "%2", "%25", "%41", "%zz", "@",
             "user", "a", "?", "#", " ", "\t", "8080", ":80", "-", "{", "|", "é", "fe80::1", "*"],
     "base64": [*"ABCDabcd0129+/=\n\r -_!é", "QUJD", "QQ==", "QUI=", "===="],
+    "json": [*'{}[]:,"\\ \t\n-+.eE0123456789tfnrulasx\'/bé\x01', "true", "false", "null", '"a"', "\\u00", "1.5",
+             '{"k":', "[1,"],
 }
-CHECKS = {"regexp": regexp_text, "url": lambda s: url_parse_error(s) or "", "base64": lambda s: base64_error(s) or ""}
+CHECKS = {"regexp": regexp_text, "url": lambda s: url_parse_error(s) or "", "base64": lambda s: base64_error(s) or "",
+          "json": lambda s: json_syntax_error(s.encode()) or ""}
 
 
 @pytest.fixture(scope="module")
