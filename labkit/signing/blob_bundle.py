@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from labkit import keys
+from labkit._internal.goregexp import go_regexp_error
 from labkit.errors import LabkitError, UsageError, VerificationError
 from labkit.signing.bundle import BUNDLE_MEDIA_TYPE, IN_TOTO_PAYLOAD, key_hint, pae
 
@@ -80,6 +81,9 @@ class CertificateIdentity:
         if self.issuer is None and self.issuer_regexp is None:
             raise UsageError("--certificate-oidc-issuer or --certificate-oidc-issuer-regexp is required for "
                              "verification in keyless mode")
+        for pattern in (self.identity_regexp, self.issuer_regexp):
+            if pattern is not None and (error := go_regexp_error(pattern)) is not None:
+                raise UsageError(str(error))  # cosign compiles them with Go's regexp, and says this
 
     def verify(self, cert: x509.Certificate) -> None:
         """sigstore-python's ``VerificationPolicy``: raise its VerificationError with cosign's words."""
@@ -99,8 +103,9 @@ def _mismatch(what: str, got: str, exact: str | None, pattern: str | None) -> st
     if pattern is not None:
         try:
             found = re.search(pattern, got)
-        except re.error as exc:
-            raise UsageError(f"invalid regular expression {pattern!r}: {exc}") from None
+        except re.error as exc:  # valid RE2 that Python's re lacks: \pL, \z, [[:alpha:]] …
+            raise UsageError(f"labkit cannot match the Go regular expression {pattern!r}: {exc}",
+                             hint="write it without \\p{…} classes, \\z or [[:…:]] classes") from None
         if not found:
             return f'expected {what} to match regex "{pattern}", got "{got}"'
     return None

@@ -173,6 +173,8 @@ def test_keyless_identities(cosign: Cosign, labkit, case: str, tmp_path: Path) -
          "zzz", "a.txt"),
         ("--certificate-identity", IDENTITY, "--certificate-identity-regexp", "sigstore", "--certificate-oidc-issuer",
          ISSUER, "a.txt"),
+        ("--certificate-identity-regexp", "(?=x)", "--certificate-oidc-issuer", ISSUER, "a.txt"),
+        ("--certificate-identity", IDENTITY, "--certificate-oidc-issuer-regexp", "(", "a.txt"),
     ]
     for argv in failures:
         theirs, ours = both_verify(cosign, labkit, *common, *argv)
