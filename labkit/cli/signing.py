@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Sign an image and push the signature as cosign's sha256-<digest>.sig artifact.",
     )
     sign.add_argument("image", help="image reference; sign by digest (REF@sha256:…)")
-    sign.add_argument("--key", required=True, help="path to the cosign private key")
+    sign.add_argument("--key", help="path to the cosign private key; without it, sign keyless")
     sign.add_argument("-a", "--annotations", action="append", metavar="KEY=VALUE",
                       help="extra key=value pairs to sign (repeatable)")
     sign.add_argument("-r", "--recursive", action="store_true",
@@ -60,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bool_flag(sign, "use-signing-config", "accepted for cosign v3 parity; labkit has no signing config",
               default=False)
     sign.add_argument("-y", "--yes", action="store_true", help="skip confirmation prompts")
+    keyless_sign_flags(sign)
     sign.add_argument("--output-signature", type=Path, help="also write the base64 signature here")
     sign.add_argument("--output-payload", type=Path, help="also write the signed payload here")
     registry_flags(sign)
@@ -71,12 +72,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Check every signature on an image the way `cosign verify --key` does.",
     )
     verify.add_argument("images", nargs="+", metavar="image")
-    verify.add_argument("--key", required=True, help="path to the public key (or cosign private key's .pub)")
+    verify.add_argument("--key", help="path to the public key (or cosign private key's .pub); without it, "
+                        "verify keyless by certificate identity")
     verify.add_argument("-a", "--annotations", action="append", metavar="KEY=VALUE",
                         help="require these annotations in the signed payload")
     bool_flag(verify, "insecure-ignore-tlog",
               "do not require a transparency-log entry (labkit signatures have none)", default=False)
     verify.add_argument("-o", "--output", choices=("json", "text"), default="json")
+    keyless_verify_flags(verify)
     verify.add_argument("--signature-digest-algorithm", default="sha256",
                         choices=("sha224", "sha256", "sha384", "sha512"))
     registry_flags(verify)
@@ -93,6 +96,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     tr.add_argument("image")
     registry_flags(tr)
     tr.set_defaults(func=_tree)
+
+
+def keyless_sign_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--identity-token", metavar="TOKEN",
+                        help="OIDC identity token for Fulcio (default: $SIGSTORE_ID_TOKEN); "
+                        "in the lab: \"$(labkit lab token EMAIL)\"")
+    parser.add_argument("--fulcio-url", help="Fulcio's address (in the lab: $LABKIT_FULCIO_URL)")
+    parser.add_argument("--rekor-url", help="Rekor's address (in the lab: $LABKIT_REKOR_URL)")
+    parser.add_argument("--oidc-issuer", help="accepted for cosign parity: the token already names its issuer")
+    parser.add_argument("--trusted-root", help="Sigstore trusted_root.json (default: the SIGSTORE_* files)")
+    parser.add_argument("--signing-config", help="Sigstore signing_config.json: Fulcio and Rekor URLs")
+
+
+def keyless_verify_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--certificate-identity", help="the signer's identity (a SAN of the certificate)")
+    parser.add_argument("--certificate-identity-regexp", help="a regular expression the identity must match")
+    parser.add_argument("--certificate-oidc-issuer", help="the OIDC issuer Fulcio wrote into the certificate")
+    parser.add_argument("--certificate-oidc-issuer-regexp", help="a regular expression the issuer must match")
+    parser.add_argument("--trusted-root", help="Sigstore trusted_root.json (default: the SIGSTORE_* files)")
+    bool_flag(parser, "insecure-ignore-sct", "do not require the certificate's embedded SCT", default=False)
+    bool_flag(parser, "new-bundle-format", "look for cosign v3 bundles first (the default); =false: .sig only",
+              default=True)
 
 
 def _client(args: argparse.Namespace, *, timeout: float = 30.0) -> RegistryClient:
@@ -112,6 +137,10 @@ def _sign(args: argparse.Namespace) -> int:
     annotations = parse_annotations(args.annotations)
     if args.new_bundle_format:
         _bundle_conflicts(args)
+    if args.key is None:
+        from labkit.cli.keyless import sign_keyless
+
+        return sign_keyless(args, ref, annotations, _client(args))
     private_key = keys.load_private_key(args.key, read_password(confirm=False))
     if ref.digest is None:
         print(TAG_WARNING.format(ref=args.image), file=sys.stderr)
@@ -159,6 +188,11 @@ VERIFY_TIMEOUT = 180.0  # cosign's --timeout default (3m0s)
 
 
 def _verify(args: argparse.Namespace) -> int:
+    if args.key is None:
+        from labkit.cli.keyless import verify_keyless
+
+        return verify_keyless(args, parse_annotations(args.annotations), _client(args, timeout=VERIFY_TIMEOUT),
+                              VERIFY_TIMEOUT)
     if not args.insecure_ignore_tlog:
         raise VerificationError(
             "labkit cannot check a transparency log: its signatures are never uploaded to Rekor",

@@ -72,6 +72,12 @@ def sign_bundle(ref: Reference | str, private_key: keys.PrivateKey, *, client: R
         "dsseEnvelope": {"payload": base64.b64encode(payload).decode(), "payloadType": IN_TOTO_PAYLOAD,
                          "signatures": [{"sig": base64.b64encode(signature).decode()}]},
     }, separators=(",", ":")).encode()
+    return push_bundle(client, image, subject, bundle)
+
+
+def push_bundle(client: RegistryClient, image: Reference, subject: Descriptor, bundle: bytes) -> BundleResult:
+    """Push ``bundle`` (signed over ``subject``, the image's manifest descriptor) as cosign v3's
+    ``WriteReferrer`` does: an OCI manifest by digest whose ``subject`` is the image."""
     client.push_blob(image, EMPTY_JSON)
     client.push_blob(image, bundle)
     manifest = Manifest(

@@ -61,7 +61,7 @@ def sign_image(
     """
     image = Reference.parse(ref) if isinstance(ref, str) else ref
     root = image.digest or client.resolve(image)
-    digests = list(_walk(client, image, root)) if recursive else [root]
+    digests = list(walk_digests(client, image, root)) if recursive else [root]
     optional = dict(annotations) if annotations else None
     public_key = private_key.public_key()
     results = []
@@ -70,22 +70,24 @@ def sign_image(
         signature = base64.b64encode(keys.sign_message(private_key, payload)).decode()
         layer = SignatureLayer(payload=payload, annotations={SIGNATURE_ANNOTATION: signature})
         target = attachment_ref(image, digest, repository=signature_repository)
-        appended = _attach(client, target, layer, public_key) if upload else False
+        appended = attach_signature(client, target, layer, public_key) if upload else False
         results.append(SignResult(digest, target, payload, signature, appended))
     return results
 
 
-def _walk(client: RegistryClient, image: Reference, digest: str) -> Iterator[str]:
+def walk_digests(client: RegistryClient, image: Reference, digest: str) -> Iterator[str]:
+    """``digest`` and, for an index, every manifest it reaches, parent first (``--recursive``)."""
     yield digest
     manifest = client.get_manifest(image.with_digest(digest)).parsed()
     if isinstance(manifest, Index):
         for child in manifest.manifests:
-            yield from _walk(client, image, child.digest)
+            yield from walk_digests(client, image, child.digest)
 
 
-def _attach(
+def attach_signature(
     client: RegistryClient, target: Reference, layer: SignatureLayer, public_key: keys.PublicKey
 ) -> bool:
+    """Append ``layer`` to the ``.sig`` image at ``target`` unless cosign would call it a duplicate."""
     existing = SignatureImage.fetch(client, target, with_config=True) or SignatureImage()
     if any(_is_duplicate(old, layer, public_key) for old in existing.layers):
         return False

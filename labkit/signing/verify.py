@@ -146,7 +146,7 @@ def verify_image(
     for layer in sig_image.layers:
         try:
             key = _check_signature(layer, candidates, digest_algorithm)
-            _check_claims(layer.payload, digest, annotations)
+            check_claims(layer.payload, digest, annotations)
         except LabkitError as exc:
             errors.append(exc.message)
             continue
@@ -186,7 +186,8 @@ def _check_signature(
     raise first_error  # type: ignore[misc]  # candidates is never empty
 
 
-def _check_claims(payload: bytes, digest: str, annotations: Mapping[str, str] | None) -> None:
+def check_claims(payload: bytes, digest: str, annotations: Mapping[str, str] | None) -> None:
+    """cosign's ``SimpleClaimVerifier``: the payload names ``digest`` and carries ``annotations``."""
     claims = SimpleSigningPayload.from_json(payload)
     if claims.digest != digest:
         raise LabkitError(f"invalid or missing digest in claim: {claims.digest}")
