@@ -64,6 +64,7 @@ def test_case(case: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captur
     _, err = capsys.readouterr()
     if case.name.endswith("_fail"):
         assert code != 0, f"{case.name} verified, but the suite expects a failure ({_text(case, 'README', '')})"
+        assert code == 1, f"refused as a usage error (exit {code}), not as a failed verification: {err}"
         assert "Error: " in err and "Traceback" not in err, err
     else:
         assert code == 0, err
