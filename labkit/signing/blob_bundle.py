@@ -371,10 +371,12 @@ def _check_statement(payload_type: str, payload: bytes, blob: bytes) -> None:
     try:
         subjects = json.loads(payload)["subject"]
     except (ValueError, KeyError, TypeError):
-        raise VerificationError("the DSSE payload is not an in-toto statement") from None
+        subjects = None
+    if not isinstance(subjects, list):
+        raise VerificationError("the DSSE payload is not an in-toto statement")
     want = hashlib.sha256(blob).hexdigest()
     if not any(isinstance(s, dict) and isinstance(s.get("digest"), dict) and s["digest"].get("sha256") == want
-               for s in subjects if isinstance(subjects, list)):
+               for s in subjects):
         raise VerificationError(DIGESTS_DO_NOT_MATCH)
 
 
