@@ -242,6 +242,16 @@ def _parse(bundle: bytes) -> dict[str, Any]:
     return document
 
 
+def with_proto_defaults(bundle: bytes) -> bytes:
+    """``bundle`` as sigstore-python can read it (see below); for every reader of bundles, image
+    signatures included. Unparseable input is returned unchanged for the library to refuse."""
+    try:
+        document = json.loads(bundle)
+    except (ValueError, UnicodeDecodeError):
+        return bundle
+    return _with_proto_defaults(document) if isinstance(document, dict) else bundle
+
+
 def _with_proto_defaults(document: dict[str, Any]) -> bytes:
     """The bundle with the zero values protobuf's JSON leaves out put back: sigstore-models requires
     them, so a fresh log's first entry (log index 0, no proof hashes) or a bundle without tlog

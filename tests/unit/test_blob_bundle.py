@@ -230,3 +230,25 @@ def test_dsse_entries_must_name_this_payload_signature_and_key(no_merkle) -> Non
     for entry in (dsse("0" * 64, _pem(key)), dsse(payload_hash, _pem(other))):
         with pytest.raises(VerificationError, match="transparency log entry is inconsistent with other materials"):
             verify_blob_bundle(_with_entry(bundle, entry), BLOB, public_key=key.public_key(), trusted_root=root)
+
+
+def test_zero_values_protobuf_leaves_out_are_put_back() -> None:
+    """A fresh log's first entry has log index 0, which protobuf's JSON omits (as it omits an empty
+    proof path); the bundle must read as if they were written out."""
+    from sigstore_models.bundle.v1 import Bundle as BundleModel
+
+    from labkit.signing.blob_bundle import with_proto_defaults
+
+    written = json.loads((CASES / "happy-path-v0.3" / "bundle.sigstore.json").read_bytes())
+    entry = written["verificationMaterial"]["tlogEntries"][0]
+    entry["logIndex"] = entry["inclusionProof"]["logIndex"] = "0"
+    entry["inclusionProof"]["hashes"] = []
+    omitted = json.loads(json.dumps(written))
+    del omitted["verificationMaterial"]["tlogEntries"][0]["logIndex"]
+    del omitted["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]["logIndex"]
+    del omitted["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]["hashes"]
+    with pytest.raises(ValueError):
+        BundleModel.from_json(json.dumps(omitted))
+    assert BundleModel.from_json(with_proto_defaults(json.dumps(omitted).encode())) == \
+        BundleModel.from_json(json.dumps(written))
+    assert with_proto_defaults(b"{not json") == b"{not json"
