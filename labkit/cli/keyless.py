@@ -78,8 +78,8 @@ def verify_keyless(args: argparse.Namespace, annotations: dict[str, str] | None,
     from labkit.oci.transport import deadline
     from labkit.signing.artifact import signature_repository_from_env
     from labkit.signing.blob_bundle import CertificateIdentity
-    from labkit.signing.keyless import KeylessPolicy, verify_image_keyless
     from labkit.signing.keyless_trust import KeylessTrust
+    from labkit.signing.keyless_verify import KeylessPolicy, verify_image_keyless
 
     identity = CertificateIdentity(args.certificate_identity, args.certificate_identity_regexp,
                                    args.certificate_oidc_issuer, args.certificate_oidc_issuer_regexp)
