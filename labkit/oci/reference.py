@@ -290,3 +290,21 @@ def kyverno_normalize(text: str, *, default_registry: str = "docker.io") -> str:
             raise InvalidReferenceError(f"bad image {text!r}: invalid digest {digest}", hint=_HINT)
         return f"{name}@{digest}"
     return f"{name}:{tag or DEFAULT_TAG}"
+
+
+def registry_name_error(name: str, *, strict: bool = False) -> str | None:
+    """ggcr ``name.NewRegistry(name[, name.StrictValidation])``'s error text, or None if it parses."""
+    try:
+        _new_registry(name, strict=strict, default_registry=DEFAULT_REGISTRY)
+    except _BadName as exc:
+        return str(exc)
+    return None
+
+
+def repository_name_error(name: str, *, strict: bool = False) -> str | None:
+    """ggcr ``name.NewRepository(name[, name.StrictValidation])``'s error text, or None."""
+    try:
+        _new_repository(name, strict=strict, default_registry=DEFAULT_REGISTRY)
+    except _BadName as exc:
+        return str(exc)
+    return None

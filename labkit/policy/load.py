@@ -43,6 +43,7 @@ from labkit._internal.gostd import (
 )
 from labkit._internal.yamlsafe import METADATA_HINT, YAMLInputError, load_all, object_meta_error
 from labkit.errors import PolicyError
+from labkit.oci.reference import registry_name_error, repository_name_error
 from labkit.policy.decoder import Decoder  # stages 1 and 2: strict decoding against the dataclass schema
 from labkit.policy.match import GlobError, compile_glob
 from labkit.policy.schema import (
@@ -58,6 +59,7 @@ from labkit.policy.schema import (
     KyvernoPolicy,
     Policy,
     SigstoreKeys,
+    Source,
     TrustRoot,
 )
 
@@ -429,9 +431,34 @@ def _authority_problems(authority: Authority, path: str, warnings: list[Leaf] | 
                 yield from _both(f"{path}.static", f"{path}.{other}")
     if len(authority.source) > 1:
         yield _invalid("source", f"{path}.source", "only single source is supported")
+    else:
+        for i, source in enumerate(authority.source):
+            yield from _source_problems(source, f"{path}.source[{i}]")
     for attestation in authority.attestations:
         # ViaField("attestations"), without the index
         yield from _attestation_problems(attestation, f"{path}.attestations", warnings)
+
+
+def _source_problems(source: Source, path: str) -> Iterator[Leaf]:
+    """Source.Validate. Each pull secret without a name re-prefixes every error found so far with
+    its ``signaturePullSecrets[i]`` (Go's ``errs.Also(…).ViaFieldIndex(…)``), the oci one too."""
+    leaves: list[Leaf] = []
+    if source.oci and (error := oci_problem(source.oci)):
+        leaves.append(_invalid(source.oci, "oci", error))
+    for i, secret in enumerate(source.signature_pull_secrets):
+        if not secret.name:
+            leaves = [(m, f"signaturePullSecrets[{i}].{p}", d) for m, p, d in [*leaves, *_missing("name")]]
+    for message, rel, details in leaves:
+        yield message, f"{path}.{rel}", details
+
+
+def oci_problem(oci: str) -> str:
+    """``common.ValidateOCI``: a registry, or a repository when the first part looks like a host
+    (``.`` or ``:``), under ggcr's strict validation; "" when it passes."""
+    first, slash, _ = oci.partition("/")
+    if slash and ("." in first or ":" in first):
+        return repository_name_error(oci, strict=True) or ""
+    return registry_name_error(oci, strict=True) or ""
 
 
 def _key_problems(key: KeyRef, path: str) -> Iterator[Leaf]:
