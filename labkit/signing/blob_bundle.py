@@ -270,23 +270,24 @@ def _with_proto_defaults(document: dict[str, Any]) -> bytes:
 
 def _verify_signed_timestamps(document: dict[str, Any], root: TrustedRoot) -> None:
     """cosign's ``--use-signed-timestamps``: one timestamp over the signature from a trusted TSA."""
-    from rfc3161_client import decode_timestamp_response
+    from sigstore.errors import Error as SigstoreError
+    from sigstore.models import TimestampVerificationData
     from sigstore.verify import Verifier
 
     try:
         material = document["verificationMaterial"]
         stamps = (material.get("timestampVerificationData") or {}).get("rfc3161Timestamps") or []
-        raw = [base64.b64decode(stamp["signedTimestamp"]) for stamp in stamps]
         content = document.get("messageSignature") or document["dsseEnvelope"]["signatures"][0]
         signature = base64.b64decode(content.get("signature") or content["sig"])
     except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
         raise VerificationError(f"failed to load bundle: {exc}") from None
     verifier = Verifier(trusted_root=root)
     verified = 0
-    for stamp in raw:
+    for stamp in stamps:  # one by one: a malformed timestamp does not hide a good one
         try:
-            response = decode_timestamp_response(stamp)
-        except ValueError:
+            data = TimestampVerificationData.from_json(json.dumps({"rfc3161Timestamps": [stamp]}))
+            [response] = data.rfc3161_timestamps
+        except (SigstoreError, ValueError):
             continue
         # the library's per-timestamp check (chain to a TSA of the trusted root, within its
         # validity); 4.5.1 has it only as a method of Verifier
@@ -304,7 +305,6 @@ def _need_root(trusted_root: Path | None) -> Path:
 
 
 def _load_root(path: Path) -> TrustedRoot:
-    from pydantic import ValidationError
     from sigstore.errors import Error as SigstoreError
     from sigstore.models import TrustedRoot
 
@@ -312,7 +312,7 @@ def _load_root(path: Path) -> TrustedRoot:
         return TrustedRoot.from_file(str(path))
     except OSError as exc:
         raise UsageError(f"cannot read trusted root {path}: {exc.strerror}", hint="check the path") from None
-    except (ValidationError, SigstoreError, ValueError) as exc:
+    except (SigstoreError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         raise VerificationError(f"invalid trusted root {path}: {_first_lines(str(exc))}") from None
 
 
