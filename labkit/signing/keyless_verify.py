@@ -159,6 +159,9 @@ def verify_image_keyless(
     if bundles:
         found = find_bundles(client, image.with_digest(digest))
         if found:
+            if policy.annotations:
+                raise UsageError("labkit does not check -a annotations on cosign v3 bundles",
+                                 hint="verify without -a, or sign in the legacy format to sign annotations")
             return _verify_bundles(image, digest, found, trust, policy)
     sig_image = SignatureImage.fetch(client, attachment_ref(image, digest, repository=signature_repository))
     if sig_image is None or not sig_image.layers:

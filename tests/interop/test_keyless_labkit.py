@@ -194,6 +194,13 @@ def test_labkit_signs_legacy_keyless_and_both_cosigns_verify(local_sigstore: Pat
     assert ours.stdout == by_v2.stdout
     claims = json.loads(ours.stdout)[0]
     assert claims["optional"]["Subject"] == ALICE and claims["optional"]["Issuer"] == lab.urls.oidc_issuer
+    # and the same refusal, in the same words, for another identity
+    bob = identity_flags(lab, "bob@example.com")
+    refused = [v2.run("verify", *bob, str(image), env_extra=lab.env()),
+               v3.run("verify", *bob, "--trusted-root", str(lab.trust.trusted_root), str(image), env_extra=lab.env())]
+    ours_refused = labkit(lab, "verify", *bob, str(image), cwd=v2.cwd)
+    assert [p.returncode for p in refused] == [12, 12] and ours_refused.returncode == 12
+    assert cosign_error(refused[0]) == cosign_error(refused[1]) == labkit_error(ours_refused)
 
 
 def test_labkit_signs_a_v3_bundle_and_cosign_verifies_it(local_sigstore: Path, image: Reference,
@@ -298,6 +305,10 @@ def test_a_tampered_integrated_time_breaks_the_set(local_sigstore: Path, cosign_
     rewrite_layer(cosign_signed, later)
     ours, theirs = both_refuse(lab, v2, cosign_signed)
     assert ours == theirs == "no matching signatures: error verifying bundle: unable to verify SET"
+    # given a trusted root, cosign v2.6.1 checks the SET through sigstore-go, and says so
+    ours, theirs = both_refuse(lab, v2, cosign_signed, "--trusted-root", str(lab.trust.trusted_root))
+    assert ours == theirs == ("no matching signatures: error verifying bundle: verifying bundle with trusted root: "
+                              "unable to verify SET")
 
 
 def test_another_signatures_rekor_bundle(local_sigstore: Path, cosign_signed: Reference,
