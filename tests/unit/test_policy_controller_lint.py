@@ -275,3 +275,20 @@ def test_cli_lint_reads_trust_roots_and_prints_warnings(tmp_path: Path, capsys: 
     bad = tmp_path / "bad.yaml"
     bad.write_text(trust_root({}))
     assert main(["policy", "lint", str(bad)]) == 2
+
+
+def test_source_oci_and_the_pull_secret_prefix_quirk() -> None:
+    # clusterimagepolicy_validation.go:216-232 (Source.Validate) and common/validation.go:58-73
+    # (ValidateOCI): each unnamed pull secret's ViaFieldIndex wraps every error found before it
+    src = f"{A}.source[0]"
+    assert rejection(cip({"key": {"data": pem()}, "source": [{"oci": "registry.example/Sigs", "signaturePullSecrets":
+                                                              [{"name": ""}, {"name": "ok"}, {}]}]})) == (
+        f"validation failed: invalid value: registry.example/Sigs: "
+        f"{src}.signaturePullSecrets[2].signaturePullSecrets[0].oci\n"
+        "repository can only contain the characters `abcdefghijklmnopqrstuvwxyz0123456789_-./`: Sigs\n"
+        f"missing field(s): {src}.signaturePullSecrets[2].name, "
+        f"{src}.signaturePullSecrets[2].signaturePullSecrets[0].name")
+    assert rejection(cip({"key": {"data": pem()}, "source": [{"oci": "sigs/repo"}]})) == (
+        f"validation failed: invalid value: sigs/repo: {src}.oci\n"
+        "registries must be valid RFC 3986 URI authorities: sigs/repo")
+    load_policies(cip({"key": {"data": pem()}, "source": [{"oci": "registry.example:5000"}]}))
