@@ -55,16 +55,27 @@ class KeylessTrust:
     def from_pem_files(cls, root_file: str | Path, rekor_key: str | Path | None,
                        ct_key: str | Path | None) -> KeylessTrust:
         """cosign v2's variables: the Fulcio root (and intermediates) PEM, the Rekor and CT log keys."""
-        certificates = x509.load_pem_x509_certificates(_read(root_file))
+        names = ", ".join(str(p) for p in (root_file, rekor_key, ct_key) if p)
+        return cls.from_pem(_read(root_file), _read(rekor_key) if rekor_key else None,
+                            _read(ct_key) if ct_key else None, source=names)
+
+    @classmethod
+    def from_pem(cls, certificates: bytes, rekor_key: bytes | None, ct_key: bytes | None, *,
+                 source: str = "the given PEM material") -> KeylessTrust:
+        """The same from PEM bytes, as policies carry them inline (Kyverno's ``roots``, ``rekor.pubkey``
+        and ``ctlog.pubkey``; policy-controller's TrustRoot); read with cosign v2's wording."""
+        try:
+            chain = x509.load_pem_x509_certificates(certificates)
+        except ValueError as exc:
+            raise UsageError(f"no PEM certificate in {source}: {exc}", hint=TRUST_HINT) from None
         document: dict[str, Any] = {
             "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
-            "tlogs": [_log(_read(rekor_key))] if rekor_key else [],
-            "certificateAuthorities": [_authority(cert) for cert in certificates],
-            "ctlogs": [_log(_read(ct_key))] if ct_key else [],
+            "tlogs": [_log(rekor_key)] if rekor_key else [],
+            "certificateAuthorities": [_authority(cert) for cert in chain],
+            "ctlogs": [_log(ct_key)] if ct_key else [],
             "timestampAuthorities": [],
         }
-        names = ", ".join(str(p) for p in (root_file, rekor_key, ct_key) if p)
-        return cls(_parse_root(json.dumps(document), names), names, False)
+        return cls(_parse_root(json.dumps(document), source), source, False)
 
     @classmethod
     def resolve(cls, trusted_root: str | Path | None, env: Mapping[str, str]) -> KeylessTrust:

@@ -222,3 +222,36 @@ def test_trust_material_is_never_guessed(tmp_path: Path) -> None:
         KeylessTrust.resolve(None, {})
     with pytest.raises(UsageError, match="open"):
         KeylessTrust.resolve(tmp_path / "missing.json", {})
+
+
+# --- the CLI's refusals, before anything is asked of a service ------------------------------------
+
+IMAGE = "127.0.0.1:1/app@sha256:" + "0" * 64
+
+
+@pytest.fixture
+def no_sigstore_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("SIGSTORE_ID_TOKEN", "SIGSTORE_ROOT_FILE", "SIGSTORE_REKOR_PUBLIC_KEY",
+                 "SIGSTORE_CT_LOG_PUBLIC_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["sign", "-y", IMAGE], "keyless signing needs an OIDC identity token"),
+    (["sign", "-y", "--identity-token", "t", IMAGE], "labkit needs --fulcio-url and --rekor-url"),
+    (["sign", "-y", "--identity-token", "t", "--fulcio-url", "http://127.0.0.1:1", "--rekor-url",
+      "http://127.0.0.1:1", IMAGE], "labkit has no trust material"),
+    (["verify", IMAGE], "--certificate-identity or --certificate-identity-regexp is required"),
+    (["verify", "--certificate-identity", ALICE, IMAGE],
+     "--certificate-oidc-issuer or --certificate-oidc-issuer-regexp is required"),
+    (["verify", "--certificate-identity", ALICE, "--certificate-oidc-issuer", ISSUER, IMAGE],
+     "labkit has no trust material"),
+])
+def test_keyless_cli_refuses_what_it_cannot_do_offline(argv: list[str], says: str, no_sigstore_env: None,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from labkit import cli
+
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Error: ") and says in err
+    assert "Hint: " in err or "required" in says
