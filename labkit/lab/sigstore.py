@@ -6,6 +6,8 @@ Real components, built by ``make tools`` like the engines, each a process on loo
     fulcio    Fulcio v1.8.8, a file CA made for this lab: short-lived certificates for those identities
     ctlog     TesseraCT v0.1.1 on POSIX storage: the CT log Fulcio puts each certificate in (SCTs)
     rekor     Rekor v1.5.4 on Trillian v1.8.0 (log server and signer) and MariaDB: the transparency log
+    tuf       a static HTTP server for the lab's TUF repository (lab/tuf_repo), whose one target is
+              ``trusted_root.json``: what Kyverno's ImageValidatingPolicy reads its trust from
 
 Everything lives under ``$LABKIT_HOME/sigstore/``: keys and trust documents (``trust/``:
 ``trusted_root.json``, ``signing_config.json``), the database, the CT log's tiles. ``lab down``
@@ -39,6 +41,7 @@ from labkit.lab.processes import spawn, terminate
 from labkit.lab.sigstore_trust import SigstoreURLs, TrustFiles
 from labkit.lab.sockets import listening
 from labkit.lab.state import LabHome, Service
+from labkit.lab.tuf_repo import TufRepository
 
 FULCIO = "fulcio-v1.8.8"
 REKOR = "rekor-server-v1.5.4"
@@ -49,13 +52,13 @@ TRILLIAN_SCHEMA = "trillian-v1.8.0-storage.sql"
 BINARIES = (FULCIO, REKOR, TRILLIAN_SERVER, TRILLIAN_SIGNER, TESSERACT, TRILLIAN_SCHEMA)
 # the lab's ports (kept in ports.json with the backend's)
 PORT_NAMES = ("sigstore-oidc", "fulcio", "fulcio-grpc", "fulcio-metrics", "rekor", "trillian", "trillian-http",
-              "trillian-signer", "trillian-signer-http", "ctlog")
+              "trillian-signer", "trillian-signer-http", "ctlog", "tuf")
 # Rekor v1 also serves its metrics on :2112 on every interface, with no flag to move it, and
 # ignores a failure to listen there (cmd/rekor-server serve.go): a second lab's Rekor runs without
 # metrics. `lab status` lists the listener; docs/keyless.md says so.
 CT_ORIGIN = "labkit-ctlog"  # the CT log's checkpoint origin; fixed, so a new port keeps its storage valid
 START_TIMEOUT = 120.0
-STOP_ORDER = (("fulcio", "sigstore-oidc", "ctlog", "rekor"), ("trillian-signer", "trillian"), ("mariadb",))
+STOP_ORDER = (("fulcio", "sigstore-oidc", "ctlog", "rekor", "tuf"), ("trillian-signer", "trillian"), ("mariadb",))
 # Trillian's server and signer stop their work at SIGTERM, then sleep 5 s before exiting
 # (cmd/trillian_log_*/main.go); their writes are transactions, so they are not waited for.
 STOP_GRACE = (5.0, 1.0, 5.0)  # per STOP_ORDER group
@@ -84,6 +87,7 @@ class LocalSigstore:
         self.home, self.state = home, state
         self.dir = sigstore_dir(home)
         self.trust = TrustFiles(self.dir / "trust")
+        self.tuf = TufRepository(self.dir / "tuf")
 
     # --- life cycle ------------------------------------------------------------------------
 
@@ -132,6 +136,15 @@ class LocalSigstore:
     def urls(self) -> SigstoreURLs:
         return SigstoreURLs(**self.state.urls)
 
+    @property
+    def tuf_mirror(self) -> str:
+        """The base URL of the lab's TUF repository (its ``tuf`` service)."""
+        served = self.state.services.get("tuf")
+        if served is None:  # started by a labkit from before the repository existed
+            raise LabError("the lab's Sigstore serves no TUF repository",
+                           hint="restart it: `labkit lab down` then `labkit lab up --sigstore`")
+        return f"http://127.0.0.1:{served.port}"
+
     def token(self, email: str) -> str:
         """An OIDC ID token for ``email`` from the lab's issuer (audience ``sigstore``)."""
         return oidc.token(self.urls.oidc_issuer, email)
@@ -153,7 +166,8 @@ class LocalSigstore:
     def status(self) -> dict[str, str]:
         """Each service: its URL and whether its process is still the one started."""
         urls = {"sigstore-oidc": self.urls.oidc_issuer, "fulcio": self.urls.fulcio, "ctlog": self.urls.ctlog,
-                "rekor": self.urls.rekor}
+                "rekor": self.urls.rekor, "tuf": f"http://127.0.0.1:{self.state.services['tuf'].port}"
+                if "tuf" in self.state.services else ""}
         return {name: f"{urls.get(name, f'port {s.port}' if s.port else 'socket')} "
                       f"({'ok' if s.alive() else 'exited: see logs/sigstore-' + name + '.log'})"
                 for name, s in self.state.services.items()}
@@ -209,11 +223,12 @@ class _Starter:
             ctlog = self._ctlog()
             issuer = self._oidc()
             fulcio = self._fulcio(issuer, ctlog)
+            urls = SigstoreURLs(oidc_issuer=issuer, fulcio=fulcio, rekor=rekor, ctlog=ctlog)
+            self.trust.write_documents(urls)
+            self._tuf()
         except BaseException:
             stop(self.services)
             raise
-        urls = SigstoreURLs(oidc_issuer=issuer, fulcio=fulcio, rekor=rekor, ctlog=ctlog)
-        self.trust.write_documents(urls)
         self.ports.save()
         state = SigstoreState(self.services, asdict(urls))
         write_atomic(self.dir / STATE_FILE, (json.dumps(
@@ -317,6 +332,16 @@ class _Starter:
             f"--ct-log-public-key-path={self.trust.ct_pub}", "--log_type=prod"], port,
             lambda: _answers(f"{url}/api/v1/rootCert"))
         return url
+
+
+    def _tuf(self) -> None:
+        # signed again at every start: trusted_root.json names the ports, which may have changed
+        repo = TufRepository(self.dir / "tuf")
+        repo.write(self.trust.trusted_root)
+        port = self.ports.port("tuf")
+        self._spawn("tuf", [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory",
+                            str(repo.served), str(port)], port,
+                    lambda: _answers(f"http://127.0.0.1:{port}/timestamp.json"))
 
 
 def _answers(url: str) -> bool:
