@@ -38,6 +38,7 @@ MANAGED_BY = ("app.kubernetes.io/managed-by", "labkit")
 ENGINE_NAMESPACES = ("kyverno", "cosign-system")
 # policy-controller compiles each ClusterImagePolicy into this ConfigMap; its webhook reads it.
 PC_POLICIES = ("cosign-system", "config-image-policies")
+PC_TRUST_ROOTS = "config-sigstore-keys"  # where policy-controller compiles TrustRoots (pkg/apis/config)
 KUBECTL_TIMEOUT = 300.0
 READY_TIMEOUT = 120.0
 REPORTS_SETTLE = 90.0
@@ -117,7 +118,7 @@ class KubectlLab(Lab):
             out = self.kubectl("delete", "-f", "-", stdin=yaml.safe_dump(doc))
             ok = out.returncode == 0
             if ok and api_group(doc) == "policy.sigstore.dev":
-                self._wait_pc_policy(str(meta.get("name", "")), present=False)
+                self._wait_pc_policy(str(meta.get("name", "")), present=False, kind=str(doc.get("kind")))
             results.append(AdmissionResult(ok, (out.stdout if ok else out.stderr).strip(), kind=str(doc.get("kind")),
                                            name=str(meta.get("name", "")), namespace=str(meta.get("namespace", ""))))
         return results
@@ -228,7 +229,7 @@ class KubectlLab(Lab):
         meta, group = doc.get("metadata") or {}, api_group(doc)
         name = str(meta.get("name", ""))
         if group == "policy.sigstore.dev":
-            self._wait_pc_policy(name, present=True)
+            self._wait_pc_policy(name, present=True, kind=str(doc.get("kind")))
             return
         resource = f"{str(doc['kind']).lower()}.{group}/{name}"
         condition = ("--for=jsonpath={.status.conditionStatus.ready}=true" if group == "policies.kyverno.io"
@@ -259,17 +260,18 @@ class KubectlLab(Lab):
         raise LabError(f"Kyverno did not register webhooks for every kind {resource} matches within "
                        f"{READY_TIMEOUT:g}s", hint="see the Kyverno log (`labkit lab status` names it)")
 
-    def _wait_pc_policy(self, name: str, *, present: bool) -> None:
-        """policy-controller compiles ClusterImagePolicies asynchronously: wait until ``name`` is in
-        (or out of) the ConfigMap its webhook decides from."""
+    def _wait_pc_policy(self, name: str, *, present: bool, kind: str = "ClusterImagePolicy") -> None:
+        """policy-controller compiles ClusterImagePolicies (and TrustRoots) asynchronously: wait until
+        ``name`` is in (or out of) the ConfigMap its webhook decides from."""
         self._until_compiled(lambda names: (name in names) == present,
-                             f"{'compile' if present else 'drop'} ClusterImagePolicy {name}")
+                             f"{'compile' if present else 'drop'} {kind} {name}",
+                             PC_TRUST_ROOTS if kind == "TrustRoot" else PC_POLICIES[1])
 
     def _wait_pc_policies_dropped(self) -> None:
         self._until_compiled(lambda names: not names, "drop every ClusterImagePolicy")
 
-    def _until_compiled(self, done: Callable[[set[str]], bool], what: str) -> None:
-        namespace, configmap = PC_POLICIES
+    def _until_compiled(self, done: Callable[[set[str]], bool], what: str, configmap: str = PC_POLICIES[1]) -> None:
+        namespace = PC_POLICIES[0]
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
             out = self.kubectl("get", "configmap", configmap, "-n", namespace, "-o", "json")

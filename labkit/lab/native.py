@@ -156,6 +156,20 @@ class NativeLab(KubectlLab):
         _stop(self.state.services)
         clear(self.home)
 
+    def restart_kyverno(self) -> None:
+        """Start Kyverno's admission controller afresh, with an empty TUF cache. Its TUF client is
+        one per process and keeps the first mirror any attestor names (sigstore v1.10.9
+        pkg/tuf/client.go: a ``sync.Once``, and the mirror remembered in the cache's
+        ``remote.json``): once a keyless ImageValidatingPolicy has named the lab's TUF repository,
+        every other attestor of that process looks there too, and the other way round."""
+        _stop({"kyverno": self.state.services["kyverno"]})
+        starter = _Starter(self.home, START_TIMEOUT, PortPlan(self.home, PORT_NAMES, {}),
+                           self.state.info.get("kyverno", KYVERNO))
+        shutil.rmtree(starter.kyverno_home, ignore_errors=True)
+        starter.kyverno_admission()
+        self.state.services["kyverno"] = starter.services["kyverno"]
+        self.state.save(self.home)
+
     # --- the interface ---------------------------------------------------------------------
 
     @property
@@ -197,6 +211,7 @@ class _Starter:
         self.kubeconfig = self.dir / "kubeconfig"
         self.kubectl_binary = str(self.tools / f"kubectl-{KUBERNETES}")
         self.timings: dict[str, float] = {}
+        self.kyverno_home = self.dir / "kyverno-home"
 
     def run(self, cls: type[NativeLab]) -> NativeLab:
         try:
@@ -325,10 +340,27 @@ class _Starter:
         self._until("every CRD is Established", self._established)
 
     def kyverno(self) -> None:
-        port, metrics = self.ports.port("kyverno"), self.ports.port("kyverno-metrics")
+        self.kyverno_admission()
         reports_metrics = self.ports.port("kyverno-reports")
-        env = {**self.env, **KYVERNO_ENV}
-        common = [f"--kubeconfig={self.kubeconfig}", "--metricsHost=127.0.0.1", "--loggingFormat=text"]
+        self._spawn("kyverno-reports", f"kyverno-reports-controller-{self.kyverno_version}", reports_metrics, [
+            *self._kyverno_common(), f"--metricsPort={reports_metrics}"],
+            env={**self._kyverno_env(), "KYVERNO_POD_NAME": "kyverno-reports-controller-native",
+                 "KYVERNO_DEPLOYMENT": "kyverno-reports-controller",
+                 "KYVERNO_SERVICEACCOUNT_NAME": "kyverno-reports-controller"},
+            healthy=lambda: _get_ok(f"http://127.0.0.1:{reports_metrics}/metrics"))
+
+    def _kyverno_env(self) -> dict[str, str]:
+        self.kyverno_home.mkdir(exist_ok=True)
+        # an attestor's TUF client caches in $TUF_ROOT and $HOME/.sigstore: the lab's own, never the user's
+        return {**self.env, **KYVERNO_ENV, "HOME": str(self.kyverno_home),
+                "TUF_ROOT": str(self.kyverno_home / ".sigstore" / "root")}
+
+    def _kyverno_common(self) -> list[str]:
+        return [f"--kubeconfig={self.kubeconfig}", "--metricsHost=127.0.0.1", "--loggingFormat=text"]
+
+    def kyverno_admission(self) -> None:
+        port, metrics = self.ports.port("kyverno"), self.ports.port("kyverno-metrics")
+        env, common = self._kyverno_env(), self._kyverno_common()
         self._spawn("kyverno", f"kyverno-admission-controller-{self.kyverno_version}", port, [
             *common, f"--metricsPort={metrics}", f"--serverIP=127.0.0.1:{port}", "--webhookServerHost=127.0.0.1",
             f"--webhookServerPort={port}", "--caSecretName=kyverno-svc.kyverno.svc.kyverno-tls-ca",
@@ -337,12 +369,6 @@ class _Starter:
             env={**env, "KYVERNO_POD_NAME": "kyverno-admission-controller-native"},
             healthy=lambda: _get_ok(f"https://127.0.0.1:{port}/health/readiness")
             and self._exists("validatingwebhookconfiguration", "kyverno-policy-validating-webhook-cfg"))
-        self._spawn("kyverno-reports", f"kyverno-reports-controller-{self.kyverno_version}", reports_metrics, [
-            *common, f"--metricsPort={reports_metrics}"],
-            env={**env, "KYVERNO_POD_NAME": "kyverno-reports-controller-native",
-                 "KYVERNO_DEPLOYMENT": "kyverno-reports-controller",
-                 "KYVERNO_SERVICEACCOUNT_NAME": "kyverno-reports-controller"},
-            healthy=lambda: _get_ok(f"http://127.0.0.1:{reports_metrics}/metrics"))
 
     def policy_controller(self) -> None:
         env = {**self.env, "KUBECONFIG": str(self.kubeconfig), "SYSTEM_NAMESPACE": PC_SERVICE[0],
