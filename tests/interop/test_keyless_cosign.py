@@ -24,6 +24,7 @@ from labkit.lab.sigstore import LocalSigstore
 from labkit.lab.state import LabHome
 from labkit.oci.client import RegistryClient
 from labkit.oci.reference import Reference
+from labkit.signing.blob_bundle import with_proto_defaults
 from tests.conftest import COSIGN_V2_PIN, COSIGN_V3, RunningRegistry, reference_tool
 from tests.interop.cosign import Cosign
 from tests.interop.test_sign_cosign import push_image
@@ -161,7 +162,9 @@ def test_sigstore_python_accepts_the_labs_trust_root(local_sigstore: Path, tmp_p
     assert signed.returncode == 0, signed.stderr
     config = ClientTrustConfig.from_json(lab.trust.client_trust_config.read_text())
     verifier = Verifier(trusted_root=config.trusted_root)
-    bundle = Bundle.from_json((tmp_path / "blob.sigstore.json").read_bytes())
+    # a fresh log's first entry has index 0, which protobuf's JSON leaves out and sigstore-python
+    # then refuses: labkit's reader puts the zero values back (signing/blob_bundle)
+    bundle = Bundle.from_json(with_proto_defaults((tmp_path / "blob.sigstore.json").read_bytes()))
     verifier.verify_artifact(blob.read_bytes(), bundle, policy.Identity(identity=ALICE, issuer=lab.urls.oidc_issuer))
     with pytest.raises(Exception, match="Certificate's SANs do not match"):
         verifier.verify_artifact(blob.read_bytes(), bundle,
