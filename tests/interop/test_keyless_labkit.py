@@ -398,3 +398,36 @@ def test_a_certificate_without_an_sct(local_sigstore: Path, image: Reference,
     ignored = labkit(lab, "verify", *flags, cwd=v2.cwd)
     assert by_cosign.returncode == ignored.returncode == 0, (by_cosign.stderr, ignored.stderr)
     assert ignored.stdout == by_cosign.stdout
+
+
+def test_labkit_signs_an_index_recursively_with_one_certificate(local_sigstore: Path, labkit_registry: RunningRegistry,
+                                                                cosigns: tuple[Cosign, Cosign]) -> None:
+    """``--recursive``: the index and each child get their own ``.sig`` layer and Rekor entry,
+    all under the one certificate Fulcio issued for the command; cosign v2.6.1 verifies each."""
+    from labkit.oci.model import OCI_INDEX, Descriptor, Index, Platform
+
+    lab, (v2, _) = lab_of(local_sigstore), cosigns
+    with RegistryClient() as client:
+        repo = Reference.parse(f"{labkit_registry.host}/keyless-labkit/multi:v1")
+        children = [push_image(client, repo.with_tag(arch), b"keyless " + arch.encode()) for arch in ("amd64", "arm64")]
+        descriptors = []
+        for child, arch in zip(children, ("amd64", "arm64"), strict=True):
+            fetched = client.get_manifest(child)
+            descriptors.append(Descriptor(fetched.media_type, fetched.digest, len(fetched.data),
+                                          platform=Platform("linux", arch)))
+        digest = client.put_manifest(repo, Index(manifests=tuple(descriptors), media_type=OCI_INDEX).to_json(),
+                                     OCI_INDEX)
+    signed = labkit(lab, "sign", "-y", "--recursive", "--fulcio-url", lab.urls.fulcio, "--rekor-url", lab.urls.rekor,
+                    "--identity-token", lab.token(ALICE), str(repo.with_digest(digest)), cwd=v2.cwd)
+    assert signed.returncode == 0, signed.stderr
+    assert signed.stderr.count("tlog entry created with index: ") == 3
+    certificates = set()
+    with RegistryClient() as client:
+        for ref in (repo.with_digest(digest), *children):
+            assert ref.digest is not None
+            sig = SignatureImage.fetch(client, attachment_ref(ref, ref.digest))
+            assert sig is not None
+            certificates.add(sig.layers[0].annotations["dev.sigstore.cosign/certificate"])
+            verified = v2.run("verify", *identity_flags(lab), str(ref), env_extra=lab.env())
+            assert verified.returncode == 0, verified.stderr
+    assert len(certificates) == 1
