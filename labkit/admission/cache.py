@@ -51,6 +51,12 @@ class CachingVerifier:
             self.cache.put(cache_key, result)
         return result
 
+    def verify_keyless(self, ref: str, trust: Any, policy: Any, *, repository: str | None = None,
+                       credentials: Credentials | None = None, bundles: bool = False) -> Any:
+        """Keyless checks are not cached: their trust material and identities are no cache key yet."""
+        return self.access.verify_keyless(ref, trust, policy, repository=repository, credentials=credentials,
+                                          bundles=bundles)
+
     @property
     def stats(self) -> dict[str, int]:
         return {"hits": self.cache.hits, "misses": self.cache.misses} if self.cache else {"hits": 0, "misses": 0}

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labkit.errors import LabkitError
-from labkit.policy.load import load_policies
-from labkit.policy.schema import Policy
+from labkit.policy.load import load_objects
+from labkit.policy.schema import Policy, TrustRoot
 
 log = logging.getLogger("labkit.admission")
 
@@ -45,7 +45,7 @@ class PolicyDirectory:
 
     directory: Path
     _stamp: _Stamp | None = None
-    _policies: list[Policy] = field(default_factory=list)
+    _policies: list[Policy | TrustRoot] = field(default_factory=list)  # TrustRoots: for keyless CIPs
     _errors: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -57,7 +57,7 @@ class PolicyDirectory:
         return [Path(e.path) for e in entries
                 if e.name.endswith(_POLICY_SUFFIXES) and not e.name.startswith(".") and e.is_file()]
 
-    def current(self) -> tuple[list[Policy], dict[str, str]]:
+    def current(self) -> tuple[list[Policy | TrustRoot], dict[str, str]]:
         """(policies in force, {file: why it was not loaded})."""
         files = self._files()
         stamp = _stamp(files)
@@ -68,11 +68,11 @@ class PolicyDirectory:
             return list(self._policies), dict(self._errors)
 
     def _reload(self, files: list[Path]) -> None:
-        policies: list[Policy] = []
+        policies: list[Policy | TrustRoot] = []
         errors: dict[str, str] = {}
         for path in files:
             try:
-                policies.extend(load_policies(path))
+                policies.extend(load_objects(path))
             except LabkitError as exc:
                 errors[path.name] = str(exc)
                 log.error("policy file %s not loaded: %s", path, exc)

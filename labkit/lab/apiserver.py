@@ -43,7 +43,7 @@ from labkit._internal.files import write_atomic
 from labkit.errors import PolicyError, UsageError
 from labkit.lab.base import WORKLOAD_KINDS, AdmissionResult
 from labkit.lab.names import POLICY_GROUPS, api_group, kind_slash_name, plural
-from labkit.policy.load import load_policies
+from labkit.policy.load import load_objects
 from labkit.policy.patches import apply_patches
 from labkit.policy.podspec import Engine, extract_images
 
@@ -145,7 +145,7 @@ class ObjectStore:
 
     def put_policy(self, doc: Mapping[str, Any]) -> bool:
         text = yaml.safe_dump(dict(doc), sort_keys=False)
-        load_policies(text)  # rejected as the engine's admission would reject it, before it is stored
+        load_objects(text)  # rejected as the engine's admission would reject it, before it is stored
         path = self._policy_path(doc)
         created = not path.exists()
         write_atomic(path, text.encode())  # the webhook must never read half a file

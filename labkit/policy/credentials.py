@@ -317,6 +317,14 @@ class RegistryAccess:
                                                 hint=exc.hint) from exc
             raise
 
+    def verify_keyless(self, ref: str, trust: Any, policy: Any, *, repository: str | None = None,
+                       credentials: Credentials | None = None, bundles: bool = False) -> Any:
+        """``verify_image_keyless`` with this registry's client (``KeylessVerifier``)."""
+        from labkit.signing.keyless_verify import verify_image_keyless
+
+        return verify_image_keyless(ref, trust, policy, client=self.client_for(credentials),
+                                    signature_repository=repository or None, bundles=bundles)
+
     def resolve(self, ref: str, *, credentials: Credentials | None = None) -> str:
         return self.client_for(credentials).resolve(ref)
 

@@ -33,7 +33,16 @@ from labkit.policy.schema import Attestor, ImageVerification, KyvernoPolicy, Mat
 from labkit.policy.selectors import labels_match
 from labkit.policy.tlog import kyverno_key_options, rekor_unreachable
 from labkit.policy.trace import Denial, EngineResult, ImageTrace
-from labkit.policy.verification import Registry, UnsupportedAlgorithm, Verified, call_verifier, keys_from_pem
+from labkit.policy.verification import (
+    Registry,
+    UnsupportedAlgorithm,
+    UnsupportedKeyless,
+    Verified,
+    call_keyless,
+    call_verifier,
+    keys_from_pem,
+)
+from labkit.signing.payload import SimpleSigningPayload
 
 VERIFY_IMAGES_ANNOTATION = "kyverno.io/verify-images"
 VERIFY_IMAGES_SCOPED_ANNOTATION = "kyverno.io/verify-images-scoped"
@@ -393,8 +402,18 @@ class _Run:
         required = count or len(expanded)
         verified, errors, digest = 0, [], ""
         for epath, entry, keys in expanded:
+            if entry.keyless is not None:
+                found, msg = self._keyless(f"{epath}.keyless", entry, image, iv, credentials)
+                trace.attestors.append(msg or f"{epath}.keyless: verified")
+                if msg:
+                    errors.append(msg)
+                    continue
+                verified, digest = verified + 1, found
+                if verified >= required:
+                    return digest
+                continue
             if not keys:
-                msg = f"{epath}: labkit evaluates only keys.publicKeys attestors so far"
+                msg = f"{epath}: labkit evaluates only keys.publicKeys and keyless attestors so far"
                 trace.attestors.append(msg)
                 errors.append(msg)
                 continue
@@ -438,6 +457,34 @@ class _Run:
             if verified >= required:
                 return digest
         raise _RuleFailed("fail", f"failed to verify image {image}: " + "; ".join(errors))
+
+    def _keyless(self, epath: str, entry: Attestor, image: str, iv: ImageVerification,
+                 credentials: Credentials | None) -> tuple[str, str]:
+        """One keyless entry, as ``cosign.VerifySignature`` (cpol/cosign/verifier.go): cosign's
+        checks with no identity, then Kyverno's certificate matching, then the annotations.
+        Returns (digest, "") or ("", why it failed, with the entry's path)."""
+        from labkit.policy.keyless import kyverno_keyless_options, kyverno_match_certificates
+
+        assert entry.keyless is not None
+        options, problem = kyverno_keyless_options(entry.keyless, entry.signature_algorithm)
+        if options is None:
+            return "", f"{epath}: {problem}"
+        trust, keyless_policy = options
+        try:
+            result = call_keyless(self.registry.verifier, image, trust, keyless_policy,
+                                  repository=entry.repository or iv.repository or None, credentials=credentials)
+        except (RegistryUnreachableError, UnsupportedKeyless) as exc:
+            raise _RuleFailed("error", f"failed to verify image {image}: {epath}: {exc.message}") from exc
+        except LabkitError as exc:
+            return "", f"{epath}: {exc.message}"
+        mismatch = kyverno_match_certificates([s.certificate for s in result.signatures], entry.keyless)
+        if mismatch:
+            return "", f"{epath}: {mismatch}"
+        wanted = entry.annotations or iv.annotations
+        if wanted and not any(all((SimpleSigningPayload.from_json(s.payload).optional or {}).get(k) == v
+                                  for k, v in wanted.items()) for s in result.signatures):
+            return "", f"{epath}: no signature matched the required annotations"
+        return result.digest, ""
 
     # --- validating webhook --------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from labkit.policy import policy_controller as pc  # evaluate() has a policy_con
 from labkit.policy.credentials import RegistryAccess, SecretStore
 from labkit.policy.patches import apply_patches
 from labkit.policy.podspec import Engine
-from labkit.policy.schema import ClusterImagePolicy, ImageValidatingPolicy, KyvernoPolicy, Policy
+from labkit.policy.schema import ClusterImagePolicy, ImageValidatingPolicy, KyvernoPolicy, Policy, TrustRoot
 from labkit.policy.trace import EngineResult, ImageTrace
 from labkit.policy.verification import Registry, Resolver, Verifier
 
@@ -63,7 +63,7 @@ def format_decision(decision: Decision) -> str:
 
 
 def decide_against_registry(
-    policies: Sequence[Policy],
+    policies: Sequence[Policy | TrustRoot],
     resource: Mapping[str, Any],
     *,
     namespace_labels: Mapping[str, str] | None = None,
@@ -83,7 +83,7 @@ def decide_against_registry(
 
 
 def evaluate(
-    policies: Sequence[Policy],
+    policies: Sequence[Policy | TrustRoot],
     resource: Mapping[str, Any],
     *,
     namespace_labels: Mapping[str, str] | None = None,
@@ -112,6 +112,7 @@ def evaluate(
     decision = Decision(allowed=True)
     kyvernos = [p for p in policies if isinstance(p, KyvernoPolicy)]
     cips = [p for p in policies if isinstance(p, ClusterImagePolicy)]
+    trust_roots = [p for p in policies if isinstance(p, TrustRoot)]  # what keyless authorities name
     registry = Registry(verifier, resolver, secrets)
     ivps = [p for p in policies if isinstance(p, ImageValidatingPolicy)]
     if ivps:
@@ -132,7 +133,7 @@ def evaluate(
     if ivps and decision.allowed:
         _add(decision, ivp.validate(ivps, resource, labels, registry))
     if reviews_cips and decision.allowed:
-        _add(decision, pc.validate(cips, resource, labels, registry, no_match_policy))
+        _add(decision, pc.validate(cips, resource, labels, registry, no_match_policy, trust_roots))
     return decision
 
 

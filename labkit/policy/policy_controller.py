@@ -21,11 +21,11 @@ from labkit.policy.credentials import image_pull_secrets, policy_controller_keyc
 from labkit.policy.load import knative_error_text
 from labkit.policy.match import glob_match
 from labkit.policy.podspec import ContainerImage, Engine, extract_images, pod_spec, resource_name
-from labkit.policy.schema import Authority, ClusterImagePolicy
+from labkit.policy.schema import Authority, ClusterImagePolicy, TrustRoot
 from labkit.policy.selectors import labels_match
 from labkit.policy.tlog import cip_key_error
 from labkit.policy.trace import Denial, EngineResult, ImageTrace
-from labkit.policy.verification import Registry, call_verifier, keys_from_pem, registry_text
+from labkit.policy.verification import Registry, call_keyless, call_verifier, keys_from_pem, registry_text
 
 INCLUDE_LABEL = "policy.sigstore.dev/include"
 WEBHOOK = "policy.sigstore.dev"
@@ -37,10 +37,13 @@ def mutate(cips: Sequence[ClusterImagePolicy], resource: Mapping[str, Any], ns_l
 
 
 def validate(cips: Sequence[ClusterImagePolicy], resource: Mapping[str, Any], ns_labels: Mapping[str, str],
-             registry: Registry, no_match_policy: str) -> EngineResult:
+             registry: Registry, no_match_policy: str, trust_roots: Sequence[TrustRoot] = ()) -> EngineResult:
     """``no_match_policy``: ``config-policy-controller``'s setting for an image no CIP matches
-    (``allow``/``warn``; anything else denies, as upstream fails closed)."""
-    return _Run(cips, resource, ns_labels, registry).validate(no_match_policy)
+    (``allow``/``warn``; anything else denies, as upstream fails closed). ``trust_roots``: the
+    TrustRoots keyless authorities name (``trustRootRef``)."""
+    run = _Run(cips, resource, ns_labels, registry)
+    run.trust_roots = trust_roots
+    return run.validate(no_match_policy)
 
 
 class _Run:
@@ -60,6 +63,7 @@ class _Run:
             registry.secrets, image_pull_secrets(pod_spec(resource, Engine.POLICY_CONTROLLER)),
             namespace=self.namespace)
         self.errors: list[tuple[str, str, str]] = []
+        self.trust_roots: Sequence[TrustRoot] = ()
         self.warnings: list[tuple[str, str, str]] = []
 
     def mutate(self) -> EngineResult:
@@ -184,9 +188,34 @@ class _Run:
                 return True, [f"{authority.name}: verified"]
             elif authority.key is not None:
                 messages.append(f"there are no public keys for authority {authority.name}")
-            else:
-                messages.append(f"labkit does not evaluate keyless authorities yet (authority {authority.name})")
+            elif authority.keyless is not None:
+                problem = self._keyless(authority, name)
+                if not problem:
+                    return True, [f"{authority.name}: verified"]
+                messages.append(problem)
         return False, messages
+
+    def _keyless(self, authority: Authority, name: str) -> str:
+        """A keyless authority (``ValidatePolicySignaturesForAuthority``): "" when it passes, else its
+        error as policy-controller words it."""
+        from labkit.policy.keyless import policy_controller_identity_error, policy_controller_keyless_options
+
+        options, problem = policy_controller_keyless_options(authority, self.trust_roots)
+        if options is None:
+            return problem
+        assert authority.keyless is not None
+        if authority.keyless.url is None:
+            return "no Keyless URL specified"
+        trust, keyless_policy = options
+        repository, credentials = self._source(authority, name)
+        failed = f"signature keyless validation failed for authority {authority.name} for {name}: "
+        try:
+            result = call_keyless(self.registry.verifier, name, trust, keyless_policy,
+                                  repository=repository, credentials=credentials)
+        except LabkitError as exc:
+            return failed + registry_text(exc)
+        mismatch = policy_controller_identity_error([s.certificate for s in result.signatures], authority)
+        return failed + mismatch if mismatch else ""
 
     def _source(self, authority: Authority, name: str) -> tuple[str | None, Credentials | None]:
         """Where the authority reads signatures (``source[].oci``) and with whose credentials:

@@ -2,7 +2,7 @@
 
 Field names are the snake_case of the YAML keys; ``json`` metadata spells a key whose camelCase
 does not follow (``ignoreSCT``, ``ca-cert``). ``required`` marks keys the CRD schema requires.
-Parts labkit does not evaluate yet (keyless, attestations, rule types other than verifyImages)
+Parts labkit does not evaluate yet (attestations, rule types other than verifyImages)
 are kept as plain data (``Any``) so such policies still load. An ImageValidatingPolicy's spec is
 open here, as in its CRD; its nested parts (:data:`IVP_SPEC_PARTS`) are decoded when the policy
 compiles (:mod:`labkit.policy.ivp_compile`).
@@ -90,10 +90,24 @@ class StaticKeyAttestor:
 
 
 @dataclass
+class KeylessAttestor:
+    """Kyverno's ``KeylessAttestor`` (api/kyverno/v1/image_verification_types.go)."""
+
+    rekor: Rekor | None = None
+    ctlog: CTLog | None = None
+    issuer: str = ""
+    issuer_reg_exp: str = _json("issuerRegExp", "")
+    subject: str = ""
+    subject_reg_exp: str = _json("subjectRegExp", "")
+    roots: str = ""
+    additional_extensions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class Attestor:
     keys: StaticKeyAttestor | None = None
     certificates: Any = None
-    keyless: Any = None
+    keyless: KeylessAttestor | None = None
     attestor: Any = None
     annotations: dict[str, str] = field(default_factory=dict)
     repository: str = ""
@@ -527,10 +541,12 @@ class TrustRootSpec:
 @dataclass
 class TrustRoot(PolicyObject):
     """The keys and roots a ClusterImagePolicy's ``trustRootRef`` names (``trustroot_types.go``);
-    labkit loads it to lint it and does not evaluate it."""
+    keyless authorities read its ``sigstoreKeys``."""
 
     spec: TrustRootSpec = field(default_factory=TrustRootSpec)
     status: Any = None
+
+    engine = Engine.POLICY_CONTROLLER
 
 
 Policy = KyvernoPolicy | ImageValidatingPolicy | ClusterImagePolicy

@@ -8,13 +8,17 @@ from __future__ import annotations
 import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from labkit.errors import LabkitError
 from labkit.oci.auth import Credentials
 from labkit.policy.credentials import SecretStore
+
+if TYPE_CHECKING:
+    from labkit.signing.keyless_trust import KeylessTrust
+    from labkit.signing.keyless_verify import KeylessPolicy, KeylessVerification
 
 
 class Verified(Protocol):
@@ -37,6 +41,19 @@ class Verifier(Protocol):
         self, ref: str, keys: Sequence[Any], *, annotations: Mapping[str, str] | None = None,
         repository: str | None = None, credentials: Credentials | None = None,
     ) -> Verified: ...
+
+
+class KeylessVerifier(Protocol):
+    """The keyless half of a verifier, a method beside its ``__call__``:
+    ``labkit.signing.keyless_verify.verify_image_keyless`` with the registry client bound. The
+    engines give the trust material and what the certificate must show; cosign's errors as
+    ``verify_image_keyless`` raises them. A verifier without it (a test double) cannot check
+    keyless signatures (:func:`call_keyless`)."""
+
+    def verify_keyless(
+        self, ref: str, trust: KeylessTrust, policy: KeylessPolicy, *, repository: str | None = None,
+        credentials: Credentials | None = None, bundles: bool = False,
+    ) -> KeylessVerification: ...
 
 
 class Resolver(Protocol):
@@ -74,6 +91,22 @@ def registry_text(exc: LabkitError) -> str:
 
 class UnsupportedAlgorithm(LabkitError):
     """The injected verifier cannot check a hash other than SHA-256."""
+
+
+class UnsupportedKeyless(LabkitError):
+    """The injected verifier has no ``verify_keyless``."""
+
+
+def call_keyless(verifier: Any, ref: str, trust: KeylessTrust, policy: KeylessPolicy,
+                 **options: Any) -> KeylessVerification:
+    """``verifier.verify_keyless(ref, trust, policy, **options)``; refused for a verifier without it."""
+    method = getattr(verifier, "verify_keyless", None)
+    if method is None:
+        raise UnsupportedKeyless(f"labkit's verifier ({type(verifier).__name__}) cannot check keyless signatures",
+                                 hint="use labkit.policy.credentials.RegistryAccess, or give the double a "
+                                      "verify_keyless method")
+    result: KeylessVerification = method(ref, trust, policy, **options)
+    return result
 
 
 def _accepts(verifier: Any, name: str) -> bool:
