@@ -67,9 +67,6 @@ UNKNOWN_AUTHORITY = ("cert verification failed: x509: certificate signed by unkn
                      "(see cosign initialize) or set a custom root with env var SIGSTORE_ROOT_FILE")
 
 
-# --- verification -------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class KeylessPolicy:
     """What a keyless signature must show: cosign's identity flags and its two ``--insecure-…``."""
@@ -168,18 +165,19 @@ def verify_image_keyless(
         raise NoSignaturesError("no signatures found",
                                 hint=f"nothing is signed for {image.name}@{digest}; sign it with `labkit sign`")
     verified: list[KeylessSignature] = []
-    errors: list[str] = []
+    errors: list[LabkitError] = []
     tlog_verified = False
     for layer in sig_image.layers:
         try:
             signature, checked = verify_layer(layer, digest, trust, policy, now=now)
         except LabkitError as exc:
-            errors.append(exc.message)
+            errors.append(exc)
             continue
         verified.append(signature)
         tlog_verified = tlog_verified or checked
     if not verified:
-        raise NoMatchingSignaturesError("no matching signatures: " + "\n ".join(errors))
+        raise NoMatchingSignaturesError("no matching signatures: " + "\n ".join(e.message for e in errors),
+                                        hint=next((e.hint for e in errors if e.hint), None))
     return KeylessVerification(image, digest, tuple(verified), tlog_verified)
 
 
