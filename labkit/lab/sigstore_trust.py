@@ -10,9 +10,7 @@ Their formats are the protobuf-specs' JSON (``dev.sigstore.trustroot.v1``); docs
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import hashlib
 import json
 import os
 import secrets
@@ -26,12 +24,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from labkit._internal.files import write_atomic
+from labkit.signing.keyless_trust import TRUSTED_ROOT_MEDIA_TYPE, certificate_authority, log_instance
 
-TRUSTED_ROOT_MEDIA_TYPE = "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
 SIGNING_CONFIG_MEDIA_TYPE = "application/vnd.dev.sigstore.signingconfig.v0.2+json"
 CLIENT_TRUST_CONFIG_MEDIA_TYPE = "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json"
 CA_VALIDITY = dt.timedelta(days=3650)  # a lab's CA outlives any workshop; it never leaves the machine
 ORGANIZATION = "labkit local Sigstore"
+CA_NAME = "labkit Fulcio root"
 OPERATOR = "labkit.local"
 
 
@@ -43,16 +42,8 @@ def _ec_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def _spki(key: ec.EllipticCurvePublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
 def _pem(key: ec.EllipticCurvePublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 @dataclass(frozen=True)
@@ -157,7 +148,7 @@ def fulcio_root_certificate(key: ec.EllipticCurvePrivateKey) -> x509.Certificate
     """A self-signed root Fulcio accepts as a file CA: ``CA:TRUE``, certificate signing, and the
     codeSigning extended usage (Fulcio refuses a root without it)."""
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION),
-                      x509.NameAttribute(NameOID.COMMON_NAME, "labkit Fulcio root")])
+                      x509.NameAttribute(NameOID.COMMON_NAME, CA_NAME)])
     now = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(minutes=5)  # clock skew
     return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + CA_VALIDITY)
@@ -170,34 +161,17 @@ def fulcio_root_certificate(key: ec.EllipticCurvePrivateKey) -> x509.Certificate
             .sign(key, hashes.SHA256()))
 
 
-def _time(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _log(url: str, key: ec.EllipticCurvePublicKey, start: dt.datetime) -> dict[str, Any]:
-    """A transparency log instance: its key, and its log ID, the SHA-256 of the key's DER SPKI
-    (Rekor v1 and RFC 6962 CT logs both name themselves so)."""
-    der = _spki(key)
-    return {"baseUrl": url, "hashAlgorithm": "SHA2_256",
-            "publicKey": {"rawBytes": _b64(der), "keyDetails": "PKIX_ECDSA_P256_SHA_256",
-                          "validFor": {"start": _time(start)}},
-            "logId": {"keyId": _b64(hashlib.sha256(der).digest())}}
-
-
 def trusted_root(files: TrustFiles, urls: SigstoreURLs) -> dict[str, Any]:
-    """The lab's ``trusted_root.json``: its Fulcio CA, its Rekor and its CT log."""
-    start = files.not_before()
+    """The lab's ``trusted_root.json``: its Fulcio CA, its Rekor and its CT log, trusted from the
+    CA's notBefore on."""
+    start = files.not_before().astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     ca = x509.load_pem_x509_certificate(files.fulcio_cert.read_bytes())
     return {
         "mediaType": TRUSTED_ROOT_MEDIA_TYPE,
-        "tlogs": [_log(urls.rekor, files.public_key(files.rekor_pub), start)],
-        "certificateAuthorities": [{
-            "subject": {"organization": ORGANIZATION, "commonName": "labkit Fulcio root"},
-            "uri": urls.fulcio,
-            "certChain": {"certificates": [{"rawBytes": _b64(ca.public_bytes(serialization.Encoding.DER))}]},
-            "validFor": {"start": _time(start)},
-        }],
-        "ctlogs": [_log(urls.ctlog, files.public_key(files.ct_pub), start)],
+        "tlogs": [log_instance(files.public_key(files.rekor_pub), url=urls.rekor, start=start)],
+        "certificateAuthorities": [certificate_authority([ca], url=urls.fulcio, organization=ORGANIZATION,
+                                                         common_name=CA_NAME, start=start)],
+        "ctlogs": [log_instance(files.public_key(files.ct_pub), url=urls.ctlog, start=start)],
         "timestampAuthorities": [],
     }
 

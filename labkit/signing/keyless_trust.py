@@ -13,13 +13,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
 
 from labkit.errors import UsageError, VerificationError
@@ -29,6 +30,7 @@ REKOR_KEY_ENV = "SIGSTORE_REKOR_PUBLIC_KEY"
 CT_KEY_ENV = "SIGSTORE_CT_LOG_PUBLIC_KEY_FILE"
 TRUST_ENV = (ROOT_FILE_ENV, REKOR_KEY_ENV, CT_KEY_ENV)
 _EPOCH = "1970-01-01T00:00:00Z"  # PEM files carry no validity: trusted from the beginning
+TRUSTED_ROOT_MEDIA_TYPE = "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
 TRUST_HINT = ("pass --trusted-root trusted_root.json, or set SIGSTORE_ROOT_FILE, SIGSTORE_REKOR_PUBLIC_KEY and "
               "SIGSTORE_CT_LOG_PUBLIC_KEY_FILE; in the lab: eval \"$(labkit lab env)\"")
 
@@ -69,10 +71,10 @@ class KeylessTrust:
         except ValueError as exc:
             raise UsageError(f"no PEM certificate in {source}: {exc}", hint=TRUST_HINT) from None
         document: dict[str, Any] = {
-            "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
-            "tlogs": [_log(rekor_key)] if rekor_key else [],
-            "certificateAuthorities": [_authority(cert) for cert in chain],
-            "ctlogs": [_log(ct_key)] if ct_key else [],
+            "mediaType": TRUSTED_ROOT_MEDIA_TYPE,
+            "tlogs": [log_instance(_public_key(rekor_key))] if rekor_key else [],
+            "certificateAuthorities": [certificate_authority([cert]) for cert in chain],
+            "ctlogs": [log_instance(_public_key(ct_key))] if ct_key else [],
             "timestampAuthorities": [],
         }
         return cls(_parse_root(json.dumps(document), source), source, False)
@@ -130,14 +132,19 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def _log(pem: bytes) -> dict[str, Any]:
+def _public_key(pem: bytes) -> PublicKeyTypes:
     try:
-        key = load_pem_public_key(pem)
+        return load_pem_public_key(pem)
     except ValueError as exc:
         raise UsageError(f"not a PEM public key: {exc}", hint=TRUST_HINT) from None
+
+
+def log_instance(key: PublicKeyTypes, *, url: str = "", start: str = _EPOCH) -> dict[str, Any]:
+    """A trusted root's transparency log (``tlogs``/``ctlogs`` entry): its key, and its log ID, the
+    SHA-256 of the key's DER (Rekor v1 and RFC 6962 CT logs both name themselves so)."""
     der = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    return {"baseUrl": "", "hashAlgorithm": "SHA2_256",
-            "publicKey": {"rawBytes": _b64(der), "keyDetails": _key_details(key), "validFor": {"start": _EPOCH}},
+    return {"baseUrl": url, "hashAlgorithm": "SHA2_256",
+            "publicKey": {"rawBytes": _b64(der), "keyDetails": _key_details(key), "validFor": {"start": start}},
             "logId": {"keyId": _b64(hashlib.sha256(der).digest())}}
 
 
@@ -150,10 +157,12 @@ def _key_details(key: object) -> str:
     return "PKIX_ED25519"
 
 
-def _authority(cert: x509.Certificate) -> dict[str, Any]:
-    return {"subject": {"organization": "", "commonName": ""}, "uri": "",
-            "certChain": {"certificates": [{"rawBytes": _b64(cert.public_bytes(Encoding.DER))}]},
-            "validFor": {"start": _EPOCH}}
+def certificate_authority(chain: Sequence[x509.Certificate], *, url: str = "", organization: str = "",
+                          common_name: str = "", start: str = _EPOCH) -> dict[str, Any]:
+    """A trusted root's Fulcio CA (``certificateAuthorities`` entry): its chain, leaf-most first."""
+    return {"subject": {"organization": organization, "commonName": common_name}, "uri": url,
+            "certChain": {"certificates": [{"rawBytes": _b64(c.public_bytes(Encoding.DER))} for c in chain]},
+            "validFor": {"start": start}}
 
 
 def signing_config_urls(path: str | Path) -> tuple[str, str]:
