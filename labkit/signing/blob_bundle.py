@@ -45,9 +45,9 @@ if TYPE_CHECKING:  # sigstore is imported where it is used: verbs without bundle
     from sigstore_models.rekor.v1 import TransparencyLogEntry as EntryModel
 
 # Fulcio's OIDC issuer extensions: v2 (DER UTF8String) is preferred, v1 (raw bytes) is the fallback.
-_ISSUER_V2 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
-_ISSUER_V1 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
-_OTHERNAME_SAN = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.7")
+ISSUER_V2_OID = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
+ISSUER_V1_OID = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
+OTHERNAME_SAN_OID = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.7")
 
 SIGNATURE_FAILED = "failed to verify signature: could not verify message: "
 DIGESTS_DO_NOT_MATCH = "failed to verify signature: provided artifact digests do not match digests in statement"
@@ -113,13 +113,13 @@ def _mismatch(what: str, got: str, exact: str | None, pattern: str | None) -> st
 
 def certificate_issuer(cert: x509.Certificate) -> str:
     """The OIDC issuer Fulcio wrote into the certificate ("" when it has none)."""
-    for oid in (_ISSUER_V2, _ISSUER_V1):
+    for oid in (ISSUER_V2_OID, ISSUER_V1_OID):
         try:
             raw = cert.extensions.get_extension_for_oid(oid).value
         except x509.ExtensionNotFound:
             continue
         value = raw.value if isinstance(raw, x509.UnrecognizedExtension) else b""
-        if oid == _ISSUER_V2 and value[:1] == b"\x0c":  # DER UTF8String: tag, length, bytes
+        if oid == ISSUER_V2_OID and value[:1] == b"\x0c":  # DER UTF8String: tag, length, bytes
             return _der_string(value)
         return value.decode(errors="replace")
     return ""
@@ -141,7 +141,7 @@ def certificate_san(cert: x509.Certificate) -> str:
         return ""
     values: list[str] = [*sans.get_values_for_type(x509.RFC822Name),
                          *sans.get_values_for_type(x509.UniformResourceIdentifier)]
-    values += [_der_string(o.value) for o in sans.get_values_for_type(x509.OtherName) if o.type_id == _OTHERNAME_SAN]
+    values += [_der_string(o.value) for o in sans.get_values_for_type(x509.OtherName) if o.type_id == OTHERNAME_SAN_OID]
     return values[0] if values else ""
 
 

@@ -44,21 +44,6 @@ from labkit.signing.keyless_trust import KeylessTrust
 from labkit.signing.payload import SimpleSigningPayload
 from labkit.signing.sign import SignResult, attach_signature, walk_digests
 
-_ISSUER_V1 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
-_OTHERNAME_SAN = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.7")
-_SCT_LIST = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2")
-ISSUER_OID = "1.3.6.1.4.1.57264.1.1"
-
-NO_SCT = "certificate does not include required embedded SCT and no detached SCT was set"
-EXPIRED_NO_TIMESTAMP = "expected a signed timestamp to verify an expired certificate"
-OFFLINE_FAILED = "offline verification failed"
-OFFLINE_HINT = ("this signature has no Rekor bundle (signed with --tlog-upload=false?) and labkit never looks "
-                "entries up online: pass --insecure-ignore-tlog to verify it without one, as cosign --offline "
-                "would need too")
-UNKNOWN_AUTHORITY = ("cert verification failed: x509: certificate signed by unknown authority. Check your TUF root "
-                     "(see cosign initialize) or set a custom root with env var SIGSTORE_ROOT_FILE")
-
-
 # --- signing ------------------------------------------------------------------------------------
 
 

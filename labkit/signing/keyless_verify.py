@@ -46,14 +46,12 @@ from labkit.signing.artifact import (
     SignatureLayer,
     attachment_ref,
 )
-from labkit.signing.blob_bundle import CertificateIdentity
+from labkit.signing.blob_bundle import ISSUER_V1_OID, OTHERNAME_SAN_OID, CertificateIdentity
 from labkit.signing.bundle import IN_TOTO_PAYLOAD, find_bundles
 from labkit.signing.keyless_trust import KeylessTrust
 from labkit.signing.payload import SimpleSigningPayload
 from labkit.signing.verify import check_claims
 
-_ISSUER_V1 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
-_OTHERNAME_SAN = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.7")
 _SCT_LIST = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2")
 ISSUER_OID = "1.3.6.1.4.1.57264.1.1"
 
@@ -423,7 +421,7 @@ def subject_alternative_names(certificate: x509.Certificate) -> list[str]:
                          *(str(ip) for ip in sans.get_values_for_type(x509.IPAddress)),
                          *sans.get_values_for_type(x509.UniformResourceIdentifier)]
     for other in sans.get_values_for_type(x509.OtherName):
-        if other.type_id == _OTHERNAME_SAN and other.value[:1] == b"\x0c":
+        if other.type_id == OTHERNAME_SAN_OID and other.value[:1] == b"\x0c":
             values.append(other.value[2:].decode(errors="replace"))
     return values
 
@@ -431,7 +429,7 @@ def subject_alternative_names(certificate: x509.Certificate) -> list[str]:
 def legacy_issuer(certificate: x509.Certificate) -> str:
     """The OIDC issuer as cosign v2 reads it: Fulcio's first issuer extension (``.1.1``) only."""
     try:
-        raw = certificate.extensions.get_extension_for_oid(_ISSUER_V1).value
+        raw = certificate.extensions.get_extension_for_oid(ISSUER_V1_OID).value
     except x509.ExtensionNotFound:
         return ""
     return raw.value.decode(errors="replace") if isinstance(raw, x509.UnrecognizedExtension) else ""
