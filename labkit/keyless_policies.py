@@ -21,15 +21,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from labkit.lab.sigstore import LocalSigstore
-from labkit.lab.sigstore_trust import ORGANIZATION
+from labkit.lab.sigstore_trust import CA_NAME, ORGANIZATION
 
 
 @dataclass(frozen=True)
 class Identity:
-    """Who may have signed: the certificate's SAN (an email here) and the OIDC issuer, both exact."""
+    """Who may have signed: the certificate's SAN (an email here) and the OIDC issuer, exact, or
+    as Go regexps (``subject_regexp``, ``issuer_regexp``); the empty ones are left out."""
 
-    subject: str
-    issuer: str
+    subject: str = ""
+    issuer: str = ""
+    subject_regexp: str = ""
+    issuer_regexp: str = ""
+
+    def fields(self) -> dict[str, str]:
+        """The same four names in all three engines' CRDs."""
+        named = {"subject": self.subject, "issuer": self.issuer, "subjectRegExp": self.subject_regexp,
+                 "issuerRegExp": self.issuer_regexp}
+        return {k: v for k, v in named.items() if v}
 
 
 def _pem(sigstore: LocalSigstore) -> tuple[str, str, str]:
@@ -43,7 +52,7 @@ def kyverno_cluster_policy(name: str, sigstore: LocalSigstore, identities: Seque
     """A ``ClusterPolicy`` admitting a Pod only when each matching image has a keyless signature
     (cosign's legacy ``.sig``) from one of ``identities``."""
     roots, rekor_pub, ct_pub = _pem(sigstore)
-    entries = [{"keyless": {"subject": i.subject, "issuer": i.issuer, "roots": roots,
+    entries = [{"keyless": {**i.fields(), "roots": roots,
                             "rekor": {"url": sigstore.urls.rekor, "pubkey": rekor_pub},
                             "ctlog": {"pubkey": ct_pub}}} for i in identities]
     return {"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy", "metadata": {"name": name},
@@ -65,7 +74,7 @@ def kyverno_image_validating_policy(name: str, sigstore: LocalSigstore, identiti
                                                     "operations": ["CREATE"], "resources": ["pods"]}]},
             "matchImageReferences": [{"glob": g} for g in image_references],
             "attestors": [{"name": "lab", "cosign": {
-                "keyless": {"identities": [{"subject": i.subject, "issuer": i.issuer} for i in identities]},
+                "keyless": {"identities": [i.fields() for i in identities]},
                 "tuf": {"mirror": sigstore.tuf_mirror, "root": {"data": sigstore.tuf.root_base64()}}}}],
             "validations": [{
                 "expression": "images.containers.map(image, verifyImageSignatures(image, [attestors.lab]))"
@@ -86,7 +95,7 @@ def trust_root(name: str, sigstore: LocalSigstore) -> dict[str, Any]:
     return {"apiVersion": "policy.sigstore.dev/v1alpha1", "kind": "TrustRoot", "metadata": {"name": name},
             "spec": {"sigstoreKeys": {
                 "certificateAuthorities": [{"subject": {"organization": ORGANIZATION,
-                                                        "commonName": "labkit Fulcio root"},
+                                                        "commonName": CA_NAME},
                                             "uri": urls.fulcio, "certChain": b64(roots)}],
                 "tLogs": [{"baseURL": urls.rekor, "hashAlgorithm": "sha-256", "publicKey": b64(rekor_pub)}],
                 "ctLogs": [{"baseURL": urls.ctlog, "hashAlgorithm": "sha-256", "publicKey": b64(ct_pub)}]}}}
@@ -102,7 +111,7 @@ def cluster_image_policy(name: str, sigstore: LocalSigstore, identities: Sequenc
             "spec": {"images": [{"glob": g} for g in image_globs], "authorities": [{
                 "name": "lab-keyless",
                 "keyless": {"url": urls.fulcio, "trustRootRef": trust_root_name,
-                            "identities": [{"subject": i.subject, "issuer": i.issuer} for i in identities]},
+                            "identities": [i.fields() for i in identities]},
                 "ctlog": {"url": urls.rekor, "trustRootRef": trust_root_name}}]}}
 
 

@@ -40,6 +40,7 @@ ALICE, BOB = "alice@example.com", "bob@example.com"
 ENGINES = ("kyverno-cpol", "kyverno-ivp", "policy-controller")
 FORMATS = ("cosign-v2-legacy", "cosign-v3-default", "cosign-v3-legacy-flags")
 IDENTITY_CASES = ("alice", "bob", "lookalike-issuer", "unsigned")
+REGEXP_CASES = ("regexp-alice", "regexp-bob")  # a policy trusting subjectRegExp ^alice@example[.]com$
 PC_NAMESPACE = "keyless-pc"
 MATRIX_FILE = Path(__file__).with_name("keyless_format_matrix.yaml")
 RECORD = os.environ.get("LABKIT_RECORD_KEYLESS_MATRIX") == "1"
@@ -59,8 +60,9 @@ class Keyless:
 
 
 def _repository(engine: str, case: str) -> str:
-    # the lookalike case has its own policies (their issuer differs), hence its own repositories
-    group = f"keyless-{engine}-lookalike" if case == "lookalike-issuer" else f"keyless-{engine}"
+    # the lookalike and regexp cases have their own policies, hence their own repositories
+    group = (f"keyless-{engine}-lookalike" if case == "lookalike-issuer"
+             else f"keyless-{engine}-regexp" if case in REGEXP_CASES else f"keyless-{engine}")
     return f"{group}/{case}"
 
 
@@ -88,13 +90,13 @@ def keyless(native_lab: Lab, local_sigstore: Path, tmp_path_factory: pytest.Temp
     images: dict[tuple[str, str], str] = {}
     with RegistryClient() as client:
         for engine in ENGINES:
-            for case in (*IDENTITY_CASES, *FORMATS):
+            for case in (*IDENTITY_CASES, *REGEXP_CASES, *FORMATS):
                 ref = push_image(client, Reference.parse(f"{host}/{_repository(engine, case)}:v1"),
                                  b"the same app, signed keyless\n")
                 images[engine, case] = str(ref)
-                if case in ("alice", "lookalike-issuer"):
+                if case in ("alice", "lookalike-issuer", "regexp-alice"):
                     _sign(sigstore, workdir, "cosign-v2-legacy", str(ref))
-                elif case == "bob":
+                elif case in ("bob", "regexp-bob"):
                     _sign(sigstore, workdir, "cosign-v2-legacy", str(ref), BOB)
                 elif case in FORMATS:
                     _sign(sigstore, workdir, case, str(ref))
@@ -109,6 +111,10 @@ def keyless(native_lab: Lab, local_sigstore: Path, tmp_path_factory: pytest.Temp
                                     kyverno_images=[f"{host}/keyless-kyverno-cpol-lookalike/*"],
                                     ivp_images=[f"{host}/keyless-kyverno-ivp-lookalike/*"],
                                     policy_controller_images=[f"{host}/keyless-policy-controller-lookalike/**"]),
+        *keyless_policies.all_three(sigstore, [Identity(subject_regexp="^alice@example[.]com$", issuer=issuer)],
+                                    prefix="regexp", kyverno_images=[f"{host}/keyless-kyverno-cpol-regexp/*"],
+                                    ivp_images=[f"{host}/keyless-kyverno-ivp-regexp/*"],
+                                    policy_controller_images=[f"{host}/keyless-policy-controller-regexp/**"]),
     ]
     # Kyverno's TUF client is one per process and keeps the first mirror named: a fresh process
     # before (the IVP's mirror must be the first) and after (no later attestor may inherit it)
@@ -164,6 +170,19 @@ def test_identity(keyless: Keyless, engine: str, case: str) -> None:
     assert not result.admitted, result.message
     for fragment in DENIALS[engine, case]:
         assert fragment in result.message, result.message
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_subject_regexp(keyless: Keyless, engine: str) -> None:
+    """An identity given as a regexp: alice matches it, bob does not."""
+    assert keyless.admit(engine, "regexp-alice").admitted
+    denied = keyless.admit(engine, "regexp-bob")
+    assert not denied.admitted
+    expected = {"kyverno-cpol": "subject mismatch: expected ^alice@example[.]com$, received bob@example.com",
+                "kyverno-ivp": "Policy regexp-ivp failed: failed to verify a keyless signature",
+                "policy-controller": "none of the expected identities matched what was in the certificate, "
+                                     "got subjects [bob@example.com]"}[engine]
+    assert expected in denied.message, denied.message
 
 
 def test_format_matrix(keyless: Keyless) -> None:

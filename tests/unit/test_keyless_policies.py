@@ -78,3 +78,15 @@ def test_a_sigstore_without_its_tuf_service_says_how_to_get_one(tmp_path: Path) 
     with pytest.raises(LabError, match="serves no TUF repository") as caught:
         keyless_policies.kyverno_image_validating_policy("p", older, [ALICE], ["r/*"])
     assert "labkit lab up --sigstore" in caught.value.hint
+
+
+def test_regexp_identities_use_each_crds_names(sigstore: LocalSigstore) -> None:
+    anyone = Identity(subject_regexp="@example[.]com$", issuer=URLS.oidc_issuer)
+    cpol, ivp, _, cip = keyless_policies.all_three(sigstore, [anyone], kyverno_images=["r/a/*"],
+                                                   ivp_images=["r/b/*"], policy_controller_images=["r/c/**"])
+    wanted = {"subjectRegExp": "@example[.]com$", "issuer": URLS.oidc_issuer}
+    keyless = cpol["spec"]["rules"][0]["verifyImages"][0]["attestors"][0]["entries"][0]["keyless"]
+    assert {k: keyless[k] for k in ("subjectRegExp", "issuer")} == wanted and "subject" not in keyless
+    assert ivp["spec"]["attestors"][0]["cosign"]["keyless"]["identities"] == [wanted]
+    assert cip["spec"]["authorities"][0]["keyless"]["identities"] == [wanted]
+    load_objects(yaml.safe_dump_all([cpol, ivp, cip]))
