@@ -245,7 +245,7 @@ class ApiServer:
         step = "mutate" if route.mutating else "validate"
         # ImageValidatingPolicies answer from their own webhooks, with "Policy <name> …" texts.
         if message.startswith(("Policy ", "annotations not present")):
-            return f"ivpol.{step}.kyverno.svc-{self.ivp_failure_policy(message)}"
+            return f"ivpol.{step}.kyverno.svc-{self.ivp_failure_policy(message)}{self.ivp_fine_grained(message)}"
         failure = "ignore" if self.store.kyverno_failure_policies() == {"Ignore"} else "fail"
         return f"{step}.kyverno.svc-{failure}"
 
@@ -261,6 +261,23 @@ class ApiServer:
                     for doc in self.store.list_policies() if doc.get("kind") == "ImageValidatingPolicy"}
         chosen = {settings.get(name, "Fail") for name in named}
         return "ignore" if chosen == {"Ignore"} else "fail"
+
+    def ivp_fine_grained(self, message: str) -> str:
+        """``-finegrained-NAME`` when the one ImageValidatingPolicy the denial names has a webhook of
+        its own: match conditions, ``matchPolicy: Exact`` or a ``timeoutSeconds`` (``buildWebhookRules``
+        and ``generateName``, pkg/controllers/webhook/validating.go:30-38 and 481-487 at v1.19.1)."""
+        named = set(re.findall(r"Policy (\S+) (?:failed|error): ", message))
+        if len(named) != 1:
+            return ""
+        (name,) = named
+        for doc in self.store.list_policies():
+            meta, spec = doc.get("metadata") or {}, doc.get("spec") or {}
+            if doc.get("kind") != "ImageValidatingPolicy" or meta.get("name") != name:
+                continue
+            own = (spec.get("matchConditions") or (spec.get("matchConstraints") or {}).get("matchPolicy") == "Exact"
+                   or (spec.get("webhookConfiguration") or {}).get("timeoutSeconds") is not None)
+            return f"-finegrained-{name}" if own else ""
+        return ""
 
     def _incoming(self, obj: Mapping[str, Any], source: str | None,
                   verb: str) -> tuple[dict[str, Any], AdmissionResult, AdmissionResult | None]:

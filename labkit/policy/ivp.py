@@ -34,7 +34,10 @@ Transparency log: a key attestor without ``cosign.ctlog.insecureIgnoreTlog`` nee
 TUF root, which the offline lab cannot reach; as in Kyverno it then verifies nothing (counts 0),
 and the attestor line says why (``labkit.policy.tlog``).
 
-Not evaluated (an explicit ``error`` result, never a silent pass): keyless, certificate,
+Keyless attestors: the trust comes from ``cosign.tuf`` (its mirror's ``trusted_root.json``, fetched
+afresh as a new Kyverno process would), then labkit's cosign (``labkit.policy.keyless``).
+
+Not evaluated (an explicit ``error`` result, never a silent pass): certificate,
 KMS and expression keys, notary, ``source.tagPrefix`` and ``source.signaturePullSecrets``
 (``source.repository`` is followed), attestations, image data.
 """
@@ -45,7 +48,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from labkit.errors import LabkitError, NoMatchingSignaturesError, NoSignaturesError
+from labkit.errors import (
+    LabkitError,
+    NoMatchingSignaturesError,
+    NoSignaturesError,
+    UsageError,
+    VerificationError,
+)
 from labkit.policy.cel import CURRENT, CelError
 from labkit.policy.credentials import SecretStore, kyverno_ivp_keychain
 from labkit.policy.ivp_compile import CompiledPolicy, compile_policies
@@ -62,7 +71,7 @@ from labkit.policy.schema import ImageValidatingPolicy
 from labkit.policy.selectors import labels_match
 from labkit.policy.tlog import KYVERNO_SIGNATURE_ALGORITHMS, ivp_key_error
 from labkit.policy.trace import Denial, EngineResult, ImageTrace
-from labkit.policy.verification import Registry, call_verifier, keys_from_pem, registry_text
+from labkit.policy.verification import Registry, call_keyless, call_verifier, keys_from_pem, registry_text
 
 __all__ = ["KYVERNO_SECRET_BUG", "admission_report", "mutate", "validate"]
 
@@ -144,6 +153,10 @@ class _Request:
             lines.append(keychain.describe())
         credentials = keychain.credentials(image)
         for raw in attestors:
+            cosign = raw.get("cosign") if isinstance(raw, Mapping) else None
+            if isinstance(cosign, Mapping) and cosign.get("keyless"):
+                count += self._keyless(raw, image, credentials, lines)
+                continue
             name, keys_pem, annotations, algorithm, problem, repository = _cosign_key(raw)
             if problem:  # checkOptions failed: Kyverno logs it and counts the attestor 0
                 lines.append(f"{name}: {problem}")
@@ -175,6 +188,40 @@ class _Request:
         return count
 
 
+    def _keyless(self, raw: Mapping[str, Any], image: str, credentials: Any, lines: list[str]) -> int:
+        """One keyless attestor: 1 when it verifies ``image`` (legacy signatures or cosign v3
+        bundles, auto-detected), else 0 with the reason Kyverno logs."""
+        from labkit.policy.decoder import Decoder
+        from labkit.policy.keyless import identities_error, ivp_keyless_options
+        from labkit.policy.schema import Cosign
+
+        name = str(raw.get("name", ""))
+        cosign: Cosign = Decoder().decode(Cosign, raw.get("cosign"), "cosign")
+        source = cosign.source if isinstance(cosign.source, Mapping) else {}
+        for unsupported in ("tagPrefix", "PullSecrets", "signaturePullSecrets"):
+            if source.get(unsupported):
+                raise ValueError(f"labkit does not follow cosign.source.{unsupported} "
+                                 f"(attestor {name!r}); use cosign.source.repository")
+        options, problem = ivp_keyless_options(name, cosign)
+        if options is None:
+            lines.append(f"{name}: {problem}")
+            return 0
+        trust, keyless_policy = options
+        try:
+            result = call_keyless(self.verifier, image, trust, keyless_policy, bundles=True, credentials=credentials,
+                                  repository=str(source.get("repository") or "") or None)
+        except (NoSignaturesError, NoMatchingSignaturesError, VerificationError, UsageError) as exc:
+            lines.append(f"{name}: {exc.message}")
+            return 0
+        except LabkitError as exc:
+            raise ValueError(f"failed to get imagedata: {registry_text(exc)}") from None
+        assert cosign.keyless is not None
+        problem = (identities_error([s.certificate for s in result.signatures], cosign.keyless.identities)
+                   or _unmatched_annotations(result, cosign.annotations))
+        lines.append(f"{name}: {problem or 'verified'}")
+        return 0 if problem else 1
+
+
 def _cosign_key(raw: Any) -> tuple[str, str, Mapping[str, str], str, str, str]:
     """(name, PEM, annotations, hash, problem, signature repository) of an attestor labkit can
     check, or ValueError saying why it cannot. ``problem`` is the verification-options error
@@ -187,7 +234,7 @@ def _cosign_key(raw: Any) -> tuple[str, str, Mapping[str, str], str, str, str]:
     if not isinstance(cosign, Mapping):
         kind = "notary" if isinstance(raw, Mapping) and raw.get("notary") else "this"
         raise ValueError(f"labkit does not verify {kind} attestors (attestor {name!r})")
-    for unsupported in ("keyless", "certificate", "tuf", "trustedRoot"):
+    for unsupported in ("certificate", "tuf", "trustedRoot"):
         if cosign.get(unsupported):
             raise ValueError(f"labkit does not verify cosign {unsupported} attestors "
                              f"(attestor {name!r}); use cosign.key.data")

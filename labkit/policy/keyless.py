@@ -29,8 +29,8 @@ from cryptography import x509
 
 from labkit._internal.goregexp import go_regexp_error
 from labkit.policy.match import wildcard_match
-from labkit.policy.schema import Authority, KeylessAttestor, TrustRoot
-from labkit.policy.tlog import KYVERNO_SIGNATURE_ALGORITHMS, TUF_UNREACHABLE
+from labkit.policy.schema import Authority, Cosign, KeylessAttestor, TrustRoot
+from labkit.policy.tlog import KYVERNO_SIGNATURE_ALGORITHMS, TUF_MIRROR, TUF_UNREACHABLE
 from labkit.signing.blob_bundle import CertificateIdentity
 from labkit.signing.keyless_trust import KeylessTrust
 from labkit.signing.keyless_verify import KeylessPolicy, legacy_issuer, subject_alternative_names
@@ -169,31 +169,91 @@ def policy_controller_keyless_options(authority: Authority, trust_roots: Sequenc
     ignore_sct = bool(keyless.insecure_ignore_sct)
     trust = KeylessTrust.from_pem(b"".join(chains), rekor_keys[0] if rekor_keys else None,
                                   ct_keys[0] if ct_keys else None, source=f"TrustRoot {keyless.trust_root_ref}")
-    identities = keyless.identities or []
-    identity = (CertificateIdentity(identities[0].subject or None, identities[0].subject_reg_exp or None,
-                                    identities[0].issuer or None, identities[0].issuer_reg_exp or None)
-                if len(identities) == 1 else ANY_IDENTITY)
+    identity = cosign_identity(keyless.identities or [])
     return (trust, KeylessPolicy(identity, ignore_sct=ignore_sct, ignore_tlog=ignore_tlog)), ""
 
 
-def policy_controller_identity_error(certificates: Sequence[x509.Certificate], authority: Authority) -> str:
-    """cosign's ``CheckCertificatePolicy`` over several identities (any one matching), for the
-    signatures cosign verified without them; "" when one certificate matches."""
-    identities = (authority.keyless.identities or []) if authority.keyless is not None else []
-    if len(identities) <= 1:
+def cosign_identity(identities: Sequence[Any]) -> CertificateIdentity:
+    """What labkit's cosign checks for ``identities`` (each with ``issuer``, ``subject`` and their
+    ``_reg_exp``): a single complete identity in cosign's own order and words; otherwise none, and
+    :func:`identities_error` checks them after cosign."""
+    if len(identities) == 1:
+        i = identities[0]
+        if (i.subject or i.subject_reg_exp) and (i.issuer or i.issuer_reg_exp):
+            return CertificateIdentity(i.subject or None, i.subject_reg_exp or None, i.issuer or None,
+                                       i.issuer_reg_exp or None)
+    return ANY_IDENTITY
+
+
+def identities_error(certificates: Sequence[x509.Certificate], identities: Sequence[Any]) -> str:
+    """cosign's ``CheckCertificatePolicy`` over several identities (any one matching; an empty field
+    asks nothing), for the signatures cosign verified without them; "" when one certificate
+    matches, or when :func:`cosign_identity` left the check to cosign."""
+    if cosign_identity(identities) is not ANY_IDENTITY or not identities:
         return ""
     errors = []
     for certificate in certificates:
         issuer, sans = legacy_issuer(certificate), subject_alternative_names(certificate)
         for i in identities:
-            issuer_ok = bool(re.search(i.issuer_reg_exp, issuer)) if i.issuer_reg_exp else i.issuer == issuer
+            issuer_ok = (bool(re.search(i.issuer_reg_exp, issuer)) if i.issuer_reg_exp
+                         else not i.issuer or i.issuer == issuer)
             subject_ok = (any(re.search(i.subject_reg_exp, s) for s in sans) if i.subject_reg_exp
-                          else i.subject in sans)
+                          else not i.subject or i.subject in sans)
             if issuer_ok and subject_ok:
                 return ""
         errors.append("none of the expected identities matched what was in the certificate, got subjects "
                       f"[{', '.join(sans)}] with issuer {issuer}")
     return "no matching signatures: " + "\n ".join(errors)
+
+
+# --- Kyverno ImageValidatingPolicy ---------------------------------------------------------------
+
+
+def ivp_keyless_options(name: str, cosign: Cosign) -> tuple[tuple[KeylessTrust, KeylessPolicy] | None, str]:
+    """``checkOptions`` for a keyless attestor (ivpol/cosign/opts.go): TUF is always initialised
+    (``initTUFAndFetch``: the mirror's ``trusted_root.json``, as a fresh Kyverno process fetches
+    it), then ``keyless.roots`` may replace its Fulcio roots; ``ctlog.insecureIgnore*``. Returns
+    the trust and what cosign checks, or why the attestor counts 0 (Kyverno only logs it).
+    Raises ValueError for what labkit does not evaluate."""
+    keyless = cosign.keyless
+    assert keyless is not None
+    for given, what in ((keyless.roots, "keyless.roots"),
+                        (keyless.additional_extensions, "keyless.additionalExtensions"),
+                        (cosign.trusted_root, "trustedRoot"),
+                        (any(i.subject_expression for i in keyless.identities), "identities[].subjectExpression"),
+                        (cosign.ctlog and (cosign.ctlog.rekor_pub_key or cosign.ctlog.ct_log_pub_key
+                                           or cosign.ctlog.tsa_cert_chain), "ctlog keys")):
+        if given:
+            raise ValueError(f"labkit does not evaluate cosign {what} on keyless attestors (attestor {name!r})")
+    tuf = cosign.tuf
+    if tuf is None or not tuf.mirror or tuf.root is None or not tuf.root.data:
+        # the public TUF mirror, out of reach offline
+        return None, f'failed to initialize TUF client (mirror="{TUF_MIRROR}"): {TUF_UNREACHABLE}'
+    try:
+        trust = fetch_trusted_root(tuf.mirror, tuf.root.data)
+    except Exception as exc:  # python-tuf's and the network's errors alike: the attestor counts 0
+        return None, f"failed to initialize TUF client (mirror={tuf.mirror!r}): {type(exc).__name__}: {exc}"
+    ctlog = cosign.ctlog
+    return (trust, KeylessPolicy(cosign_identity(keyless.identities),
+                                 ignore_sct=bool(ctlog and ctlog.insecure_ignore_sct),
+                                 ignore_tlog=bool(ctlog and ctlog.insecure_ignore_tlog))), ""
+
+
+def fetch_trusted_root(mirror: str, root_b64: str) -> KeylessTrust:
+    """``trusted_root.json`` from a TUF repository, bootstrapped from ``root_b64`` into an empty
+    cache (python-tuf's ngclient: root, timestamp, snapshot, targets, then the target)."""
+    import tempfile
+
+    from tuf.ngclient.updater import Updater
+
+    mirror = mirror.rstrip("/")
+    with tempfile.TemporaryDirectory(prefix="labkit-tuf-") as cache:
+        updater = Updater(cache, f"{mirror}/", cache, f"{mirror}/targets/", bootstrap=base64.b64decode(root_b64))
+        updater.refresh()
+        info = updater.get_targetinfo("trusted_root.json")
+        if info is None:
+            raise ValueError("no trusted_root.json target")
+        return KeylessTrust.load(updater.download_target(info, f"{cache}/trusted_root.json"))
 
 
 def _sigstore_keys(ref: str, trust_roots: Sequence[TrustRoot]) -> tuple[dict[str, list[bytes]] | None, str]:

@@ -198,7 +198,7 @@ class _Run:
     def _keyless(self, authority: Authority, name: str) -> str:
         """A keyless authority (``ValidatePolicySignaturesForAuthority``): "" when it passes, else its
         error as policy-controller words it."""
-        from labkit.policy.keyless import policy_controller_identity_error, policy_controller_keyless_options
+        from labkit.policy.keyless import identities_error, policy_controller_keyless_options
 
         options, problem = policy_controller_keyless_options(authority, self.trust_roots)
         if options is None:
@@ -214,7 +214,7 @@ class _Run:
                                   repository=repository, credentials=credentials)
         except LabkitError as exc:
             return failed + registry_text(exc)
-        mismatch = policy_controller_identity_error([s.certificate for s in result.signatures], authority)
+        mismatch = identities_error([s.certificate for s in result.signatures], authority.keyless.identities or [])
         return failed + mismatch if mismatch else ""
 
     def _source(self, authority: Authority, name: str) -> tuple[str | None, Credentials | None]:

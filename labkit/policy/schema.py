@@ -301,13 +301,41 @@ class IVPCTLog:
 
 
 @dataclass
+class IVPIdentity:
+    issuer: str = ""
+    subject: str = ""
+    issuer_reg_exp: str = _json("issuerRegExp", "")
+    subject_reg_exp: str = _json("subjectRegExp", "")
+    subject_expression: str = ""
+
+
+@dataclass
+class IVPKeyless:
+    identities: list[IVPIdentity] = field(default_factory=list)
+    roots: str = ""
+    additional_extensions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TUFRoot:
+    path: str = ""
+    data: str = ""
+
+
+@dataclass
+class IVPTUF:
+    root: TUFRoot | None = None
+    mirror: str = ""
+
+
+@dataclass
 class Cosign:
     key: CosignKey | None = None
-    keyless: Any = None
+    keyless: IVPKeyless | None = None
     certificate: Any = None
     source: Any = None
     ctlog: IVPCTLog | None = None
-    tuf: Any = None
+    tuf: IVPTUF | None = None
     trusted_root: Any = None
     annotations: dict[str, str] = field(default_factory=dict)
 
@@ -550,3 +578,4 @@ class TrustRoot(PolicyObject):
 
 
 Policy = KyvernoPolicy | ImageValidatingPolicy | ClusterImagePolicy
+

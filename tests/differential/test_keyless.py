@@ -2,13 +2,15 @@
 
 The session's native lab (real Kyverno v1.19.1 and policy-controller v0.13.1) and an embedded lab
 get the same keyless policies (``labkit.keyless_policies``: Kyverno's ClusterPolicy; policy-
-controller's ClusterImagePolicy and its TrustRoot), trusting the session's local Sigstore. Each
+controller's ClusterImagePolicy and its TrustRoot; Kyverno's ImageValidatingPolicy, through the
+Sigstore's TUF repository), trusting the session's local Sigstore. Each
 lab's registry gets the same images (same bytes, same digests), each signed there by real cosign
 (v2.6.1 legacy; v3.1.3 default bundle and legacy switches) against that Sigstore, by alice or bob.
 Each case creates the same Pod on both labs and compares admitted/denied, kubectl's message and
 the rest of ``Observation`` after the registry ``host:port`` is normalised; a difference fails
-unless tests/differential/known_differences.yaml lists it. The ImageValidatingPolicy is not here:
-the embedded lab does not evaluate its keyless attestors yet (docs/keyless.md).
+unless tests/differential/known_differences.yaml lists it. Kyverno's TUF client is one per process
+and keeps the first mirror named (docs/keyless.md), so the native Kyverno is restarted before and
+after, as tests/lab/test_keyless_engines.py does.
 
     tools/netns-run .venv/bin/python -m pytest tests/differential/test_keyless.py -q
 """
@@ -26,6 +28,7 @@ import yaml
 from labkit import keyless_policies
 from labkit.keyless_policies import Identity
 from labkit.lab import AdmissionResult, Lab
+from labkit.lab.native import NativeLab
 from labkit.lab.sigstore import LocalSigstore
 from labkit.lab.state import LabHome
 from labkit.oci.client import RegistryClient
@@ -39,7 +42,7 @@ pytestmark = pytest.mark.interop  # real cosign signs; the real engines decide
 
 ARTIFACT = Path(__file__).resolve().parents[2] / "test-artifacts" / "differential-keyless.md"
 ALICE, BOB = "alice@example.com", "bob@example.com"
-ENGINES = ("kyverno-cpol", "policy-controller")
+ENGINES = ("kyverno-cpol", "kyverno-ivp", "policy-controller")
 # case → (signer, how): None signs nothing
 CASES: dict[str, tuple[str, str] | None] = {
     "alice": (ALICE, "cosign-v2-legacy"),
@@ -49,7 +52,7 @@ CASES: dict[str, tuple[str, str] | None] = {
     "v3-default": (ALICE, "cosign-v3-default"),
     "v3-legacy-flags": (ALICE, "cosign-v3-legacy-flags"),
 }
-NAMESPACES = {"kyverno-cpol": "keyless-diff", "policy-controller": "keyless-diff-pc"}
+NAMESPACES = {"kyverno-cpol": "keyless-diff", "kyverno-ivp": "keyless-diff", "policy-controller": "keyless-diff-pc"}
 KNOWN = Known.load()
 _TABLE = Table("native (keyless)")
 
@@ -82,6 +85,8 @@ def _policies(sigstore: LocalSigstore, pod_host: str) -> list[dict[str, Any]]:
         alice = [Identity(ALICE, who)]
         out += [keyless_policies.kyverno_cluster_policy(f"{prefix}-cpol", sigstore, alice,
                                                         [f"{pod_host}/keyless-diff-kyverno-cpol{suffix}/*"]),
+                keyless_policies.kyverno_image_validating_policy(
+                    f"{prefix}-ivp", sigstore, alice, [f"{pod_host}/keyless-diff-kyverno-ivp{suffix}/*"]),
                 keyless_policies.trust_root(f"{prefix}-lab", sigstore),
                 keyless_policies.cluster_image_policy(f"{prefix}-cip", sigstore, alice,
                                                       [f"{pod_host}/keyless-diff-policy-controller{suffix}/**"],
@@ -134,6 +139,8 @@ def sides(native_lab: Lab, local_sigstore: Path,
     try:
         subject, policies = _prepare(embedded, sigstore, workdir)
         applied.append((embedded, policies))
+        if isinstance(native_lab, NativeLab):
+            native_lab.restart_kyverno()  # the IVP's mirror must be the first this Kyverno names
         reference, policies = _prepare(native_lab, sigstore, workdir)
         applied.append((native_lab, policies))
         yield subject, reference
@@ -142,6 +149,8 @@ def sides(native_lab: Lab, local_sigstore: Path,
             for policy in reversed(policies):
                 lab.delete(policy)
         embedded.stop()
+        if isinstance(native_lab, NativeLab):
+            native_lab.restart_kyverno()  # no later attestor may inherit the lab's mirror
         if _TABLE.verdicts:
             ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
             said = [f"- `{v.case}`: {v.subject.message!r}" for v in _TABLE.verdicts]

@@ -167,13 +167,25 @@ def test_unreachable_registry_is_an_evaluation_error() -> None:
 
 
 def test_unsupported_attestor_is_an_explicit_error_never_a_pass() -> None:
+    certificate = """    - name: lab
+      cosign:
+        certificate:
+          cert: {value: x}"""
+    d = admit(policy_yaml(attestor=certificate), pod(f"ghcr.io/lab/app@{DIGEST}"))
+    assert not d.allowed
+    assert "labkit does not verify cosign certificate attestors (attestor 'lab')" in d.message
+
+
+def test_keyless_attestor_without_tuf_counts_zero() -> None:
+    # no cosign.tuf: Kyverno initialises the public TUF mirror, out of reach offline, and only logs it
     keyless = """    - name: lab
       cosign:
         keyless:
           identities: [{issuer: "https://token.actions.githubusercontent.com", subject: x}]"""
     d = admit(policy_yaml(attestor=keyless), pod(f"ghcr.io/lab/app@{DIGEST}"))
     assert not d.allowed
-    assert "labkit does not verify cosign keyless attestors (attestor 'lab')" in d.message
+    assert d.message == "Policy p failed: unsigned image"
+    assert any("lab: failed to initialize TUF client" in line for t in d.trace for line in t.attestors)
 
 
 def test_compile_errors_use_kyverno_text() -> None:

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from collections.abc import Sequence
+import functools
+import http.server
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -198,3 +202,54 @@ def test_policy_controller_keyless_failures() -> None:
     unsigned = pc_decision([trust_root(), cip()], Double())
     assert (f"signature keyless validation failed for authority lab-keyless for {IMAGE}: no signatures found"
             in unsigned.message)
+
+
+# --- ImageValidatingPolicy: its trust comes from a TUF repository ----------------------------------
+
+CONFORMANCE_ROOT = (Path(__file__).resolve().parents[1] / "fixtures" / "sigstore-conformance"
+                    / "invalid-ct-key_fail" / "trusted_root.json")
+
+
+@pytest.fixture
+def tuf_mirror(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A TUF repository serving a conformance suite's trusted root: (mirror, root as base64)."""
+    from labkit.lab.tuf_repo import TufRepository
+
+    repo = TufRepository(tmp_path / "tuf")
+    repo.write(CONFORMANCE_ROOT)
+    handler = functools.partial(_Quiet, directory=str(repo.served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", repo.root_base64()
+    server.shutdown()
+    thread.join(timeout=5)
+    server.server_close()
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_ivp_keyless_trust_is_the_mirrors_trusted_root(tuf_mirror: tuple[str, str]) -> None:
+    from labkit.policy.decoder import Decoder
+    from labkit.policy.keyless import ivp_keyless_options
+    from labkit.policy.schema import Cosign
+    from labkit.signing.keyless_trust import KeylessTrust
+
+    mirror, root = tuf_mirror
+    cosign = Decoder().decode(Cosign, {"keyless": {"identities": [{"subject": "alice@example.com", "issuer": ISSUER}]},
+                                       "tuf": {"mirror": mirror, "root": {"data": root}},
+                                       "ctlog": {"insecureIgnoreSCT": True}}, "cosign")
+    options, problem = ivp_keyless_options("lab", cosign)
+    assert options is not None, problem
+    trust, policy = options
+    assert trust.ca_certificates() == KeylessTrust.load(CONFORMANCE_ROOT).ca_certificates()
+    assert (policy.identity.identity, policy.identity.issuer, policy.ignore_sct) == ("alice@example.com", ISSUER, True)
+    # a root the repository was not signed with: the attestor counts 0, saying why
+    other = Decoder().decode(Cosign, {"keyless": {"identities": [{"subject": "a", "issuer": "b"}]},
+                                      "tuf": {"mirror": mirror, "root": {"data": base64.b64encode(b"{}").decode()}}},
+                             "cosign")
+    options, problem = ivp_keyless_options("lab", other)
+    assert options is None and problem.startswith(f"failed to initialize TUF client (mirror='{mirror}')")
