@@ -95,12 +95,13 @@ def _read_resource(path: str) -> Mapping[str, Any]:
 
 
 def _test(args: argparse.Namespace) -> int:
-    from labkit.policy.load import load_policies
+    from labkit.policy.load import load_objects
     from labkit.policy.phases import decide_against_registry, format_decision
 
     labels = parse_labels(args.namespace_labels)
     resource = _read_resource(args.resource)
-    policies = [p for f in args.policy for p in load_policies(Path(f))]
+    # TrustRoots too: keyless ClusterImagePolicies name them (trustRootRef)
+    policies = [p for f in args.policy for p in load_objects(Path(f))]
     decision = decide_against_registry(policies, resource, namespace_labels=labels,
                                        no_match_policy=args.no_match_policy,
                                        allow_insecure_registry=args.allow_insecure_registry)

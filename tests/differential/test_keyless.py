@@ -5,7 +5,8 @@ get the same keyless policies (``labkit.keyless_policies``: Kyverno's ClusterPol
 controller's ClusterImagePolicy and its TrustRoot; Kyverno's ImageValidatingPolicy, through the
 Sigstore's TUF repository), trusting the session's local Sigstore. Each
 lab's registry gets the same images (same bytes, same digests), each signed there by real cosign
-(v2.6.1 legacy; v3.1.3 default bundle and legacy switches) against that Sigstore, by alice or bob.
+(v2.6.1 legacy; v3.1.3 default bundle and legacy switches) against that Sigstore, by alice or bob;
+three policy sets: alice exactly, alice under a lookalike issuer URL, ``subjectRegExp`` for alice.
 Each case creates the same Pod on both labs and compares admitted/denied, kubectl's message and
 the rest of ``Observation`` after the registry ``host:port`` is normalised; a difference fails
 unless tests/differential/known_differences.yaml lists it. Kyverno's TUF client is one per process
@@ -51,15 +52,19 @@ CASES: dict[str, tuple[str, str] | None] = {
     "unsigned": None,
     "v3-default": (ALICE, "cosign-v3-default"),
     "v3-legacy-flags": (ALICE, "cosign-v3-legacy-flags"),
+    # checked by policies trusting subjectRegExp ^alice@example[.]com$
+    "regexp-alice": (ALICE, "cosign-v2-legacy"),
+    "regexp-bob": (BOB, "cosign-v2-legacy"),
 }
+# case → the policy set that checks it (its own repositories): "" is the exact identity
+POLICY_SETS = {"lookalike-issuer": "-lookalike", "regexp-alice": "-regexp", "regexp-bob": "-regexp"}
 NAMESPACES = {"kyverno-cpol": "keyless-diff", "kyverno-ivp": "keyless-diff", "policy-controller": "keyless-diff-pc"}
 KNOWN = Known.load()
 _TABLE = Table("native (keyless)")
 
 
 def _repository(engine: str, case: str) -> str:
-    suffix = "-lookalike" if case == "lookalike-issuer" else ""
-    return f"keyless-diff-{engine}{suffix}/{case}"
+    return f"keyless-diff-{engine}{POLICY_SETS.get(case, '')}/{case}"
 
 
 def _sign(sigstore: LocalSigstore, workdir: Path, how: str, ref: str, identity: str) -> None:
@@ -81,14 +86,16 @@ def _policies(sigstore: LocalSigstore, pod_host: str) -> list[dict[str, Any]]:
     issuer = sigstore.urls.oidc_issuer
     lookalike = issuer.replace("127.0.0.1", "localhost")  # the same issuer, under another name
     out: list[dict[str, Any]] = []
-    for prefix, who, suffix in (("kd", issuer, ""), ("kd-lookalike", lookalike, "-lookalike")):
-        alice = [Identity(ALICE, who)]
-        out += [keyless_policies.kyverno_cluster_policy(f"{prefix}-cpol", sigstore, alice,
+    for prefix, identities, suffix in (
+            ("kd", [Identity(ALICE, issuer)], ""),
+            ("kd-lookalike", [Identity(ALICE, lookalike)], "-lookalike"),
+            ("kd-regexp", [Identity(subject_regexp="^alice@example[.]com$", issuer=issuer)], "-regexp")):
+        out += [keyless_policies.kyverno_cluster_policy(f"{prefix}-cpol", sigstore, identities,
                                                         [f"{pod_host}/keyless-diff-kyverno-cpol{suffix}/*"]),
                 keyless_policies.kyverno_image_validating_policy(
-                    f"{prefix}-ivp", sigstore, alice, [f"{pod_host}/keyless-diff-kyverno-ivp{suffix}/*"]),
+                    f"{prefix}-ivp", sigstore, identities, [f"{pod_host}/keyless-diff-kyverno-ivp{suffix}/*"]),
                 keyless_policies.trust_root(f"{prefix}-lab", sigstore),
-                keyless_policies.cluster_image_policy(f"{prefix}-cip", sigstore, alice,
+                keyless_policies.cluster_image_policy(f"{prefix}-cip", sigstore, identities,
                                                       [f"{pod_host}/keyless-diff-policy-controller{suffix}/**"],
                                                       f"{prefix}-lab")]
     return out
