@@ -215,8 +215,49 @@ def _attestor_set_problems(aset: Any, path: str) -> Iterator[str]:
             if sum(given) != 1:
                 yield (f"{path}.entries[{e}].keys: Invalid value: \"\": "
                        "exactly one of kms, secret, or publicKeys is required")
+        if entry.keyless is not None:
+            yield from _keyless_attestor_problems(entry.keyless, f"{path}.entries[{e}].keyless")
     if aset.count is not None and aset.count > len(aset.entries):
         yield f"{path}.count: Invalid value: {aset.count}: count is greater than entries"
+
+
+def _keyless_attestor_problems(keyless: Any, path: str) -> Iterator[str]:
+    """``KeylessAttestor.Validate`` (api/kyverno/v1/image_verification_types.go:533): the value
+    quoted as apimachinery quotes a struct, its Go JSON."""
+    problem = ("Either Rekor URL or roots are required" if keyless.rekor is None and not keyless.roots
+               else "An URL is required" if keyless.rekor is not None and not keyless.rekor.url else "")
+    if problem:
+        yield f"{path}: Invalid value: {_go_json(_keyless_json(keyless))}: {problem}"
+
+
+def _keyless_json(keyless: Any) -> dict[str, Any]:
+    """A KeylessAttestor as ``json.Marshal`` writes it: struct order, ``omitempty``."""
+    doc: dict[str, Any] = {}
+    if keyless.rekor is not None:
+        rekor = keyless.rekor
+        doc["rekor"] = {"url": rekor.url, **({"pubkey": rekor.pubkey} if rekor.pubkey else {}),
+                        **({"ignoreTlog": True} if rekor.ignore_tlog else {})}
+    if keyless.ctlog is not None:
+        ctlog = keyless.ctlog
+        doc["ctlog"] = {k: v for k, v in (("ignoreSCT", ctlog.ignore_sct), ("pubkey", ctlog.pubkey),
+                                          ("tsaCertChain", ctlog.tsa_cert_chain)) if v}
+    for key, value in (("issuer", keyless.issuer), ("issuerRegExp", keyless.issuer_reg_exp),
+                       ("subject", keyless.subject), ("subjectRegExp", keyless.subject_reg_exp),
+                       ("roots", keyless.roots)):
+        if value:
+            doc[key] = value
+    if keyless.additional_extensions:
+        doc["additionalExtensions"] = dict(sorted(keyless.additional_extensions.items()))
+    return doc
+
+
+def _go_json(value: Any) -> str:
+    """Go's ``json.Marshal``: compact, HTML characters and the two line separators escaped."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                          ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(char, escaped)
+    return text
 
 
 # --- policy-controller: ClusterImagePolicy and TrustRoot, as its webhooks admit them ------------

@@ -253,3 +253,28 @@ def test_ivp_keyless_trust_is_the_mirrors_trusted_root(tuf_mirror: tuple[str, st
                              "cosign")
     options, problem = ivp_keyless_options("lab", other)
     assert options is None and problem.startswith(f"failed to initialize TUF client (mirror='{mirror}')")
+
+
+def _entry_policy(keyless: dict[str, Any]) -> str:
+    verify = {"imageReferences": ["x/*"], "failureAction": "Enforce",
+              "attestors": [{"entries": [{"keyless": keyless}]}]}
+    return yaml.safe_dump({"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy", "metadata": {"name": "probe"},
+                           "spec": {"rules": [{"name": "r", "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+                                               "verifyImages": [verify]}]}})
+
+
+@pytest.mark.parametrize(("keyless", "said"), [
+    ({"subject": "alice@example.com", "issuer": "http://x"},
+     'Invalid value: {"issuer":"http://x","subject":"alice@example.com"}: Either Rekor URL or roots are required'),
+    ({"subject": "alice@example.com", "roots": "x", "rekor": {"pubkey": "k"}},
+     'Invalid value: {"rekor":{"url":"","pubkey":"k"},"subject":"alice@example.com","roots":"x"}: An URL is required'),
+    ({"subject": "a", "ctlog": {"ignoreSCT": True}, "additionalExtensions": {"b": "<&>", "a": "1"}},
+     'Invalid value: {"ctlog":{"ignoreSCT":true},"subject":"a","additionalExtensions":{"a":"1","b":"\\u003c\\u0026'
+     '\\u003e"}}: Either Rekor URL or roots are required'),
+])
+def test_kyverno_keyless_entry_validation(keyless: dict[str, Any], said: str) -> None:
+    """KeylessAttestor.Validate, in the words the native lab's validate-policy.kyverno.svc gave
+    (2026-12-03, Kyverno v1.19.1)."""
+    with pytest.raises(PolicyError) as err:
+        load_policies(_entry_policy(keyless))
+    assert f"spec.rules[0].verifyImages[0].attestors[0].entries[0].keyless: {said}" in err.value.message
