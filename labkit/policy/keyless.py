@@ -1,5 +1,6 @@
 """What the engines make of a keyless attestor before and after cosign's check: the trust material
-a policy names, and (Kyverno's ClusterPolicy) its own certificate matching.
+a policy names (inline PEM, a TrustRoot, a TUF repository), the identities cosign checks, and
+(Kyverno's ClusterPolicy) its own certificate matching.
 
 The signature check itself is labkit's cosign (``labkit.signing.keyless_verify``, called through
 :func:`labkit.policy.verification.call_keyless`).
@@ -12,6 +13,9 @@ Sources:
   algorithm, Fulcio roots from TUF when no roots, Rekor keys, CT log keys, in that order), then
   cosign verifies with no identity, then ``matchSignatures``/``matchCertificateData`` (subject and
   issuer as wildcards, the regexps as RE2, ``additionalExtensions``).
+* Kyverno v1.19.1 ``pkg/image/verifiers/ivpol/cosign/opts.go`` ``checkOptions``: a keyless
+  attestor always initialises TUF and reads ``trusted_root.json`` from ``tuf.mirror``; its
+  identities go to cosign.
 * policy-controller v0.13.1 ``pkg/webhook/validator.go``: ``checkOptsFromAuthority``,
   ``fulcioCertsFromAuthority`` and ``rekorClientAndKeysFromAuthority`` (a TrustRoot's CA chains,
   CT log and Rekor keys; no Rekor client nor keys → the tlog is skipped).
@@ -103,7 +107,7 @@ def _match_certificate(certificate: x509.Certificate, keyless: KeylessAttestor) 
         if subject_re:
             if (error := go_regexp_error(subject_re)) is not None:
                 return f"invalid regexp for subject: {subject_re} : {error}"
-            matched = matched or any(re.search(subject_re, s) for s in sans)
+            matched = matched or any(_search(subject_re, s) for s in sans)
         if not matched:
             return f"subject mismatch: expected {subject or subject_re}, received {', '.join(sans)}"
     issuer = legacy_issuer(certificate)  # cosign's CertExtensions.GetIssuer
@@ -112,7 +116,7 @@ def _match_certificate(certificate: x509.Certificate, keyless: KeylessAttestor) 
     if keyless.issuer_reg_exp:
         if (error := go_regexp_error(keyless.issuer_reg_exp)) is not None:
             return f"invalid regexp for issuer: {keyless.issuer_reg_exp} : {error}"
-        if not re.search(keyless.issuer_reg_exp, issuer):
+        if not _search(keyless.issuer_reg_exp, issuer):
             return f"issuer mismatch: expected {keyless.issuer_reg_exp}, received {issuer}"
     for key, wanted in keyless.additional_extensions.items():
         oid = next((o for o, n in _EXTENSIONS.items() if key in (o, n)), None)
@@ -122,6 +126,15 @@ def _match_certificate(certificate: x509.Certificate, keyless: KeylessAttestor) 
         if not wildcard_match(wanted, value):
             return f"extension mismatch: expected {wanted} for key {key}, received {value}"
     return ""
+
+
+def _search(pattern: str, value: str) -> bool:
+    """Go's ``MatchString`` by Python's ``re`` (they agree on ordinary patterns); a pattern Python
+    cannot compile matches nothing rather than failing the review."""
+    try:
+        return re.search(pattern, value) is not None
+    except re.error:
+        return False
 
 
 def _extension_text(certificate: x509.Certificate, oid: str) -> str:
@@ -195,9 +208,9 @@ def identities_error(certificates: Sequence[x509.Certificate], identities: Seque
     for certificate in certificates:
         issuer, sans = legacy_issuer(certificate), subject_alternative_names(certificate)
         for i in identities:
-            issuer_ok = (bool(re.search(i.issuer_reg_exp, issuer)) if i.issuer_reg_exp
+            issuer_ok = (_search(i.issuer_reg_exp, issuer) if i.issuer_reg_exp
                          else not i.issuer or i.issuer == issuer)
-            subject_ok = (any(re.search(i.subject_reg_exp, s) for s in sans) if i.subject_reg_exp
+            subject_ok = (any(_search(i.subject_reg_exp, s) for s in sans) if i.subject_reg_exp
                           else not i.subject or i.subject in sans)
             if issuer_ok and subject_ok:
                 return ""
