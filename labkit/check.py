@@ -27,6 +27,8 @@ from labkit.exercises import (
     exercise_08,
     exercise_09,
     exercise_10,
+    exercise_11,
+    exercise_12,
 )
 
 __all__ = [
@@ -46,10 +48,13 @@ __all__ = [
     "exercise_08",
     "exercise_09",
     "exercise_10",
+    "exercise_11",
+    "exercise_12",
     "image",
     "image_ref",
     "images_for",
     "ivp",
+    "keyless",
     "keys",
     "lab_running",
     "ready_for",
@@ -330,6 +335,27 @@ def cip(lab: Lab, home: Path | str | None = None, namespace: str = "secure") -> 
                          fix=f"apply cip.yaml and label {namespace} policy.sigstore.dev/include=true")
 
 
+@checkpoint("keyless")
+def keyless(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
+    """Notebook 11: alice's image carries her keyless signature, which verifies by identity, and
+    keyless-policy.yaml makes Kyverno admit it and deny bob's."""
+    from labkit import keyless_lab
+
+    images = keyless_lab.tagged(lab)
+    try:
+        found = keyless_lab.signature(lab, images["alice"], keyless_lab.SIGNERS["alice"])
+        yield Item(True, f"alice's image is signed keyless by {found.subject} (issuer {found.issuer})")
+    except LabkitError as exc:
+        yield Item(False, "alice's image is signed keyless by alice@example.com",
+                   f"run step 2 (keyless_lab.sign): {exc.message}")
+        return
+    yield from _policy_file("keyless-policy.yaml", "ClusterPolicy", "11", home)
+    yield admission_item(lab, "a pod running alice's image is admitted", images["alice"], admitted=True,
+                         fix="apply keyless-policy.yaml (step 5)")
+    yield admission_item(lab, "a pod running bob's image is denied by Kyverno", images["bob"], admitted=False,
+                         denied_by="kyverno", fix="apply keyless-policy.yaml (step 5)")
+
+
 # --- notebook 08: the attack lab --------------------------------------------------------------
 
 
@@ -414,7 +440,7 @@ def ci_workflow(path: Path | str | None = None, home: Path | str | None = None) 
 # 04 to 10 need the signed sample (03), which needs the key (01) and the pushed image (02).
 _NEEDS: dict[str, tuple[str, ...]] = {
     "00": (), "01": (), "02": (), "03": ("01", "02"), "04": ("03",), "05": ("03",), "06": ("03",),
-    "07": ("03",), "08": ("03",), "09": ("01",), "10": ("03",),
+    "07": ("03",), "08": ("03",), "09": ("01",), "10": ("03",), "11": (), "12": (),
 }
 _SHOWN_BY: dict[str, Callable[[Lab, Path | str | None], Checkpoint]] = {
     "01": lambda lab, home: keys(home),

@@ -330,3 +330,42 @@ def exercise_10(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
     why = _verifies(signed, key)
     yield Item(why is None, f"{workshop.IMAGE_REPOSITORY}@{digest[:19]}… is signed again",
                f"`labkit sign --key cosign.key --tlog-upload=false --recursive {signed}` ({why})")
+
+
+@checkpoint("11 · trust bob too, not the lookalike", kind="Exercise")
+def exercise_11(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
+    """keyless-policy.yaml admits alice's and bob's keyless images and denies the lookalike's."""
+    from labkit import keyless_lab
+
+    images = keyless_lab.tagged(lab)
+    fix = ("give attestors[0] `count: 1` and one keyless entry per identity, each with an exact `subject:` "
+           "and the lab's `issuer:`, then `labkit lab apply -f keyless-policy.yaml`")
+    yield admission_item(lab, "alice's keyless image is admitted", images["alice"], admitted=True, fix=fix)
+    yield admission_item(lab, "bob's keyless image is admitted", images["bob"], admitted=True, fix=fix)
+    yield admission_item(lab, f"the image signed by {keyless_lab.SIGNERS['lookalike']} is denied by Kyverno",
+                         images["lookalike"], admitted=False, denied_by="kyverno",
+                         fix="no subjectRegExp: name each identity exactly (subject:)")
+
+
+@checkpoint("12 · the format table", kind="Exercise")
+def exercise_12(lab: Lab, home: Path | str | None = None) -> Iterator[Item]:
+    """formats.yaml holds, per format and engine, what the lab's engine answers, which is what the
+    real engines answered when the project recorded them."""
+    import yaml
+
+    from labkit import keyless_lab
+
+    path = workshop.workdir(home) / keyless_lab.TABLE
+    try:
+        table = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        yield Item(False, f"{keyless_lab.TABLE} is readable", f"run the exercise's first cell ({exc})")
+        return
+    recorded = keyless_lab.recorded_matrix()
+    for fmt, engines in recorded.items():
+        for engine, expected in engines.items():
+            given = str((table.get(fmt) or {}).get(engine, "?"))
+            image = f"{lab.registry.pod_host}/{keyless_lab.FORMAT_REPOSITORY.format(engine=engine, fmt=fmt)}:v1"
+            answer = keyless_lab.ask(lab, image, engine).split(":")[0]
+            yield Item(given == answer == expected, f"{fmt} × {engine}: {expected}",
+                       f"your table says {given!r}; this lab's {engine} answers {answer!r} (step 4)")

@@ -142,12 +142,15 @@ def policy_template(name: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
 
 
-def start(home: Path | str | None = None) -> Lab:
+def start(home: Path | str | None = None, *, sigstore: bool = False) -> Lab:
     """Every notebook's first step: the lab (``LAB_BACKEND``, default embedded; started or
-    reconnected), the workshop directory as the working directory, and the key password set."""
+    reconnected; with its own Sigstore when ``sigstore``), the workshop directory as the working
+    directory, and the key password set."""
     from labkit.lab import Lab
 
-    lab = Lab.start(backend=os.environ.get("LAB_BACKEND", "embedded"), home=home)
+    lab = Lab.start(backend=os.environ.get("LAB_BACKEND", "embedded"), home=home, sigstore=sigstore)
+    if sigstore:  # what `eval "$(labkit lab env)"` gives a terminal: the lab's Sigstore for cosign
+        os.environ.update(lab.sigstore.env())
     # `workshop.run` builds in this process: the lab decides whether builds pull FROM (kind) or
     # stay offline (embedded, native), whatever an earlier lab in this kernel set.
     if lab.pulls_base_images:

@@ -224,7 +224,11 @@ class Lab(abc.ABC):
         """Stored policies (``policies()``) that name a loopback registry ``host:port`` this lab does not
         serve: one :class:`~labkit.lab.stale.StalePolicy` per policy and host, empty when all is well.
         Such a policy matches none of the lab's images, so what it used to deny is admitted."""
-        return stale_policies(self.policies(), self.served_registries())
+        from labkit.lab.sigstore import LocalSigstore
+
+        sigstore = LocalSigstore.find(self.home)
+        return stale_policies(self.policies(), self.served_registries(),
+                              sigstore.addresses() if sigstore is not None else ())
 
     def env(self) -> dict[str, str]:
         """The shell environment for this lab (``labkit lab env`` prints it as ``export`` lines):

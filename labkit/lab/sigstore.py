@@ -145,6 +145,10 @@ class LocalSigstore:
                            hint="restart it: `labkit lab down` then `labkit lab up --sigstore`")
         return f"http://127.0.0.1:{served.port}"
 
+    def addresses(self) -> tuple[str, ...]:
+        """Every URL the services answer on, as policies name them (Fulcio, Rekor, CT log, TUF, issuer)."""
+        return (*self.state.urls.values(), *([self.tuf_mirror] if "tuf" in self.state.services else []))
+
     def token(self, email: str) -> str:
         """An OIDC ID token for ``email`` from the lab's issuer (audience ``sigstore``)."""
         return oidc.token(self.urls.oidc_issuer, email)

@@ -56,12 +56,15 @@ def loopback_hosts(node: Any) -> Iterator[tuple[str, int]]:
             yield from loopback_hosts(value)
 
 
-def stale_policies(policies: Iterable[Mapping[str, Any]], served: Iterable[str]) -> list[StalePolicy]:
+def stale_policies(policies: Iterable[Mapping[str, Any]], served: Iterable[str],
+                   services: Iterable[str] = ()) -> list[StalePolicy]:
     """The (policy, host) pairs where a policy's spec names a loopback port no ``served`` host has.
 
-    Loopback hosts are compared by port: ``localhost:P`` and ``127.0.0.1:P`` reach one registry."""
+    Loopback hosts are compared by port: ``localhost:P`` and ``127.0.0.1:P`` reach one registry.
+    ``services`` are the lab's other addresses a policy may name (its Sigstore's: Fulcio, Rekor, the
+    CT log, the TUF mirror): never stale, never offered as registries."""
     served = tuple(dict.fromkeys(served))
-    ports = {DISCARD_PORT, *(port for host in served for _, port in loopback_hosts(host))}
+    ports = {DISCARD_PORT, *(port for host in (*served, *services) for _, port in loopback_hosts(host))}
     found: list[StalePolicy] = []
     for policy in policies:
         meta = policy.get("metadata") or {}

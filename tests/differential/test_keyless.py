@@ -34,9 +34,8 @@ from labkit.lab.sigstore import LocalSigstore
 from labkit.lab.state import LabHome
 from labkit.oci.client import RegistryClient
 from labkit.oci.reference import Reference
-from tests.conftest import COSIGN_V2_PIN, COSIGN_V3, reference_tool
 from tests.differential.compare import Known, Table, Verdict, compare, observation
-from tests.interop.cosign import Cosign
+from tests.interop.cosign import sign_keyless
 from tests.interop.test_sign_cosign import push_image
 
 pytestmark = pytest.mark.interop  # real cosign signs; the real engines decide
@@ -67,19 +66,6 @@ def _repository(engine: str, case: str) -> str:
     return f"keyless-diff-{engine}{POLICY_SETS.get(case, '')}/{case}"
 
 
-def _sign(sigstore: LocalSigstore, workdir: Path, how: str, ref: str, identity: str) -> None:
-    env = {**sigstore.env(), "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
-    token = sigstore.token(identity)
-    if how == "cosign-v3-default":
-        trust = sigstore.trust
-        cosign = Cosign(reference_tool(COSIGN_V3), workdir)
-        args = ["--signing-config", str(trust.signing_config), "--trusted-root", str(trust.trusted_root)]
-    else:
-        cosign = Cosign(reference_tool(COSIGN_V3 if how == "cosign-v3-legacy-flags" else COSIGN_V2_PIN), workdir)
-        legacy = ["--new-bundle-format=false", "--use-signing-config=false"] if cosign.is_v3 else []
-        args = [*legacy, "--fulcio-url", sigstore.urls.fulcio, "--rekor-url", sigstore.urls.rekor]
-    done = cosign.run("sign", "-y", *args, "--identity-token", token, ref, env_extra=env)
-    assert done.returncode == 0, f"{how} {ref}: {done.stderr}"
 
 
 def _policies(sigstore: LocalSigstore, pod_host: str) -> list[dict[str, Any]]:
@@ -126,7 +112,7 @@ def _prepare(lab: Lab, sigstore: LocalSigstore, workdir: Path) -> tuple[Side, li
                                  b"the same app, signed keyless on both labs\n")
                 side.images[engine, case] = str(ref).replace(registry.host, registry.pod_host, 1)
                 if signing is not None:
-                    _sign(sigstore, workdir, signing[1], str(ref), signing[0])
+                    sign_keyless(sigstore, workdir, signing[1], str(ref), signing[0])
     policies = _policies(sigstore, registry.pod_host)
     lab.label_namespace(NAMESPACES["kyverno-cpol"], {})
     lab.label_namespace(NAMESPACES["policy-controller"], {"policy.sigstore.dev/include": "true"})

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ALL_COSIGNS, reference_tool
+from labkit.lab.sigstore import LocalSigstore
+from tests.conftest import ALL_COSIGNS, COSIGN_V2_PIN, COSIGN_V3, reference_tool
 
 PASSWORD = "interop pw"
 
@@ -76,3 +77,25 @@ class Cosign:
 @pytest.fixture(params=ALL_COSIGNS)
 def cosign(request: pytest.FixtureRequest, tmp_path: Path) -> Cosign:
     return Cosign(reference_tool(request.param), tmp_path)
+
+
+KEYLESS_FORMATS = ("cosign-v2-legacy", "cosign-v3-default", "cosign-v3-legacy-flags")
+
+
+def sign_keyless(sigstore: LocalSigstore, workdir: Path, how: str, ref: str,
+                 identity: str = "alice@example.com") -> None:
+    """Sign ``ref`` keyless as ``identity`` against the lab's Sigstore, in one of the
+    :data:`KEYLESS_FORMATS`: cosign v2.6.1's legacy ``.sig``, cosign v3.1.3's default bundle (from
+    the lab's signing config), or cosign v3.1.3 with the two switches that keep the legacy format."""
+    env = {**sigstore.env(), "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
+    token = sigstore.token(identity)
+    if how == "cosign-v3-default":
+        trust = sigstore.trust
+        cosign = Cosign(reference_tool(COSIGN_V3), workdir)
+        args = ["--signing-config", str(trust.signing_config), "--trusted-root", str(trust.trusted_root)]
+    else:
+        cosign = Cosign(reference_tool(COSIGN_V3 if how == "cosign-v3-legacy-flags" else COSIGN_V2_PIN), workdir)
+        legacy = ["--new-bundle-format=false", "--use-signing-config=false"] if cosign.is_v3 else []
+        args = [*legacy, "--fulcio-url", sigstore.urls.fulcio, "--rekor-url", sigstore.urls.rekor]
+    done = cosign.run("sign", "-y", *args, "--identity-token", token, ref, env_extra=env)
+    assert done.returncode == 0, f"{how} {ref}: {done.stderr}"

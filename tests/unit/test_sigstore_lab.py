@@ -81,3 +81,16 @@ def test_a_lab_without_sigstore_says_how_to_start_one(tmp_path: Path, monkeypatc
         assert "LABKIT_FULCIO_URL" not in capsys.readouterr().out
     finally:
         main(["lab", "down"])
+
+
+def test_a_keyless_policy_naming_the_labs_sigstore_is_not_stale() -> None:
+    """Fulcio's, Rekor's and the TUF mirror's loopback URLs in a keyless policy are the lab's own
+    services, not a registry that moved; a registry the lab no longer serves still is stale."""
+    from labkit.lab.stale import stale_policies
+
+    policy = {"kind": "ClusterPolicy", "metadata": {"name": "keyless"}, "spec": {"rules": [{"verifyImages": [{
+        "imageReferences": ["127.0.0.1:5999/*"],
+        "attestors": [{"entries": [{"keyless": {"rekor": {"url": "http://127.0.0.1:7001"}}}]}]}]}]}}
+    stale = stale_policies([policy], ["127.0.0.1:5001"], services=["http://127.0.0.1:7001"])
+    assert [s.host for s in stale] == ["127.0.0.1:5999"]
+    assert "7001" not in str(stale[0])  # the services are not offered as registries
