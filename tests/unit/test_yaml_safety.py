@@ -202,14 +202,14 @@ def test_policy_directory_keeps_out_a_file_whatever_its_loader_raises(
     # defence in depth: a loader bug on one file must not take the other policies down
     from labkit.admission import sources
 
-    real = sources.load_policies
+    real = sources.load_objects  # policies and the TrustRoots they name
 
     def flaky(path: Path) -> list[Any]:
         if path.name == "odd.yaml":
             raise RecursionError("maximum recursion depth exceeded")
         return real(path)
 
-    monkeypatch.setattr(sources, "load_policies", flaky)
+    monkeypatch.setattr(sources, "load_objects", flaky)
     (tmp_path / "good.yaml").write_text(STATIC_CIP)
     (tmp_path / "odd.yaml").write_text(STATIC_CIP)
     policies, errors = PolicyDirectory(tmp_path).current()
