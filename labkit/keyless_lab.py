@@ -34,16 +34,16 @@ CLAIMS = ("iss", "aud", "sub", "email", "email_verified")
 
 def images(lab: Lab) -> dict[str, str]:
     """The sample, pushed once per signer (``workshop/keyless-alice`` …), as pods name it, by digest."""
+    return {who: _push(lab, REPOSITORY.format(who=who)) for who in SIGNERS}
+
+
+def _push(lab: Lab, repository: str) -> str:
+    """The sample built and pushed as ``repository:v1``; its reference as pods name it, by digest."""
     workshop.copy_sample()
-    found = {}
-    for who in SIGNERS:
-        pushed = workshop.run(f"labkit build hello-app -t {lab.registry.host}/{REPOSITORY.format(who=who)}:v1 "
-                              "--push", show=False)
-        if not pushed.ok:
-            raise RuntimeError(pushed.transcript())
-        digest = pushed.stdout.strip().rsplit("@", 1)[1]
-        found[who] = f"{lab.registry.pod_host}/{REPOSITORY.format(who=who)}@{digest}"
-    return found
+    pushed = workshop.run(f"labkit build hello-app -t {lab.registry.host}/{repository}:v1 --push", show=False)
+    if not pushed.ok:
+        raise RuntimeError(pushed.transcript())
+    return f"{lab.registry.pod_host}/{repository}@{pushed.stdout.strip().rsplit('@', 1)[1]}"
 
 
 def tagged(lab: Lab) -> dict[str, str]:
@@ -77,13 +77,14 @@ def _token_in_env(token: str) -> Iterator[None]:
             os.environ["SIGSTORE_ID_TOKEN"] = previous
 
 
-def sign(lab: Lab, image: str, email: str, *, show: bool = True) -> workshop.CommandResult:
-    """``labkit sign`` keyless as ``email``, against the lab's Fulcio and Rekor (the push host)."""
+def sign(lab: Lab, image: str, email: str, *, flags: str = "", show: bool = True) -> workshop.CommandResult:
+    """``labkit sign`` keyless as ``email`` (with ``flags``, e.g. a format's), against the lab's
+    Fulcio and Rekor (the push host)."""
     sigstore = lab.sigstore
     ref = image.replace(lab.registry.pod_host, lab.registry.host, 1)
     with _token_in_env(sigstore.token(email)):
-        return workshop.run(f"labkit sign -y --fulcio-url {sigstore.urls.fulcio} --rekor-url "
-                            f"{sigstore.urls.rekor} {ref}", show=show)
+        return workshop.run(f"labkit sign -y {flags + ' ' if flags else ''}--fulcio-url {sigstore.urls.fulcio} "
+                            f"--rekor-url {sigstore.urls.rekor} {ref}", show=show)
 
 
 @dataclass(frozen=True)
@@ -203,26 +204,13 @@ TABLE = "formats.yaml"
 
 def format_images(lab: Lab) -> dict[tuple[str, str], str]:
     """The sample in one repository per engine and format, as pods name it, by digest."""
-    workshop.copy_sample()
-    found = {}
-    for engine in ENGINES:
-        for fmt in FORMATS:
-            repository = FORMAT_REPOSITORY.format(engine=engine, fmt=fmt)
-            pushed = workshop.run(f"labkit build hello-app -t {lab.registry.host}/{repository}:v1 --push", show=False)
-            if not pushed.ok:
-                raise RuntimeError(pushed.transcript())
-            found[engine, fmt] = f"{lab.registry.pod_host}/{repository}@{pushed.stdout.strip().rsplit('@', 1)[1]}"
-    return found
+    return {(engine, fmt): _push(lab, FORMAT_REPOSITORY.format(engine=engine, fmt=fmt))
+            for engine in ENGINES for fmt in FORMATS}
 
 
 def sign_format(lab: Lab, image: str, fmt: str, *, show: bool = True) -> workshop.CommandResult:
     """Sign ``image`` keyless as alice in ``fmt`` (:data:`FORMATS`)."""
-    sigstore = lab.sigstore
-    ref = image.replace(lab.registry.pod_host, lab.registry.host, 1)
-    flags = FORMATS[fmt]
-    with _token_in_env(sigstore.token(SIGNERS["alice"])):
-        return workshop.run(f"labkit sign -y {flags + ' ' if flags else ''}--fulcio-url {sigstore.urls.fulcio} "
-                            f"--rekor-url {sigstore.urls.rekor} {ref}", show=show)
+    return sign(lab, image, SIGNERS["alice"], flags=FORMATS[fmt], show=show)
 
 
 def format_policies(lab: Lab) -> list[dict[str, Any]]:

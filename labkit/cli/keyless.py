@@ -13,6 +13,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from labkit.cli._checks import print_checks
 from labkit.errors import UsageError
 
 if TYPE_CHECKING:
@@ -100,10 +101,7 @@ def verify_keyless(args: argparse.Namespace, annotations: dict[str, str] | None,
         if result.tlog_verified:
             checks.append("Existence of the claims in the transparency log was verified offline")
         checks.append("The code-signing certificate was verified using trusted certificate authority certificates")
-        print(f"\nVerification for {ref} --", file=sys.stderr)
-        print("The following checks were performed on each of these signatures:", file=sys.stderr)
-        for check in checks:
-            print(f"  - {check}", file=sys.stderr)
+        print_checks(ref, checks)
         if args.output == "text":
             for sig in result.signatures:
                 print(f"Certificate subject: {sig.subject}", file=sys.stderr)

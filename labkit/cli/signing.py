@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from labkit.cli._checks import print_checks
 from labkit.cli._flags import bool_flag, registry_flags
 from labkit.errors import UsageError, VerificationError
 
@@ -227,10 +228,7 @@ def _verify(args: argparse.Namespace) -> int:
             "The cosign claims were validated",
             "The signatures were verified against the specified public key",
         ]
-        print(f"\nVerification for {ref} --", file=sys.stderr)
-        print("The following checks were performed on each of these signatures:", file=sys.stderr)
-        for check in checks:
-            print(f"  - {check}", file=sys.stderr)
+        print_checks(ref, checks)
         if args.output == "text":
             for sig in result.signatures:
                 sys.stdout.write(sig.payload.decode() + "\n")

@@ -79,6 +79,14 @@ class SigstoreState:
     services: dict[str, Service] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
 
+    def save(self, path: Path) -> None:
+        write_atomic(path, (json.dumps(asdict(self), indent=2, sort_keys=True) + "\n").encode())
+
+    @classmethod
+    def load(cls, path: Path) -> SigstoreState:
+        doc = json.loads(path.read_text())
+        return cls(services={k: Service(**v) for k, v in doc["services"].items()}, urls=dict(doc["urls"]))
+
 
 class LocalSigstore:
     """The Sigstore services running for one lab home."""
@@ -115,9 +123,7 @@ class LocalSigstore:
         """The services recorded as started in ``home``, or None."""
         path = sigstore_dir(home) / STATE_FILE
         try:
-            doc = json.loads(path.read_text())
-            state = SigstoreState(services={k: Service(**v) for k, v in doc["services"].items()},
-                                  urls=dict(doc["urls"]))
+            state = SigstoreState.load(path)
         except FileNotFoundError:
             return None
         except (ValueError, KeyError, TypeError) as exc:
@@ -147,7 +153,7 @@ class LocalSigstore:
 
     def addresses(self) -> tuple[str, ...]:
         """Every URL the services answer on, as policies name them (Fulcio, Rekor, CT log, TUF, issuer)."""
-        return (*self.state.urls.values(), *([self.tuf_mirror] if "tuf" in self.state.services else []))
+        return tuple(self._service_urls().values())
 
     def token(self, email: str) -> str:
         """An OIDC ID token for ``email`` from the lab's issuer (audience ``sigstore``)."""
@@ -169,12 +175,18 @@ class LocalSigstore:
 
     def status(self) -> dict[str, str]:
         """Each service: its URL and whether its process is still the one started."""
-        urls = {"sigstore-oidc": self.urls.oidc_issuer, "fulcio": self.urls.fulcio, "ctlog": self.urls.ctlog,
-                "rekor": self.urls.rekor, "tuf": f"http://127.0.0.1:{self.state.services['tuf'].port}"
-                if "tuf" in self.state.services else ""}
-        return {name: f"{urls.get(name, f'port {s.port}' if s.port else 'socket')} "
-                      f"({'ok' if s.alive() else 'exited: see logs/sigstore-' + name + '.log'})"
+        urls = self._service_urls()
+        return {name: f"{urls.get(name) or (f'port {s.port}' if s.port else 'socket')} "
+                      f"({'ok' if s.alive() else f'exited: see logs/sigstore-{name}.log'})"
                 for name, s in self.state.services.items()}
+
+    def _service_urls(self) -> dict[str, str]:
+        """Each service that answers HTTP, by name: its base URL."""
+        urls = self.urls
+        found = {"sigstore-oidc": urls.oidc_issuer, "fulcio": urls.fulcio, "ctlog": urls.ctlog, "rekor": urls.rekor}
+        if "tuf" in self.state.services:
+            found["tuf"] = self.tuf_mirror
+        return found
 
     def beyond_loopback(self) -> list[str]:
         """Addresses the services listen on beyond loopback: Rekor's fixed metrics port, ``*:2112``."""
@@ -235,9 +247,7 @@ class _Starter:
             raise
         self.ports.save()
         state = SigstoreState(self.services, asdict(urls))
-        write_atomic(self.dir / STATE_FILE, (json.dumps(
-            {"services": {k: asdict(v) for k, v in state.services.items()}, "urls": state.urls},
-            indent=2, sort_keys=True) + "\n").encode())
+        state.save(self.dir / STATE_FILE)
         return cls(self.home, state)
 
     # --- helpers ---------------------------------------------------------------------------
