@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # `labkit` process's start-up (python -X importtime; bench/README.md)
 PIP_INSTALL := $(PY) -m pip install --quiet --config-settings editable_mode=compat -e
 
-.PHONY: lab lint fuzz test test-notebooks test-browser notebooks solutions bench tools system-deps venv clean
+.PHONY: lab lint fuzz test test-setup test-notebooks test-browser notebooks solutions bench tools system-deps venv clean
 
 venv: $(STAMP)
 
@@ -46,9 +46,14 @@ lint: $(STAMP)
 	@$(VENV)/bin/ruff check labkit
 	@$(VENV)/bin/mypy
 
+# The set-up steps are independent and mostly wait on the network or on one core (pip, apt, Go's
+# downloads and links), so `make test` runs them side by side.
+test-setup: $(STAMP) lint tools system-deps
+
 # The suite runs in a network namespace with only loopback (tools/netns-run): the native lab's
 # engines, and everything else, can reach nothing beyond this machine.
-test: $(STAMP) lint tools system-deps
+test:
+	@$(MAKE) --no-print-directory -j4 test-setup
 	@tools/netns-run $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 

@@ -50,18 +50,18 @@ TOOLS+=(
   "tesseract-posix-v0.1.1|github.com/transparency-dev/tesseract/cmd/tesseract/posix|v0.1.1"
 )
 
-for row in "${TOOLS[@]}"; do
-  IFS='|' read -r name pkg version <<<"$row"
-  wanted "$name" || continue
+build_direct() {  # name|module/cmd path|version
+  local name pkg version out tmp start
+  IFS='|' read -r name pkg version <<<"$1"
   out="$CACHE/$name"
-  [ -x "$out" ] && continue
+  [ -x "$out" ] && return 0
   tmp=$(mktemp -d)
   start=$(date +%s)
   CGO_ENABLED=0 GOBIN="$tmp" GOFLAGS="-buildvcs=false -trimpath" nice -n 10 go install -ldflags "-s -w" "$pkg@$version"
   mv "$tmp"/* "$out"
   rmdir "$tmp"
   echo "reference-tools: built $name in $(( $(date +%s) - start ))s -> $out"
-done
+}
 
 # Tools whose modules carry `replace` directives, which `go install pkg@version` refuses
 # (golang/go#44840): each is built inside a wrapper module committed under tools/go/ that
@@ -99,12 +99,12 @@ pin() {  # what a built tool depends on: its wrapper's pins and its ldflags
   echo "$2"
 }
 
-for row in "${WRAPPED[@]}"; do
-  IFS='|' read -r name wrapper pkg ldflags <<<"$row"
-  wanted "$name" || continue
+build_wrapped() {  # name|wrapper (tools/go/…)|package|ldflags
+  local name wrapper pkg ldflags out stamp start
+  IFS='|' read -r name wrapper pkg ldflags <<<"$1"
   out="$CACHE/$name"
   stamp="$(pin "$wrapper" "$ldflags")"
-  [ -x "$out" ] && [ "$(cat "$out.pin" 2>/dev/null)" = "$stamp" ] && continue
+  [ -x "$out" ] && [ "$(cat "$out.pin" 2>/dev/null)" = "$stamp" ] && return 0
   start=$(date +%s)
   # CGO off: only the standard library would use it. Niced: large builds on shared cores.
   (cd "$HERE/go/$wrapper" && CGO_ENABLED=0 GOFLAGS="-buildvcs=false -trimpath" \
@@ -112,7 +112,43 @@ for row in "${WRAPPED[@]}"; do
   mv "$out.partial" "$out"
   echo "$stamp" > "$out.pin"
   echo "reference-tools: built $name in $(( $(date +%s) - start ))s -> $out"
+}
+
+# The builds run as groups, two groups at a time (LABKIT_TOOLS_JOBS): one `go build` keeps both
+# cores busy while it compiles, but not while it downloads modules or links (one core), so a
+# second group fills those gaps. A group is one module graph, built in order, so its builds share
+# compiled packages instead of compiling them twice at once. Largest groups first.
+group_of() {  # a row's group: its wrapper module, or its place among the directly built tools
+  case "$1" in
+    cosign-*|crane-*|oci-conformance-*) echo direct-oci;;
+    fulcio-*|rekor-*|trillian*|tesseract-*) echo direct-sigstore;;
+    *) local wrapper; IFS='|' read -r _ wrapper _ <<<"$1"; echo "$wrapper";;
+  esac
+}
+run_group() {
+  local group="$1" row name
+  for row in "${WRAPPED[@]}"; do
+    name="${row%%|*}"
+    if wanted "$name" && [ "$(group_of "$row")" = "$group" ]; then build_wrapped "$row"; fi
+  done
+  for row in "${TOOLS[@]}"; do
+    name="${row%%|*}"
+    if wanted "$name" && [ "$(group_of "$row")" = "$group" ]; then build_direct "$row"; fi
+  done
+  return 0
+}
+JOBS="${LABKIT_TOOLS_JOBS:-2}"
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+for group in kyverno kubernetes direct-oci policy-controller direct-sigstore kyverno-v1.17.0; do
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 1; done
+  run_group "$group" &
+  pids+=($!)
 done
+failed=0
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+pids=()
+[ "$failed" -eq 0 ] || { echo "reference-tools: a build failed (its output is above)" >&2; exit 1; }
 
 # Trillian's MySQL schema, which the lab loads into its MariaDB: from the module just built.
 if wanted trillian-v1.8.0-schema; then
