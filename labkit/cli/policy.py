@@ -53,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _lint(args: argparse.Namespace) -> int:
     # imported per verb: the engine is slow to load
-    from labkit.policy.load import cip_warnings, load_objects
+    from labkit.policy.load import load_objects
+    from labkit.policy.policy_controller_webhooks import cip_warnings
     from labkit.policy.schema import ClusterImagePolicy
 
     for name in args.files:

@@ -18,9 +18,9 @@ from labkit.errors import LabkitError
 from labkit.oci.auth import Credentials
 from labkit.oci.reference import Reference
 from labkit.policy.credentials import image_pull_secrets, policy_controller_keychain
-from labkit.policy.load import knative_error_text
 from labkit.policy.match import glob_match
 from labkit.policy.podspec import ContainerImage, Engine, extract_images, pod_spec, resource_name
+from labkit.policy.policy_controller_webhooks import knative_error_text
 from labkit.policy.schema import Authority, ClusterImagePolicy, TrustRoot
 from labkit.policy.selectors import labels_match
 from labkit.policy.tlog import cip_key_error

@@ -27,7 +27,8 @@ from cryptography.x509.oid import NameOID
 from labkit._internal.tools import tools_dir
 from labkit.errors import PolicyError
 from labkit.lab import Lab
-from labkit.policy.load import cip_warnings, load_objects
+from labkit.policy.load import load_objects
+from labkit.policy.policy_controller_webhooks import cip_warnings
 from labkit.policy.schema import ClusterImagePolicy
 
 CASES = Path(__file__).with_name("policy_controller_lint_cases.yaml")

@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from labkit.cli import main
 from labkit.errors import PolicyError
-from labkit.policy.load import cip_warnings, kms_problem, load_objects, load_policies
+from labkit.policy.load import load_objects, load_policies
+from labkit.policy.policy_controller_webhooks import cip_warnings, kms_problem
 from labkit.policy.schema import ClusterImagePolicy, TrustRoot
 
 A = "spec.authorities[0]"
