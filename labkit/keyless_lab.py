@@ -197,7 +197,7 @@ FORMATS = {  # how cosign signs in each format, as labkit's flags (the same as c
 }
 FORMAT_REPOSITORY = "workshop/formats-{engine}/{fmt}"
 FORMAT_NAMESPACE = "formats"  # opted in to policy-controller; Kyverno's pods stay in default
-# What the real engines answered (tests/lab/test_keyless_engines.py records and checks it)
+# What the real engines answered (tests/differential/test_keyless.py records and checks it)
 FORMAT_MATRIX = Path(__file__).parent / "samples" / "keyless_format_matrix.yaml"
 TABLE = "formats.yaml"
 

@@ -1,6 +1,6 @@
 """labkit.keyless_policies from a Sigstore's keys and trust files (no service runs): each document
 carries the lab's trust where its engine reads it, and labkit's strict loader, which mirrors the
-engines' CRDs, takes all four. tests/lab/test_keyless_engines.py has the real engines enforce them."""
+engines' CRDs, takes all four. tests/differential/test_keyless.py has the real engines enforce them."""
 
 from __future__ import annotations
 
