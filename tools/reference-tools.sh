@@ -26,15 +26,15 @@ wanted() {
   [[ " ${want[*]} " == *" $1 "* ]] || { [ -n "$(group "$1")" ] && [[ " ${want[*]} " == *" $(group "$1") "* ]]; }
 }
 
-# Tools `go install` builds directly. name|module/cmd path|version
+# Tools `go install` builds directly. name|module/cmd path|version|build group (below)
 TOOLS=(
-  "cosign-v2.6.1|github.com/sigstore/cosign/v2/cmd/cosign|v2.6.1"
-  "cosign-v2.6.5|github.com/sigstore/cosign/v2/cmd/cosign|v2.6.5"
-  "cosign-v3.1.3|github.com/sigstore/cosign/v3/cmd/cosign|v3.1.3"
-  "crane-v0.22.1|github.com/google/go-containerregistry/cmd/crane|v0.22.1"
+  "cosign-v2.6.1|github.com/sigstore/cosign/v2/cmd/cosign|v2.6.1|oci"
+  "cosign-v2.6.5|github.com/sigstore/cosign/v2/cmd/cosign|v2.6.5|oci"
+  "cosign-v3.1.3|github.com/sigstore/cosign/v3/cmd/cosign|v3.1.3|oci"
+  "crane-v0.22.1|github.com/google/go-containerregistry/cmd/crane|v0.22.1|oci"
   # OCI distribution-spec conformance suite: a main package since its rewrite; the proxy serves
   # no v1.1.x tag of this module, only this pseudo-version.
-  "oci-conformance-v0.0.0-20260831232431-97274622c111|github.com/opencontainers/distribution-spec/conformance|v0.0.0-20260831232431-97274622c111"
+  "oci-conformance-v0.0.0-20260831232431-97274622c111|github.com/opencontainers/distribution-spec/conformance|v0.0.0-20260831232431-97274622c111|oci"
 )
 
 # The local Sigstore the lab starts with `labkit lab up --sigstore` (labkit/lab/sigstore.py): Fulcio,
@@ -43,16 +43,16 @@ TOOLS=(
 # Fulcio's PKCS#11 CA and a zstd fast path would use it. The two POSIX mains are both called
 # `posix`, hence the names.
 TOOLS+=(
-  "fulcio-v1.8.8|github.com/sigstore/fulcio|v1.8.8"
-  "rekor-server-v1.5.4|github.com/sigstore/rekor/cmd/rekor-server|v1.5.4"
-  "trillian_log_server-v1.8.0|github.com/google/trillian/cmd/trillian_log_server|v1.8.0"
-  "trillian_log_signer-v1.8.0|github.com/google/trillian/cmd/trillian_log_signer|v1.8.0"
-  "tesseract-posix-v0.1.1|github.com/transparency-dev/tesseract/cmd/tesseract/posix|v0.1.1"
+  "fulcio-v1.8.8|github.com/sigstore/fulcio|v1.8.8|sigstore"
+  "rekor-server-v1.5.4|github.com/sigstore/rekor/cmd/rekor-server|v1.5.4|sigstore"
+  "trillian_log_server-v1.8.0|github.com/google/trillian/cmd/trillian_log_server|v1.8.0|sigstore"
+  "trillian_log_signer-v1.8.0|github.com/google/trillian/cmd/trillian_log_signer|v1.8.0|sigstore"
+  "tesseract-posix-v0.1.1|github.com/transparency-dev/tesseract/cmd/tesseract/posix|v0.1.1|sigstore"
 )
 
-build_direct() {  # name|module/cmd path|version
+build_direct() {  # name|module/cmd path|version|group
   local name pkg version out tmp start
-  IFS='|' read -r name pkg version <<<"$1"
+  IFS='|' read -r name pkg version _ <<<"$1"
   out="$CACHE/$name"
   [ -x "$out" ] && return 0
   tmp=$(mktemp -d)
@@ -116,31 +116,26 @@ build_wrapped() {  # name|wrapper (tools/go/…)|package|ldflags
 
 # The builds run as groups, two groups at a time (LABKIT_TOOLS_JOBS): one `go build` keeps both
 # cores busy while it compiles, but not while it downloads modules or links (one core), so a
-# second group fills those gaps. A group is one module graph, built in order, so its builds share
-# compiled packages instead of compiling them twice at once. Largest groups first.
-group_of() {  # a row's group: its wrapper module, or its place among the directly built tools
-  case "$1" in
-    cosign-*|crane-*|oci-conformance-*) echo direct-oci;;
-    fulcio-*|rekor-*|trillian*|tesseract-*) echo direct-sigstore;;
-    *) local wrapper; IFS='|' read -r _ wrapper _ <<<"$1"; echo "$wrapper";;
-  esac
-}
+# second group fills those gaps. A group (a wrapped row's wrapper module, a direct row's last
+# field) is built in order, so its builds share compiled packages instead of compiling them twice.
+wrapped_group() { IFS='|' read -r _ group _ <<<"$1"; echo "$group"; }
+direct_group() { echo "${1##*|}"; }
 run_group() {
-  local group="$1" row name
+  local row
   for row in "${WRAPPED[@]}"; do
-    name="${row%%|*}"
-    if wanted "$name" && [ "$(group_of "$row")" = "$group" ]; then build_wrapped "$row"; fi
+    if wanted "${row%%|*}" && [ "$(wrapped_group "$row")" = "$1" ]; then build_wrapped "$row"; fi
   done
   for row in "${TOOLS[@]}"; do
-    name="${row%%|*}"
-    if wanted "$name" && [ "$(group_of "$row")" = "$group" ]; then build_direct "$row"; fi
+    if wanted "${row%%|*}" && [ "$(direct_group "$row")" = "$1" ]; then build_direct "$row"; fi
   done
-  return 0
 }
+groups=()  # every row's group, in the rows' order (largest first)
+for row in "${WRAPPED[@]}"; do groups+=("$(wrapped_group "$row")"); done
+for row in "${TOOLS[@]}"; do groups+=("$(direct_group "$row")"); done
 JOBS="${LABKIT_TOOLS_JOBS:-2}"
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
-for group in kyverno kubernetes direct-oci policy-controller direct-sigstore kyverno-v1.17.0; do
+for group in $(printf '%s\n' "${groups[@]}" | awk '!seen[$0]++'); do
   while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 1; done
   run_group "$group" &
   pids+=($!)

@@ -186,8 +186,7 @@ def embedded(native: Side, sigstore: LocalSigstore, tmp_path_factory: pytest.Tem
     try:
         side = _copied(lab, native)
         side.enforce(sigstore)
-        yield side
-        side.withdraw()
+        yield side  # its policies go with the lab
     finally:
         lab.stop()
         if _TABLE.verdicts:
